@@ -1,0 +1,415 @@
+//! The `MailStore` contract shared by every lmtpd mailbox backend: envelopes, recipients,
+//! spooled messages, per-recipient outcomes and classified delivery errors.
+//!
+//! The LMTP rule this crate protects: after the final dot the server answers once per
+//! accepted recipient, in RCPT order. [`Outcomes`] can therefore only be built with exactly
+//! one result per recipient, and a [`DeliveryError`] carries the reply code the client sees.
+
+use std::fmt;
+use std::io::{self, Cursor, Read};
+use std::net::IpAddr;
+
+/// An RFC 3463 enhanced status code `class.subject.detail`, e.g. `4.2.2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Enhanced(pub u8, pub u16, pub u16);
+
+impl fmt::Display for Enhanced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// Whether the client may retry a failed delivery (4xx) or must give up (5xx).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A 4xx reply: the MTA keeps the message and retries later.
+    Temporary,
+    /// A 5xx reply: the MTA bounces the message for this recipient.
+    Permanent,
+}
+
+/// Why one recipient's copy could not be stored (or the recipient cannot receive mail now).
+///
+/// `text` is shown to the client and must not contain paths, SQL or other internals;
+/// `source` is for the log only.
+#[derive(Debug)]
+pub struct DeliveryError {
+    /// Temporary (4xx) or permanent (5xx).
+    pub kind: ErrorKind,
+    /// The basic three-digit reply code, e.g. 452.
+    pub code: u16,
+    /// The enhanced status code, whose class matches `code`.
+    pub enhanced: Enhanced,
+    /// Client-safe reply text.
+    pub text: String,
+    /// What really happened, for the log.
+    pub source: Option<String>,
+}
+
+impl DeliveryError {
+    /// Builds an error from its reply code; the kind follows from the first digit.
+    pub fn new(code: u16, enhanced: Enhanced, text: impl Into<String>) -> Self {
+        let kind = if code >= 500 {
+            ErrorKind::Permanent
+        } else {
+            ErrorKind::Temporary
+        };
+        DeliveryError {
+            kind,
+            code,
+            enhanced,
+            text: text.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the internal cause (logged, never sent to the client).
+    pub fn with_source(mut self, source: impl fmt::Display) -> Self {
+        self.source = Some(source.to_string());
+        self
+    }
+
+    /// `550 5.1.1`: no such user here.
+    pub fn unknown_user() -> Self {
+        Self::new(550, Enhanced(5, 1, 1), "No such user here")
+    }
+
+    /// Mailbox full: `452 4.2.2` by default, `552 5.2.2` when `permfail` is set
+    /// (`quota_full = permfail`).
+    pub fn over_quota(permfail: bool) -> Self {
+        if permfail {
+            Self::new(552, Enhanced(5, 2, 2), "Mailbox full, quota exceeded")
+        } else {
+            Self::new(452, Enhanced(4, 2, 2), "Mailbox full, quota exceeded")
+        }
+    }
+
+    /// `450 4.2.0`: the mailbox is locked by someone else past the lock timeout.
+    pub fn mailbox_busy() -> Self {
+        Self::new(450, Enhanced(4, 2, 0), "Mailbox busy, try again later")
+    }
+
+    /// `452 4.3.1`: the file system or database is full.
+    pub fn storage_full() -> Self {
+        Self::new(452, Enhanced(4, 3, 1), "Mail system full, try again later")
+    }
+
+    /// `451 4.3.0`: any other local problem; the MTA retries.
+    pub fn local_error() -> Self {
+        Self::new(
+            451,
+            Enhanced(4, 3, 0),
+            "Local error in processing, try again later",
+        )
+    }
+
+    /// `550 5.2.0`: the mailbox exists but is unusable (a symlink, a hard link, not a file).
+    pub fn mailbox_unusable() -> Self {
+        Self::new(550, Enhanced(5, 2, 0), "Mailbox unavailable")
+    }
+
+    /// Classifies an I/O error once, the same way in every backend: a full disk or
+    /// file-size limit becomes `452 4.3.1`, a disk quota the configured quota reply, anything
+    /// else `451 4.3.0`. The OS error goes to `source`.
+    pub fn from_io(err: &io::Error, quota_permfail: bool) -> Self {
+        let base = match err.raw_os_error() {
+            Some(code) if code == ENOSPC || code == EFBIG => Self::storage_full(),
+            Some(code) if code == EDQUOT => Self::over_quota(quota_permfail),
+            _ => Self::local_error(),
+        };
+        base.with_source(err)
+    }
+}
+
+/// errno values used for classification (identical on Linux and the BSDs for these three,
+/// except EDQUOT, which differs).
+const ENOSPC: i32 = 28;
+const EFBIG: i32 = 27;
+#[cfg(target_os = "linux")]
+const EDQUOT: i32 = 122;
+#[cfg(not(target_os = "linux"))]
+const EDQUOT: i32 = 69;
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.code, self.enhanced, self.text)?;
+        if let Some(src) = &self.source {
+            write!(f, " ({src})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DeliveryError {}
+
+/// Per-user limits from the users file. `None` means unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Total bytes the mailbox may hold.
+    pub bytes: Option<u64>,
+    /// Number of messages the mailbox may hold.
+    pub messages: Option<u64>,
+}
+
+impl Quota {
+    /// True when any limit is set.
+    pub fn is_limited(&self) -> bool {
+        self.bytes.is_some() || self.messages.is_some()
+    }
+
+    /// True when the usage already reaches a limit (nothing more may be added).
+    pub fn is_full(&self, used_bytes: u64, used_messages: u64) -> bool {
+        self.bytes.is_some_and(|b| used_bytes >= b)
+            || self.messages.is_some_and(|m| used_messages >= m)
+    }
+
+    /// True when adding one message of `size` bytes would exceed a limit.
+    pub fn would_exceed(&self, used_bytes: u64, used_messages: u64, size: u64) -> bool {
+        self.bytes
+            .is_some_and(|b| used_bytes.saturating_add(size) > b)
+            || self
+                .messages
+                .is_some_and(|m| used_messages.saturating_add(1) > m)
+    }
+}
+
+/// A resolved recipient: who the mail is for and where inside their mailbox it goes.
+///
+/// Every field that may reach a path has been checked by the directory (no `/`, no `..`,
+/// no control characters, no leading dot); backends still treat them as untrusted text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    /// The forward-path as the client gave it (after source-route removal), for
+    /// `Delivered-To`, `for <...>` and the log.
+    pub address: String,
+    /// Canonical user address from the users file, e.g. `alice@example.org` (`%u`).
+    pub user: String,
+    /// Local part of `user` (`%n`).
+    pub local: String,
+    /// Domain of `user`, lower case (`%d`).
+    pub domain: String,
+    /// The `+detail` of the address, if any; backends map it to a folder.
+    pub detail: Option<String>,
+    /// Quota limits for this user.
+    pub quota: Quota,
+    /// Trace header block (Return-Path, Delivered-To, Received) that starts this recipient's
+    /// copy, with LF line endings. Empty at RCPT time; filled before `deliver`.
+    pub trace: Vec<u8>,
+}
+
+/// The null or a real reverse-path (`MAIL FROM`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Envelope {
+    /// The sender mailbox, `None` for the null reverse-path `<>`.
+    pub sender: Option<String>,
+    /// The client's LHLO argument.
+    pub lhlo: String,
+    /// The client's IP address on TCP; `None` on a Unix socket or stdin.
+    pub peer: Option<IpAddr>,
+    /// Whether MAIL carried `SMTPUTF8`.
+    pub smtputf8: bool,
+    /// Whether MAIL carried `BODY=8BITMIME`.
+    pub eight_bit: bool,
+    /// This transaction's id (also in the Received header and the log).
+    pub id: String,
+}
+
+impl Envelope {
+    /// The reverse-path as it appears in `Return-Path:`: the address, or empty for `<>`.
+    pub fn sender_or_empty(&self) -> &str {
+        self.sender.as_deref().unwrap_or("")
+    }
+}
+
+/// A spooled message body that can be read from the start as often as needed.
+pub trait Body: Send + Sync {
+    /// The body's length in bytes as stored (LF line endings).
+    fn len(&self) -> u64;
+    /// True when the body is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A fresh reader positioned at the start of the body.
+    fn open(&self) -> io::Result<Box<dyn Read + Send + '_>>;
+    /// Number of LF line ends in the body (so a backend can report the CRLF size,
+    /// e.g. Maildir's `,W=`).
+    fn lines(&self) -> u64;
+}
+
+/// A body held in memory; handy for tests and tiny messages.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryBody(pub Vec<u8>);
+
+impl Body for MemoryBody {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(Cursor::new(&self.0[..])))
+    }
+    fn lines(&self) -> u64 {
+        self.0.iter().filter(|&&b| b == b'\n').count() as u64
+    }
+}
+
+/// The message handed to a store after the final dot: the envelope plus the spooled body.
+/// Each recipient's copy is that recipient's `trace` followed by the body.
+pub struct Message<'a> {
+    /// The envelope of the transaction.
+    pub envelope: &'a Envelope,
+    /// The body (headers and content, LF line endings, incoming Return-Path removed).
+    pub body: &'a dyn Body,
+}
+
+impl<'a> Message<'a> {
+    /// Wraps an envelope and a body.
+    pub fn new(envelope: &'a Envelope, body: &'a dyn Body) -> Self {
+        Message { envelope, body }
+    }
+
+    /// Size in bytes of `rcpt`'s copy (trace headers plus body), as stored.
+    pub fn copy_size(&self, rcpt: &Recipient) -> u64 {
+        rcpt.trace.len() as u64 + self.body.len()
+    }
+
+    /// Number of LF line ends in `rcpt`'s copy.
+    pub fn copy_lines(&self, rcpt: &Recipient) -> u64 {
+        rcpt.trace.iter().filter(|&&b| b == b'\n').count() as u64 + self.body.lines()
+    }
+
+    /// A reader over `rcpt`'s whole copy: trace headers, then the body.
+    pub fn reader(&self, rcpt: &'a Recipient) -> io::Result<impl Read + '_> {
+        Ok(Cursor::new(&rcpt.trace[..]).chain(self.body.open()?))
+    }
+}
+
+/// One result per recipient, in the order of the recipients given to the store.
+///
+/// There is no way to build an `Outcomes` with a different length than the recipient
+/// slice, which is how the one-reply-per-RCPT rule is kept by construction.
+#[derive(Debug)]
+pub struct Outcomes(Vec<Result<(), DeliveryError>>);
+
+impl Outcomes {
+    /// Calls `f` once for each recipient, in order, and collects the results.
+    pub fn from_fn(
+        rcpts: &[Recipient],
+        f: impl FnMut(&Recipient) -> Result<(), DeliveryError>,
+    ) -> Self {
+        Outcomes(rcpts.iter().map(f).collect())
+    }
+
+    /// The same error for every recipient (e.g. the spool could not be read).
+    pub fn all(rcpts: &[Recipient], err: impl Fn() -> DeliveryError) -> Self {
+        Outcomes(rcpts.iter().map(|_| Err(err())).collect())
+    }
+
+    /// Number of results (equal to the number of recipients).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for a transaction with no recipients.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The results, in recipient order.
+    pub fn into_results(self) -> Vec<Result<(), DeliveryError>> {
+        self.0
+    }
+}
+
+/// A mailbox backend (Maildir, mbox, SQLite). Object-safe: the store is chosen at run time
+/// and different recipients of one transaction may live in different stores.
+pub trait MailStore: Send + Sync {
+    /// A short name for logs (`maildir`, `mbox`, `sqlite`).
+    fn name(&self) -> &'static str;
+
+    /// At RCPT time: may this recipient receive mail now? (The mailbox is usable and not
+    /// already over quota.) Must be cheap: it runs once per RCPT.
+    fn check(&self, rcpt: &Recipient) -> Result<(), DeliveryError>;
+
+    /// After the final dot: stores one copy per recipient and returns one outcome per
+    /// recipient, same length and order as `rcpts`. `Ok` means the copy is durable.
+    /// One recipient's failure never changes another's outcome.
+    fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rcpt(addr: &str) -> Recipient {
+        Recipient {
+            address: addr.into(),
+            user: addr.into(),
+            local: "a".into(),
+            domain: "b".into(),
+            detail: None,
+            quota: Quota::default(),
+            trace: b"X-T: 1\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn outcomes_have_one_result_per_recipient_in_order() {
+        let rcpts = vec![rcpt("a@b"), rcpt("c@d"), rcpt("e@f")];
+        let out = Outcomes::from_fn(&rcpts, |r| {
+            if r.address == "c@d" {
+                Err(DeliveryError::over_quota(false))
+            } else {
+                Ok(())
+            }
+        });
+        let res = out.into_results();
+        assert_eq!(res.len(), 3);
+        assert!(res[0].is_ok());
+        assert_eq!(res[1].as_ref().map_err(|e| e.code), Err(452));
+        assert!(res[2].is_ok());
+    }
+
+    #[test]
+    fn io_errors_are_classified_once() {
+        let full = io::Error::from_raw_os_error(ENOSPC);
+        let e = DeliveryError::from_io(&full, false);
+        assert_eq!((e.code, e.enhanced), (452, Enhanced(4, 3, 1)));
+        let other = io::Error::from_raw_os_error(5); // EIO
+        let e = DeliveryError::from_io(&other, false);
+        assert_eq!((e.code, e.enhanced), (451, Enhanced(4, 3, 0)));
+        assert_eq!(e.kind, ErrorKind::Temporary);
+        let quota = io::Error::from_raw_os_error(EDQUOT);
+        let e = DeliveryError::from_io(&quota, true);
+        assert_eq!((e.code, e.enhanced), (552, Enhanced(5, 2, 2)));
+        assert_eq!(e.kind, ErrorKind::Permanent);
+    }
+
+    #[test]
+    fn quota_limits() {
+        let q = Quota {
+            bytes: Some(1000),
+            messages: Some(2),
+        };
+        assert!(!q.is_full(990, 1));
+        assert!(q.would_exceed(990, 1, 20));
+        assert!(!q.would_exceed(990, 1, 5));
+        assert!(q.would_exceed(0, 2, 1));
+        assert!(q.is_full(1000, 0));
+        assert!(!Quota::default().is_limited());
+    }
+
+    #[test]
+    fn message_reader_prefixes_trace() {
+        let env = Envelope::default();
+        let body = MemoryBody(b"Subject: x\n\nhi\n".to_vec());
+        let msg = Message::new(&env, &body);
+        let r = rcpt("a@b");
+        let mut out = Vec::new();
+        msg.reader(&r)
+            .and_then(|mut rd| rd.read_to_end(&mut out))
+            .ok();
+        assert_eq!(out, b"X-T: 1\nSubject: x\n\nhi\n");
+        assert_eq!(msg.copy_size(&r), out.len() as u64);
+        assert_eq!(msg.copy_lines(&r), 4);
+    }
+}
