@@ -1,0 +1,240 @@
+//! The on-disk Maildir layout: creating and checking `tmp/new/cur`, Maildir++ folders for
+//! `+detail`, and sweeping stale `tmp/` entries.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::error::{io_at, Failure};
+use crate::DetailMailbox;
+
+/// The three subdirectories of every maildir and folder.
+pub(crate) const SUBDIRS: [&str; 3] = ["tmp", "new", "cur"];
+/// Longest `+detail` (in bytes) that becomes a folder name; longer ones go to INBOX.
+const MAX_DETAIL: usize = 200;
+
+/// Checks that `path` is a real directory (not a symlink, not a file).
+/// `Ok(false)` when it does not exist.
+pub(crate) fn check_dir(path: &Path) -> Result<bool, Failure> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Failure::Local(format!(
+            "{} is a symlink; refusing to deliver",
+            path.display()
+        ))),
+        Ok(meta) if !meta.is_dir() => Err(Failure::Local(format!(
+            "{} is not a directory; refusing to deliver",
+            path.display()
+        ))),
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(io_at("stat", path)(err)),
+    }
+}
+
+/// fsyncs a directory so new entries in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Creates `path` with mode 0700 (parents too when `parents`), tolerating a concurrent
+/// creator, then checks it is a real directory.
+fn make_dir(path: &Path, parents: bool) -> Result<(), Failure> {
+    if check_dir(path)? {
+        return Ok(());
+    }
+    // The directories about to be created (path and missing ancestors), so their entries
+    // can be made durable: a 250 must not depend on a directory a crash could forget.
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take(if parents { usize::MAX } else { 1 })
+        .take_while(|a| !a.as_os_str().is_empty() && fs::symlink_metadata(a).is_err())
+        .collect();
+    let mut builder = DirBuilder::new();
+    builder.mode(0o700).recursive(parents);
+    match builder.create(path) {
+        Ok(()) => {
+            for dir in missing {
+                let parent = match dir.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                sync_dir(parent).map_err(io_at("fsync", parent))?;
+            }
+        }
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(io_at("create directory", path)(err)),
+    }
+    if check_dir(path)? {
+        Ok(())
+    } else {
+        Err(Failure::Local(format!(
+            "{} vanished after creation",
+            path.display()
+        )))
+    }
+}
+
+/// Makes sure `dir` is a usable maildir: the directory itself and `tmp/`, `new/`, `cur/`,
+/// each mode 0700 when created and none of them a symlink.
+pub(crate) fn ensure_maildir(dir: &Path, parents: bool) -> Result<(), Failure> {
+    make_dir(dir, parents)?;
+    for sub in SUBDIRS {
+        make_dir(&dir.join(sub), false)?;
+    }
+    Ok(())
+}
+
+/// Why a `+detail` may not name a folder, or `Ok` when it may.
+pub(crate) fn check_detail(detail: &str) -> Result<(), &'static str> {
+    if detail.is_empty() {
+        Err("empty")
+    } else if detail.len() > MAX_DETAIL {
+        Err("too long")
+    } else if detail.starts_with('.') {
+        Err("starts with '.'")
+    } else if detail.ends_with('.') {
+        Err("ends with '.'")
+    } else if detail.contains("..") {
+        Err("contains \"..\"")
+    } else if detail.contains('/') {
+        Err("contains '/'")
+    } else if detail.chars().any(|c| c == '\0' || c.is_control()) {
+        Err("contains a NUL or control character")
+    } else {
+        Ok(())
+    }
+}
+
+/// Finds the folder directory named `want` (`.<detail>`) under `root`, or one whose name
+/// differs only in ASCII case. Does not check what it found.
+fn find_folder(root: &Path, want: &str) -> Result<Option<PathBuf>, Failure> {
+    let exact = root.join(want);
+    match fs::symlink_metadata(&exact) {
+        Ok(_) => return Ok(Some(exact)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_at("stat", &exact)(err)),
+    }
+    let entries = fs::read_dir(root).map_err(io_at("read directory", root))?;
+    let mut found: Option<PathBuf> = None;
+    for entry in entries {
+        let entry = entry.map_err(io_at("read directory", root))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.eq_ignore_ascii_case(want) {
+            // Deterministic choice when several variants exist: the smallest name.
+            let path = entry.path();
+            match &found {
+                Some(f) if *f <= path => {}
+                _ => found = Some(path),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Creates the empty `maildirfolder` marker in `folder` unless it exists already.
+fn mark_folder(folder: &Path) -> Result<(), Failure> {
+    let marker = folder.join("maildirfolder");
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&marker)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(io_at("create", &marker)(err)),
+    }
+}
+
+/// Picks the maildir this recipient's copy goes into: `root` (INBOX) or a Maildir++ folder
+/// `.<detail>` according to `mode`. The root must already be a checked maildir.
+pub(crate) fn resolve_target(
+    root: &Path,
+    detail: Option<&str>,
+    mode: DetailMailbox,
+    user: &str,
+) -> Result<PathBuf, Failure> {
+    let Some(detail) = detail else {
+        return Ok(root.to_path_buf());
+    };
+    if mode == DetailMailbox::No {
+        return Ok(root.to_path_buf());
+    }
+    if let Err(why) = check_detail(detail) {
+        log::warn!("maildir: {user}: detail {detail:?} {why}; delivering to INBOX");
+        return Ok(root.to_path_buf());
+    }
+    let want = format!(".{detail}");
+    match find_folder(root, &want)? {
+        Some(folder) => {
+            ensure_maildir(&folder, false)?;
+            if mode == DetailMailbox::Create {
+                mark_folder(&folder)?;
+            }
+            Ok(folder)
+        }
+        None if mode == DetailMailbox::Create => {
+            let folder = root.join(want);
+            ensure_maildir(&folder, false)?;
+            mark_folder(&folder)?;
+            log::info!("maildir: {user}: created folder {}", folder.display());
+            Ok(folder)
+        }
+        None => Ok(root.to_path_buf()),
+    }
+}
+
+/// Removes entries of `maildir/tmp/` whose modification time is more than `max_age` ago and
+/// returns how many were removed. Directories and `dovecot*` names are left alone; a missing
+/// `tmp/` counts as empty; a `tmp/` that is a symlink or not a directory is an error.
+pub fn sweep_tmp(maildir: &Path, max_age: Duration) -> io::Result<usize> {
+    let tmp = maildir.join("tmp");
+    match fs::symlink_metadata(&tmp) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(io::Error::other(format!(
+                "{} is a symlink or not a directory",
+                tmp.display()
+            )))
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err),
+    }
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in fs::read_dir(&tmp)? {
+        let Ok(entry) = entry else { continue };
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("dovecot"))
+        {
+            continue;
+        }
+        // DirEntry::metadata does not follow symlinks.
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            continue;
+        }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > max_age);
+        if !old {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => log::warn!(
+                "maildir: cannot remove stale {}: {err}",
+                entry.path().display()
+            ),
+        }
+    }
+    Ok(removed)
+}

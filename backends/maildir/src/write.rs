@@ -1,0 +1,140 @@
+//! Storing one copy: unique file in `tmp/`, stream + fsync, hard link into `new/`, fsync
+//! `new/`, unlink the tmp file; on any failure nothing is left behind.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use lmtpd_store::{Message, Recipient};
+
+use crate::error::{io_at, Failure};
+use crate::layout::sync_dir;
+use crate::name;
+
+/// Copy buffer size: memory use does not grow with the message.
+const BUF_SIZE: usize = 64 * 1024;
+/// Attempts at a fresh name when one is taken (it never should be).
+const NAME_TRIES: usize = 10;
+
+/// Removes what a failed delivery left behind. Disarmed field by field as steps succeed.
+#[derive(Default)]
+struct Cleanup {
+    tmp: Option<PathBuf>,
+    new: Option<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(new) = self.new.take() {
+            if let Err(err) = fs::remove_file(&new) {
+                log::warn!("maildir: cannot remove {}: {err}", new.display());
+            }
+            if let Some(dir) = new.parent() {
+                let _ = sync_dir(dir);
+            }
+        }
+        if let Some(tmp) = self.tmp.take() {
+            if let Err(err) = fs::remove_file(&tmp) {
+                if err.kind() != io::ErrorKind::NotFound {
+                    log::warn!("maildir: cannot remove {}: {err}", tmp.display());
+                }
+            }
+        }
+    }
+}
+
+/// Creates a fresh 0600 file in `tmp_dir` under a unique name, retrying on `EEXIST`.
+fn create_tmp(tmp_dir: &Path, host: &str) -> Result<(String, PathBuf, File), Failure> {
+    let mut last = None;
+    for _ in 0..NAME_TRIES {
+        let base = name::unique(host);
+        let path = tmp_dir.join(&base);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(file) => return Ok((base, path, file)),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => last = Some(err),
+            Err(err) => return Err(io_at("create", &path)(err)),
+        }
+    }
+    Err(io_at("create unique file in", tmp_dir)(
+        last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)),
+    ))
+}
+
+/// Streams `reader` into `file` through a fixed buffer; returns the bytes written.
+fn copy(mut reader: impl Read, file: &mut File, path: &Path) -> Result<u64, Failure> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                return Err(Failure::Io {
+                    what: "read message from spool".into(),
+                    err,
+                })
+            }
+        };
+        file.write_all(&buf[..n]).map_err(io_at("write", path))?;
+        total += n as u64;
+    }
+}
+
+/// Stores `rcpt`'s copy of `msg` in the maildir `dir` (which must exist with `tmp/` and
+/// `new/`). Returns the file name in `new/`. `host` is the escaped host name.
+pub(crate) fn store_copy(
+    dir: &Path,
+    host: &str,
+    msg: &Message<'_>,
+    rcpt: &Recipient,
+) -> Result<String, Failure> {
+    let tmp_dir = dir.join("tmp");
+    let new_dir = dir.join("new");
+    let size = msg.copy_size(rcpt);
+    let crlf_size = size.saturating_add(msg.copy_lines(rcpt));
+
+    let mut cleanup = Cleanup::default();
+    let (mut base, tmp_path, mut file) = create_tmp(&tmp_dir, host)?;
+    cleanup.tmp = Some(tmp_path.clone());
+
+    let reader = msg.reader(rcpt).map_err(|err| Failure::Io {
+        what: "open message spool".into(),
+        err,
+    })?;
+    let written = copy(reader, &mut file, &tmp_path)?;
+    if written != size {
+        return Err(Failure::Local(format!(
+            "message copy is {written} bytes, expected {size}; not delivering"
+        )));
+    }
+    file.sync_all().map_err(io_at("fsync", &tmp_path))?;
+    drop(file);
+
+    // link() never replaces an existing file; on the (unexpected) EEXIST pick a new name.
+    let mut tries = 0;
+    let (new_name, new_path) = loop {
+        let new_name = format!("{base},S={size},W={crlf_size}");
+        let new_path = new_dir.join(&new_name);
+        match fs::hard_link(&tmp_path, &new_path) {
+            Ok(()) => break (new_name, new_path),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists && tries < NAME_TRIES => {
+                tries += 1;
+                base = name::unique(host);
+            }
+            Err(err) => return Err(io_at("link into", &new_path)(err)),
+        }
+    };
+    cleanup.new = Some(new_path);
+    sync_dir(&new_dir).map_err(io_at("fsync", &new_dir))?;
+    fs::remove_file(&tmp_path).map_err(io_at("unlink", &tmp_path))?;
+    cleanup.tmp = None;
+    cleanup.new = None;
+    Ok(new_name)
+}
