@@ -1,0 +1,15 @@
+//! The sans-IO LMTP protocol core (RFC 2033): bytes in, events and replies out. No I/O, clocks
+//! or threads; the driver feeds [`Session::receive`], handles [`Event`]s and sends
+//! [`Session::output`].
+
+pub mod address;
+pub mod command;
+pub mod data;
+pub mod reply;
+pub mod session;
+
+pub use address::{AddressError, Mailbox};
+pub use command::{Command, Verb, MAX_COMMAND_LINE};
+pub use data::DataDecoder;
+pub use reply::{Enhanced, Reply};
+pub use session::{BareNewline, Event, MailFrom, Session, SessionConfig, Transaction};
