@@ -2,5 +2,21 @@
 //!
 //! # Layout
 //!
-//! - [`proto`]: the sans-IO LMTP session (bytes in, events and replies out).
+//! - [`proto`]: the sans-IO LMTP session (bytes in, events and replies out); std only.
+//! - [`server`]: listeners and the mio accept loop, the worker pool, the per-connection
+//!   driver.
+//! - [`config`]: the configuration file and options.
+//! - [`directory`]: the users file and recipient resolution.
+//! - [`spool`]: the per-transaction body spool.
+//! - [`trace`]: Return-Path / Delivered-To / Received headers.
+//! - [`deliver`]: per-recipient delivery, replies and log lines.
+//!
+//! The mailbox backends live in their own crates: `lmtpd-store` (the `MailStore` trait)
+//! and `lmtpd-maildir`.
+pub mod config;
+pub mod deliver;
+pub mod directory;
 pub mod proto;
+pub mod server;
+pub mod spool;
+pub mod trace;

@@ -1,0 +1,393 @@
+//! Recipient resolution: the users file, domain and local-part case folding, `+detail`
+//! splitting, Postmaster, quota attributes, and the checks that keep an address from ever
+//! becoming an unsafe path.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use lmtpd_store::{DeliveryError, Enhanced, Quota, Recipient};
+
+use crate::config::{parse_size, Config, StoreKind};
+use crate::proto::Mailbox;
+
+/// One line of the users file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// Local part as written (lower-cased when `lowercase_localpart`).
+    pub local: String,
+    /// Domain, lower case.
+    pub domain: String,
+    /// Limits.
+    pub quota: Quota,
+    /// Store for this user; `None` = the global `store`.
+    pub store: Option<StoreKind>,
+}
+
+impl User {
+    /// `local@domain`.
+    pub fn address(&self) -> String {
+        format!("{}@{}", self.local, self.domain)
+    }
+}
+
+/// A recipient the directory accepted, with the store it lives in.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// What the stores see.
+    pub rcpt: Recipient,
+    /// Which store delivers it.
+    pub store: StoreKind,
+}
+
+/// The users table plus the address rules from the configuration.
+#[derive(Clone, Debug)]
+pub struct Directory {
+    users: HashMap<String, User>,
+    delimiters: Vec<char>,
+    lowercase_localpart: bool,
+    default_store: StoreKind,
+    postmaster: String,
+}
+
+/// `550 5.1.3`: an address that would be unsafe as a path component.
+fn unsafe_address() -> DeliveryError {
+    DeliveryError::new(
+        550,
+        Enhanced(5, 1, 3),
+        "Bad destination mailbox address syntax",
+    )
+}
+
+/// True when `s` is safe to use as one path component built from an address: non-empty,
+/// no `/`, no NUL or control characters, no leading dot, no `..`.
+pub fn is_safe_component(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && !s.contains("..")
+        && !s.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
+impl Directory {
+    /// Parses users-file text; every bad line is reported with its number.
+    pub fn parse(text: &str, origin: &str, cfg: &Config) -> Result<Directory, Vec<String>> {
+        let mut dir = Directory {
+            users: HashMap::new(),
+            delimiters: cfg.recipient_delimiter.chars().collect(),
+            lowercase_localpart: cfg.lowercase_localpart,
+            default_store: cfg.store,
+            postmaster: cfg.postmaster.clone(),
+        };
+        let mut errors = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let lineno = i + 1;
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match dir.parse_line(line) {
+                Ok(user) => {
+                    let key = user.address();
+                    match dir.users.entry(key) {
+                        std::collections::hash_map::Entry::Occupied(e) => {
+                            errors.push(format!("{origin}:{lineno}: {} is listed twice", e.key()))
+                        }
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(user);
+                        }
+                    }
+                }
+                Err(e) => errors.push(format!("{origin}:{lineno}: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(dir)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Reads and parses the users file named in the configuration.
+    pub fn load(cfg: &Config) -> Result<Directory, Vec<String>> {
+        let path: &Path = &cfg.users;
+        let text = fs::read_to_string(path)
+            .map_err(|e| vec![format!("{}: cannot read users file: {e}", path.display())])?;
+        Directory::parse(&text, &path.display().to_string(), cfg)
+    }
+
+    fn parse_line(&self, line: &str) -> Result<User, String> {
+        let mut words = line.split_whitespace();
+        let addr = words.next().unwrap_or_default();
+        let Some((local, domain)) = addr.rsplit_once('@') else {
+            return Err(format!("'{addr}' is not an address (user@domain)"));
+        };
+        if !is_safe_component(local) || !is_safe_component(domain) {
+            return Err(format!(
+                "'{addr}' cannot be a mailbox (no '/', '..', control characters or leading dot)"
+            ));
+        }
+        if local.contains(&self.delimiters[..]) {
+            log::debug!("users file entry {addr} contains the recipient delimiter");
+        }
+        let mut user = User {
+            local: self.fold_local(local),
+            domain: domain.to_lowercase(),
+            quota: Quota::default(),
+            store: None,
+        };
+        for word in words {
+            let Some((k, v)) = word.split_once('=') else {
+                return Err(format!("'{word}' is not key=value"));
+            };
+            match k {
+                "quota" => user.quota.bytes = Some(parse_size(v)?).filter(|&n| n > 0),
+                "quota_messages" => {
+                    user.quota.messages = Some(
+                        v.parse::<u64>()
+                            .map_err(|_| format!("quota_messages '{v}' is not a number"))?,
+                    )
+                    .filter(|&n| n > 0)
+                }
+                "store" => user.store = Some(StoreKind::parse(v)?),
+                _ => {
+                    return Err(format!(
+                        "unknown attribute '{k}' (quota, quota_messages, store)"
+                    ))
+                }
+            }
+        }
+        Ok(user)
+    }
+
+    fn fold_local(&self, local: &str) -> String {
+        if self.lowercase_localpart {
+            local.to_lowercase()
+        } else {
+            local.to_string()
+        }
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// True when the users file lists nobody.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// All users (for `lmtpd -t` and start-up checks).
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
+    }
+
+    /// Resolves a forward-path to a user of this server, or says why not:
+    /// `550 5.1.1` unknown, `550 5.1.3` unsafe as a path.
+    pub fn resolve(&self, mailbox: &Mailbox) -> Result<Resolved, DeliveryError> {
+        let address = mailbox.to_string();
+        let (local, domain) = match &mailbox.domain {
+            Some(d) => (mailbox.local.as_str(), d.to_lowercase()),
+            None if mailbox.is_postmaster() => return self.resolve_postmaster(address),
+            None => return Err(DeliveryError::unknown_user()),
+        };
+        if !is_safe_component(local) || !is_safe_component(&domain) {
+            return Err(unsafe_address());
+        }
+        let local = self.fold_local(local);
+        let exact = format!("{local}@{domain}");
+        let (user, detail) = if let Some(u) = self.users.get(&exact) {
+            (u, None)
+        } else if let Some(pos) = mailbox.local.find(&self.delimiters[..]) {
+            // Split the local part as the client sent it, so the detail keeps its case
+            // (folder lookup matches case) and folding cannot shift the split point.
+            let (base, rest) = mailbox.local.split_at(pos);
+            let mut chars = rest.chars();
+            chars.next();
+            let detail = chars.as_str();
+            let user = self
+                .users
+                .get(&format!("{}@{domain}", self.fold_local(base)))
+                .ok_or_else(DeliveryError::unknown_user)?;
+            let detail = if detail.is_empty() {
+                None
+            } else if is_safe_component(detail) {
+                Some(detail.to_string())
+            } else {
+                return Err(unsafe_address());
+            };
+            (user, detail)
+        } else {
+            return Err(DeliveryError::unknown_user());
+        };
+        Ok(self.recipient(user, address, detail))
+    }
+
+    fn resolve_postmaster(&self, address: String) -> Result<Resolved, DeliveryError> {
+        let user = if self.postmaster.is_empty() {
+            let mut found: Vec<&User> = self
+                .users
+                .values()
+                .filter(|u| u.local.eq_ignore_ascii_case("postmaster"))
+                .collect();
+            found.sort_by(|a, b| a.domain.cmp(&b.domain));
+            found.first().copied()
+        } else {
+            let (l, d) = self
+                .postmaster
+                .rsplit_once('@')
+                .unwrap_or((self.postmaster.as_str(), ""));
+            self.users
+                .get(&format!("{}@{}", self.fold_local(l), d.to_lowercase()))
+        };
+        user.map(|u| self.recipient(u, address, None))
+            .ok_or_else(DeliveryError::unknown_user)
+    }
+
+    fn recipient(&self, user: &User, address: String, detail: Option<String>) -> Resolved {
+        Resolved {
+            rcpt: Recipient {
+                address,
+                user: user.address(),
+                local: user.local.clone(),
+                domain: user.domain.clone(),
+                detail,
+                quota: user.quota,
+                trace: Vec::new(),
+            },
+            store: user.store.unwrap_or(self.default_store),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(text: &str) -> Directory {
+        Directory::parse(text, "users", &Config::default()).expect("valid users file")
+    }
+
+    fn mb(local: &str, domain: Option<&str>) -> Mailbox {
+        Mailbox {
+            local: local.into(),
+            domain: domain.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn users_file_attributes_parse() {
+        let d = dir("# c\nalice@example.org\nfull@example.org quota=1K\nbob@Example.ORG quota=2G quota_messages=100000\n");
+        assert_eq!(d.len(), 3);
+        let bob = d.resolve(&mb("bob", Some("example.org"))).expect("bob");
+        assert_eq!(bob.rcpt.quota.bytes, Some(2 << 30));
+        assert_eq!(bob.rcpt.quota.messages, Some(100_000));
+        assert_eq!(bob.rcpt.domain, "example.org");
+    }
+
+    #[test]
+    fn users_file_errors_have_line_numbers() {
+        let errs = Directory::parse(
+            "ok@x\nnot-an-address\nbad@x quota=lots\nok@x\n../x@y\nz@x color=red\n",
+            "u",
+            &Config::default(),
+        )
+        .expect_err("invalid");
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert!(errs[0].starts_with("u:2:"));
+        assert!(errs[3].starts_with("u:5:"));
+    }
+
+    #[test]
+    fn domains_compare_case_insensitively_and_local_parts_fold() {
+        let d = dir("alice@example.org\n");
+        assert!(d.resolve(&mb("ALICE", Some("EXAMPLE.org"))).is_ok());
+        let strict = Directory::parse(
+            "alice@example.org\n",
+            "u",
+            &Config {
+                lowercase_localpart: false,
+                ..Config::default()
+            },
+        )
+        .expect("valid");
+        assert!(strict.resolve(&mb("Alice", Some("example.org"))).is_err());
+        assert!(strict.resolve(&mb("alice", Some("Example.Org"))).is_ok());
+    }
+
+    #[test]
+    fn detail_is_split_at_the_delimiter() {
+        let d = dir("alice@example.org\n");
+        let r = d
+            .resolve(&mb("alice+Lists", Some("example.org")))
+            .expect("ok");
+        assert_eq!(r.rcpt.user, "alice@example.org");
+        assert_eq!(r.rcpt.detail.as_deref(), Some("Lists"));
+        assert_eq!(r.rcpt.address, "alice+Lists@example.org");
+        let r = d.resolve(&mb("alice+", Some("example.org"))).expect("ok");
+        assert_eq!(r.rcpt.detail, None);
+    }
+
+    #[test]
+    fn several_delimiters_are_allowed() {
+        let d = Directory::parse(
+            "alice@example.org\n",
+            "u",
+            &Config {
+                recipient_delimiter: "+-".into(),
+                ..Config::default()
+            },
+        )
+        .expect("valid");
+        let r = d
+            .resolve(&mb("alice-news", Some("example.org")))
+            .expect("ok");
+        assert_eq!(r.rcpt.detail.as_deref(), Some("news"));
+    }
+
+    #[test]
+    fn unknown_user_is_550_5_1_1() {
+        let d = dir("alice@example.org\n");
+        let e = d
+            .resolve(&mb("mallory", Some("example.org")))
+            .expect_err("unknown");
+        assert_eq!((e.code, e.enhanced), (550, Enhanced(5, 1, 1)));
+        let e = d
+            .resolve(&mb("alice", Some("other.org")))
+            .expect_err("unknown");
+        assert_eq!(e.code, 550);
+    }
+
+    #[test]
+    fn unsafe_local_part_or_detail_is_550_5_1_3() {
+        let d = dir("alice@example.org\n");
+        for (l, dom) in [
+            ("alice+../../etc", "example.org"),
+            ("alice+a/b", "example.org"),
+            ("alice+.hidden", "example.org"),
+            ("../alice", "example.org"),
+            ("al\u{0}ice", "example.org"),
+            ("alice", "../x"),
+            ("alice+x\ty", "example.org"),
+        ] {
+            let e = d.resolve(&mb(l, Some(dom))).expect_err(l);
+            assert_eq!((e.code, e.enhanced), (550, Enhanced(5, 1, 3)), "{l:?}");
+        }
+    }
+
+    #[test]
+    fn postmaster_without_domain_resolves() {
+        let d = dir("postmaster@example.org\nalice@example.org\n");
+        let r = d.resolve(&mb("Postmaster", None)).expect("postmaster");
+        assert_eq!(r.rcpt.user, "postmaster@example.org");
+        let cfg = Config {
+            postmaster: "alice@example.org".into(),
+            ..Config::default()
+        };
+        let d = Directory::parse("alice@example.org\n", "u", &cfg).expect("valid");
+        assert_eq!(
+            d.resolve(&mb("POSTMASTER", None)).expect("pm").rcpt.user,
+            "alice@example.org"
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! Drives one LMTP [`Session`] over a blocking stream: reads with a short tick so idle and
+//! shutdown deadlines are noticed, answers RCPT with the directory, spools the body, delivers
+//! after the final dot and writes + flushes each recipient's reply as soon as it is known.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown as NetShutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lmtpd_store::{Body, Envelope};
+
+use super::Context;
+use crate::deliver::{self, error_reply};
+use crate::directory::Resolved;
+use crate::proto::{Event, Session, Transaction};
+use crate::spool::{Spool, SpoolBody};
+
+/// How often a blocked read wakes up to look at the idle and shutdown deadlines.
+const TICK: Duration = Duration::from_millis(500);
+/// Input read per system call (and so the largest chunk fed to the session).
+const READ_CHUNK: usize = 64 * 1024;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// A connected client stream.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP (loopback).
+    Tcp(TcpStream),
+    /// Unix-domain socket.
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Sets the read timeout.
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+    /// Sets the write timeout.
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+    /// Closes both directions.
+    pub fn shutdown(&self, how: NetShutdown) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// An accepted connection waiting for a worker.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub stream: Stream,
+    /// The client's IP on TCP.
+    pub peer: Option<IpAddr>,
+    /// Connection id for the log.
+    pub id: u64,
+}
+
+impl Conn {
+    /// Wraps an accepted stream and gives it an id.
+    pub fn new(stream: Stream, peer: Option<IpAddr>) -> Conn {
+        Conn {
+            stream,
+            peer,
+            id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The peer for log lines.
+    pub fn peer_text(&self) -> String {
+        match self.peer {
+            Some(ip) => ip.to_string(),
+            None => "unix".into(),
+        }
+    }
+}
+
+/// Why a session ended, for the log.
+fn end_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "connection lost".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Runs one session to its end.
+pub fn serve(ctx: &Context, mut conn: Conn) {
+    log::debug!("conn={} connect from {}", conn.id, conn.peer_text());
+    let started = Instant::now();
+    if let Err(e) = conn
+        .stream
+        .set_read_timeout(Some(TICK))
+        .and_then(|_| conn.stream.set_write_timeout(Some(ctx.config.timeout)))
+    {
+        log::warn!("conn={}: cannot set timeouts: {e}", conn.id);
+        return;
+    }
+    let mut driver = Driver {
+        ctx,
+        conn_id: conn.id,
+        peer: conn.peer,
+        session: Session::new(ctx.session.clone()),
+        spool: None,
+        spool_error: None,
+        tx_seq: 0,
+    };
+    let end = driver.run(&mut conn.stream);
+    conn.stream.shutdown(NetShutdown::Both);
+    log::debug!(
+        "conn={} closed after {} ms: {end}",
+        conn.id,
+        started.elapsed().as_millis()
+    );
+}
+
+struct Driver<'c> {
+    ctx: &'c Context,
+    conn_id: u64,
+    peer: Option<IpAddr>,
+    session: Session<Resolved>,
+    spool: Option<Spool>,
+    spool_error: Option<io::Error>,
+    tx_seq: u64,
+}
+
+impl Driver<'_> {
+    fn run(&mut self, stream: &mut Stream) -> String {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut last_input = Instant::now();
+        loop {
+            if let Err(e) = self.drain(stream) {
+                return end_reason(&e);
+            }
+            if let Err(e) = flush(&mut self.session, stream) {
+                return end_reason(&e);
+            }
+            if self.session.is_closed() {
+                return "closed".into();
+            }
+            if self.ctx.shutdown.is_triggered() && self.session.shutdown() {
+                continue;
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    self.session.eof();
+                    self.spool = None;
+                    return if self.session.in_data() {
+                        "connection lost during DATA".into()
+                    } else {
+                        "client closed".into()
+                    };
+                }
+                Ok(n) => {
+                    last_input = Instant::now();
+                    self.session.receive(&buf[..n]);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if last_input.elapsed() >= self.ctx.config.timeout {
+                        log::info!(
+                            "conn={} timeout after {:?} idle",
+                            self.conn_id,
+                            self.ctx.config.timeout
+                        );
+                        self.session.timeout();
+                        self.spool = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.session.eof();
+                    return end_reason(&e);
+                }
+            }
+        }
+    }
+
+    /// Processes every event the buffered input yields. Post-dot replies are flushed one
+    /// recipient at a time, so `stream` is needed here.
+    fn drain(&mut self, stream: &mut Stream) -> io::Result<()> {
+        loop {
+            let Some(ev) = self.session.poll() else {
+                return Ok(());
+            };
+            match ev {
+                Event::Recipient(mailbox) => {
+                    let verdict = self.check_recipient(&mailbox);
+                    self.session.recipient_verdict(verdict);
+                }
+                Event::MessageStart => {
+                    self.spool = Some(Spool::new(&self.ctx.config.spool_dir));
+                    self.spool_error = None;
+                }
+                Event::Body(chunk) => {
+                    if let Some(sp) = &mut self.spool {
+                        if let Err(e) = sp.write(chunk) {
+                            // Keep reading to the final dot; every recipient is told then.
+                            self.spool_error = Some(e);
+                            self.spool = None;
+                        }
+                    }
+                }
+                Event::MessageEnd(tx) => self.deliver(tx, stream)?,
+                Event::MessageDiscarded(tx, reply) => {
+                    self.spool = None;
+                    self.tx_seq += 1;
+                    for r in &tx.rcpts {
+                        log::info!(
+                            "conn={} from=<{}> to=<{}> size={} status={} refused: {}",
+                            self.conn_id,
+                            tx.mail
+                                .sender
+                                .as_ref()
+                                .map(|s| s.to_string())
+                                .unwrap_or_default(),
+                            r.rcpt.address,
+                            tx.size,
+                            reply.code,
+                            reply.lines.first().map(String::as_str).unwrap_or("")
+                        );
+                    }
+                }
+                Event::Close => return Ok(()),
+            }
+        }
+    }
+
+    fn check_recipient(
+        &self,
+        mailbox: &crate::proto::Mailbox,
+    ) -> Result<Resolved, crate::proto::Reply> {
+        let directory = self.ctx.directory();
+        let resolved = directory.resolve(mailbox).map_err(|e| {
+            log::info!(
+                "conn={} rcpt=<{mailbox}> refused: {} {}",
+                self.conn_id,
+                e.code,
+                e.enhanced
+            );
+            error_reply(&e)
+        })?;
+        self.ctx
+            .stores
+            .get(resolved.store)
+            .check(&resolved.rcpt)
+            .map_err(|e| {
+                log::info!(
+                    "conn={} rcpt=<{mailbox}> user={} refused at RCPT: {e}",
+                    self.conn_id,
+                    resolved.rcpt.user
+                );
+                error_reply(&e)
+            })?;
+        Ok(resolved)
+    }
+
+    fn deliver(&mut self, mut tx: Transaction<Resolved>, stream: &mut Stream) -> io::Result<()> {
+        self.tx_seq += 1;
+        let env = Envelope {
+            sender: tx.mail.sender.as_ref().map(|s| s.to_string()),
+            lhlo: tx.lhlo.clone(),
+            peer: self.peer,
+            smtputf8: tx.mail.smtputf8,
+            eight_bit: tx.mail.eight_bit,
+            id: format!("{}-{}-{}", self.ctx.id_prefix, self.conn_id, self.tx_seq),
+        };
+        let body: Result<SpoolBody, io::Error> = match (self.spool.take(), self.spool_error.take())
+        {
+            (_, Some(e)) => Err(e),
+            (Some(sp), None) => sp.finish(),
+            (None, None) => Err(io::Error::other("no spool")),
+        };
+        match body {
+            Ok(body) => {
+                for rcpt in tx.rcpts.iter_mut() {
+                    let reply = deliver::deliver_one(
+                        &self.ctx.stores,
+                        &self.ctx.config.hostname,
+                        self.conn_id,
+                        &env,
+                        &body as &dyn Body,
+                        rcpt,
+                    );
+                    self.session.delivery_outcome(reply);
+                    flush(&mut self.session, stream)?;
+                }
+            }
+            Err(e) => {
+                let err = lmtpd_store::DeliveryError::from_io(&e, self.ctx.config.quota_permfail);
+                log::warn!("conn={} id={} spool failed: {e}", self.conn_id, env.id);
+                for rcpt in tx.rcpts.iter() {
+                    let reply = error_reply(&err);
+                    deliver::log_outcome(
+                        self.conn_id,
+                        &env,
+                        &rcpt.rcpt,
+                        "spool",
+                        tx.size,
+                        &reply,
+                        &Err(lmtpd_store::DeliveryError::from_io(&e, false)),
+                        Instant::now(),
+                    );
+                    self.session.delivery_outcome(reply);
+                }
+                flush(&mut self.session, stream)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn flush(session: &mut Session<Resolved>, stream: &mut Stream) -> io::Result<()> {
+    if session.output().is_empty() {
+        return Ok(());
+    }
+    let out = session.take_output();
+    stream.write_all(&out)?;
+    stream.flush()
+}

@@ -1,0 +1,176 @@
+//! Listeners and the accept loop: the only user of mio. It watches every TCP and Unix
+//! listener plus a shutdown waker, accepts with blocking std sockets, and hands each
+//! connection to the worker pool (or answers `421 4.3.2` when the pool is full).
+
+use std::io::{self, Write};
+use std::net::{Shutdown as NetShutdown, TcpListener};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::conn::{Conn, Stream};
+use super::pool::Pool;
+use super::Shutdown;
+use crate::config::Listen;
+
+const WAKER: Token = Token(usize::MAX);
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix-domain socket and its path (removed again at shutdown).
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds one configured listener. A Unix socket path left by a dead process is
+    /// replaced; one that still answers, or a path that is not a socket, is an error.
+    pub fn bind(spec: &Listen, socket_mode: u32) -> io::Result<Listener> {
+        let l = match spec {
+            Listen::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr)?),
+            Listen::Unix(path) => {
+                remove_stale_socket(path)?;
+                let l = UnixListener::bind(path)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode))?;
+                Listener::Unix(l, path.clone())
+            }
+        };
+        match &l {
+            Listener::Tcp(t) => t.set_nonblocking(true)?,
+            Listener::Unix(u, _) => u.set_nonblocking(true)?,
+        }
+        Ok(l)
+    }
+
+    /// What this listener is bound to (with the real port when 0 was asked for).
+    pub fn local(&self) -> Listen {
+        match self {
+            Listener::Tcp(t) => match t.local_addr() {
+                Ok(a) => Listen::Tcp(a),
+                Err(_) => Listen::Unix(PathBuf::from("?")),
+            },
+            Listener::Unix(_, p) => Listen::Unix(p.clone()),
+        }
+    }
+
+    fn accept(&self) -> io::Result<Conn> {
+        match self {
+            Listener::Tcp(t) => {
+                let (s, peer) = t.accept()?;
+                s.set_nonblocking(false)?;
+                let _ = s.set_nodelay(true);
+                Ok(Conn::new(Stream::Tcp(s), Some(peer.ip())))
+            }
+            Listener::Unix(u, _) => {
+                let (s, _) = u.accept()?;
+                s.set_nonblocking(false)?;
+                Ok(Conn::new(Stream::Unix(s), None))
+            }
+        }
+    }
+
+    fn raw_fd(&self) -> i32 {
+        match self {
+            Listener::Tcp(t) => t.as_raw_fd(),
+            Listener::Unix(u, _) => u.as_raw_fd(),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is in use by a running server", path.display()),
+        )),
+        Err(_) => std::fs::remove_file(path),
+    }
+}
+
+/// Runs the accept loop until `shutdown` is triggered.
+pub fn accept_loop(
+    listeners: &[Listener],
+    pool: &Pool,
+    shutdown: &Arc<Shutdown>,
+    hostname: &str,
+) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    for (i, l) in listeners.iter().enumerate() {
+        poll.registry()
+            .register(&mut SourceFd(&l.raw_fd()), Token(i), Interest::READABLE)?;
+    }
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    shutdown.set_waker(Arc::clone(&waker));
+    let mut events = Events::with_capacity(64);
+    while !shutdown.is_triggered() {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for ev in events.iter() {
+            let Some(l) = listeners.get(ev.token().0) else {
+                continue;
+            };
+            loop {
+                match l.accept() {
+                    Ok(conn) => {
+                        if let Err(conn) = pool.submit(conn) {
+                            refuse_busy(conn, hostname);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // EMFILE and friends: log, and let poll wake us again.
+                        log::warn!("accept on {}: {e}", l.local());
+                        std::thread::sleep(Duration::from_millis(10));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every worker is busy and the queue is full: say so at once instead of hanging.
+fn refuse_busy(mut conn: Conn, hostname: &str) {
+    log::warn!(
+        "all workers busy: refusing connection from {}",
+        conn.peer_text()
+    );
+    let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = conn.stream.write_all(
+        format!("421 4.3.2 {hostname} Too many connections, try again later\r\n").as_bytes(),
+    );
+    conn.stream.shutdown(NetShutdown::Both);
+}

@@ -1,0 +1,468 @@
+//! Integration tests: a real lmtpd server in-process on TCP and a Unix socket, driven by a
+//! scripted LMTP client, with the Maildir on disk inspected after each conversation.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use lmtpd::config::{Config, DetailMailbox, Listen};
+use lmtpd::directory::Directory;
+use lmtpd::server::{Context, Server, Shutdown};
+
+const USERS: &str = "alice@example.org\nbob@example.org\nfull@example.org quota=1K\n";
+
+struct TestServer {
+    dir: tempfile::TempDir,
+    tcp: SocketAddr,
+    sock: PathBuf,
+    shutdown: Arc<Shutdown>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    fn start() -> TestServer {
+        Self::start_with(|_| {})
+    }
+
+    fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let users = dir.path().join("users");
+        fs::write(&users, USERS).expect("users");
+        let sock = dir.path().join("lmtp.sock");
+        let mut cfg = Config {
+            listen: vec![
+                Listen::Tcp("127.0.0.1:0".parse().expect("addr")),
+                Listen::Unix(sock.clone()),
+            ],
+            hostname: "lmtpd.test".into(),
+            users,
+            maildir: format!("{}/mail/%d/%n/Maildir", dir.path().display()),
+            spool_dir: dir.path().join("spool"),
+            workers: 8,
+            queue: 8,
+            detail_mailbox: DetailMailbox::Create,
+            shutdown_timeout: Duration::from_secs(5),
+            ..Config::default()
+        };
+        tune(&mut cfg);
+        let directory = Directory::load(&cfg).expect("users file");
+        let server = Server::bind(Context::new(cfg, directory)).expect("bind");
+        let tcp = server
+            .local_addrs()
+            .into_iter()
+            .find_map(|l| match l {
+                Listen::Tcp(a) => Some(a),
+                Listen::Unix(_) => None,
+            })
+            .expect("tcp listener");
+        let shutdown = Arc::clone(&server.context().shutdown);
+        let handle = thread::spawn(move || server.run().expect("server run"));
+        TestServer {
+            dir,
+            tcp,
+            sock,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    fn maildir(&self, user: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("mail/example.org")
+            .join(user)
+            .join("Maildir")
+    }
+
+    fn files(&self, user: &str, sub: &str) -> Vec<PathBuf> {
+        list(&self.maildir(user).join(sub))
+    }
+
+    fn tcp(&self) -> Client {
+        Client::new(Box::new(TcpStream::connect(self.tcp).expect("connect")))
+    }
+
+    fn unix(&self) -> Client {
+        Client::new(Box::new(
+            UnixStream::connect(&self.sock).expect("connect unix"),
+        ))
+    }
+
+    fn stop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(h) = self.handle.take() {
+            h.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn list(dir: &Path) -> Vec<PathBuf> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
+
+struct Client {
+    r: BufReader<Box<dyn Duplex>>,
+}
+
+impl Client {
+    fn new(s: Box<dyn Duplex>) -> Client {
+        let mut c = Client {
+            r: BufReader::new(s),
+        };
+        let greet = c.reply();
+        assert!(greet.starts_with("220 lmtpd.test"), "{greet}");
+        c
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let s = self.r.get_mut();
+        s.write_all(bytes).expect("write");
+        s.flush().expect("flush");
+    }
+
+    /// Reads one whole (possibly multi-line) reply.
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.r.read_line(&mut line).expect("read reply");
+            assert!(
+                n > 0,
+                "connection closed while waiting for a reply; got {all:?}"
+            );
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    fn expect(&mut self, line: &str, code: &str) -> String {
+        let r = self.cmd(line);
+        assert!(r.starts_with(code), "{line} -> {r}");
+        r
+    }
+
+    fn lhlo(&mut self) {
+        let r = self.cmd("LHLO client.test");
+        assert!(r.contains("PIPELINING") && r.starts_with("250"), "{r}");
+    }
+
+    fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+fn message(subject: &str, body: &str) -> String {
+    format!("From: sender@example.net\r\nSubject: {subject}\r\n\r\n{body}\r\n.\r\n")
+}
+
+#[test]
+fn mixed_recipient_outcomes_over_tcp_land_on_disk() {
+    let mut srv = TestServer::start();
+    // Fill full@'s mailbox past its 1K quota.
+    let full = srv.maildir("full");
+    for d in ["new", "cur", "tmp"] {
+        fs::create_dir_all(full.join(d)).expect("mkdir");
+    }
+    fs::write(full.join("new/1.M1P1.x,S=2000"), vec![b'x'; 2000]).expect("fill");
+
+    let mut c = srv.tcp();
+    c.lhlo();
+    c.expect("MAIL FROM:<sender@example.net>", "250 2.1.0");
+    c.expect("RCPT TO:<alice@example.org>", "250 2.1.5");
+    c.expect("RCPT TO:<nobody@example.org>", "550 5.1.1");
+    c.expect("RCPT TO:<full@example.org>", "452 4.2.2");
+    c.expect("RCPT TO:<bob@example.org>", "250 2.1.5");
+    c.expect("DATA", "354");
+    c.send(message("mixed", "hello").as_bytes());
+    let a = c.reply();
+    let b = c.reply();
+    assert!(a.starts_with("250 2.0.0 <alice@example.org>"), "{a}");
+    assert!(b.starts_with("250 2.0.0 <bob@example.org>"), "{b}");
+    c.expect("QUIT", "221 2.0.0");
+    assert!(c.closed());
+
+    let files = srv.files("alice", "new");
+    assert_eq!(files.len(), 1);
+    let content = fs::read_to_string(&files[0]).expect("read");
+    assert!(content.starts_with("Return-Path: <sender@example.net>\nDelivered-To: alice@example.org\nReceived: from client.test ([127.0.0.1]) by lmtpd.test with LMTP id "), "{content}");
+    assert!(
+        content.ends_with("\nFrom: sender@example.net\nSubject: mixed\n\nhello\n"),
+        "{content}"
+    );
+    assert_eq!(srv.files("bob", "new").len(), 1);
+    assert_eq!(
+        srv.files("full", "new").len(),
+        1,
+        "only the pre-existing file"
+    );
+    assert!(srv.files("alice", "tmp").is_empty());
+    srv.stop();
+}
+
+#[test]
+fn message_over_quota_fails_after_data_for_that_recipient_only() {
+    let srv = TestServer::start();
+    let mut c = srv.unix();
+    c.lhlo();
+    c.expect("MAIL FROM:<>", "250");
+    c.expect("RCPT TO:<full@example.org>", "250 2.1.5");
+    c.expect("RCPT TO:<alice@example.org>", "250 2.1.5");
+    c.expect("DATA", "354");
+    let big = "x".repeat(2000);
+    c.send(message("big", &big).as_bytes());
+    let r1 = c.reply();
+    let r2 = c.reply();
+    assert!(r1.starts_with("452 4.2.2"), "{r1}");
+    assert!(r2.starts_with("250 2.0.0"), "{r2}");
+    assert!(srv.files("full", "new").is_empty());
+    let files = srv.files("alice", "new");
+    assert_eq!(files.len(), 1);
+    let content = fs::read_to_string(&files[0]).expect("read");
+    // Over a Unix socket no address is invented; the null sender is <>.
+    assert!(content.starts_with("Return-Path: <>\n"), "{content}");
+    assert!(
+        content.contains("Received: from client.test by lmtpd.test with LMTP"),
+        "{content}"
+    );
+}
+
+#[test]
+fn whole_pipelined_transactions_in_one_write() {
+    let srv = TestServer::start();
+    let mut c = srv.unix();
+    c.lhlo();
+    let mut batch = String::new();
+    for i in 0..3 {
+        batch.push_str("MAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<x@nowhere>\r\nDATA\r\n");
+        batch.push_str(&message(&format!("p{i}"), "pipelined"));
+    }
+    batch.push_str("QUIT\r\n");
+    c.send(batch.as_bytes());
+    for _ in 0..3 {
+        for want in [
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "550 5.1.1",
+            "354",
+            "250 2.0.0",
+            "250 2.0.0",
+        ] {
+            let r = c.reply();
+            assert!(r.starts_with(want), "want {want}, got {r}");
+        }
+    }
+    assert!(c.reply().starts_with("221"));
+    assert_eq!(srv.files("alice", "new").len(), 3);
+    assert_eq!(srv.files("bob", "new").len(), 3);
+}
+
+#[test]
+fn dot_stuffing_round_trips_and_smuggling_does_not_end_data() {
+    let srv = TestServer::start();
+    let mut c = srv.tcp();
+    c.lhlo();
+    c.expect("MAIL FROM:<s@example.net>", "250");
+    c.expect("RCPT TO:<alice@example.org>", "250");
+    c.expect("DATA", "354");
+    c.send(b"Subject: dots\r\n\r\n..leading\r\n..\r\n.x\r\nbody\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nforged\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0"));
+    c.expect("NOOP", "250");
+    assert!(
+        srv.files("bob", "new").is_empty(),
+        "no smuggled second transaction"
+    );
+    let files = srv.files("alice", "new");
+    assert_eq!(files.len(), 1);
+    let content = fs::read_to_string(&files[0]).expect("read");
+    let body = content.split_once("\n\n").expect("header end").1;
+    assert_eq!(
+        body,
+        ".leading\n.\nx\nbody\n.\nMAIL FROM:<evil@x>\nRCPT TO:<bob@example.org>\nDATA\nforged\n"
+    );
+}
+
+#[test]
+fn dropped_connection_mid_data_delivers_nothing() {
+    let srv = TestServer::start();
+    {
+        let mut c = srv.tcp();
+        c.lhlo();
+        c.expect("MAIL FROM:<s@example.net>", "250");
+        c.expect("RCPT TO:<alice@example.org>", "250");
+        c.expect("DATA", "354");
+        // Big enough to overflow the in-memory spool into a file.
+        let chunk = "y".repeat(1000) + "\r\n";
+        for _ in 0..300 {
+            c.send(chunk.as_bytes());
+        }
+    } // dropped here
+      // Another session proves the server is alive, and gives the first one time to end.
+    let mut c = srv.tcp();
+    c.lhlo();
+    thread::sleep(Duration::from_millis(300));
+    assert!(srv.files("alice", "new").is_empty());
+    assert!(srv.files("alice", "tmp").is_empty());
+    assert!(list(&srv.dir.path().join("spool")).is_empty());
+}
+
+#[test]
+fn twenty_mib_message_is_delivered_intact() {
+    let srv = TestServer::start();
+    let mut c = srv.unix();
+    c.lhlo();
+    c.expect("MAIL FROM:<s@example.net> SIZE=21000000", "250");
+    c.expect("RCPT TO:<alice@example.org>", "250");
+    c.expect("DATA", "354");
+    c.send(b"Subject: big\r\n\r\n");
+    let line = format!("{}\r\n", "z".repeat(1022));
+    let mut sent_lines = 0usize;
+    let mut block = String::new();
+    for _ in 0..64 {
+        block.push_str(&line);
+    }
+    while sent_lines < 20 * 1024 {
+        c.send(block.as_bytes());
+        sent_lines += 64;
+    }
+    c.send(b".\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    let files = srv.files("alice", "new");
+    assert_eq!(files.len(), 1);
+    let len = fs::metadata(&files[0]).expect("stat").len();
+    let name = files[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .to_string();
+    assert!(name.contains(&format!(",S={len}")), "{name} vs {len}");
+    assert!(len > 20 * 1024 * 1023, "{len}");
+}
+
+#[test]
+fn fifty_concurrent_clients_ten_messages_each() {
+    let srv = TestServer::start_with(|c| {
+        c.workers = 16;
+        c.queue = 64;
+    });
+    let addr = srv.tcp;
+    let sock = srv.sock.clone();
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            let sock = sock.clone();
+            thread::spawn(move || {
+                let mut c = if i % 2 == 0 {
+                    Client::new(Box::new(TcpStream::connect(addr).expect("connect")))
+                } else {
+                    Client::new(Box::new(UnixStream::connect(&sock).expect("connect")))
+                };
+                c.lhlo();
+                for m in 0..10 {
+                    c.expect("MAIL FROM:<s@example.net>", "250");
+                    c.expect("RCPT TO:<alice@example.org>", "250");
+                    c.expect("DATA", "354");
+                    c.send(message(&format!("c{i} m{m}"), "load").as_bytes());
+                    let r = c.reply();
+                    assert!(r.starts_with("250 2.0.0"), "{r}");
+                }
+                c.expect("QUIT", "221");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client");
+    }
+    let files = srv.files("alice", "new");
+    assert_eq!(files.len(), 500);
+    let mut names: Vec<_> = files.iter().map(|f| f.file_name()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 500, "unique names");
+}
+
+#[test]
+fn idle_client_gets_421_4_4_2() {
+    let srv = TestServer::start_with(|c| c.timeout = Duration::from_secs(1));
+    let mut c = srv.tcp();
+    c.lhlo();
+    let r = c.reply();
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(c.closed());
+}
+
+#[test]
+fn full_pool_answers_421_4_3_2_at_once() {
+    let srv = TestServer::start_with(|c| {
+        c.workers = 1;
+        c.queue = 0;
+    });
+    let mut first = srv.tcp();
+    first.lhlo();
+    let mut s = TcpStream::connect(srv.tcp).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut got = String::new();
+    s.read_to_string(&mut got).expect("read");
+    assert!(got.starts_with("421 4.3.2"), "{got}");
+    first.expect("QUIT", "221");
+}
+
+#[test]
+fn shutdown_tells_idle_sessions_421_4_3_2() {
+    let mut srv = TestServer::start();
+    let mut c = srv.unix();
+    c.lhlo();
+    srv.stop();
+    let r = c.reply();
+    assert!(r.starts_with("421 4.3.2"), "{r}");
+    assert!(!srv.sock.exists(), "socket file removed at shutdown");
+}
+
+#[test]
+fn stale_unix_socket_is_replaced_but_a_live_one_is_not() {
+    let srv = TestServer::start();
+    // A second server on the same live socket path must refuse to start.
+    let mut cfg = Config {
+        listen: vec![Listen::Unix(srv.sock.clone())],
+        users: srv.dir.path().join("users"),
+        ..Config::default()
+    };
+    let d = Directory::load(&cfg).expect("users");
+    assert!(Server::bind(Context::new(cfg.clone(), d)).is_err());
+    // A leftover socket file with nobody behind it is replaced.
+    let stale = srv.dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    cfg.listen = vec![Listen::Unix(stale.clone())];
+    let d = Directory::load(&cfg).expect("users");
+    let s = Server::bind(Context::new(cfg, d)).expect("stale socket replaced");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(&stale).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    drop(s);
+}
