@@ -36,17 +36,9 @@ pub use crate::layout::sweep_tmp;
 /// `tmp/` entries older than this are removed (qmail/Courier: 36 hours).
 pub const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 60 * 60);
 
-/// What a `+detail` in the recipient address does: it may select the Maildir++ folder
+/// What a `+detail` does (shared by every store): here it may select the Maildir++ folder
 /// `.<detail>` (`.` in the detail separates hierarchy levels).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DetailMailbox {
-    /// Ignore the detail: always deliver to INBOX.
-    No,
-    /// Deliver to the folder when it exists, else to INBOX.
-    Yes,
-    /// Deliver to the folder, creating it (with `maildirfolder`) when missing.
-    Create,
-}
+pub use lmtpd_store::DetailMailbox;
 
 /// Configuration of a [`MaildirStore`].
 #[derive(Clone, Debug)]

@@ -142,6 +142,18 @@ impl fmt::Display for DeliveryError {
 
 impl std::error::Error for DeliveryError {}
 
+/// What a `+detail` in the recipient address does: it may select a folder named by the
+/// detail (a Maildir++ folder, an mbox file, a SQLite folder column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetailMailbox {
+    /// Ignore the detail: always deliver to INBOX.
+    No,
+    /// Deliver to the folder when it exists, else to INBOX.
+    Yes,
+    /// Deliver to the folder, creating it when missing.
+    Create,
+}
+
 /// Per-user limits from the users file. `None` means unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Quota {

@@ -1,0 +1,1 @@
+//! mbox store (under construction).
