@@ -1,1 +1,375 @@
-//! mbox store (under construction).
+//! mbox delivery backend for lmtpd: the [`MboxStore`] `MailStore`, its configuration and
+//! its lock methods.
+//!
+//! Each recipient's mailbox is a file named by a template (`%u`, `%n`, `%d`, `%%`, values
+//! checked before they touch the file system), written in the mboxrd form of RFC 4155
+//! (standards §7): a `From <sender> <asctime UTC>` separator, the trace headers and the
+//! message with `^>*From ` lines quoted by one more `>`, reader-trusted header fields
+//! (`Status`, `X-Status`, `X-UID`, `X-IMAPbase`, `X-IMAP`, `X-Keywords`, `Content-Length`)
+//! removed, LF line endings, and one empty line after each message.
+//!
+//! A delivery first queues behind other threads of this process delivering to the same
+//! mailbox, then opens the file (refusing unsafe ones), takes the configured file locks
+//! (`fcntl`, `flock`, `dotlock`, in order), appends at the end it noted, fsyncs, and on any
+//! failure truncates back to that end before unlocking. The whole wait is bounded by
+//! [`MboxConfig::lock_timeout`].
+//!
+//! Replies: lock timeout `450 4.2.0`; a mailbox that is a symlink, has a link count other
+//! than 1, is not a regular file, or was swapped between `lstat` and `open` `550 5.2.0`;
+//! full disk or file-size limit `452 4.3.1`; quota `452 4.2.2` (or `552 5.2.2`); any other
+//! local problem `451 4.3.0`.
+//!
+//! Layout of this crate: `template` (path templates), `mailbox` (folder choice, safe open),
+//! `lock` (in-process queue, file locks), `format` (separator, mboxrd filter), `append`
+//! (write + roll back), `quota` (count sidecar), `sys` (the libc calls), `error`.
+
+mod append;
+mod error;
+mod format;
+mod lock;
+mod mailbox;
+mod quota;
+mod sys;
+mod template;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use lmtpd_store::{DeliveryError, MailStore, Message, Outcomes, Recipient};
+
+use crate::error::{io_at, Failure};
+
+/// What a `+detail` does (shared by every store): here it may select the mbox folder file
+/// `<detail>` next to the inbox, when the template gives each user a directory.
+pub use lmtpd_store::DetailMailbox;
+
+/// A dotlock whose ctime is older than this is stale and removed (sendmail mail.local,
+/// liblockfile: 5 minutes).
+pub const DOTLOCK_STALE: Duration = Duration::from_secs(300);
+
+/// Default [`MboxConfig::lock_timeout`].
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A file-locking method for mbox files. Everyone touching a mailbox must use the same
+/// methods in the same order (standards §7.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockKind {
+    /// POSIX record lock (`fcntl(F_SETLK, F_WRLCK)`) on the whole file; works over NFS with
+    /// lockd. Per process: lmtpd's threads are kept apart by an in-process queue.
+    Fcntl,
+    /// BSD `flock(LOCK_EX)`.
+    Flock,
+    /// The file `<mbox>.lock`, created with `O_EXCL`; stale after [`DOTLOCK_STALE`] by ctime;
+    /// always removed afterwards.
+    Dotlock,
+}
+
+impl LockKind {
+    /// Parses a configuration word: `fcntl`, `flock` or `dotlock` (any case).
+    pub fn parse(s: &str) -> Result<LockKind, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fcntl" => Ok(LockKind::Fcntl),
+            "flock" => Ok(LockKind::Flock),
+            "dotlock" => Ok(LockKind::Dotlock),
+            _ => Err(format!(
+                "unknown mbox lock method {s:?} (expected fcntl, flock or dotlock)"
+            )),
+        }
+    }
+
+    /// The configuration word of this method.
+    pub fn name(self) -> &'static str {
+        match self {
+            LockKind::Fcntl => "fcntl",
+            LockKind::Flock => "flock",
+            LockKind::Dotlock => "dotlock",
+        }
+    }
+}
+
+/// The platform's customary lock list (Postfix `mailbox_delivery_lock`): `fcntl, dotlock`
+/// on Linux and other systems (Debian Policy §11.6), `flock, dotlock` on the BSDs and macOS.
+pub fn default_locks() -> Vec<LockKind> {
+    if cfg!(any(
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly",
+        target_os = "macos"
+    )) {
+        vec![LockKind::Flock, LockKind::Dotlock]
+    } else {
+        vec![LockKind::Fcntl, LockKind::Dotlock]
+    }
+}
+
+/// Configuration of an [`MboxStore`].
+#[derive(Clone, Debug)]
+pub struct MboxConfig {
+    /// Path of a recipient's inbox, e.g. `/var/mail/%n` or `run/mail/%d/%n.mbox`:
+    /// `%u` = user, `%n` = local part, `%d` = domain, `%%` = `%`.
+    pub template: String,
+    /// Lock methods, taken in this order and released in reverse.
+    pub locks: Vec<LockKind>,
+    /// Bound on the whole wait (in-process queue and file locks) before `450 4.2.0`.
+    pub lock_timeout: Duration,
+    /// What `+detail` does. Folder files are only used when the template's directory part
+    /// contains `%u` or `%n` (a per-user mail directory); with a shared spool such as
+    /// `/var/mail/%n` the detail is ignored.
+    pub detail_mailbox: DetailMailbox,
+    /// Over quota is `552 5.2.2` (permanent) instead of `452 4.2.2`.
+    pub quota_permfail: bool,
+}
+
+impl MboxConfig {
+    /// Checks the template's escapes and the lock list (not empty, no method twice), so the
+    /// server can refuse a bad configuration at start-up.
+    pub fn validate(&self) -> Result<(), String> {
+        template::validate(&self.template)?;
+        if self.template.ends_with('/') {
+            return Err("mbox template names a directory (ends with '/')".into());
+        }
+        if self.locks.is_empty() {
+            return Err("mbox_locks is empty; at least one lock method is needed".into());
+        }
+        for (i, kind) in self.locks.iter().enumerate() {
+            if self.locks[..i].contains(kind) {
+                return Err(format!("mbox_locks lists {} twice", kind.name()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The mbox backend. Cheap to share between threads (`Send + Sync`).
+#[derive(Debug)]
+pub struct MboxStore {
+    cfg: MboxConfig,
+    /// Whether the template gives each user a directory (needed for `+detail` folders).
+    per_user_dir: bool,
+    /// Dotlock staleness limit ([`DOTLOCK_STALE`]; shortened by tests).
+    stale_after: Duration,
+}
+
+impl MboxStore {
+    /// Creates a store; nothing is touched on disk until the first delivery.
+    pub fn new(cfg: MboxConfig) -> Self {
+        let per_user_dir = template::dir_is_per_user(&cfg.template);
+        MboxStore {
+            cfg,
+            per_user_dir,
+            stale_after: DOTLOCK_STALE,
+        }
+    }
+
+    /// The configuration this store was built with.
+    pub fn config(&self) -> &MboxConfig {
+        &self.cfg
+    }
+
+    /// The inbox mbox file of `rcpt`: the template expanded with checked values.
+    /// An unsafe value or a bad template gives `451 4.3.0` with the reason as source.
+    pub fn mbox_path(&self, rcpt: &Recipient) -> Result<PathBuf, DeliveryError> {
+        template::expand(&self.cfg.template, rcpt)
+            .map_err(|why| DeliveryError::local_error().with_source(why))
+    }
+
+    /// The file this recipient's copy goes to (inbox or `+detail` folder).
+    fn target(&self, rcpt: &Recipient) -> Result<PathBuf, Failure> {
+        let inbox = template::expand(&self.cfg.template, rcpt).map_err(Failure::Local)?;
+        mailbox::resolve_target(
+            &inbox,
+            rcpt.detail.as_deref(),
+            self.cfg.detail_mailbox,
+            self.per_user_dir,
+            &rcpt.user,
+        )
+    }
+
+    fn check_inner(&self, rcpt: &Recipient) -> Result<(), Failure> {
+        let target = self.target(rcpt)?;
+        let meta = match fs::symlink_metadata(&target) {
+            Ok(meta) => Some(meta),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(io_at("stat", &target)(err)),
+        };
+        if let Some(meta) = &meta {
+            mailbox::check_meta(meta, &target)?;
+        }
+        if !rcpt.quota.is_limited() {
+            return Ok(());
+        }
+        let (bytes, count) = match &meta {
+            None => (0, 0),
+            Some(meta) => (meta.len(), self.count_for_check(&target, meta)),
+        };
+        if rcpt.quota.is_full(bytes, count) {
+            return Err(Failure::OverQuota(format!(
+                "{} is full ({bytes} bytes, {count} messages)",
+                target.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The message count for an RCPT-time check: from the sidecar, else counted now when no
+    /// thread of this process is delivering to the mailbox (opening and closing a second
+    /// descriptor would drop that thread's fcntl lock), else 0 (`deliver` checks again).
+    fn count_for_check(&self, target: &Path, meta: &fs::Metadata) -> u64 {
+        if let Some(count) = quota::cached(target, meta) {
+            return count;
+        }
+        let key = mailbox::queue_key(target);
+        let Some(_turn) = lock::queue(&key, Instant::now()) else {
+            return 0;
+        };
+        let counted = (|| {
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(target)?;
+            let before = file.metadata()?;
+            let count = quota::count(&file)?;
+            let after = file.metadata()?;
+            if quota::cached(target, &after).is_none() && stamp_eq(&before, &after) {
+                quota::store(target, &after, count);
+            }
+            Ok::<u64, io::Error>(count)
+        })();
+        counted.unwrap_or_else(|err| {
+            log::warn!("mbox: cannot count messages in {}: {err}", target.display());
+            0
+        })
+    }
+
+    fn deliver_inner(&self, msg: &Message<'_>, rcpt: &Recipient) -> Result<String, Failure> {
+        let target = self.target(rcpt)?;
+        let deadline = Instant::now() + self.cfg.lock_timeout;
+        mailbox::ensure_parent(&target)?;
+        let key = mailbox::queue_key(&target);
+        let _turn = lock::queue(&key, deadline).ok_or_else(|| {
+            Failure::Busy(format!(
+                "other deliveries to {} in this process took longer than the lock timeout",
+                target.display()
+            ))
+        })?;
+        loop {
+            let file = mailbox::open(&target)?;
+            let held = lock::acquire(&file, &target, &self.cfg.locks, deadline, self.stale_after)?;
+            if !mailbox::still_current(&file, &target)? {
+                drop(held);
+                if Instant::now() >= deadline {
+                    return Err(Failure::Busy(format!(
+                        "{} kept being replaced until the lock timeout",
+                        target.display()
+                    )));
+                }
+                log::debug!(
+                    "mbox: {} was replaced while locking; reopening",
+                    target.display()
+                );
+                continue;
+            }
+            let count = if rcpt.quota.is_limited() {
+                Some(self.check_quota(&file, &target, msg, rcpt)?)
+            } else {
+                None
+            };
+            let done = append::append(&file, &target, msg, rcpt)?;
+            if let Some(count) = count {
+                match file.metadata() {
+                    Ok(meta) => quota::store(&target, &meta, count + 1),
+                    Err(err) => log::warn!("mbox: fstat {}: {err}", target.display()),
+                }
+            }
+            drop(held);
+            return Ok(format!(
+                "{} bytes at offset {} of {}",
+                done.bytes,
+                done.start,
+                target.display()
+            ));
+        }
+    }
+
+    /// With the mailbox locked: refuses the copy when it would exceed the quota, else
+    /// returns the current message count.
+    fn check_quota(
+        &self,
+        file: &fs::File,
+        target: &Path,
+        msg: &Message<'_>,
+        rcpt: &Recipient,
+    ) -> Result<u64, Failure> {
+        let meta = file.metadata().map_err(io_at("fstat", target))?;
+        let count = match quota::cached(target, &meta) {
+            Some(count) => count,
+            None => {
+                let count = quota::count(file).map_err(io_at("count messages in", target))?;
+                quota::store(target, &meta, count);
+                count
+            }
+        };
+        // The separator line, the copy and the final empty line (quoting adds a byte per
+        // quoted line, header removal takes some away: close enough for a quota).
+        let from = format::from_line(msg.envelope.sender.as_deref(), SystemTime::now());
+        let size = from.len() as u64 + msg.copy_size(rcpt) + 1;
+        if rcpt.quota.would_exceed(meta.len(), count, size) {
+            return Err(Failure::OverQuota(format!(
+                "{size}-byte message exceeds the quota of {} ({} bytes, {count} messages)",
+                target.display(),
+                meta.len()
+            )));
+        }
+        Ok(count)
+    }
+}
+
+/// True when two fstat results describe the same unchanged file.
+fn stamp_eq(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.len() == b.len()
+        && a.ino() == b.ino()
+        && a.mtime() == b.mtime()
+        && a.mtime_nsec() == b.mtime_nsec()
+}
+
+impl MailStore for MboxStore {
+    fn name(&self) -> &'static str {
+        "mbox"
+    }
+
+    fn check(&self, rcpt: &Recipient) -> Result<(), DeliveryError> {
+        self.check_inner(rcpt).map_err(|failure| {
+            match &failure {
+                Failure::OverQuota(_) => log::info!("mbox: {}: {failure}", rcpt.user),
+                _ => log::warn!("mbox: {}: {failure}", rcpt.user),
+            }
+            failure.into_delivery(self.cfg.quota_permfail)
+        })
+    }
+
+    fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes {
+        Outcomes::from_fn(rcpts, |rcpt| match self.deliver_inner(msg, rcpt) {
+            Ok(what) => {
+                log::debug!("mbox: {}: stored {what}", rcpt.user);
+                Ok(())
+            }
+            Err(failure) => {
+                match &failure {
+                    Failure::OverQuota(_) | Failure::Busy(_) => {
+                        log::info!("mbox: {}: delivery failed: {failure}", rcpt.user)
+                    }
+                    _ => log::warn!("mbox: {}: delivery failed: {failure}", rcpt.user),
+                }
+                Err(failure.into_delivery(self.cfg.quota_permfail))
+            }
+        })
+    }
+}

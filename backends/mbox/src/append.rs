@@ -1,0 +1,116 @@
+//! Appending one copy to a locked mailbox: note the end offset, write the separator and the
+//! filtered copy there, fsync; on any failure truncate back to the noted offset (and fsync)
+//! before the caller unlocks.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use lmtpd_store::{Message, Recipient};
+
+use crate::error::{io_at, Failure};
+use crate::format::{self, Filter, BUF_SIZE};
+
+/// What an append did.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    /// The mailbox size before the append.
+    pub(crate) start: u64,
+    /// Bytes appended.
+    pub(crate) bytes: u64,
+}
+
+/// The bytes needed before a new separator so that it follows an empty line: none for an
+/// empty mailbox or one ending in an empty line, else one or two newlines.
+fn padding(file: &File, end: u64, path: &Path) -> Result<&'static [u8], Failure> {
+    if end == 0 {
+        return Ok(b"");
+    }
+    let mut tail = [0u8; 2];
+    let want = end.min(2) as usize;
+    file.read_exact_at(&mut tail[..want], end - want as u64)
+        .map_err(io_at("read end of", path))?;
+    Ok(match &tail[..want] {
+        b"\n\n" | b"\n" => b"",
+        [_, b'\n'] => b"\n",
+        _ => b"\n\n",
+    })
+}
+
+/// Writes `rcpt`'s copy of `msg` at `end` of the locked, open mailbox.
+fn write_copy(
+    file: &File,
+    end: u64,
+    path: &Path,
+    msg: &Message<'_>,
+    rcpt: &Recipient,
+) -> Result<u64, Failure> {
+    let pad = padding(file, end, path)?;
+    let mut out = file;
+    out.seek(SeekFrom::Start(end))
+        .map_err(io_at("seek in", path))?;
+    let mut filter = Filter::new(out);
+    let head = format::from_line(msg.envelope.sender.as_deref(), SystemTime::now());
+    let write_err = |err| io_at("write", path)(err);
+    filter.raw(pad).map_err(write_err)?;
+    filter.raw(head.as_bytes()).map_err(write_err)?;
+    let mut reader = msg.reader(rcpt).map_err(|err| Failure::Io {
+        what: "open message spool".into(),
+        err,
+    })?;
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                return Err(Failure::Io {
+                    what: "read message from spool".into(),
+                    err,
+                })
+            }
+        };
+        filter.feed(&buf[..n]).map_err(write_err)?;
+    }
+    let (_, written) = filter.finish().map_err(write_err)?;
+    file.sync_all().map_err(io_at("fsync", path))?;
+    Ok(written)
+}
+
+/// Appends `rcpt`'s copy of `msg` to the locked, open mailbox `file` at `path` and makes it
+/// durable. On failure the mailbox is truncated back to its previous size and fsynced.
+pub(crate) fn append(
+    file: &File,
+    path: &Path,
+    msg: &Message<'_>,
+    rcpt: &Recipient,
+) -> Result<Appended, Failure> {
+    let start = file.metadata().map_err(io_at("fstat", path))?.len();
+    match write_copy(file, start, path, msg, rcpt) {
+        Ok(bytes) => Ok(Appended { start, bytes }),
+        Err(failure) => {
+            rollback(file, start, path);
+            Err(failure)
+        }
+    }
+}
+
+/// Truncates the mailbox back to `size` and fsyncs it; failures are logged loudly (the
+/// mailbox may then hold a partial message).
+fn rollback(file: &File, size: u64, path: &Path) {
+    let result = file.set_len(size).and_then(|()| file.sync_all());
+    match result {
+        Ok(()) => log::info!(
+            "mbox: truncated {} back to {size} bytes after a failed append",
+            path.display()
+        ),
+        Err(err) => log::error!(
+            "mbox: cannot truncate {} back to {size} bytes after a failed append: {err}; \
+             the mailbox may hold a partial message",
+            path.display()
+        ),
+    }
+}
