@@ -1,1 +1,304 @@
-//! SQLite store (under construction).
+//! SQLite delivery backend for lmtpd: the [`SqliteStore`] `MailStore`, schema migrations
+//! ([`schema_status`]) and mailbox export ([`export`]).
+//!
+//! Every delivery lands in one database file whose schema is documented in `SCHEMA.md`
+//! (mailboxes, messages, deliveries, folders). The schema lives in `migrations/NNNN_*.sql`,
+//! embedded in the binary and applied in order at [`SqliteStore::open`], tracked with
+//! `PRAGMA user_version`; a database newer than the binary is refused.
+//!
+//! Durability: every pooled connection runs with `journal_mode=WAL`, `synchronous=FULL`,
+//! `foreign_keys=ON` and a busy timeout. Each recipient's copy is one `BEGIN IMMEDIATE`
+//! transaction (quota check, mailbox row, delivery row, counters) that is committed before
+//! its `Ok` is returned; a failing recipient rolls back only its own rows. The body is stored
+//! once per [`MailStore::deliver`] call, in the first recipient's transaction that gets that
+//! far, streamed into the BLOB with incremental BLOB I/O.
+//!
+//! Layout of this crate: `conn` (opening and pragmas), `migrate` (migrations, schema status),
+//! `headers` (Message-ID / Subject), `deliver` (one recipient's transaction), `export`
+//! (mbox / .eml), `error` (internal failure → [`DeliveryError`]).
+
+mod conn;
+mod deliver;
+mod error;
+mod export;
+mod headers;
+mod migrate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lmtpd_store::{DeliveryError, MailStore, Message, Outcomes, Recipient};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::deliver::Shared;
+use crate::error::Failure;
+
+pub use crate::export::{export, ExportFormat};
+pub use crate::migrate::schema_status;
+/// What a `+detail` does (shared by every store): here it selects the `deliveries.folder`
+/// value.
+pub use lmtpd_store::DetailMailbox;
+
+/// Default `busy_timeout`: how long a writer waits for SQLite's write lock.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Configuration of a [`SqliteStore`].
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// The database file (created with mode 0600 when missing).
+    pub path: PathBuf,
+    /// Number of pooled connections (the worker count).
+    pub pool_size: u32,
+    /// How long a connection waits for a lock before the delivery fails with 451 4.3.0
+    /// (also how long a delivery waits for a free pooled connection).
+    pub busy_timeout: Duration,
+    /// What `+detail` does: `No` → INBOX; `Yes` → the detail's folder when it exists for the
+    /// mailbox (a `folders` row or a delivery in it), else INBOX; `Create` → always the
+    /// detail's folder.
+    pub detail_mailbox: DetailMailbox,
+    /// Over quota is `552 5.2.2` (permanent) instead of `452 4.2.2`.
+    pub quota_permfail: bool,
+}
+
+impl SqliteConfig {
+    /// A configuration with the defaults: pool of 4, 30 s busy timeout, `+detail` folders
+    /// when they exist, temporary over-quota replies.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteConfig {
+            path: path.into(),
+            pool_size: 4,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            detail_mailbox: DetailMailbox::Yes,
+            quota_permfail: false,
+        }
+    }
+}
+
+/// The SQLite backend: a pool of connections to one database. `Send + Sync`; concurrent
+/// deliveries use separate connections and meet only at SQLite's single-writer lock.
+pub struct SqliteStore {
+    cfg: SqliteConfig,
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Creates the database file (mode 0600, parent directories 0700) unless it exists, and
+/// syncs its directory so the new entry is durable.
+fn create_file(path: &Path) -> Result<(), String> {
+    let at = |err: io::Error| format!("{}: {err}", path.display());
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|err| format!("{}: cannot create directory: {err}", parent.display()))?;
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(file) => {
+            file.sync_all().map_err(at)?;
+            File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|err| format!("{}: {err}", parent.display()))?;
+            Ok(())
+        }
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = fs::metadata(path).map_err(at)?;
+            if meta.is_file() {
+                Ok(())
+            } else {
+                Err(format!("{}: not a regular file", path.display()))
+            }
+        }
+        Err(err) => Err(at(err)),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing, mode 0600) the database, applies pending migrations and
+    /// builds the connection pool, every connection initialised with the pragmas. Refuses a
+    /// database whose schema is newer than this binary, or that is not an lmtpd database.
+    pub fn open(cfg: SqliteConfig) -> Result<SqliteStore, String> {
+        if cfg.pool_size == 0 {
+            return Err("sqlite: pool size must be at least 1".into());
+        }
+        let path = cfg.path.clone();
+        create_file(&path)?;
+        let busy = cfg.busy_timeout;
+        {
+            let mut setup = Connection::open_with_flags(&path, conn::rw_flags())
+                .map_err(|err| format!("{}: cannot open: {err}", path.display()))?;
+            conn::init(&mut setup, busy).map_err(|err| format!("{}: {err}", path.display()))?;
+            migrate::migrate(&mut setup, &path)?;
+        }
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(conn::rw_flags())
+            .with_init(move |c| conn::init(c, busy));
+        let pool = r2d2::Pool::builder()
+            .max_size(cfg.pool_size)
+            .connection_timeout(busy.max(Duration::from_secs(1)))
+            .build(manager)
+            .map_err(|err| format!("{}: cannot build connection pool: {err}", path.display()))?;
+        Ok(SqliteStore { cfg, pool })
+    }
+
+    /// The configuration this store was built with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.cfg
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, Failure> {
+        self.pool
+            .get()
+            .map_err(|err| Failure::Pool(format!("no free database connection: {err}")))
+    }
+
+    fn check_inner(&self, rcpt: &Recipient) -> Result<(), Failure> {
+        if !rcpt.quota.is_limited() {
+            return Ok(());
+        }
+        let conn = self.conn()?;
+        let used: Option<(i64, i64)> = conn
+            .query_row(
+                "SELECT used_bytes, used_messages FROM mailboxes WHERE address = ?1",
+                [&rcpt.user],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(Failure::sql("read mailbox usage"))?;
+        let (bytes, messages) = used.map_or((0, 0), |(b, m)| {
+            (u64::try_from(b).unwrap_or(0), u64::try_from(m).unwrap_or(0))
+        });
+        if rcpt.quota.is_full(bytes, messages) {
+            return Err(Failure::OverQuota(format!(
+                "mailbox {} is full ({bytes} bytes, {messages} messages; limits {:?} bytes, \
+                 {:?} messages)",
+                rcpt.user, rcpt.quota.bytes, rcpt.quota.messages
+            )));
+        }
+        Ok(())
+    }
+
+    fn fail(&self, rcpt: &Recipient, stage: &str, failure: Failure) -> DeliveryError {
+        if failure.is_quota() {
+            log::info!("sqlite: {}: {stage}: {failure}", rcpt.user);
+        } else {
+            log::warn!("sqlite: {}: {stage}: {failure}", rcpt.user);
+        }
+        failure.into_delivery(self.cfg.quota_permfail)
+    }
+}
+
+impl MailStore for SqliteStore {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn check(&self, rcpt: &Recipient) -> Result<(), DeliveryError> {
+        self.check_inner(rcpt)
+            .map_err(|failure| self.fail(rcpt, "check", failure))
+    }
+
+    /// One transaction per recipient, committed before its `Ok`. The body is inserted once
+    /// per call (in the first recipient's transaction that reaches it); separate calls for
+    /// the same message store separate bodies.
+    fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes {
+        let mut results: Vec<Option<Result<(), DeliveryError>>> =
+            rcpts.iter().map(|_| None).collect();
+        self.deliver_each(msg, rcpts, &mut |i, r| {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(r);
+            }
+        });
+        let mut results = results.into_iter();
+        Outcomes::from_fn(rcpts, |_| {
+            results.next().flatten().unwrap_or_else(|| {
+                Err(DeliveryError::local_error().with_source("no outcome reported"))
+            })
+        })
+    }
+
+    /// One body row for all of `rcpts` (stored in the first recipient transaction that gets
+    /// that far), one committed transaction per recipient, each outcome reported right
+    /// after its commit so the server can flush that reply at once.
+    fn deliver_each(
+        &self,
+        msg: &Message<'_>,
+        rcpts: &[Recipient],
+        report: &mut dyn FnMut(usize, Result<(), DeliveryError>),
+    ) {
+        let meta = match headers::extract(msg.body) {
+            Ok(meta) => meta,
+            Err(err) => {
+                log::warn!("sqlite: cannot read the spooled body: {err}");
+                for i in 0..rcpts.len() {
+                    report(
+                        i,
+                        Err(DeliveryError::from_io(&err, self.cfg.quota_permfail)
+                            .with_source(format_args!("read spooled body: {err}"))),
+                    );
+                }
+                return;
+            }
+        };
+        let mut shared = Shared {
+            msg,
+            meta,
+            received: unix_now(),
+            body_row: None,
+        };
+        for (i, rcpt) in rcpts.iter().enumerate() {
+            let stored = self.conn().and_then(|mut conn| {
+                deliver::deliver_one(
+                    &mut conn,
+                    &mut shared,
+                    rcpt,
+                    self.cfg.detail_mailbox,
+                    unix_now(),
+                )
+            });
+            let result = match stored {
+                Ok(s) => {
+                    log::debug!(
+                        "sqlite: {}: stored uid {} in {} (message {})",
+                        rcpt.user,
+                        s.uid,
+                        s.folder,
+                        s.message
+                    );
+                    Ok(())
+                }
+                Err(failure) => Err(self.fail(rcpt, "delivery failed", failure)),
+            };
+            report(i, result);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! One recipient's delivery: a `BEGIN IMMEDIATE` transaction that checks the quota, creates
+//! the mailbox row if needed, stores the shared body (once per `deliver` call) by incremental
+//! BLOB I/O, inserts the delivery row and bumps `next_uid`, then commits.
+
+use std::io::{self, Read, Write};
+
+use lmtpd_store::{DetailMailbox, Message, Recipient};
+use rusqlite::blob::ZeroBlob;
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior, MAIN_DB};
+
+use crate::error::Failure;
+use crate::headers::Meta;
+
+/// Size of the buffer the body is copied through.
+pub(crate) const CHUNK: usize = 64 * 1024;
+
+/// The folder of INBOX (the default of `deliveries.folder`).
+pub(crate) const INBOX: &str = "INBOX";
+
+/// What one successful delivery produced, for the log.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) uid: i64,
+    pub(crate) folder: String,
+    pub(crate) message: i64,
+}
+
+/// Per-`deliver` call state shared by its recipients.
+pub(crate) struct Shared<'m> {
+    pub(crate) msg: &'m Message<'m>,
+    pub(crate) meta: Meta,
+    /// Unix time of the `deliver` call (`messages.received`).
+    pub(crate) received: i64,
+    /// The committed `messages` row of this call, once a recipient's transaction stored it.
+    pub(crate) body_row: Option<i64>,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Stores `rcpt`'s copy in one transaction on `conn`; the body row is inserted by the
+/// first recipient whose transaction gets that far (and commits with it), so no recipient's
+/// failure can leave an orphan body. Returns after COMMIT.
+pub(crate) fn deliver_one(
+    conn: &mut rusqlite::Connection,
+    shared: &mut Shared<'_>,
+    rcpt: &Recipient,
+    detail_mailbox: DetailMailbox,
+    now: i64,
+) -> Result<Stored, Failure> {
+    let size = shared.msg.copy_size(rcpt);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(Failure::sql("begin delivery transaction"))?;
+
+    let row: Option<(i64, i64, i64, i64)> = tx
+        .query_row(
+            "SELECT id, used_bytes, used_messages, next_uid FROM mailboxes WHERE address = ?1",
+            [&rcpt.user],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(Failure::sql("read mailbox"))?;
+    let (used_bytes, used_messages) = row.map_or((0, 0), |(_, b, m, _)| {
+        (u64::try_from(b).unwrap_or(0), u64::try_from(m).unwrap_or(0))
+    });
+    if rcpt.quota.would_exceed(used_bytes, used_messages, size) {
+        return Err(Failure::OverQuota(format!(
+            "{size}-byte copy exceeds the quota of {} ({used_bytes} bytes, {used_messages} \
+             messages used; limits {:?} bytes, {:?} messages)",
+            rcpt.user, rcpt.quota.bytes, rcpt.quota.messages
+        )));
+    }
+
+    let (mailbox, uid) = match row {
+        Some((id, _, _, next_uid)) => (id, next_uid),
+        None => {
+            tx.execute(
+                "INSERT INTO mailboxes (address, created) VALUES (?1, ?2)",
+                params![rcpt.user, now],
+            )
+            .map_err(Failure::sql("create mailbox"))?;
+            (tx.last_insert_rowid(), 1)
+        }
+    };
+    let folder = resolve_folder(&tx, mailbox, rcpt.detail.as_deref(), detail_mailbox, now)?;
+
+    let message = match shared.body_row {
+        Some(id) if body_exists(&tx, id)? => id,
+        _ => insert_body(&tx, shared)?,
+    };
+
+    tx.execute(
+        "INSERT INTO deliveries \
+         (mailbox_id, message_id, folder, uid, recipient, size, delivered, trace) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            mailbox,
+            message,
+            folder,
+            uid,
+            rcpt.address,
+            to_i64(size),
+            now,
+            rcpt.trace
+        ],
+    )
+    .map_err(Failure::sql("insert delivery"))?;
+    tx.execute(
+        "UPDATE mailboxes SET next_uid = ?2, quota_bytes = ?3, quota_messages = ?4 \
+         WHERE id = ?1",
+        params![
+            mailbox,
+            uid + 1,
+            rcpt.quota.bytes.map(to_i64),
+            rcpt.quota.messages.map(to_i64)
+        ],
+    )
+    .map_err(Failure::sql("update mailbox"))?;
+    tx.commit().map_err(Failure::sql("commit delivery"))?;
+    shared.body_row = Some(message);
+    Ok(Stored {
+        uid,
+        folder,
+        message,
+    })
+}
+
+/// The folder a `+detail` selects: INBOX without a detail or with `DetailMailbox::No`; the
+/// detail's folder with `Create` (recording it in `folders`), or with `Yes` when the folder
+/// already exists (a `folders` row or any delivery in it), else INBOX.
+fn resolve_folder(
+    tx: &Transaction<'_>,
+    mailbox: i64,
+    detail: Option<&str>,
+    mode: DetailMailbox,
+    now: i64,
+) -> Result<String, Failure> {
+    let name = match detail {
+        Some(d) if mode != DetailMailbox::No && !d.is_empty() => d,
+        _ => return Ok(INBOX.to_string()),
+    };
+    if name.eq_ignore_ascii_case(INBOX) {
+        return Ok(INBOX.to_string());
+    }
+    match mode {
+        DetailMailbox::Create => {
+            tx.execute(
+                "INSERT OR IGNORE INTO folders (mailbox_id, name, created) VALUES (?1, ?2, ?3)",
+                params![mailbox, name, now],
+            )
+            .map_err(Failure::sql("create folder"))?;
+            Ok(name.to_string())
+        }
+        _ => {
+            let exists: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM folders WHERE mailbox_id = ?1 AND name = ?2) \
+                     OR EXISTS (SELECT 1 FROM deliveries WHERE mailbox_id = ?1 AND folder = ?2)",
+                    params![mailbox, name],
+                    |r| r.get(0),
+                )
+                .map_err(Failure::sql("look up folder"))?;
+            Ok(if exists { name } else { INBOX }.to_string())
+        }
+    }
+}
+
+/// True when the body row stored by an earlier recipient of this call is still there (a
+/// client may have expunged that recipient's copy in between, which removes the body).
+fn body_exists(tx: &Transaction<'_>, id: i64) -> Result<bool, Failure> {
+    tx.query_row("SELECT 1 FROM messages WHERE id = ?1", [id], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+        .map_err(Failure::sql("look up body"))
+}
+
+/// Inserts the `messages` row with a zero-filled BLOB of the body's size and streams the
+/// spooled body into it through a fixed buffer.
+fn insert_body(tx: &Transaction<'_>, shared: &Shared<'_>) -> Result<i64, Failure> {
+    let body = shared.msg.body;
+    let len = body.len();
+    let blob_len = i32::try_from(len)
+        .map_err(|_| Failure::TooBig(format!("{len}-byte body exceeds the largest SQLite BLOB")))?;
+    let env = shared.msg.envelope;
+    tx.execute(
+        "INSERT INTO messages \
+         (received, sender, transaction_id, size, message_id, subject, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            shared.received,
+            env.sender_or_empty(),
+            env.id,
+            to_i64(len),
+            shared.meta.message_id,
+            shared.meta.subject,
+            ZeroBlob(blob_len)
+        ],
+    )
+    .map_err(Failure::sql("insert message"))?;
+    let id = tx.last_insert_rowid();
+    let mut blob = tx
+        .blob_open(MAIN_DB, "messages", "body", id, false)
+        .map_err(Failure::sql("open body blob"))?;
+    let mut reader = body.open().map_err(|err| Failure::Io {
+        what: "open spooled body",
+        err,
+    })?;
+    copy_exact(&mut reader, &mut blob, len)?;
+    blob.close().map_err(Failure::sql("close body blob"))?;
+    Ok(id)
+}
+
+/// Copies exactly `len` bytes from `reader` to `out` through a [`CHUNK`]-sized buffer;
+/// a body that turns out shorter or longer than announced is an error.
+pub(crate) fn copy_exact(
+    reader: &mut dyn Read,
+    out: &mut dyn Write,
+    len: u64,
+) -> Result<(), Failure> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut done: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                return Err(Failure::Io {
+                    what: "read spooled body",
+                    err,
+                })
+            }
+        };
+        if done + n as u64 > len {
+            return Err(Failure::Local(format!(
+                "spooled body is longer than its recorded {len} bytes"
+            )));
+        }
+        out.write_all(&buf[..n]).map_err(|err| Failure::Io {
+            what: "write body blob",
+            err,
+        })?;
+        done += n as u64;
+    }
+    if done != len {
+        return Err(Failure::Local(format!(
+            "spooled body has {done} bytes, expected {len}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! `lmtpd export`: a mailbox (or one folder of it) out of the database as an mboxrd file or
+//! as one `<uid>.eml` file per message, streamed from the BLOBs in fixed-size chunks.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, MAIN_DB};
+
+use crate::deliver::{CHUNK, INBOX};
+use crate::{conn, migrate};
+
+/// The output format of [`export`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One mboxrd file: `From <sender> <asctime>` separators (`MAILER-DAEMON` for `<>`),
+    /// `>`-quoting of every `>*From ` line, a blank line after each message.
+    Mbox,
+    /// A directory with one `<uid>.eml` file per message (the stored bytes, LF line ends).
+    Eml,
+}
+
+/// Exports the messages of `mailbox` (all folders, or only `folder`) in uid order, each as
+/// its stored copy (trace headers followed by the body).
+///
+/// `Mbox`: `out` is a new file (an existing file is refused). `Eml`: `out` is a directory,
+/// created if missing; an existing `<uid>.eml` is refused. Files are created with mode 0600.
+/// The database is opened read-only and read in one snapshot. On error, the files written
+/// by this call are removed. Returns the number of messages exported.
+pub fn export(
+    db: &Path,
+    mailbox: &str,
+    folder: Option<&str>,
+    format: ExportFormat,
+    out: &Path,
+) -> Result<usize, String> {
+    if !db.is_file() {
+        return Err(format!("{}: no such database file", db.display()));
+    }
+    let mut conn = conn::open_read_only(db)?;
+    migrate::require_current(&conn, db)?;
+    let tx = conn
+        .transaction()
+        .map_err(|e| format!("{}: {e}", db.display()))?;
+    let folder = folder.map(|f| {
+        if f.eq_ignore_ascii_case(INBOX) {
+            INBOX
+        } else {
+            f
+        }
+    });
+
+    let mut sink = match format {
+        ExportFormat::Mbox => Sink::mbox(out)?,
+        ExportFormat::Eml => Sink::eml(out)?,
+    };
+    match export_rows(&tx, db, mailbox, folder, &mut sink) {
+        Ok(n) => {
+            sink.finish()?;
+            Ok(n)
+        }
+        Err(err) => {
+            sink.discard();
+            Err(err)
+        }
+    }
+}
+
+/// Where exported messages go.
+enum Sink {
+    Mbox {
+        path: PathBuf,
+        file: BufWriter<File>,
+    },
+    Eml {
+        dir: PathBuf,
+        written: Vec<PathBuf>,
+    },
+}
+
+fn create_new(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| format!("{}: cannot create: {err}", path.display()))
+}
+
+impl Sink {
+    fn mbox(path: &Path) -> Result<Sink, String> {
+        Ok(Sink::Mbox {
+            path: path.to_path_buf(),
+            file: BufWriter::with_capacity(CHUNK, create_new(path)?),
+        })
+    }
+
+    fn eml(dir: &Path) -> Result<Sink, String> {
+        if !dir.is_dir() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|err| format!("{}: cannot create directory: {err}", dir.display()))?;
+        }
+        Ok(Sink::Eml {
+            dir: dir.to_path_buf(),
+            written: Vec::new(),
+        })
+    }
+
+    /// Flushes and syncs the mbox file.
+    fn finish(self) -> Result<(), String> {
+        if let Sink::Mbox { path, file } = self {
+            let at = |err: io::Error| format!("{}: {err}", path.display());
+            let file = file.into_inner().map_err(|e| at(e.into_error()))?;
+            file.sync_all().map_err(at)?;
+        }
+        Ok(())
+    }
+
+    /// Removes what this export wrote.
+    fn discard(self) {
+        match self {
+            Sink::Mbox { path, file } => {
+                drop(file);
+                let _ = fs::remove_file(path);
+            }
+            Sink::Eml { written, .. } => {
+                for p in written {
+                    let _ = fs::remove_file(p);
+                }
+            }
+        }
+    }
+}
+
+/// One row of the export query.
+struct Row {
+    uid: i64,
+    trace: Vec<u8>,
+    message: i64,
+    sender: String,
+    received: i64,
+}
+
+fn export_rows(
+    conn: &Connection,
+    db: &Path,
+    mailbox: &str,
+    folder: Option<&str>,
+    sink: &mut Sink,
+) -> Result<usize, String> {
+    let sql_err = |e: rusqlite::Error| format!("{}: {e}", db.display());
+    let id: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM mailboxes WHERE address = ?1",
+            [mailbox],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_err)?;
+    let Some(id) = id else {
+        return Err(format!("{}: no mailbox {mailbox}", db.display()));
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT d.uid, d.trace, m.id, m.sender, m.received \
+             FROM deliveries d JOIN messages m ON m.id = d.message_id \
+             WHERE d.mailbox_id = ?1 AND (?2 IS NULL OR d.folder = ?2) \
+             ORDER BY d.uid",
+        )
+        .map_err(sql_err)?;
+    let mut rows = stmt.query(params![id, folder]).map_err(sql_err)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut count = 0;
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        let row = Row {
+            uid: r.get(0).map_err(sql_err)?,
+            trace: r.get(1).map_err(sql_err)?,
+            message: r.get(2).map_err(sql_err)?,
+            sender: r.get(3).map_err(sql_err)?,
+            received: r.get(4).map_err(sql_err)?,
+        };
+        let mut blob = conn
+            .blob_open(MAIN_DB, "messages", "body", row.message, true)
+            .map_err(sql_err)?;
+        write_message(sink, &row, &mut blob, &mut buf)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn write_message(
+    sink: &mut Sink,
+    row: &Row,
+    body: &mut dyn Read,
+    buf: &mut [u8],
+) -> Result<(), String> {
+    match sink {
+        Sink::Mbox { path, file } => {
+            let at = |err: io::Error| format!("{}: {err}", path.display());
+            file.write_all(from_line(&row.sender, row.received).as_bytes())
+                .map_err(at)?;
+            let mut q = MboxrdWriter::new(&mut *file);
+            q.write_all(&row.trace).map_err(at)?;
+            pump(body, buf, |chunk| q.write_all(chunk)).map_err(at)?;
+            q.finish().map_err(at)
+        }
+        Sink::Eml { dir, written } => {
+            let path = dir.join(format!("{}.eml", row.uid));
+            let file = create_new(&path)?;
+            written.push(path.clone());
+            let at = |err: io::Error| format!("{}: {err}", path.display());
+            let mut w = BufWriter::with_capacity(CHUNK, file);
+            w.write_all(&row.trace).map_err(at)?;
+            pump(body, buf, |chunk| w.write_all(chunk)).map_err(at)?;
+            w.flush().map_err(at)
+        }
+    }
+}
+
+/// Reads `body` to the end through `buf`, handing each chunk to `f`.
+fn pump(
+    body: &mut dyn Read,
+    buf: &mut [u8],
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    loop {
+        match body.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => f(&buf[..n])?,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// The mbox separator line: `From <sender> <asctime UTC>\n`; whitespace and control
+/// characters in the sender become `_` so the line stays parseable.
+pub(crate) fn from_line(sender: &str, received: i64) -> String {
+    let who: String = if sender.is_empty() {
+        "MAILER-DAEMON".into()
+    } else {
+        sender
+            .chars()
+            .map(|c| {
+                if c.is_whitespace() || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    format!("From {who} {}\n", asctime(received))
+}
+
+/// `Www Mmm dd hh:mm:ss yyyy` (C `asctime`, day padded with a space) for a Unix time, UTC.
+pub(crate) fn asctime(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday
+    format!(
+        "{} {} {:>2} {:02}:{:02}:{:02} {}",
+        DAYS[weekday as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        year
+    )
+}
+
+/// Writes one message body mboxrd-quoted: a `>` is added in front of every line matching
+/// `^>*From `. Streams with O(1) state per line start (a count of `>` and how much of
+/// `From ` matched), so no line is ever buffered whole.
+pub(crate) struct MboxrdWriter<W: Write> {
+    inner: W,
+    at_line_start: bool,
+    quotes: u64,
+    matched: usize,
+    last: Option<u8>,
+}
+
+const FROM: &[u8] = b"From ";
+
+impl<W: Write> MboxrdWriter<W> {
+    /// Starts a message.
+    pub(crate) fn new(inner: W) -> Self {
+        MboxrdWriter {
+            inner,
+            at_line_start: true,
+            quotes: 0,
+            matched: 0,
+            last: None,
+        }
+    }
+
+    fn emit(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Some(&b) = data.last() {
+            self.inner.write_all(data)?;
+            self.last = Some(b);
+        }
+        Ok(())
+    }
+
+    /// Writes the held-back line start (`>`s and a partial `From `), unquoted.
+    fn release(&mut self, quote: bool) -> io::Result<()> {
+        if quote {
+            self.emit(b">")?;
+        }
+        let gts = [b'>'; 64];
+        while self.quotes > 0 {
+            let n = self.quotes.min(gts.len() as u64) as usize;
+            self.emit(&gts[..n])?;
+            self.quotes -= n as u64;
+        }
+        let m = self.matched;
+        self.emit(&FROM[..m])?;
+        self.matched = 0;
+        self.at_line_start = false;
+        Ok(())
+    }
+
+    /// Writes (part of) the message.
+    pub(crate) fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while let Some(&b) = data.first() {
+            if self.at_line_start {
+                if self.matched == 0 && b == b'>' {
+                    self.quotes += 1;
+                    data = &data[1..];
+                    continue;
+                }
+                if b == FROM[self.matched] {
+                    self.matched += 1;
+                    data = &data[1..];
+                    if self.matched == FROM.len() {
+                        self.release(true)?;
+                    }
+                    continue;
+                }
+                self.release(false)?;
+            }
+            match data.iter().position(|&c| c == b'\n') {
+                Some(i) => {
+                    self.emit(&data[..=i])?;
+                    data = &data[i + 1..];
+                    self.at_line_start = true;
+                }
+                None => {
+                    self.emit(data)?;
+                    data = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the message: completes a last line without a line end and writes the blank
+    /// separator line.
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        if self.at_line_start && (self.quotes > 0 || self.matched > 0) {
+            self.release(false)?;
+        }
+        if self.last.is_some_and(|b| b != b'\n') {
+            self.inner.write_all(b"\n")?;
+        }
+        self.inner.write_all(b"\n")
+    }
+}
