@@ -346,6 +346,29 @@ pub trait MailStore: Send + Sync {
     /// recipient, same length and order as `rcpts`. `Ok` means the copy is durable.
     /// One recipient's failure never changes another's outcome.
     fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes;
+
+    /// Like [`MailStore::deliver`], but reports each recipient's outcome through `report`
+    /// (with its index in `rcpts`, in order, exactly once each) as soon as it is known, so
+    /// the server can write and flush that recipient's reply before the next one is stored
+    /// (RFC 2033 §5). The default stores one recipient per `deliver` call; a store that
+    /// shares work across recipients (one SQLite body row per transaction) overrides it.
+    fn deliver_each(
+        &self,
+        msg: &Message<'_>,
+        rcpts: &[Recipient],
+        report: &mut dyn FnMut(usize, Result<(), DeliveryError>),
+    ) {
+        for (i, rcpt) in rcpts.iter().enumerate() {
+            let result = self
+                .deliver(msg, std::slice::from_ref(rcpt))
+                .into_results()
+                .pop()
+                .unwrap_or_else(|| {
+                    Err(DeliveryError::local_error().with_source("store returned no outcome"))
+                });
+            report(i, result);
+        }
+    }
 }
 
 #[cfg(test)]
