@@ -50,10 +50,14 @@ impl Listen {
 }
 
 /// Which mailbox format a recipient's mail is stored in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StoreKind {
     /// Maildir / Maildir++.
     Maildir,
+    /// mbox (mboxrd) files.
+    Mbox,
+    /// One SQLite database.
+    Sqlite,
 }
 
 impl StoreKind {
@@ -61,8 +65,12 @@ impl StoreKind {
     pub fn parse(s: &str) -> Result<StoreKind, String> {
         match s {
             "maildir" => Ok(StoreKind::Maildir),
-            "mbox" | "sqlite" => Err(format!("store '{s}' is not available in this version")),
-            _ => Err(format!("unknown store '{s}' (expected maildir)")),
+            "mbox" => Ok(StoreKind::Mbox),
+            "sqlite" if cfg!(feature = "sqlite") => Ok(StoreKind::Sqlite),
+            "sqlite" => Err("this lmtpd was built without SQLite support".into()),
+            _ => Err(format!(
+                "unknown store '{s}' (expected maildir, mbox or sqlite)"
+            )),
         }
     }
 
@@ -70,12 +78,16 @@ impl StoreKind {
     pub fn name(self) -> &'static str {
         match self {
             StoreKind::Maildir => "maildir",
+            StoreKind::Mbox => "mbox",
+            StoreKind::Sqlite => "sqlite",
         }
     }
 }
 
-/// `+detail` handling: deliver into a Maildir++ folder named by the detail?
-pub use lmtpd_maildir::DetailMailbox;
+/// mbox lock kinds (`mbox_locks`).
+pub use lmtpd_mbox::LockKind;
+/// `+detail` handling: deliver into a folder named by the detail?
+pub use lmtpd_store::DetailMailbox;
 
 /// The validated, effective configuration.
 #[derive(Clone, Debug)]
@@ -92,6 +104,16 @@ pub struct Config {
     pub store: StoreKind,
     /// Maildir location template (`%u`, `%n`, `%d`).
     pub maildir: String,
+    /// mbox location template (`%u`, `%n`, `%d`).
+    pub mbox: String,
+    /// mbox locks, taken in this order.
+    pub mbox_locks: Vec<LockKind>,
+    /// Total time to wait for mbox locks before `450 4.2.0`.
+    pub mbox_lock_timeout: Duration,
+    /// The SQLite database file.
+    pub sqlite: PathBuf,
+    /// How long a SQLite writer waits for the database lock before `451 4.3.0`.
+    pub sqlite_busy_timeout: Duration,
     /// Directory for message spool files larger than the in-memory bound.
     pub spool_dir: PathBuf,
     /// Largest message accepted, in bytes (0 = unlimited); advertised as SIZE.
@@ -120,6 +142,29 @@ pub struct Config {
     pub postmaster: String,
     /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
     pub log_level: String,
+    /// Where the log goes.
+    pub log: LogTarget,
+    /// Syslog facility name (`mail`, `daemon`, `local0` … `local7`).
+    pub syslog_facility: String,
+    /// Run as this user after binding, when started as root.
+    pub user: String,
+    /// Run with this group (default: the user's primary group).
+    pub group: String,
+    /// Allow running as root (not recommended).
+    pub allow_root: bool,
+    /// Owner given to created Unix sockets (empty = unchanged).
+    pub socket_owner: String,
+    /// Group given to created Unix sockets (empty = unchanged).
+    pub socket_group: String,
+}
+
+/// Log destination (`log`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard error (systemd's journal, daemon(8) -S, runit, …).
+    Stderr,
+    /// The local syslog socket.
+    Syslog,
 }
 
 /// The built-in default configuration file path.
@@ -128,15 +173,26 @@ pub const DEFAULT_CONFIG: &str = match option_env!("LMTPD_DEFAULT_CONFIG") {
     None => "/usr/local/etc/lmtpd.conf",
 };
 
+/// The built-in default users file path (follows `SYSCONFDIR` at build time).
+pub const DEFAULT_USERS: &str = match option_env!("LMTPD_DEFAULT_USERS") {
+    Some(p) => p,
+    None => "/usr/local/etc/lmtpd.users",
+};
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: Vec::new(),
             socket_mode: 0o660,
             hostname: system_hostname(),
-            users: PathBuf::from("/usr/local/etc/lmtpd.users"),
+            users: PathBuf::from(DEFAULT_USERS),
             store: StoreKind::Maildir,
             maildir: "/var/vmail/%d/%n/Maildir".into(),
+            mbox: "/var/mail/%n".into(),
+            mbox_locks: lmtpd_mbox::default_locks(),
+            mbox_lock_timeout: Duration::from_secs(30),
+            sqlite: PathBuf::from("/var/lib/lmtpd/mail.db"),
+            sqlite_busy_timeout: Duration::from_secs(30),
             spool_dir: std::env::temp_dir(),
             max_message_size: 64 << 20,
             max_recipients: 1000,
@@ -151,6 +207,13 @@ impl Default for Config {
             bare_newline: BareNewline::Normalize,
             postmaster: String::new(),
             log_level: "info".into(),
+            log: LogTarget::Stderr,
+            syslog_facility: "mail".into(),
+            user: String::new(),
+            group: String::new(),
+            allow_root: false,
+            socket_owner: String::new(),
+            socket_group: String::new(),
         }
     }
 }
@@ -205,6 +268,17 @@ impl Config {
     /// Parses configuration text. `origin` names the file in messages. Every problem is
     /// returned, each with its line number.
     pub fn parse(text: &str, origin: &str) -> Result<Config, Vec<String>> {
+        let (c, errors) = Config::parse_lenient(text, origin);
+        if errors.is_empty() {
+            Ok(c)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Like [`Config::parse`], but also returns the settings of every valid line, so that
+    /// `lmtpd -t` can go on checking the users file and paths after a bad line.
+    pub fn parse_lenient(text: &str, origin: &str) -> (Config, Vec<String>) {
         let mut c = Config::default();
         let mut errors = Vec::new();
         let mut listen_set = false;
@@ -248,6 +322,28 @@ impl Config {
                     "maildir" => {
                         check_template(value)?;
                         c.maildir = value.into();
+                    }
+                    "mbox" => {
+                        check_template(value)?;
+                        c.mbox = value.into();
+                    }
+                    "mbox_locks" => {
+                        let locks = value
+                            .split(|ch: char| ch == ',' || ch.is_whitespace())
+                            .filter(|w| !w.is_empty())
+                            .map(LockKind::parse)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        if locks.is_empty() {
+                            return Err("name at least one of fcntl, flock, dotlock".into());
+                        }
+                        c.mbox_locks = locks;
+                    }
+                    "mbox_lock_timeout" => {
+                        c.mbox_lock_timeout = Duration::from_secs(parse_count(value, 0, 3600)?)
+                    }
+                    "sqlite" => c.sqlite = PathBuf::from(value),
+                    "sqlite_busy_timeout" => {
+                        c.sqlite_busy_timeout = Duration::from_secs(parse_count(value, 0, 3600)?)
                     }
                     "spool_dir" => c.spool_dir = PathBuf::from(value),
                     "max_message_size" => c.max_message_size = parse_size(value)?,
@@ -293,6 +389,26 @@ impl Config {
                         }
                     }
                     "postmaster" => c.postmaster = value.into(),
+                    "log" => {
+                        c.log = match value {
+                            "stderr" => LogTarget::Stderr,
+                            "syslog" => LogTarget::Syslog,
+                            _ => return Err(format!("'{value}' is not stderr or syslog")),
+                        }
+                    }
+                    "syslog_facility" => {
+                        if crate::logging::facility_code(value).is_none() {
+                            return Err(format!(
+                                "'{value}' is not a facility (mail, daemon, user, local0 … local7)"
+                            ));
+                        }
+                        c.syslog_facility = value.into();
+                    }
+                    "user" => c.user = value.into(),
+                    "group" => c.group = value.into(),
+                    "allow_root" => c.allow_root = parse_bool(value)?,
+                    "socket_owner" => c.socket_owner = value.into(),
+                    "socket_group" => c.socket_group = value.into(),
                     "log_level" => {
                         if !matches!(value, "error" | "warn" | "info" | "debug" | "trace" | "off") {
                             return Err(format!(
@@ -309,6 +425,13 @@ impl Config {
                 errors.push(format!("{origin}:{lineno}: {key}: {e}"));
             }
         }
+        (c, errors)
+    }
+
+    /// Reads and parses a configuration file. Relative paths inside it stay relative to the
+    /// working directory, as documented.
+    pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+        let (c, errors) = Config::load_lenient(path);
         if errors.is_empty() {
             Ok(c)
         } else {
@@ -316,18 +439,23 @@ impl Config {
         }
     }
 
-    /// Reads and parses a configuration file. Relative paths inside it stay relative to the
-    /// working directory, as documented.
-    pub fn load(path: &Path) -> Result<Config, Vec<String>> {
-        let text = fs::read_to_string(path)
-            .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
-        Config::parse(&text, &path.display().to_string())
+    /// Reads a configuration file leniently (see [`Config::parse_lenient`]).
+    pub fn load_lenient(path: &Path) -> (Config, Vec<String>) {
+        match fs::read_to_string(path) {
+            Ok(text) => Config::parse_lenient(&text, &path.display().to_string()),
+            Err(e) => (
+                Config::default(),
+                vec![format!("{}: cannot read: {e}", path.display())],
+            ),
+        }
     }
 
-    /// Checks what can only be checked as a whole (after `-l` flags were added).
-    pub fn validate(&self) -> Result<(), Vec<String>> {
+    /// Checks what can only be checked as a whole (after `-l` flags were added). `stdio`:
+    /// the server runs one session on standard input (`-i`) and needs no listener; under
+    /// socket activation (`LISTEN_FDS`) the listeners are inherited.
+    pub fn validate(&self, stdio: bool) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
-        if self.listen.is_empty() {
+        if self.listen.is_empty() && !stdio && std::env::var_os("LISTEN_FDS").is_none() {
             errors.push("no listener: set 'listen' in the config file or pass -l".into());
         }
         if self.spool_dir.as_os_str().is_empty() {
@@ -351,6 +479,20 @@ impl Config {
         let _ = writeln!(s, "users = {}", self.users.display());
         let _ = writeln!(s, "store = {}", self.store.name());
         let _ = writeln!(s, "maildir = {}", self.maildir);
+        let _ = writeln!(s, "mbox = {}", self.mbox);
+        let locks: Vec<&str> = self.mbox_locks.iter().map(|l| l.name()).collect();
+        let _ = writeln!(s, "mbox_locks = {}", locks.join(" "));
+        let _ = writeln!(
+            s,
+            "mbox_lock_timeout = {}",
+            self.mbox_lock_timeout.as_secs()
+        );
+        let _ = writeln!(s, "sqlite = {}", self.sqlite.display());
+        let _ = writeln!(
+            s,
+            "sqlite_busy_timeout = {}",
+            self.sqlite_busy_timeout.as_secs()
+        );
         let _ = writeln!(s, "spool_dir = {}", self.spool_dir.display());
         let _ = writeln!(s, "max_message_size = {}", self.max_message_size);
         let _ = writeln!(s, "max_recipients = {}", self.max_recipients);
@@ -396,6 +538,24 @@ impl Config {
         );
         let _ = writeln!(s, "postmaster = {}", self.postmaster);
         let _ = writeln!(s, "log_level = {}", self.log_level);
+        let _ = writeln!(
+            s,
+            "log = {}",
+            match self.log {
+                LogTarget::Stderr => "stderr",
+                LogTarget::Syslog => "syslog",
+            }
+        );
+        let _ = writeln!(s, "syslog_facility = {}", self.syslog_facility);
+        let _ = writeln!(s, "user = {}", self.user);
+        let _ = writeln!(s, "group = {}", self.group);
+        let _ = writeln!(
+            s,
+            "allow_root = {}",
+            if self.allow_root { "yes" } else { "no" }
+        );
+        let _ = writeln!(s, "socket_owner = {}", self.socket_owner);
+        let _ = writeln!(s, "socket_group = {}", self.socket_group);
         s
     }
 }
@@ -436,8 +596,13 @@ listen = [::1]:2424
 socket_mode = 0600
 hostname = mx.example.org
 users = /etc/lmtpd.users
-store = maildir
+store = mbox
 maildir = /var/mail/%d/%n
+mbox = /var/mail/%n
+mbox_locks = dotlock, flock
+mbox_lock_timeout = 5
+sqlite = /var/lib/lmtpd/x.db
+sqlite_busy_timeout = 7
 spool_dir = /var/tmp
 max_message_size = 10M
 max_recipients = 50
@@ -452,6 +617,13 @@ detail_mailbox = create
 bare_newline = reject
 postmaster = root@example.org
 log_level = debug
+log = syslog
+syslog_facility = local3
+user = vmail
+group = vmail
+allow_root = no
+socket_owner = postfix
+socket_group = postfix
 ";
         let c = Config::parse(text, "t").expect("valid");
         assert_eq!(c.listen.len(), 3);
@@ -462,6 +634,9 @@ log_level = debug
         assert!(!c.lowercase_localpart);
         assert_eq!(c.detail_mailbox, DetailMailbox::Create);
         assert_eq!(c.bare_newline, BareNewline::Reject);
+        assert_eq!(c.store, StoreKind::Mbox);
+        assert_eq!(c.mbox_locks, vec![LockKind::Dotlock, LockKind::Flock]);
+        assert_eq!(c.sqlite_busy_timeout, Duration::from_secs(7));
         // The dump is itself a valid config that yields the same settings.
         let again = Config::parse(&c.dump(), "dump").expect("dump parses");
         assert_eq!(again.dump(), c.dump());

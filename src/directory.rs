@@ -182,6 +182,26 @@ impl Directory {
         self.users.values()
     }
 
+    /// Counts users added, removed and changed (quota or store) from `self` to `new`.
+    pub fn diff(&self, new: &Directory) -> (usize, usize, usize) {
+        let added = new
+            .users
+            .keys()
+            .filter(|k| !self.users.contains_key(*k))
+            .count();
+        let removed = self
+            .users
+            .keys()
+            .filter(|k| !new.users.contains_key(*k))
+            .count();
+        let changed = new
+            .users
+            .iter()
+            .filter(|(k, u)| self.users.get(*k).is_some_and(|old| old != *u))
+            .count();
+        (added, removed, changed)
+    }
+
     /// Resolves a forward-path to a user of this server, or says why not:
     /// `550 5.1.1` unknown, `550 5.1.3` unsafe as a path.
     pub fn resolve(&self, mailbox: &Mailbox) -> Result<Resolved, DeliveryError> {
@@ -373,6 +393,13 @@ mod tests {
             let e = d.resolve(&mb(l, Some(dom))).expect_err(l);
             assert_eq!((e.code, e.enhanced), (550, Enhanced(5, 1, 3)), "{l:?}");
         }
+    }
+
+    #[test]
+    fn diff_counts_added_removed_changed() {
+        let a = dir("x@e\ny@e quota=1K\nz@e\n");
+        let b = dir("x@e\ny@e quota=2K\nw@e\nv@e\n");
+        assert_eq!(a.diff(&b), (2, 1, 1));
     }
 
     #[test]

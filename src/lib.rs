@@ -10,13 +10,21 @@
 //! - [`spool`]: the per-transaction body spool.
 //! - [`trace`]: Return-Path / Delivered-To / Received headers.
 //! - [`deliver`]: per-recipient delivery, replies and log lines.
+//! - [`doctor`]: the checks behind `lmtpd -t`.
+//! - [`logging`]: stderr or syslog.
+//! - [`privileges`]: dropping root after binding.
+//! - [`sys`]: the few POSIX calls std lacks (the only `unsafe` in this crate).
 //!
 //! The mailbox backends live in their own crates: `lmtpd-store` (the `MailStore` trait)
-//! and `lmtpd-maildir`.
+//! and `lmtpd-maildir`, `lmtpd-mbox`, `lmtpd-sqlite` (optional feature `sqlite`).
 pub mod config;
 pub mod deliver;
 pub mod directory;
+pub mod doctor;
+pub mod logging;
+pub mod privileges;
 pub mod proto;
 pub mod server;
 pub mod spool;
+pub mod sys;
 pub mod trace;

@@ -12,20 +12,27 @@ use lmtpd::server::{Context, Server};
 
 /// sysexits(3) codes.
 const EX_USAGE: u8 = 64;
+#[cfg(feature = "sqlite")]
+const EX_DATAERR: u8 = 65;
 const EX_OSERR: u8 = 71;
 const EX_CONFIG: u8 = 78;
 
 fn usage(opts: &Options) -> String {
     let brief = format!(
-        "Usage: lmtpd [-c FILE] [-l ADDR]... [-t | -n] [-d]\n\n\
-         An LMTP (RFC 2033) delivery server for Maildir mailboxes.\n\
-         Without -c it reads {DEFAULT_CONFIG}."
+        "Usage: lmtpd [-c FILE] [-l ADDR]... [-t | -n] [-d]\n\
+         \x20      lmtpd export --db FILE --mailbox ADDR [--folder F] (--mbox OUT | --eml-dir DIR)\n\n\
+         An LMTP (RFC 2033) delivery server for Maildir, mbox and SQLite mailboxes.\n\
+         Without -c it reads {DEFAULT_CONFIG}. `lmtpd export` writes a SQLite mailbox\n\
+         out as an mbox file or as one .eml file per message."
     );
     opts.usage(&brief)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("export") {
+        return export(&args[2..]);
+    }
     let mut opts = Options::new();
     opts.optopt("c", "config", "configuration file", "FILE");
     opts.optmulti(
@@ -41,6 +48,11 @@ fn main() -> ExitCode {
     );
     opts.optflag("n", "print", "print the effective settings, then exit");
     opts.optflag("d", "debug", "log at debug level");
+    opts.optflag(
+        "i",
+        "inetd",
+        "serve one session on standard input and output (inetd, mail.local -l style)",
+    );
     opts.optflag("h", "help", "show this help");
     opts.optflag("V", "version", "show the version");
     let m = match opts.parse(&args[1..]) {
@@ -69,13 +81,8 @@ fn main() -> ExitCode {
 
     let path = PathBuf::from(m.opt_str("c").unwrap_or_else(|| DEFAULT_CONFIG.to_string()));
     let mut errors = Vec::new();
-    let mut config = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            errors.extend(e);
-            Config::default()
-        }
-    };
+    let (mut config, config_errors) = Config::load_lenient(&path);
+    errors.extend(config_errors);
     for l in m.opt_strs("l") {
         match Listen::parse(&l) {
             Ok(l) => config.listen.push(l),
@@ -85,7 +92,8 @@ fn main() -> ExitCode {
     if m.opt_present("d") {
         config.log_level = "debug".into();
     }
-    if let Err(e) = config.validate() {
+    let stdio = m.opt_present("i");
+    if let Err(e) = config.validate(stdio) {
         errors.extend(e);
     }
     let directory = match Directory::load(&config) {
@@ -110,6 +118,20 @@ fn main() -> ExitCode {
         return ExitCode::from(EX_CONFIG);
     };
     if m.opt_present("t") {
+        let mut problems = 0;
+        for f in lmtpd::doctor::check(&config, &directory) {
+            match f {
+                lmtpd::doctor::Finding::Note(n) => println!("lmtpd: note: {n}"),
+                lmtpd::doctor::Finding::Problem(p) => {
+                    eprintln!("lmtpd: {p}");
+                    problems += 1;
+                }
+            }
+        }
+        if problems > 0 {
+            eprintln!("lmtpd: {problems} problem(s) found");
+            return ExitCode::from(EX_CONFIG);
+        }
         println!(
             "lmtpd: {} and {} are valid ({} users)",
             path.display(),
@@ -122,19 +144,47 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    env_logger::Builder::new()
-        .parse_filters(&config.log_level)
-        .parse_env("LMTPD_LOG")
-        .format_timestamp_millis()
-        .init();
+    // Mailboxes, spool files and folders are never readable by others.
+    lmtpd::sys::set_umask(0o077);
+    if stdio {
+        // Under inetd, standard error may be the connection itself: log to syslog.
+        config.log = lmtpd::config::LogTarget::Syslog;
+    }
+    lmtpd::logging::init(&config);
 
-    let server = match Server::bind(Context::new(config, directory)) {
+    let ctx = match Context::new(config, directory) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if stdio {
+        if let Err(e) = lmtpd::privileges::drop_if_root(&ctx.config) {
+            log::error!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+        return match lmtpd::server::serve_stdio(&ctx) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log::error!("stdin session: {e}");
+                ExitCode::from(EX_OSERR)
+            }
+        };
+    }
+    let server = match Server::bind(ctx) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");
             return ExitCode::from(EX_OSERR);
         }
     };
+    // Listeners are bound (a port below 1024, a socket in a root-owned directory): now
+    // become the mail user for good.
+    if let Err(e) = lmtpd::privileges::drop_if_root(&server.context().config) {
+        log::error!("{e}");
+        return ExitCode::from(EX_CONFIG);
+    }
     if let Err(e) = install_signal_handlers(server.context()) {
         log::error!("cannot install signal handlers: {e}");
         return ExitCode::from(EX_OSERR);
@@ -170,4 +220,65 @@ fn install_signal_handlers(ctx: Arc<Context>) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// `lmtpd export`: a SQLite mailbox out as mbox or .eml files.
+#[cfg(feature = "sqlite")]
+fn export(args: &[String]) -> ExitCode {
+    let mut opts = Options::new();
+    opts.reqopt("", "db", "the SQLite database", "FILE");
+    opts.reqopt("", "mailbox", "the mailbox address", "ADDR");
+    opts.optopt("", "folder", "only this folder (default: all)", "F");
+    opts.optopt("", "mbox", "write one mbox file", "OUT");
+    opts.optopt(
+        "",
+        "eml-dir",
+        "write one .eml file per message into DIR",
+        "DIR",
+    );
+    let brief =
+        "Usage: lmtpd export --db FILE --mailbox ADDR [--folder F] (--mbox OUT | --eml-dir DIR)";
+    let m = match opts.parse(args) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("lmtpd export: {e}\n{}", opts.usage(brief));
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let (format, out) = match (m.opt_str("mbox"), m.opt_str("eml-dir")) {
+        (Some(f), None) => (lmtpd_sqlite::ExportFormat::Mbox, f),
+        (None, Some(d)) => (lmtpd_sqlite::ExportFormat::Eml, d),
+        _ => {
+            eprintln!(
+                "lmtpd export: give exactly one of --mbox and --eml-dir\n{}",
+                opts.usage(brief)
+            );
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let db = PathBuf::from(m.opt_str("db").unwrap_or_default());
+    let mailbox = m.opt_str("mailbox").unwrap_or_default();
+    let folder = m.opt_str("folder");
+    match lmtpd_sqlite::export(
+        &db,
+        &mailbox,
+        folder.as_deref(),
+        format,
+        std::path::Path::new(&out),
+    ) {
+        Ok(n) => {
+            println!("lmtpd export: {n} message(s) written to {out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lmtpd export: {e}");
+            ExitCode::from(EX_DATAERR)
+        }
+    }
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn export(_args: &[String]) -> ExitCode {
+    eprintln!("lmtpd export: this lmtpd was built without SQLite support");
+    ExitCode::from(EX_USAGE)
 }

@@ -51,7 +51,7 @@ impl TestServer {
         };
         tune(&mut cfg);
         let directory = Directory::load(&cfg).expect("users file");
-        let server = Server::bind(Context::new(cfg, directory)).expect("bind");
+        let server = Server::bind(Context::new(cfg, directory).expect("context")).expect("bind");
         let tcp = server
             .local_addrs()
             .into_iter()
@@ -454,13 +454,13 @@ fn stale_unix_socket_is_replaced_but_a_live_one_is_not() {
         ..Config::default()
     };
     let d = Directory::load(&cfg).expect("users");
-    assert!(Server::bind(Context::new(cfg.clone(), d)).is_err());
+    assert!(Server::bind(Context::new(cfg.clone(), d).expect("context")).is_err());
     // A leftover socket file with nobody behind it is replaced.
     let stale = srv.dir.path().join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
     cfg.listen = vec![Listen::Unix(stale.clone())];
     let d = Directory::load(&cfg).expect("users");
-    let s = Server::bind(Context::new(cfg, d)).expect("stale socket replaced");
+    let s = Server::bind(Context::new(cfg, d).expect("context")).expect("stale socket replaced");
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(&stale).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);

@@ -2,13 +2,15 @@
 //! shutdown deadlines are noticed, answers RCPT with the directory, spools the body, delivers
 //! after the final dot and writes + flushes each recipient's reply as soon as it is known.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown as NetShutdown, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use lmtpd_store::{Body, Envelope};
+use lmtpd_store::{DeliveryError, Envelope};
 
 use super::Context;
 use crate::deliver::{self, error_reply};
@@ -30,21 +32,43 @@ pub enum Stream {
     Tcp(TcpStream),
     /// Unix-domain socket.
     Unix(UnixStream),
+    /// Standard input and output (`lmtpd -i`, inetd style).
+    Stdio {
+        /// Duplicate of descriptor 0.
+        input: File,
+        /// Duplicate of descriptor 1.
+        output: File,
+        /// Read timeout emulated with poll(2).
+        timeout: Option<Duration>,
+    },
 }
 
 impl Stream {
+    /// Standard input and output as one stream.
+    pub fn stdio() -> io::Result<Stream> {
+        Ok(Stream::Stdio {
+            input: File::from(io::stdin().as_fd().try_clone_to_owned()?),
+            output: File::from(io::stdout().as_fd().try_clone_to_owned()?),
+            timeout: None,
+        })
+    }
     /// Sets the read timeout.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
             Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Stdio { timeout, .. } => {
+                *timeout = t;
+                Ok(())
+            }
         }
     }
-    /// Sets the write timeout.
+    /// Sets the write timeout (not available on stdout).
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(t),
             Stream::Unix(s) => s.set_write_timeout(t),
+            Stream::Stdio { .. } => Ok(()),
         }
     }
     /// Closes both directions.
@@ -52,6 +76,7 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
+            Stream::Stdio { .. } => Ok(()),
         };
     }
 }
@@ -61,6 +86,14 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Stdio { input, timeout, .. } => {
+                if let Some(t) = timeout {
+                    if !crate::sys::wait_readable(input.as_raw_fd(), *t)? {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                }
+                input.read(buf)
+            }
         }
     }
 }
@@ -70,12 +103,14 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Stdio { output, .. } => output.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
+            Stream::Stdio { output, .. } => output.flush(),
         }
     }
 }
@@ -105,7 +140,7 @@ impl Conn {
     pub fn peer_text(&self) -> String {
         match self.peer {
             Some(ip) => ip.to_string(),
-            None => "unix".into(),
+            None => "local".into(),
         }
     }
 }
@@ -278,18 +313,26 @@ impl Driver<'_> {
             );
             error_reply(&e)
         })?;
-        self.ctx
-            .stores
-            .get(resolved.store)
-            .check(&resolved.rcpt)
-            .map_err(|e| {
-                log::info!(
-                    "conn={} rcpt=<{mailbox}> user={} refused at RCPT: {e}",
-                    self.conn_id,
-                    resolved.rcpt.user
-                );
-                error_reply(&e)
-            })?;
+        let Some(store) = self.ctx.stores.get(resolved.store) else {
+            log::error!(
+                "conn={} rcpt=<{mailbox}>: store {} is not open",
+                self.conn_id,
+                resolved.store.name()
+            );
+            return Err(crate::proto::Reply::new(
+                451,
+                crate::proto::Enhanced(4, 3, 5),
+                "Mail system configuration error",
+            ));
+        };
+        store.check(&resolved.rcpt).map_err(|e| {
+            log::info!(
+                "conn={} rcpt=<{mailbox}> user={} refused at RCPT: {e}",
+                self.conn_id,
+                resolved.rcpt.user
+            );
+            error_reply(&e)
+        })?;
         Ok(resolved)
     }
 
@@ -309,42 +352,30 @@ impl Driver<'_> {
             (Some(sp), None) => sp.finish(),
             (None, None) => Err(io::Error::other("no spool")),
         };
-        match body {
-            Ok(body) => {
-                for rcpt in tx.rcpts.iter_mut() {
-                    let reply = deliver::deliver_one(
-                        &self.ctx.stores,
-                        &self.ctx.config.hostname,
-                        self.conn_id,
-                        &env,
-                        &body as &dyn Body,
-                        rcpt,
-                    );
-                    self.session.delivery_outcome(reply);
-                    flush(&mut self.session, stream)?;
-                }
-            }
+        let body = match body {
+            Ok(body) => body,
             Err(e) => {
-                let err = lmtpd_store::DeliveryError::from_io(&e, self.ctx.config.quota_permfail);
+                // The body could not be kept: every recipient gets the same temporary error.
                 log::warn!("conn={} id={} spool failed: {e}", self.conn_id, env.id);
-                for rcpt in tx.rcpts.iter() {
-                    let reply = error_reply(&err);
-                    deliver::log_outcome(
-                        self.conn_id,
-                        &env,
-                        &rcpt.rcpt,
-                        "spool",
-                        tx.size,
-                        &reply,
-                        &Err(lmtpd_store::DeliveryError::from_io(&e, false)),
-                        Instant::now(),
-                    );
-                    self.session.delivery_outcome(reply);
+                let err = DeliveryError::from_io(&e, false);
+                for _ in &tx.rcpts {
+                    self.session.delivery_outcome(error_reply(&err));
                 }
-                flush(&mut self.session, stream)?;
+                return flush(&mut self.session, stream);
             }
-        }
-        Ok(())
+        };
+        let job = deliver::Job {
+            stores: &self.ctx.stores,
+            hostname: &self.ctx.config.hostname,
+            conn: self.conn_id,
+            env: &env,
+            body: &body,
+        };
+        let session = &mut self.session;
+        deliver::deliver_all(&job, &mut tx.rcpts, |reply| {
+            session.delivery_outcome(reply);
+            flush(session, stream)
+        })
     }
 }
 

@@ -67,8 +67,9 @@ pub struct Context {
 }
 
 impl Context {
-    /// Builds the context from a configuration and a loaded users table.
-    pub fn new(config: Config, directory: Directory) -> Context {
+    /// Builds the context from a configuration and a loaded users table, opening every
+    /// store the users are routed to.
+    pub fn new(config: Config, directory: Directory) -> Result<Context, String> {
         let session = SessionConfig {
             hostname: config.hostname.clone(),
             max_message_size: config.max_message_size,
@@ -76,19 +77,19 @@ impl Context {
             bare_newline: config.bare_newline,
             ..SessionConfig::default()
         };
-        let stores = Stores::from_config(&config);
+        let stores = Stores::open(&config, &directory)?;
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        Context {
+        Ok(Context {
             session,
             stores,
             shutdown: Arc::new(Shutdown::default()),
             id_prefix: format!("{secs:X}"),
             directory: RwLock::new(Arc::new(directory)),
             config,
-        }
+        })
     }
 
     /// The current users table.
@@ -103,13 +104,22 @@ impl Context {
     /// logged.
     pub fn reload_users(&self) {
         match Directory::load(&self.config) {
+            Ok(d) if !self.stores.serves(&self.config, &d) => log::error!(
+                "users file not reloaded: it routes users to a store that is not open \
+                 (restart lmtpd to open it); keeping the previous table"
+            ),
             Ok(d) => {
+                let old = self.directory();
+                let (added, removed, changed) = old.diff(&d);
                 let n = d.len();
                 match self.directory.write() {
                     Ok(mut slot) => *slot = Arc::new(d),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(d),
                 }
-                log::info!("reloaded {}: {n} users", self.config.users.display());
+                log::info!(
+                    "reloaded {}: {n} users ({added} added, {removed} removed, {changed} changed)",
+                    self.config.users.display()
+                );
             }
             Err(errors) => {
                 for e in errors {
@@ -119,6 +129,30 @@ impl Context {
             }
         }
     }
+}
+
+/// Resolves `socket_owner` / `socket_group` to ids.
+fn socket_perms(cfg: &Config) -> io::Result<listen::SocketPerms> {
+    let uid = match cfg.socket_owner.as_str() {
+        "" => None,
+        name => Some(
+            crate::sys::lookup_user(name)?
+                .ok_or_else(|| io::Error::other(format!("socket_owner: no user '{name}'")))?
+                .uid,
+        ),
+    };
+    let gid = match cfg.socket_group.as_str() {
+        "" => None,
+        name => Some(
+            crate::sys::lookup_group(name)?
+                .ok_or_else(|| io::Error::other(format!("socket_group: no group '{name}'")))?,
+        ),
+    };
+    Ok(listen::SocketPerms {
+        mode: cfg.socket_mode,
+        uid,
+        gid,
+    })
 }
 
 /// A bound server, ready to run.
@@ -137,10 +171,23 @@ impl Server {
             Err(e) => log::warn!("cannot sweep {}: {e}", ctx.config.spool_dir.display()),
         }
         let mut listeners = Vec::new();
-        for spec in &ctx.config.listen {
-            let l = Listener::bind(spec, ctx.config.socket_mode)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {spec}: {e}")))?;
-            listeners.push(l);
+        let inherited = crate::sys::listen_fds()?;
+        if !inherited.is_empty() {
+            log::info!(
+                "socket activation: {} inherited listener(s); 'listen' is ignored",
+                inherited.len()
+            );
+            for fd in inherited {
+                listeners.push(Listener::inherited(fd)?);
+            }
+        } else {
+            let perms = socket_perms(&ctx.config)?;
+            for spec in &ctx.config.listen {
+                let l = Listener::bind(spec, &perms).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {spec}: {e}"))
+                })?;
+                listeners.push(l);
+            }
         }
         Ok(Server {
             ctx: Arc::new(ctx),
@@ -183,4 +230,12 @@ impl Server {
         }
         r
     }
+}
+
+/// Serves one session on standard input and output (`lmtpd -i`), then returns.
+pub fn serve_stdio(ctx: &Context) -> io::Result<()> {
+    std::fs::create_dir_all(&ctx.config.spool_dir)?;
+    let stream = conn::Stream::stdio()?;
+    conn::serve(ctx, conn::Conn::new(stream, None));
+    Ok(())
 }

@@ -1,0 +1,319 @@
+//! `lmtpd -t` beyond syntax: checks that the configured paths are usable before a
+//! misconfiguration bounces or defers mail, and reports the SQLite schema state.
+
+use std::fs::{self, OpenOptions};
+use std::path::Path;
+
+use crate::config::{Config, Listen, StoreKind};
+use crate::deliver::uses;
+use crate::directory::Directory;
+
+/// A finding of the doctor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Informational (printed, exit status unaffected).
+    Note(String),
+    /// A problem: `lmtpd -t` exits non-zero.
+    Problem(String),
+}
+
+/// Runs every check and returns the findings in a stable order.
+pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_dir_writable("spool_dir", &cfg.spool_dir, &mut out);
+    for l in &cfg.listen {
+        if let Listen::Unix(p) = l {
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(parent) = parent {
+                if !parent.is_dir() {
+                    out.push(Finding::Problem(format!(
+                        "listen {l}: directory {} does not exist",
+                        parent.display()
+                    )));
+                }
+            }
+        }
+    }
+    postfix_chroot(cfg, Path::new("/etc/postfix/master.cf"), &mut out);
+    if directory.is_empty() {
+        out.push(Finding::Note(format!(
+            "{}: no users: every RCPT will get 550 5.1.1",
+            cfg.users.display()
+        )));
+    }
+    if uses(cfg, directory, StoreKind::Maildir) {
+        let mc = lmtpd_maildir::MaildirConfig {
+            template: cfg.maildir.clone(),
+            hostname: cfg.hostname.clone(),
+            detail_mailbox: cfg.detail_mailbox,
+            quota_permfail: cfg.quota_permfail,
+        };
+        if let Err(e) = mc.validate() {
+            out.push(Finding::Problem(format!("maildir: {e}")));
+        }
+        check_template_base(cfg, "maildir", &cfg.maildir, &mut out);
+    }
+    if uses(cfg, directory, StoreKind::Mbox) {
+        check_template_base(cfg, "mbox", &cfg.mbox, &mut out);
+    }
+    if uses(cfg, directory, StoreKind::Sqlite) {
+        sqlite_status(cfg, &mut out);
+    }
+    out
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_status(cfg: &Config, out: &mut Vec<Finding>) {
+    if !cfg.sqlite.exists() {
+        match cfg.sqlite.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => out.push(Finding::Problem(format!(
+                "sqlite: directory {} does not exist",
+                dir.display()
+            ))),
+            _ => out.push(Finding::Note(format!(
+                "sqlite: {} will be created at start-up",
+                cfg.sqlite.display()
+            ))),
+        }
+        return;
+    }
+    match lmtpd_sqlite::schema_status(&cfg.sqlite) {
+        Ok(s) => out.push(Finding::Note(format!(
+            "sqlite: {}: {s}",
+            cfg.sqlite.display()
+        ))),
+        Err(e) => out.push(Finding::Problem(format!(
+            "sqlite: {}: {e}",
+            cfg.sqlite.display()
+        ))),
+    }
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite_status(_cfg: &Config, out: &mut Vec<Finding>) {
+    out.push(Finding::Problem(
+        "store sqlite is used but this lmtpd was built without SQLite support".into(),
+    ));
+}
+
+/// When Postfix's `lmtp` service runs chrooted (master.cf column 5 is `y`), a Unix socket
+/// outside its queue directory cannot be reached: `lmtp:unix:private/lmtpd` means
+/// `/var/spool/postfix/private/lmtpd`.
+fn postfix_chroot(cfg: &Config, master_cf: &Path, out: &mut Vec<Finding>) {
+    let Ok(text) = fs::read_to_string(master_cf) else {
+        return;
+    };
+    let chrooted = text.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 8 && f[0] == "lmtp" && f[1] == "unix" && f[4] == "y"
+    });
+    if !chrooted {
+        return;
+    }
+    for l in &cfg.listen {
+        if let Listen::Unix(p) = l {
+            if !p.starts_with("/var/spool/postfix/") {
+                out.push(Finding::Note(format!(
+                    "warning: Postfix's lmtp client runs chrooted ({}): it cannot reach {}; \
+                     listen on unix:/var/spool/postfix/private/lmtpd and use \
+                     lmtp:unix:private/lmtpd",
+                    master_cf.display(),
+                    p.display()
+                )));
+            }
+        }
+    }
+}
+
+/// The fixed leading part of a mailbox template (before the first `%`) must lead to an
+/// existing directory that the run user can write to, or mail will fail with 451 4.3.0.
+fn check_template_base(cfg: &Config, key: &str, template: &str, out: &mut Vec<Finding>) {
+    let fixed = template.split('%').next().unwrap_or_default();
+    let base: std::path::PathBuf = if fixed.ends_with('/') {
+        Path::new(fixed).components().collect()
+    } else {
+        Path::new(fixed)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .components()
+            .collect()
+    };
+    let base = base.as_path();
+    let mut existing = base;
+    while !existing.as_os_str().is_empty() && !existing.exists() {
+        existing = existing.parent().unwrap_or(Path::new(""));
+    }
+    if existing.as_os_str().is_empty() {
+        existing = Path::new(".");
+    }
+    if !existing.is_dir() {
+        out.push(Finding::Problem(format!(
+            "{key}: {} is not a directory",
+            existing.display()
+        )));
+        return;
+    }
+    if let Some(problem) = not_writable_by_run_user(cfg, existing) {
+        out.push(Finding::Problem(format!("{key}: {problem}")));
+    }
+    if base != existing {
+        out.push(Finding::Note(format!(
+            "{key}: {} does not exist yet; it will be created under {}",
+            base.display(),
+            existing.display()
+        )));
+    }
+}
+
+/// When a run `user` is configured, checks the directory's owner and mode bits for it.
+fn not_writable_by_run_user(cfg: &Config, dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if cfg.user.is_empty() {
+        return None;
+    }
+    let account = match crate::sys::lookup_user(&cfg.user) {
+        Ok(Some(a)) => a,
+        _ => return Some(format!("user '{}' does not exist", cfg.user)),
+    };
+    let gid = if cfg.group.is_empty() {
+        account.gid
+    } else {
+        crate::sys::lookup_group(&cfg.group).ok().flatten()?
+    };
+    let meta = fs::metadata(dir).ok()?;
+    let mode = meta.mode();
+    let ok = account.uid == 0
+        || (meta.uid() == account.uid && mode & 0o300 == 0o300)
+        || (meta.gid() == gid && mode & 0o030 == 0o030)
+        || mode & 0o003 == 0o003;
+    (!ok).then(|| {
+        format!(
+            "{} is not writable by user {} (owner uid {}, gid {}, mode {:04o})",
+            dir.display(),
+            account.name,
+            meta.uid(),
+            meta.gid(),
+            mode & 0o7777
+        )
+    })
+}
+
+fn check_dir_writable(key: &str, dir: &Path, out: &mut Vec<Finding>) {
+    if !dir.is_dir() {
+        if dir.parent().is_some_and(Path::is_dir) {
+            out.push(Finding::Note(format!(
+                "{key}: {} will be created at start-up",
+                dir.display()
+            )));
+        } else {
+            out.push(Finding::Problem(format!(
+                "{key}: {} does not exist",
+                dir.display()
+            )));
+        }
+        return;
+    }
+    let probe = dir.join(format!(".lmtpd-doctor.{}", std::process::id()));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+        }
+        Err(e) => out.push(Finding::Problem(format!(
+            "{key}: cannot create files in {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_spool_dir_parent_is_a_problem() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cfg = Config {
+            spool_dir: tmp.path().join("no/such/dir"),
+            maildir: format!("{}/mail/%d/%n", tmp.path().display()),
+            ..Config::default()
+        };
+        let d = Directory::parse("a@b\n", "u", &cfg).expect("users");
+        let f = check(&cfg, &d);
+        assert!(
+            f.iter()
+                .any(|x| matches!(x, Finding::Problem(p) if p.starts_with("spool_dir"))),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn good_config_has_no_problems() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cfg = Config {
+            spool_dir: tmp.path().to_path_buf(),
+            maildir: format!("{}/mail/%d/%n", tmp.path().display()),
+            listen: vec![Listen::Unix(tmp.path().join("s.sock"))],
+            ..Config::default()
+        };
+        let d = Directory::parse("a@b\n", "u", &cfg).expect("users");
+        let f = check(&cfg, &d);
+        assert!(!f.iter().any(|x| matches!(x, Finding::Problem(_))), "{f:?}");
+    }
+
+    #[test]
+    fn socket_outside_a_chrooted_postfix_is_flagged() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let master = tmp.path().join("master.cf");
+        fs::write(
+            &master,
+            "smtp inet n - y - - smtpd\nlmtp unix - - y - - lmtp\n",
+        )
+        .expect("w");
+        let mut cfg = Config {
+            listen: vec![Listen::Unix("/run/lmtpd/lmtp.sock".into())],
+            ..Config::default()
+        };
+        let mut out = Vec::new();
+        postfix_chroot(&cfg, &master, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        cfg.listen = vec![Listen::Unix("/var/spool/postfix/private/lmtpd".into())];
+        out.clear();
+        postfix_chroot(&cfg, &master, &mut out);
+        assert!(out.is_empty());
+        fs::write(&master, "lmtp unix - - n - - lmtp\n").expect("w");
+        cfg.listen = vec![Listen::Unix("/run/x.sock".into())];
+        postfix_chroot(&cfg, &master, &mut out);
+        assert!(out.is_empty(), "not chrooted: no warning");
+    }
+
+    #[test]
+    fn directory_not_writable_by_the_run_user_is_a_problem() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        // "nobody" exists on Debian and the BSDs; the temp dir is owned by the test user.
+        let cfg = Config {
+            user: "nobody".into(),
+            ..Config::default()
+        };
+        if crate::sys::lookup_user("nobody").ok().flatten().is_some() && crate::sys::euid() == 0 {
+            assert!(not_writable_by_run_user(&cfg, tmp.path()).is_some());
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+            assert!(not_writable_by_run_user(&cfg, tmp.path()).is_none());
+        }
+    }
+
+    #[test]
+    fn template_base_that_is_a_file_is_a_problem() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        fs::write(tmp.path().join("file"), b"x").expect("w");
+        let mut out = Vec::new();
+        check_template_base(
+            &Config::default(),
+            "maildir",
+            &format!("{}/file/%d/%n", tmp.path().display()),
+            &mut out,
+        );
+        assert!(matches!(&out[..], [Finding::Problem(_)]), "{out:?}");
+    }
+}
