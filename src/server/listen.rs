@@ -28,26 +28,59 @@ pub enum Listener {
     Tcp(TcpListener),
     /// Unix-domain socket and its path (removed again at shutdown).
     Unix(UnixListener, PathBuf),
+    /// Unix-domain socket inherited from the service manager.
+    Activated(UnixListener),
+}
+
+/// Mode and ownership for created Unix sockets.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketPerms {
+    /// Permission bits.
+    pub mode: u32,
+    /// New owner, if any.
+    pub uid: Option<u32>,
+    /// New group, if any.
+    pub gid: Option<u32>,
 }
 
 impl Listener {
     /// Binds one configured listener. A Unix socket path left by a dead process is
-    /// replaced; one that still answers, or a path that is not a socket, is an error.
-    pub fn bind(spec: &Listen, socket_mode: u32) -> io::Result<Listener> {
+    /// replaced; one that still answers, or a path that is not a socket, is an error. A
+    /// Unix socket gets `perms` (mode, then owner and group when given).
+    pub fn bind(spec: &Listen, perms: &SocketPerms) -> io::Result<Listener> {
         let l = match spec {
             Listen::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr)?),
             Listen::Unix(path) => {
                 remove_stale_socket(path)?;
                 let l = UnixListener::bind(path)?;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode))?;
-                Listener::Unix(l, path.clone())
+                let l = Listener::Unix(l, path.clone());
+                if perms.uid.is_some() || perms.gid.is_some() {
+                    std::os::unix::fs::chown(path, perms.uid, perms.gid)?;
+                }
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(perms.mode))?;
+                l
             }
         };
-        match &l {
-            Listener::Tcp(t) => t.set_nonblocking(true)?,
-            Listener::Unix(u, _) => u.set_nonblocking(true)?,
-        }
+        l.set_nonblocking()?;
         Ok(l)
+    }
+
+    /// Wraps a listener inherited through socket activation. Its socket file (if any)
+    /// belongs to the service manager and is not removed at exit.
+    pub fn inherited(fd: crate::sys::Inherited) -> io::Result<Listener> {
+        let l = match fd {
+            crate::sys::Inherited::Tcp(fd) => Listener::Tcp(TcpListener::from(fd)),
+            crate::sys::Inherited::Unix(fd) => Listener::Activated(UnixListener::from(fd)),
+        };
+        l.set_nonblocking()?;
+        Ok(l)
+    }
+
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Listener::Tcp(t) => t.set_nonblocking(true),
+            Listener::Unix(u, _) | Listener::Activated(u) => u.set_nonblocking(true),
+        }
     }
 
     /// What this listener is bound to (with the real port when 0 was asked for).
@@ -58,6 +91,12 @@ impl Listener {
                 Err(_) => Listen::Unix(PathBuf::from("?")),
             },
             Listener::Unix(_, p) => Listen::Unix(p.clone()),
+            Listener::Activated(u) => Listen::Unix(
+                u.local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                    .unwrap_or_else(|| PathBuf::from("(inherited)")),
+            ),
         }
     }
 
@@ -69,7 +108,7 @@ impl Listener {
                 let _ = s.set_nodelay(true);
                 Ok(Conn::new(Stream::Tcp(s), Some(peer.ip())))
             }
-            Listener::Unix(u, _) => {
+            Listener::Unix(u, _) | Listener::Activated(u) => {
                 let (s, _) = u.accept()?;
                 s.set_nonblocking(false)?;
                 Ok(Conn::new(Stream::Unix(s), None))
@@ -80,7 +119,7 @@ impl Listener {
     fn raw_fd(&self) -> i32 {
         match self {
             Listener::Tcp(t) => t.as_raw_fd(),
-            Listener::Unix(u, _) => u.as_raw_fd(),
+            Listener::Unix(u, _) | Listener::Activated(u) => u.as_raw_fd(),
         }
     }
 }

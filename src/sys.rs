@@ -1,0 +1,271 @@
+//! The few POSIX calls std does not offer (user and group lookup, dropping privileges,
+//! umask, socket activation descriptors, polling stdin). This is the only module of the
+//! root crate allowed `unsafe`; each block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// A user account from the password database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Looks up a user by name (or numeric uid). `Ok(None)` when there is no such user.
+pub fn lookup_user(name: &str) -> io::Result<Option<Account>> {
+    let cname = CString::new(name).map_err(|_| io::Error::other("user name contains NUL"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        // SAFETY: passwd is plain old data; all-zero is a valid (empty) value that
+        // getpwnam_r overwrites.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the duration of the call and `buf` is
+        // writable for `buf.len()` bytes, as getpwnam_r requires.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
+        let login = unsafe { CStr::from_ptr(pw.pw_name) }
+            .to_string_lossy()
+            .into_owned();
+        return Ok(Some(Account {
+            name: login,
+            uid: pw.pw_uid,
+            gid: pw.pw_gid,
+        }));
+    }
+}
+
+/// Looks up a group id by name. `Ok(None)` when there is no such group.
+pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
+    let cname = CString::new(name).map_err(|_| io::Error::other("group name contains NUL"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        // SAFETY: group is plain old data; getgrnam_r overwrites it.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in lookup_user: valid pointers, writable buffer of the given length.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut gr,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        return Ok(if result.is_null() {
+            None
+        } else {
+            Some(gr.gr_gid)
+        });
+    }
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Drops root for good: supplementary groups of `user` (plus `gid`), then `gid`, then
+/// `user.uid`, and verifies that root cannot be regained.
+pub fn drop_privileges(user: &Account, gid: u32) -> io::Result<()> {
+    let cname =
+        CString::new(user.name.as_str()).map_err(|_| io::Error::other("name contains NUL"))?;
+    // SAFETY: cname is a valid C string; initgroups only reads it. The gid type differs
+    // by platform (gid_t on Linux, int on the BSDs), hence the `as _`.
+    check(unsafe { libc::initgroups(cname.as_ptr(), gid as _) })?;
+    // SAFETY: plain system calls with integer arguments.
+    check(unsafe { libc::setgid(gid) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::setuid(user.uid) })?;
+    // SAFETY: getters without preconditions.
+    let (ruid, euid, rgid, egid) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
+    if ruid != user.uid || euid != user.uid || rgid != gid || egid != gid {
+        return Err(io::Error::other("uid/gid did not change as asked"));
+    }
+    if user.uid != 0 {
+        // SAFETY: a plain system call; it must fail now.
+        if unsafe { libc::setuid(0) } == 0 {
+            return Err(io::Error::other("root privileges could be regained"));
+        }
+    }
+    Ok(())
+}
+
+/// Sets the file mode creation mask and returns the old one.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail; the cast fits mode_t on every platform we build for.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// What a socket-activation descriptor is.
+#[derive(Debug)]
+pub enum Inherited {
+    /// An AF_INET or AF_INET6 stream listener.
+    Tcp(OwnedFd),
+    /// An AF_UNIX stream listener.
+    Unix(OwnedFd),
+}
+
+/// The listening sockets passed by systemd socket activation (`LISTEN_PID` equal to our
+/// pid, `LISTEN_FDS` = n, descriptors 3 .. 3+n). Empty when not socket-activated. The
+/// variables are removed so children do not see them.
+pub fn listen_fds() -> io::Result<Vec<Inherited>> {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let n: RawFd = match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        Some(n) if pid_ok && n > 0 && n < 1000 => n,
+        _ => return Ok(Vec::new()),
+    };
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    let mut out = Vec::new();
+    for fd in 3..3 + n {
+        // SAFETY: socket activation hands us descriptors 3..3+n, owned by this process and
+        // used nowhere else; wrapping each once transfers that ownership.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_storage is plain old data large enough for any address.
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: fd is open; ss and len are valid for writing.
+        let rc = unsafe {
+            libc::getsockname(
+                fd,
+                (&mut ss as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::other(format!(
+                "inherited descriptor {fd} is not a socket: {}",
+                io::Error::last_os_error()
+            )));
+        }
+        match i32::from(ss.ss_family) {
+            libc::AF_UNIX => out.push(Inherited::Unix(owned)),
+            libc::AF_INET | libc::AF_INET6 => out.push(Inherited::Tcp(owned)),
+            other => {
+                return Err(io::Error::other(format!(
+                    "inherited descriptor {fd} has unsupported address family {other}"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until `fd` is readable (or at EOF/hang-up), up to `timeout`. Returns false on
+/// timeout. Used for the stdin session of `lmtpd -i`, where std offers no read timeout.
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: pfd is a valid array of one pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(rc > 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_and_its_group_exist() {
+        let root = lookup_user("root").expect("lookup").expect("root exists");
+        assert_eq!(root.uid, 0);
+        assert!(lookup_user("no-such-user-lmtpd").expect("lookup").is_none());
+        let g = lookup_group(if cfg!(target_os = "linux") {
+            "root"
+        } else {
+            "wheel"
+        })
+        .expect("lookup");
+        assert_eq!(g, Some(0));
+        assert!(lookup_group("no-such-group-lmtpd")
+            .expect("lookup")
+            .is_none());
+    }
+
+    #[test]
+    fn umask_round_trips() {
+        let old = set_umask(0o077);
+        assert_eq!(set_umask(old), 0o077);
+    }
+
+    #[test]
+    fn no_socket_activation_without_matching_pid() {
+        // LISTEN_PID of another process must be ignored.
+        std::env::set_var("LISTEN_PID", "1");
+        std::env::set_var("LISTEN_FDS", "2");
+        assert!(listen_fds().expect("ok").is_empty());
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+    }
+}

@@ -1,0 +1,371 @@
+//! Operations tests against the real `lmtpd` binary: stdin mode (`-i`), SIGHUP reload,
+//! systemd socket activation, dropping root, `-t` exit codes.
+#![allow(unsafe_code)] // pre_exec/dup2 to hand a listening socket over as fd 3.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lmtpd");
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(users: &str, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path().display().to_string();
+        fs::write(dir.path().join("users"), users).expect("users");
+        fs::write(
+            dir.path().join("lmtpd.conf"),
+            format!(
+                "listen = unix:{d}/lmtp.sock\nusers = {d}/users\nmaildir = {d}/mail/%d/%n/Maildir\n\
+                 spool_dir = {d}/spool\nhostname = ops.test\nallow_root = yes\n{extra}"
+            ),
+        )
+        .expect("conf");
+        Setup { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        let child = Command::new(BIN)
+            .arg("-c")
+            .arg(self.path("lmtpd.conf"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lmtpd");
+        wait_for(&self.path("lmtp.sock"));
+        child
+    }
+
+    fn new_mail(&self, user: &str) -> usize {
+        fs::read_dir(self.path(&format!("mail/example.org/{user}/Maildir/new")))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+fn wait_for(p: &Path) {
+    let start = Instant::now();
+    while !p.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} never appeared",
+            p.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop(mut child: Child) -> String {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "lmtpd exit {status:?}: {err}");
+    err
+}
+
+struct Client {
+    r: BufReader<UnixStream>,
+}
+
+impl Client {
+    fn connect(p: &Path) -> Client {
+        let s = UnixStream::connect(p).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut c = Client {
+            r: BufReader::new(s),
+        };
+        assert!(c.reply().starts_with("220"));
+        c
+    }
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            self.r.read_line(&mut line).expect("read");
+            assert!(!line.is_empty(), "closed; got {all:?}");
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+    fn cmd(&mut self, l: &str) -> String {
+        self.r
+            .get_mut()
+            .write_all(format!("{l}\r\n").as_bytes())
+            .expect("write");
+        self.reply()
+    }
+}
+
+#[test]
+fn stdin_mode_runs_a_whole_transaction_over_a_pipe() {
+    let s = Setup::new("alice@example.org\n", "");
+    let mut child = Command::new(BIN)
+        .arg("-c")
+        .arg(s.path("lmtpd.conf"))
+        .arg("-i")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let script = "LHLO pipe.test\r\nMAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: pipe\r\n\r\nover a pipe\r\n.\r\nQUIT\r\n";
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let codes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(
+        codes,
+        ["220", "250", "250", "250", "550", "354", "250", "221"],
+        "{text}"
+    );
+    assert!(out.status.success());
+    assert_eq!(s.new_mail("alice"), 1);
+}
+
+#[test]
+fn sighup_reloads_users_while_a_session_completes() {
+    let s = Setup::new("alice@example.org\n", "");
+    let child = s.spawn(&[]);
+    let mut a = Client::connect(&s.path("lmtp.sock"));
+    a.cmd("LHLO a.test");
+    assert!(a.cmd("MAIL FROM:<s@example.net>").starts_with("250"));
+    assert!(a.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
+    assert!(a
+        .cmd("RCPT TO:<carol@example.org>")
+        .starts_with("550 5.1.1"));
+
+    fs::write(s.path("users"), "alice@example.org\ncarol@example.org\n").expect("users");
+    Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    // The reload is asynchronous: poll with new sessions until carol is known.
+    let start = Instant::now();
+    loop {
+        let mut b = Client::connect(&s.path("lmtp.sock"));
+        b.cmd("LHLO b.test");
+        b.cmd("MAIL FROM:<s@example.net>");
+        if b.cmd("RCPT TO:<carol@example.org>").starts_with("250") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "reload never happened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The session opened before the reload still completes its transaction.
+    assert!(a.cmd("DATA").starts_with("354"));
+    assert!(a
+        .cmd("Subject: x\r\n\r\nbody\r\n.")
+        .starts_with("250 2.0.0"));
+    assert_eq!(s.new_mail("alice"), 1);
+    let log = stop(child);
+    assert!(log.contains("reloaded"), "{log}");
+}
+
+#[test]
+fn a_bad_users_file_on_sighup_keeps_the_old_table() {
+    let s = Setup::new("alice@example.org\n", "");
+    let child = s.spawn(&[]);
+    fs::write(s.path("users"), "alice@example.org quota=lots\n").expect("users");
+    Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = Client::connect(&s.path("lmtp.sock"));
+    c.cmd("LHLO c.test");
+    c.cmd("MAIL FROM:<s@example.net>");
+    assert!(c.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
+    let log = stop(child);
+    assert!(log.contains("keeping the previous table"), "{log}");
+}
+
+#[test]
+fn socket_activation_uses_fd_3() {
+    let s = Setup::new("alice@example.org\n", "");
+    let path = s.path("activated.sock");
+    let listener = UnixListener::bind(&path).expect("bind");
+    let mut cmd = Command::new("/bin/sh");
+    // LISTEN_PID must be lmtpd's own pid: the shell's $$ survives its exec.
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=1 exec {BIN} -c {}",
+            s.path("lmtpd.conf").display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; it runs in the child between fork and exec and
+    // only touches descriptors.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself keeps FD_CLOEXEC, so clear it explicitly when fd is 3.
+            let rc = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn");
+    let mut c = Client::connect(&path);
+    c.cmd("LHLO act.test");
+    c.cmd("MAIL FROM:<s@example.net>");
+    assert!(c.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(c
+        .cmd("Subject: a\r\n\r\nactivated\r\n.")
+        .starts_with("250 2.0.0"));
+    drop(c);
+    let log = stop(child);
+    assert!(log.contains("socket activation"), "{log}");
+    assert!(
+        !s.path("lmtp.sock").exists(),
+        "configured listener not bound"
+    );
+    assert!(
+        path.exists(),
+        "an inherited socket file is left to its owner"
+    );
+    assert_eq!(s.new_mail("alice"), 1);
+}
+
+#[test]
+fn started_as_root_it_becomes_the_configured_user() {
+    if unsafe_free_euid() != 0 {
+        eprintln!("SKIP started_as_root_it_becomes_the_configured_user: not running as root");
+        return;
+    }
+    let s = Setup::new(
+        "alice@example.org\n",
+        "user = nobody\nsocket_mode = 0620\nsocket_owner = nobody\nsocket_group = root\n",
+    );
+    // allow_root = yes is in the base config; it must not matter once user is set.
+    let child = s.spawn(&[]);
+    let status = fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or("")
+        .to_string();
+    let nobody = lmtpd::sys::lookup_user("nobody")
+        .expect("lookup")
+        .expect("nobody exists");
+    // Wait until the privilege drop happened (it follows the bind).
+    let start = Instant::now();
+    let mut uid_line = uid_line;
+    while !uid_line.contains(&format!("\t{}\t", nobody.uid))
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        let st = fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        uid_line = st
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap_or("")
+            .to_string();
+    }
+    let n = nobody.uid;
+    assert_eq!(
+        uid_line,
+        format!("Uid:\t{n}\t{n}\t{n}\t{n}"),
+        "real, effective, saved, fs uid"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(s.path("lmtp.sock")).expect("socket");
+    assert_eq!(meta.uid(), nobody.uid);
+    assert_eq!(meta.gid(), 0);
+    assert_eq!(meta.mode() & 0o777, 0o620);
+    stop(child);
+}
+
+fn unsafe_free_euid() -> u32 {
+    lmtpd::sys::euid()
+}
+
+#[test]
+fn root_without_user_is_refused_unless_allowed() {
+    if lmtpd::sys::euid() != 0 {
+        eprintln!("SKIP root_without_user_is_refused_unless_allowed: not running as root");
+        return;
+    }
+    let s = Setup::new("alice@example.org\n", "allow_root = no\n");
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(s.path("lmtpd.conf"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without 'user'"));
+}
+
+#[test]
+fn check_mode_lists_every_problem_and_exits_78() {
+    let s = Setup::new("ok@example.org\nbad\n", "workers = lots\nbogus = 1\n");
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(s.path("lmtpd.conf"))
+        .arg("-t")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lmtpd.conf:7: workers"), "{err}");
+    assert!(err.contains("lmtpd.conf:8: bogus"), "{err}");
+    assert!(err.contains("users:2:"), "{err}");
+
+    let good = Setup::new("ok@example.org\n", "");
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(good.path("lmtpd.conf"))
+        .arg("-t")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
