@@ -61,6 +61,10 @@ lint-man:
 
 check: lint test
 
+# install/uninstall into a DESTDIR with GNU make and bmake (installs bmake when missing).
+install-test: build
+	sh contrib/install-test.sh
+
 # Real-client checks (swaks, smtp-source); installs them with apt-get when missing.
 peers: build
 	sh contrib/peers.sh
@@ -101,4 +105,4 @@ clean:
 	$(CARGO) clean
 	rm -rf run
 
-.PHONY: all build run test lint lint-man check peers install uninstall clean
+.PHONY: all build run test lint lint-man check install-test peers install uninstall clean
