@@ -39,6 +39,7 @@ hostname = peers.test
 workers = 16
 detail_mailbox = create
 log_level = warn
+allow_root = yes
 EOF
 mkdir -p "$work/spool"
 # Fill full@'s mailbox past its 1K quota so its RCPT is refused with 452 4.2.2.
