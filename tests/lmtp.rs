@@ -466,3 +466,34 @@ fn stale_unix_socket_is_replaced_but_a_live_one_is_not() {
     assert_eq!(mode, 0o660);
     drop(s);
 }
+
+#[test]
+fn a_client_trickling_bytes_cannot_hold_a_worker_past_the_timeout() {
+    let srv = TestServer::start_with(|c| c.timeout = Duration::from_secs(2));
+    let mut s = TcpStream::connect(srv.tcp).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    // One byte every 200 ms of a command line that never ends.
+    for b in b"NOOP ".iter().chain([b'x'; 100].iter()) {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+        let mut buf = [0u8; 512];
+        if let Ok(n) = s.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+            if n == 0 || String::from_utf8_lossy(&got).contains("421") {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("421 4.4.2"), "{text}");
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -20,6 +20,8 @@ use crate::spool::{Spool, SpoolBody};
 
 /// How often a blocked read wakes up to look at the idle and shutdown deadlines.
 const TICK: Duration = Duration::from_millis(500);
+/// DATA content that counts as progress for the idle clock.
+const PROGRESS_BYTES: usize = 1024;
 /// Input read per system call (and so the largest chunk fed to the session).
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -196,10 +198,18 @@ struct Driver<'c> {
 impl Driver<'_> {
     fn run(&mut self, stream: &mut Stream) -> String {
         let mut buf = vec![0u8; READ_CHUNK];
-        let mut last_input = Instant::now();
+        // The idle clock restarts on progress, not on every byte: when a reply goes out,
+        // or when DATA content keeps arriving (PROGRESS_BYTES at a time). A client that
+        // trickles one byte at a time therefore cannot hold a worker past `timeout`.
+        let mut last_progress = Instant::now();
+        let mut unproductive = 0usize;
         loop {
             if let Err(e) = self.drain(stream) {
                 return end_reason(&e);
+            }
+            if !self.session.output().is_empty() {
+                last_progress = Instant::now();
+                unproductive = 0;
             }
             if let Err(e) = flush(&mut self.session, stream) {
                 return end_reason(&e);
@@ -208,6 +218,16 @@ impl Driver<'_> {
                 return "closed".into();
             }
             if self.ctx.shutdown.is_triggered() && self.session.shutdown() {
+                continue;
+            }
+            if last_progress.elapsed() >= self.ctx.config.timeout {
+                log::info!(
+                    "conn={} timeout: no progress for {:?}",
+                    self.conn_id,
+                    self.ctx.config.timeout
+                );
+                self.session.timeout();
+                self.spool = None;
                 continue;
             }
             match stream.read(&mut buf) {
@@ -221,25 +241,18 @@ impl Driver<'_> {
                     };
                 }
                 Ok(n) => {
-                    last_input = Instant::now();
+                    unproductive += n;
+                    if self.session.in_data() && unproductive >= PROGRESS_BYTES {
+                        last_progress = Instant::now();
+                        unproductive = 0;
+                    }
                     self.session.receive(&buf[..n]);
                 }
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if last_input.elapsed() >= self.ctx.config.timeout {
-                        log::info!(
-                            "conn={} timeout after {:?} idle",
-                            self.conn_id,
-                            self.ctx.config.timeout
-                        );
-                        self.session.timeout();
-                        self.spool = None;
-                    }
-                }
+                    ) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.session.eof();
