@@ -65,6 +65,13 @@ check: lint test
 install-test: build
 	sh contrib/install-test.sh
 
+# Interoperability suite (run as root): a private Postfix instance and Exim from its
+# unpacked packages in front of lmtpd, swaks and smtp-source, then Python's mailbox module,
+# Dovecot's doveadm and `lmtpd export` reading what was stored. Installs postfix, swaks,
+# dovecot-core and dovecot-imapd with apt-get when missing. See README "Interoperability".
+interop: build
+	BIN=$(BIN) bash contrib/interop/run.sh
+
 # Real-client checks (swaks, smtp-source); installs them with apt-get when missing.
 peers: build
 	sh contrib/peers.sh
@@ -105,4 +112,4 @@ clean:
 	$(CARGO) clean
 	rm -rf run
 
-.PHONY: all build run test lint lint-man check install-test peers install uninstall clean
+.PHONY: all build run test lint lint-man check install-test interop peers install uninstall clean

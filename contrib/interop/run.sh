@@ -1,0 +1,568 @@
+#!/usr/bin/env bash
+# Interoperability suite (`make interop`): lmtpd behind real MTAs (a private Postfix
+# instance, Exim from its unpacked Debian packages), real LMTP clients (swaks, smtp-source)
+# and real readers (Python's mailbox module, Dovecot's doveadm, lmtpd export), on loopback
+# and Unix sockets only. Private instances with their own directories under one temp dir;
+# the system's Postfix/Dovecot/Exim and port 25 are never used.
+#
+# Runs as root (CI); installs postfix, swaks, dovecot-core and dovecot-imapd with apt-get
+# when missing. BIN=path skips the cargo build. KEEP=1 keeps the temp dir.
+# Prints one PASS/FAIL/SKIP line per step and "N passed, N failed, N skipped" last; exits
+# non-zero on any FAIL.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+top=$PWD
+here=$top/contrib/interop
+export LC_ALL=C
+
+passed=0
+failed=0
+skipped=0
+pass() { echo "PASS: $1"; passed=$((passed + 1)); }
+fail() {
+    echo "FAIL: $1"
+    failed=$((failed + 1))
+    local f
+    shift
+    for f in "$@"; do [ -s "$f" ] && { echo "    --- $f"; tail -25 "$f" | sed 's/^/    /'; }; done
+    return 0
+}
+skip() { echo "SKIP: $1"; skipped=$((skipped + 1)); }
+note() { echo "  .. $*"; }
+
+# ---------------------------------------------------------------- tools
+export DEBIAN_FRONTEND=noninteractive
+pkgs=""
+command -v swaks >/dev/null 2>&1 || pkgs="$pkgs swaks"
+[ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-source ] || pkgs="$pkgs postfix"
+command -v doveadm >/dev/null 2>&1 || pkgs="$pkgs dovecot-core dovecot-imapd"
+if [ -n "$pkgs" ]; then
+    note "installing$pkgs"
+    apt-get update -q >/dev/null 2>&1
+    apt-get install -y -q --no-install-recommends $pkgs >/tmp/lmtpd-interop-apt.log 2>&1 ||
+        note "apt-get install failed: see /tmp/lmtpd-interop-apt.log"
+fi
+# Installing the packages may have started the system services; this suite never uses them.
+
+if [ -z "${BIN:-}" ]; then
+    note "building the release binary"
+    if ! cargo build --release --locked -q >/tmp/lmtpd-interop-build.log 2>&1; then
+        fail "cargo build --release --locked" /tmp/lmtpd-interop-build.log
+        echo "$passed passed, $failed failed, $skipped skipped"
+        exit 1
+    fi
+    BIN=$top/target/release/lmtpd
+fi
+case $BIN in /*) ;; *) BIN=$top/$BIN ;; esac
+
+# ---------------------------------------------------------------- the throw-away server
+work=$(mktemp -d /tmp/lmtpd-interop.XXXXXX)
+chmod 755 "$work"
+port=$((20000 + $$ % 20000))
+sock=$work/run/lmtp.sock
+mail=$work/mail
+sent=$work/sent
+RUN_USER=nobody
+RUN_GROUP=$(id -gn nobody)
+mkdir -p "$work/run" "$work/spool" "$mail/mbox" "$sent"
+# lmtpd binds as root, then runs as nobody (as it would as vmail in production).
+cat >"$work/users" <<EOF
+good@example.org
+full@example.org quota=1K
+sender@example.org
+burst@example.org
+exim@example.org
+box@example.org quota=10M quota_messages=1000
+mb@example.org store=mbox
+sq@example.org store=sqlite
+load@example.org
+EOF
+cat >"$work/lmtpd.conf" <<EOF
+user = $RUN_USER
+group = $RUN_GROUP
+listen = 127.0.0.1:$port
+listen = unix:$sock
+socket_mode = 0666
+users = $work/users
+store = maildir
+maildir = $mail/%d/%n/Maildir
+mbox = $mail/mbox/%n
+sqlite = $mail/mail.db
+spool_dir = $work/spool
+hostname = lmtpd.interop.test
+workers = 16
+detail_mailbox = create
+quota_full = tempfail
+log_level = info
+EOF
+# full@ is over its 1K quota before anything arrives: refused at RCPT with 452 4.2.2.
+full=$mail/example.org/full/Maildir
+mkdir -p "$full/new" "$full/cur" "$full/tmp"
+head -c 2000 /dev/zero | tr '\0' x >"$full/new/1.M1P1.interop,S=2000"
+chown -R "$RUN_USER:$RUN_GROUP" "$work/run" "$work/spool" "$mail"
+
+lmtpd_pid=""
+pf=$work/postfix
+pf_started=""
+cleanup() {
+    [ -n "$pf_started" ] && postfix -c "$pf/etc" stop >/dev/null 2>&1
+    if [ -n "$lmtpd_pid" ] && kill -0 "$lmtpd_pid" 2>/dev/null; then
+        kill -TERM "$lmtpd_pid" 2>/dev/null
+        wait "$lmtpd_pid" 2>/dev/null
+    fi
+}
+trap cleanup EXIT
+
+# A busy port makes lmtpd exit (71): try another one, three times at most.
+for try in 1 2 3; do
+    sed -i "s/^listen = 127.0.0.1:.*/listen = 127.0.0.1:$port/" "$work/lmtpd.conf"
+    "$BIN" -c "$work/lmtpd.conf" 2>"$work/lmtpd.log" &
+    lmtpd_pid=$!
+    i=0
+    while [ ! -S "$sock" ] && [ $i -lt 100 ] && kill -0 "$lmtpd_pid" 2>/dev/null; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ -S "$sock" ] && break
+    kill -TERM "$lmtpd_pid" 2>/dev/null
+    wait "$lmtpd_pid" 2>/dev/null
+    lmtpd_pid=""
+    port=$((20000 + (port + 7919) % 20000))
+done
+if [ ! -S "$sock" ]; then
+    fail "lmtpd did not start" "$work/lmtpd.log"
+    echo "kept $work for inspection"
+    echo "$passed passed, $failed failed, $skipped skipped"
+    exit 1
+fi
+
+count() { find "$1" -type f 2>/dev/null | wc -l | tr -d ' '; }
+newcount() { count "$mail/example.org/$1/Maildir/new"; }
+mboxcount() { if [ -f "$1" ]; then grep -c "^From " "$1"; else echo 0; fi; }
+
+# mkmsg ID TO: writes $sent/ID.msg, a message with awkward but legal content: lines that
+# an mbox must quote, dot lines, 8-bit UTF-8, trailing blanks, empty lines.
+mkmsg() {
+    cat >"$sent/$1.msg" <<EOF
+From: Interop Sender <sender@example.org>
+To: <$2>
+Subject: interop $1
+Message-ID: <$1@interop.test>
+X-Interop-Id: $1
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: 8bit
+
+Message $1.
+From the start of a line: an mbox must quote this one.
+>From already quoted once
+>>From twice
+.
+..two dots
+. a dot and a space
+trailing blanks   
+UTF-8: Grüße, ÆØÅ, 日本語
+
+the last line
+EOF
+}
+
+# ---------------------------------------------------------------- 1. Postfix
+pflog=$work/postfix.log
+mkdir -p "$pf/etc" "$pf/queue" "$pf/data"
+chown postfix "$pf/data"
+cat >"$pf/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $pf/queue
+data_directory = $pf/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mta.interop.test
+mydomain = interop.test
+myorigin = interop.test
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+local_transport = error:5.1.1 no local delivery in the interop test
+default_transport = error:5.4.4 no outside delivery in the interop test
+relay_transport = error:5.4.4 no outside delivery in the interop test
+virtual_mailbox_domains = example.org
+virtual_transport = lmtp:unix:$sock
+lmtp_destination_concurrency_limit = 4
+queue_run_delay = 5s
+minimal_backoff_time = 5s
+maximal_backoff_time = 10s
+maillog_file = $pflog
+maillog_file_prefixes = $work
+biff = no
+EOF
+# No smtpd at all; every service unchrooted (the socket lives in $work).
+cat >"$pf/etc/master.cf" <<EOF
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+
+# qid_of MESSAGE-ID: the queue id cleanup logged for it (waits up to 20 s).
+qid_of() {
+    local q i=0
+    while [ $i -lt 100 ]; do
+        q=$(grep -o "[0-9A-F]\{6,\}: message-id=<$1>" "$pflog" 2>/dev/null | head -1 | cut -d: -f1)
+        [ -n "$q" ] && { echo "$q"; return; }
+        sleep 0.2
+        i=$((i + 1))
+    done
+}
+# pf_status QID RCPT: the status= word Postfix logged for that recipient (waits up to 30 s).
+pf_status() {
+    local s i=0
+    while [ $i -lt 150 ]; do
+        s=$(grep "$1: to=<$2>" "$pflog" 2>/dev/null | grep -o 'status=[a-z]*' | head -1)
+        [ -n "$s" ] && { echo "${s#status=}"; return; }
+        sleep 0.2
+        i=$((i + 1))
+    done
+    echo none
+}
+# pf_round TAG NAME WANT_RELAY: one message for good, unknown, full through the private Postfix.
+pf_round() {
+    local id=pf-$1 qid sg su sf
+    shift
+    mkmsg "$id" good@example.org
+    # -i: a line with a single dot is content, not the end of the input.
+    sendmail -C "$pf/etc" -i -f sender@example.org -- good@example.org unknown@example.org \
+        full@example.org <"$sent/$id.msg"
+    qid=$(qid_of "$id@interop.test")
+    if [ -z "$qid" ]; then
+        fail "postfix via $1 message not picked up" "$pflog"
+        return
+    fi
+    sg=$(pf_status "$qid" good@example.org)
+    su=$(pf_status "$qid" unknown@example.org)
+    sf=$(pf_status "$qid" full@example.org)
+    if [ "$sg" = sent ] && [ "$su" = bounced ] && [ "$sf" = deferred ] &&
+        grep "$qid: to=<good@example.org>" "$pflog" | grep -qF -- "$2" &&
+        grep "$qid: to=<full@example.org>" "$pflog" | grep -q '452 4.2.2' &&
+        grep "$qid: to=<unknown@example.org>" "$pflog" | grep -q '550 5.1.1'; then
+        pass "postfix via $1 status=sent good, bounced unknown (550 5.1.1), deferred full (452 4.2.2)"
+    else
+        fail "postfix via $1 good=$sg unknown=$su full=$sf (want sent/bounced/deferred via $2)" "$pflog"
+    fi
+}
+
+if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
+    export PATH=/usr/sbin:$PATH
+    if postfix -c "$pf/etc" start >"$work/postfix-start.log" 2>&1; then
+        pf_started=1
+        pf_round unix "lmtp:unix:" "[$sock]"
+        postconf -c "$pf/etc" -e "virtual_transport = lmtp:inet:127.0.0.1:$port"
+        postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+        sleep 1
+        pf_round inet "lmtp:inet:127.0.0.1:$port" "relay=127.0.0.1[127.0.0.1]:$port,"
+
+        # A burst of 200 through Postfix's LMTP connection cache (over TCP). They are
+        # queued while Postfix is stopped (sendmail leaves them in the maildrop), so at start
+        # the queue manager has all 200 at once and the lmtp client reuses its connections.
+        postfix -c "$pf/etc" stop >>"$work/postfix-start.log" 2>&1
+        for n in $(seq 1 200); do
+            printf 'Subject: burst %d\nX-Burst: %d\n\nburst message %d\n' "$n" "$n" "$n" |
+                sendmail -C "$pf/etc" -i -f sender@example.org burst@example.org 2>>"$work/sendmail.err"
+        done
+        postfix -c "$pf/etc" start >>"$work/postfix-start.log" 2>&1
+        postqueue -c "$pf/etc" -f
+        i=0
+        while [ "$(newcount burst)" -lt 200 ] && [ $i -lt 120 ]; do
+            sleep 0.5
+            i=$((i + 1))
+            [ $((i % 20)) = 0 ] && postqueue -c "$pf/etc" -f
+        done
+        n=$(newcount burst)
+        sent200=$(grep -c 'to=<burst@example.org>.*status=sent' "$pflog")
+        reused=$(grep 'to=<burst@example.org>.*status=sent' "$pflog" | grep -c 'conn_use=')
+        if [ "$n" = 200 ] && [ "$sent200" = 200 ] && [ "$reused" -gt 0 ]; then
+            pass "postfix burst: 200 of 200 on disk, $reused deliveries over a cached connection (conn_use=)"
+        else
+            fail "postfix burst: $n of 200 on disk, $sent200 status=sent, $reused over a cached connection" "$pflog"
+        fi
+        postfix -c "$pf/etc" stop >>"$work/postfix-start.log" 2>&1
+        pf_started=""
+    else
+        # Postfix reports a fatal start-up error only on a terminal (or to syslog).
+        command -v script >/dev/null 2>&1 &&
+            script -qc "postfix -c $pf/etc check" /dev/null >>"$work/postfix-start.log" 2>&1
+        fail "postfix -c $pf/etc start" "$work/postfix-start.log" "$pflog"
+        skip "postfix lmtp:inet: (no private Postfix)"
+        skip "postfix burst (no private Postfix)"
+    fi
+else
+    fail "postfix is not installed (apt-get install postfix failed)"
+fi
+
+# ---------------------------------------------------------------- 2. Exim
+# Exim conflicts with Postfix as a Debian package: run it from the unpacked .debs, with
+# its own configuration and spool. The binary resolves its compiled-in user Debian-exim
+# at start-up, so it runs in a private mount namespace where /etc/passwd and /etc/group
+# (bind-mounted copies) map Debian-exim to nobody.
+ex=$work/exim
+exim_skip=""
+mkdir -p "$ex/deb" "$ex/root" "$ex/spool" "$ex/log"
+if ! command -v unshare >/dev/null 2>&1; then
+    exim_skip="unshare(1) is missing"
+elif ! (cd "$ex/deb" && { apt-get download exim4-daemon-light exim4-base libidn12 >"$ex/download.log" 2>&1 ||
+    { apt-get update -q >/dev/null 2>&1 && apt-get download exim4-daemon-light exim4-base libidn12 >>"$ex/download.log" 2>&1; }; }); then
+    exim_skip="apt-get download exim4-daemon-light exim4-base libidn12 failed"
+else
+    for d in "$ex"/deb/*.deb; do dpkg -x "$d" "$ex/root"; done
+    # Libraries from the downloaded packages (libidn12) are found through a private
+    # ld.so.cache (bind-mounted like passwd; LD_LIBRARY_PATH would not survive Exim's re-exec).
+    printf 'include /etc/ld.so.conf\n%s\n' "$ex/root/usr/lib/x86_64-linux-gnu" >"$ex/ld.so.conf"
+    ldconfig -X -C "$ex/ld.so.cache" -f "$ex/ld.so.conf" 2>"$ex/ldconfig.log"
+    cp /etc/passwd "$ex/passwd"
+    cp /etc/group "$ex/group"
+    echo "Debian-exim:x:$(id -u nobody):$(id -g nobody)::/nonexistent:/usr/sbin/nologin" >>"$ex/passwd"
+    echo "Debian-exim:x:$(id -g nobody):" >>"$ex/group"
+    chown -R nobody:"$RUN_GROUP" "$ex/spool" "$ex/log"
+    cat >"$ex/exim.conf" <<EOF
+exim_user = Debian-exim
+exim_group = Debian-exim
+spool_directory = $ex/spool
+log_file_path = $ex/log/%slog
+exim_path = $ex/root/usr/sbin/exim4
+primary_hostname = exim.interop.test
+qualify_domain = interop.test
+keep_environment =
+daemon_smtp_ports =
+begin routers
+lmtpd:
+  driver = accept
+  domains = example.org
+  transport = lmtpd_lmtp
+begin transports
+lmtpd_lmtp:
+  driver = lmtp
+  socket = $sock
+  batch_max = 10
+  user = Debian-exim
+begin retry
+* * F,1h,10m
+EOF
+    if ! unshare -m true 2>/dev/null; then
+        exim_skip="cannot create a mount namespace (unshare -m) for the Debian-exim user"
+    fi
+fi
+exim_run() {
+    unshare -m sh -c 'mount --bind "$1/passwd" /etc/passwd && mount --bind "$1/group" /etc/group &&
+        mount --bind "$1/ld.so.cache" /etc/ld.so.cache && d=$1 && shift && exec "$d/root/usr/sbin/exim4" "$@"' \
+        sh "$ex" "$@"
+}
+if [ -z "$exim_skip" ]; then
+    if ! exim_run -C "$ex/exim.conf" -bV >"$ex/bV.log" 2>&1; then
+        exim_skip="exim4 -bV failed: $(head -1 "$ex/bV.log")"
+    fi
+fi
+if [ -n "$exim_skip" ]; then
+    skip "exim lmtp transport, batch_max = 10 ($exim_skip)"
+else
+    mkmsg exim good@example.org
+    g0=$(newcount good)
+    m0=$(mboxcount "$mail/mbox/mb")
+    # -odi: deliver before returning; -oi: a lone dot is content. Exim logs "exim user lost
+    # privilege for using -C option" (an untrusted configuration): harmless here, the lmtp
+    # transport runs as Debian-exim (nobody) either way.
+    exim_run -C "$ex/exim.conf" -odi -oi -f exim@example.org good@example.org mb@example.org \
+        unknown@example.org <"$sent/exim.msg" >"$ex/inject.log" 2>&1
+    i=0
+    while ! grep -q 'Completed' "$ex/log/mainlog" 2>/dev/null && [ $i -lt 100 ]; do
+        sleep 0.2
+        i=$((i + 1))
+    done
+    sleep 0.5
+    g1=$(newcount good)
+    m1=$(mboxcount "$mail/mbox/mb")
+    # One LMTP transaction for both good recipients: same lmtpd transaction id.
+    tg=$(grep 'to=<good@example.org>' "$work/lmtpd.log" | grep 'from=<exim@example.org>' | grep -o ' id=[^ ]*' | head -1)
+    tm=$(grep 'to=<mb@example.org>' "$work/lmtpd.log" | grep 'from=<exim@example.org>' | grep -o ' id=[^ ]*' | head -1)
+    if [ $((g1 - g0)) = 1 ] && [ $((m1 - m0)) = 1 ] && [ -n "$tg" ] && [ "$tg" = "$tm" ] &&
+        grep -q '=> good <good@example.org> .*T=lmtpd_lmtp' "$ex/log/mainlog" &&
+        grep -q -- '-> mb <mb@example.org> .*T=lmtpd_lmtp' "$ex/log/mainlog" &&
+        grep -q '\*\* unknown@example.org.*550 5.1.1' "$ex/log/mainlog"; then
+        pass "exim lmtp transport (batch_max = 10): good (maildir) and mb (mbox) in one transaction,$tg; unknown bounced 550 5.1.1"
+    else
+        fail "exim: good +$((g1 - g0)), mb +$((m1 - m0)), ids '$tg' '$tm'" "$ex/log/mainlog" "$ex/inject.log" "$ex/log/paniclog"
+    fi
+fi
+
+# ---------------------------------------------------------------- 3. swaks, smtp-source
+swaks_send() { # ID SERVER-ARGS... -- TO
+    local id=$1 to
+    shift
+    to=${*: -1}
+    mkmsg "$id" "${to%%,*}"
+    # swaks ends the data with CRLF . CRLF itself: send the file without its last newline.
+    head -c -1 "$sent/$id.msg" >"$work/$id.swaks"
+    swaks --protocol LMTP "${@:1:$#-1}" --from sender@example.net --to "$to" \
+        --data "@$work/$id.swaks" >"$work/swaks-$id.out" 2>&1
+}
+if command -v swaks >/dev/null 2>&1; then
+    swaks_send swaks-maildir --socket "$sock" box@example.org,box+lists@example.org,nobody@example.org
+    if [ "$(grep -c '<-  250 2.0.0' "$work/swaks-swaks-maildir.out")" = 2 ] &&
+        grep -q '<\*\* 550 5.1.1' "$work/swaks-swaks-maildir.out" &&
+        [ "$(newcount box)" = 1 ] && [ "$(count "$mail/example.org/box/Maildir/.lists/new")" = 1 ]; then
+        pass "swaks maildir (Unix socket): 250 box, 250 box+lists (into .lists), 550 5.1.1 unknown"
+    else
+        fail "swaks maildir" "$work/swaks-swaks-maildir.out"
+    fi
+    m0=$(mboxcount "$mail/mbox/mb")
+    swaks_send swaks-mbox --server 127.0.0.1 --port "$port" --pipeline mb@example.org,mb+x@example.org
+    if [ "$(grep -c '<-  250 2.0.0' "$work/swaks-swaks-mbox.out")" = 2 ] &&
+        grep -q 'PIPELINING' "$work/swaks-swaks-mbox.out" &&
+        [ "$(mboxcount "$mail/mbox/mb")" = $((m0 + 2)) ]; then
+        pass "swaks mbox (TCP, --pipeline): two 250 after the dot, two messages appended"
+    else
+        fail "swaks mbox pipelined" "$work/swaks-swaks-mbox.out"
+    fi
+    swaks_send swaks-sqlite --socket "$sock" --pipeline sq@example.org,sq+archive@example.org
+    if [ "$(grep -c '<-  250 2.0.0' "$work/swaks-swaks-sqlite.out")" = 2 ]; then
+        pass "swaks sqlite (Unix socket, --pipeline): 250 sq, 250 sq+archive"
+    else
+        fail "swaks sqlite" "$work/swaks-swaks-sqlite.out"
+    fi
+else
+    fail "swaks is not installed"
+fi
+
+if [ -x /usr/sbin/smtp-source ]; then
+    start=$(date +%s.%N)
+    timeout 300 /usr/sbin/smtp-source -L -s 8 -m 4000 -l 2048 -S "interop smtp-source" \
+        -f sender@example.net -t load@example.org "unix:$sock" >"$work/smtp-source.out" 2>&1
+    rc=$?
+    end=$(date +%s.%N)
+    n=$(newcount load)
+    rate=$(echo "$start $end $n" | awk '{ if ($2 > $1) printf "%.0f", $3 / ($2 - $1); else print "?" }')
+    if [ $rc = 0 ] && [ "$n" = 4000 ]; then
+        pass "smtp-source -L -s 8 -m 4000: 4000 messages on disk ($rate deliveries/s)"
+    else
+        fail "smtp-source -L: rc=$rc, $n of 4000 on disk" "$work/smtp-source.out"
+    fi
+else
+    fail "smtp-source is not installed"
+fi
+
+# ---------------------------------------------------------------- 4. readers
+# The server stops first: everything below reads finished files.
+kill -TERM "$lmtpd_pid" 2>/dev/null
+wait "$lmtpd_pid" 2>/dev/null
+lmtpd_pid=""
+if [ ! -e "$sock" ] && [ "$(find "$mail" -path "$mail/*/tmp/*" -type f | wc -l)" = 0 ]; then
+    pass "lmtpd SIGTERM: exited, removed its socket, nothing left in any tmp/"
+else
+    fail "lmtpd shutdown: socket or tmp/ files left" "$work/lmtpd.log"
+fi
+
+md() { echo "$mail/example.org/$1/Maildir=$2"; }
+specs=()
+[ -d "$mail/example.org/good" ] && specs+=("$(md good "$(count "$mail/example.org/good/Maildir/new")")")
+for u in burst box load sender; do
+    [ -d "$mail/example.org/$u" ] && specs+=("$(md $u "$(find "$mail/example.org/$u/Maildir" -path '*/new/*' -type f | wc -l)")")
+done
+if python3 "$here/check.py" maildir "$sent" "${specs[@]}" >"$work/py-maildir.out" 2>&1; then
+    pass "python mailbox.Maildir: $(tail -1 "$work/py-maildir.out")"
+else
+    fail "python mailbox.Maildir" "$work/py-maildir.out"
+fi
+if python3 "$here/check.py" mbox "$sent" "$mail/mbox/mb=$(mboxcount "$mail/mbox/mb")" >"$work/py-mbox.out" 2>&1; then
+    pass "python mailbox.mbox: $(tail -1 "$work/py-mbox.out")"
+else
+    fail "python mailbox.mbox" "$work/py-mbox.out"
+fi
+
+# lmtpd export round trip for the SQLite user.
+if "$BIN" export --db "$mail/mail.db" --mailbox sq@example.org --mbox "$work/sq.mbox" >"$work/export.out" 2>&1 &&
+    python3 "$here/check.py" mbox "$sent" "$work/sq.mbox=2" >>"$work/export.out" 2>&1; then
+    pass "lmtpd export --mbox (sqlite) read by python mailbox.mbox: $(tail -1 "$work/export.out")"
+else
+    fail "lmtpd export round trip" "$work/export.out"
+fi
+
+# Dovecot: doveadm with a private configuration and no auth service (USER=, no userdb
+# lookup); mail is accessed as nobody, the owner. Maildir++ quota: no quota_rule, so Dovecot
+# takes the limits from lmtpd's maildirsize (with a differing rule it would rewrite it). The
+# Maildir control files stay in the Maildir, where Dovecot looks for maildirsize.
+dv=$work/dovecot
+if command -v doveadm >/dev/null 2>&1; then
+    mkdir -p "$dv/base" "$dv/state" "$dv/home" "$dv/idx" "$dv/mbroot"
+    chown nobody:"$RUN_GROUP" "$dv/home" "$dv/idx" "$dv/mbroot"
+    cat >"$dv/dovecot.conf" <<EOF
+base_dir = $dv/base
+state_dir = $dv/state
+log_path = $dv/dovecot.log
+protocols =
+ssl = no
+mail_location = maildir:~/Maildir
+mail_uid = nobody
+mail_gid = $RUN_GROUP
+mail_home = $dv/home
+mail_plugins = quota
+plugin {
+  quota = maildir:User quota
+}
+EOF
+    boxmd=$mail/example.org/box/Maildir
+    loc_box="maildir:$boxmd:INDEX=$dv/idx/box"
+    loc_mb="mbox:$dv/mbroot:INBOX=$mail/mbox/mb:INDEX=$dv/idx/mb"
+    if python3 "$here/check.py" doveadm "$sent" "$dv/dovecot.conf" box@example.org "$loc_box" \
+        INBOX=1 lists=1 >"$work/dv-maildir.out" 2>&1; then
+        pass "doveadm Maildir: INBOX and +detail folder 'lists' listed, 1 message each, $(tail -1 "$work/dv-maildir.out")"
+    else
+        fail "doveadm Maildir" "$work/dv-maildir.out" "$dv/dovecot.log"
+    fi
+    burstmd=$mail/example.org/burst/Maildir
+    if [ -d "$burstmd" ] && python3 "$here/check.py" doveadm "$sent" "$dv/dovecot.conf" burst@example.org \
+        "maildir:$burstmd:INDEX=$dv/idx/burst" INBOX=200 >"$work/dv-burst.out" 2>&1; then
+        pass "doveadm Maildir (Postfix burst): INBOX $(tail -1 "$work/dv-burst.out")"
+    else
+        fail "doveadm Maildir (Postfix burst)" "$work/dv-burst.out" "$dv/dovecot.log"
+    fi
+    if python3 "$here/check.py" doveadm-mbox "$sent" "$dv/dovecot.conf" mb@example.org "$loc_mb" \
+        "INBOX=$(mboxcount "$mail/mbox/mb")" >"$work/dv-mbox.out" 2>&1; then
+        pass "doveadm mbox: $(tail -1 "$work/dv-mbox.out")"
+    else
+        fail "doveadm mbox" "$work/dv-mbox.out" "$dv/dovecot.log"
+    fi
+    if python3 "$here/check.py" quota "$dv/dovecot.conf" box@example.org "$loc_box" "$boxmd" \
+        >"$work/dv-quota.out" 2>&1; then
+        pass "doveadm quota get (Maildir++): $(tail -1 "$work/dv-quota.out")"
+    else
+        fail "doveadm quota get" "$work/dv-quota.out" "$dv/dovecot.log"
+    fi
+else
+    fail "doveadm is not installed (dovecot-core)"
+fi
+
+trap - EXIT
+cleanup
+if [ $failed = 0 ] && [ -z "${KEEP:-}" ]; then
+    rm -rf "$work"
+else
+    echo "kept $work for inspection"
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ $failed = 0 ]
