@@ -560,26 +560,9 @@ impl Config {
     }
 }
 
-/// A Maildir template may only use `%u`, `%n`, `%d` and `%%`.
+/// A mailbox template may only use `%u`, `%n`, `%d` and `%%`.
 fn check_template(t: &str) -> Result<(), String> {
-    if t.is_empty() {
-        return Err("empty template".into());
-    }
-    let mut it = t.chars();
-    while let Some(ch) = it.next() {
-        if ch == '%' {
-            match it.next() {
-                Some('u' | 'n' | 'd' | '%') => {}
-                other => {
-                    return Err(format!(
-                        "unknown placeholder %{} (use %u, %n, %d or %%)",
-                        other.map(String::from).unwrap_or_default()
-                    ))
-                }
-            }
-        }
-    }
-    Ok(())
+    lmtpd_store::template::validate(t, "mailbox")
 }
 
 #[cfg(test)]
