@@ -216,8 +216,25 @@ pub(crate) fn dotlock_path(mbox: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A dotlock younger than this is never judged by its owner's pid (its writer may not have
+/// written the pid yet).
+const DEAD_OWNER_GRACE: Duration = Duration::from_secs(2);
+
+/// True when the dotlock holds a process id (as ours and liblockfile's do) and no such
+/// process exists on this host: its owner was killed and will never remove it.
+fn owner_is_gone(path: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(path) else {
+        return false;
+    };
+    match text.trim().parse::<u32>() {
+        Ok(pid) if pid != std::process::id() => !crate::sys::process_exists(pid),
+        _ => false,
+    }
+}
+
 /// One attempt at the dotlock: `Ok(None)` when someone else holds a fresh one. A lock whose
-/// ctime is more than `stale_after` ago is removed and the attempt repeated once.
+/// ctime is more than `stale_after` ago, or older than two seconds and naming a process that
+/// no longer exists, is removed and the attempt repeated once.
 fn try_dotlock(mbox: &Path, stale_after: Duration) -> Result<Option<Taken>, Failure> {
     let path = dotlock_path(mbox);
     for _ in 0..2 {
@@ -258,15 +275,21 @@ fn try_dotlock(mbox: &Path, stale_after: Duration) -> Result<Option<Taken>, Fail
         let changed = UNIX_EPOCH
             + Duration::from_secs(meta.ctime().max(0) as u64)
             + Duration::from_nanos(meta.ctime_nsec().max(0) as u64);
-        let age = match SystemTime::now().duration_since(changed) {
-            Ok(age) if age > stale_after => age,
+        let age = SystemTime::now().duration_since(changed).ok();
+        let dead_owner = age.is_some_and(|a| a > DEAD_OWNER_GRACE) && owner_is_gone(&path);
+        match age {
+            Some(age) if age > stale_after || dead_owner => log::info!(
+                "mbox: removing stale {} (changed {} s ago{})",
+                path.display(),
+                age.as_secs(),
+                if dead_owner {
+                    ", its process is gone"
+                } else {
+                    ""
+                }
+            ),
             _ => return Ok(None), // fresh (or from the future: not ours to judge)
-        };
-        log::info!(
-            "mbox: removing stale {} (changed {} s ago)",
-            path.display(),
-            age.as_secs()
-        );
+        }
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}

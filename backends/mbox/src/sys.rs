@@ -81,3 +81,18 @@ pub(crate) fn flock_try_lock(file: &File) -> io::Result<Attempt> {
 pub(crate) fn flock_unlock(file: &File) -> io::Result<()> {
     flock(file, libc::LOCK_UN).map(|_| ())
 }
+
+/// True unless `pid` certainly names no process on this host (`kill(pid, 0)` fails with
+/// ESRCH). Used to break a dotlock left by a killed process, as liblockfile does.
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 performs only the existence and permission checks; no signal is
+    // delivered and no memory is involved.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}

@@ -1315,3 +1315,31 @@ fn bench_deliveries_per_second() {
         );
     }
 }
+
+#[test]
+fn dotlock_of_a_dead_process_is_broken_but_a_live_ones_is_kept() {
+    let dir = TempDir::new().unwrap();
+    let st = store_with(dir.path(), &[LockKind::Dotlock], Duration::from_millis(300));
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    let path = mbox(&dir, "alice");
+    let lockfile = lock::dotlock_path(&path);
+
+    // A live owner (a child process) keeps its lock even after the 2 s grace.
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    fs::write(&lockfile, format!("{}\n", live.id())).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(code(&deliver(&st, &[rcpt("alice")])[0]), BUSY);
+    assert!(lockfile.exists(), "a live owner's lock is kept");
+    live.kill().unwrap();
+    live.wait().unwrap();
+
+    // The same lock once its owner is gone (killed, never cleaned up) is broken at once,
+    // instead of blocking the mailbox until the 300 s stale limit.
+    let t0 = Instant::now();
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(!lockfile.exists());
+}
