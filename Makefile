@@ -72,6 +72,15 @@ install-test: build
 interop: build
 	BIN=$(BIN) bash contrib/interop/run.sh
 
+# Performance, side by side with a private Dovecot instance (dovecot-core and dovecot-lmtpd
+# are installed with apt-get when missing and possible; skipped otherwise). Prints a Markdown
+# report and writes bench-out/bench-<date>.md; about 6-7 minutes on 2 cores. QUICK=1: small
+# counts, one repetition, about a minute. Builds through `build` so the binary keeps the
+# SYSCONFDIR that `make install` expects. See contrib/bench/run.sh for the other knobs.
+QUICK ?=
+bench: build
+	QUICK="$(QUICK)" NO_BUILD=1 sh contrib/bench/run.sh
+
 # Real-client checks (swaks, smtp-source); installs them with apt-get when missing.
 peers: build
 	sh contrib/peers.sh
@@ -112,4 +121,4 @@ clean:
 	$(CARGO) clean
 	rm -rf run
 
-.PHONY: all build run test lint lint-man check install-test interop peers install uninstall clean
+.PHONY: all build run test lint lint-man check install-test interop bench peers install uninstall clean

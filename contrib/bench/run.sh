@@ -1,0 +1,511 @@
+#!/bin/sh
+# make bench: lmtpd (Maildir, mbox, SQLite) side by side with a private Dovecot instance.
+#
+# Builds the release binaries (lmtpd and the load generator lmtp-bench), probes the disk,
+# then for every workload and store starts a fresh server with a throw-away configuration in
+# a temporary directory, drives it with lmtp-bench over a Unix socket, reads the server's CPU
+# time and peak RSS from /proc, stops it and checks that the number of stored messages equals
+# the number acknowledged. Dovecot (dovecot-core + dovecot-lmtpd; installed with apt-get when
+# missing and possible) runs the same workloads on its own config, base_dir and mail
+# directory; the system's Dovecot service is never used. Prints a Markdown report and writes
+# it to bench-out/bench-<date>.md.
+#
+# Environment:
+#   QUICK=1          small counts, one repetition (about a minute)
+#   REPS=N           repetitions per workload, medians reported (default 3; QUICK: 1)
+#   DOVECOT=0        skip Dovecot
+#   BENCH_TMPDIR=D   where the temporary directory goes (default /var/tmp, on disk)
+#   BENCH_USER=U     when run as root, the unprivileged user both servers deliver as
+#                    (default nobody; Dovecot refuses to deliver as uid 0)
+#   NO_BUILD=1       use the binaries in ${CARGO_TARGET_DIR:-target}/release as they are
+#
+# Exit status: 0 when every run delivered and stored everything it acknowledged, 1 otherwise.
+# Missed performance targets are reported, not failed.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+ROOT=$(pwd)
+QUICK=${QUICK:-0}
+case $QUICK in 1 | yes | true) QUICK=1 ;; *) QUICK=0 ;; esac
+if [ $QUICK = 1 ]; then REPS=${REPS:-1}; else REPS=${REPS:-3}; fi
+DOVECOT=${DOVECOT:-1}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET_DIR/release/lmtpd
+GEN=$TARGET_DIR/release/lmtp-bench
+OUT_DIR=$ROOT/bench-out
+STAMP=$(date -u +%Y-%m-%d-%H%M%S)
+REPORT=$OUT_DIR/bench-$STAMP.md
+
+log() { echo "bench: $*" >&2; }
+
+# ---------------------------------------------------------------------------------------
+# Build.
+if [ "${NO_BUILD:-0}" != 1 ]; then
+    log "building release binaries (cargo build --release --locked)"
+    cargo build --release --locked >&2 || { log "build failed"; exit 1; }
+fi
+for b in "$BIN" "$GEN"; do
+    [ -x "$b" ] || { log "missing $b"; exit 1; }
+done
+case $BIN in /*) ;; *) BIN=$ROOT/$BIN GEN=$ROOT/$GEN ;; esac
+
+# ---------------------------------------------------------------------------------------
+# Dovecot: installed, or installable with apt-get, or skipped.
+DOVECOT_BIN=
+DOVECOT_WHY=
+if [ "$DOVECOT" = 1 ]; then
+    if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ] ||
+        [ ! -x /usr/lib/dovecot/lmtp ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            log "installing dovecot-core dovecot-lmtpd with apt-get"
+            # The package may try to start the system service; a policy-rc.d or a missing
+            # init system prevents that, and run.sh never uses that service anyway.
+            DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-core dovecot-lmtpd \
+                >/dev/null 2>&1 || log "apt-get install dovecot-core dovecot-lmtpd failed"
+        fi
+    fi
+    DOVECOT_BIN=$(command -v dovecot 2>/dev/null || echo /usr/sbin/dovecot)
+    if [ ! -x "$DOVECOT_BIN" ] || [ ! -x /usr/lib/dovecot/lmtp ]; then
+        DOVECOT_BIN=
+        DOVECOT_WHY="dovecot-core/dovecot-lmtpd not installed and not installable here"
+    fi
+else
+    DOVECOT_WHY="DOVECOT=0"
+fi
+[ -z "$DOVECOT_BIN" ] && echo "SKIP: Dovecot ($DOVECOT_WHY)"
+
+# ---------------------------------------------------------------------------------------
+# Who delivers. Root runs both servers as an unprivileged user (lmtpd: user =; Dovecot: the
+# passwd-file uid), everyone else as themselves.
+if [ "$(id -u)" = 0 ]; then
+    RUN_USER=${BENCH_USER:-nobody}
+    RUN_UID=$(id -u "$RUN_USER") || { log "no user $RUN_USER (set BENCH_USER)"; exit 1; }
+    RUN_GID=$(id -g "$RUN_USER")
+    DV_INTERNAL_USER=dovecot
+    DV_INTERNAL_GROUP=dovecot
+    DV_LOGIN_USER=dovenull
+    id dovenull >/dev/null 2>&1 || DV_LOGIN_USER=dovecot
+else
+    RUN_USER=$(id -un)
+    RUN_UID=$(id -u)
+    RUN_GID=$(id -g)
+    DV_INTERNAL_USER=$RUN_USER
+    DV_INTERNAL_GROUP=$(id -gn)
+    DV_LOGIN_USER=$RUN_USER
+fi
+
+# ---------------------------------------------------------------------------------------
+# Work directory (on disk: /var/tmp, not a tmpfs /tmp) and cleanup.
+W=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/lmtpd-bench.XXXXXX") || exit 1
+chmod 0755 "$W"
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$OUT_DIR"
+RESULTS=$W/results.txt
+: > "$RESULTS"
+FAILED=0
+
+# ---------------------------------------------------------------------------------------
+# Workloads: name sessions messages recipients size mailboxes description.
+# "mailboxes": recipient j of message i goes to mailbox (i*R + j) mod K, so R = K gives
+# R distinct mailboxes per message and R = 1, K = 8 spreads messages over 8 mailboxes.
+if [ $QUICK = 1 ]; then
+    MAX_TIME=4
+    PROBE_SECS=1
+    WORKLOADS="a 1 300 1 4K 1
+b 8 600 1 4K 1
+b8 8 600 1 4K 8
+c 8 150 5 4K 5
+c8 8 100 8 4K 8
+d 2 6 1 10M 1"
+    RSS_RUNS="rss8 8 8 1 10M 1
+rss1 1 2 1 1M 1
+rss10 1 2 1 10M 1
+rss100 1 1 1 100M 1"
+else
+    MAX_TIME=12
+    PROBE_SECS=2
+    WORKLOADS="a 1 2000 1 4K 1
+b 8 4000 1 4K 1
+b8 8 4000 1 4K 8
+c 8 1000 5 4K 5
+c8 8 500 8 4K 8
+d 2 20 1 10M 1"
+    RSS_RUNS="rss8 8 16 1 10M 1
+rss1 1 4 1 1M 1
+rss10 1 4 1 10M 1
+rss100 1 2 1 100M 1"
+fi
+ALL_USERS=8
+
+describe() {
+    case $1 in
+    a) echo "a: 1 session, $3 msgs x 1 rcpt" ;;
+    b) echo "b: 8 sessions, $3 x 1 rcpt, one mailbox" ;;
+    b8) echo "b8: as b, over 8 mailboxes" ;;
+    c) echo "c: 8 sessions, $3 x 5 distinct rcpts" ;;
+    c8) echo "c8: 8 sessions, $3 x 8 distinct rcpts" ;;
+    d) echo "d: 2 sessions, $3 x 10 MiB" ;;
+    rss8) echo "8 sessions x 10 MiB ($3 msgs)" ;;
+    rss1) echo "1 session x 1 MiB ($3 msgs)" ;;
+    rss10) echo "1 session x 10 MiB ($3 msgs)" ;;
+    rss100) echo "1 session x 100 MiB ($3 msgs)" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------
+# Servers.
+
+# wait_socket PATH PID: up to 10 s for the socket to appear while the server lives.
+wait_socket() {
+    i=0
+    while [ ! -S "$1" ] && [ $i -lt 100 ]; do
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ -S "$1" ]
+}
+
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=
+}
+
+# start_lmtpd STORE: fresh directory $W/lm, config, users; sets SERVER_PID and SOCKET.
+start_lmtpd() {
+    d=$W/lm
+    rm -rf "$d"
+    mkdir -p "$d/mail" "$d/spool"
+    i=0
+    : > "$d/users"
+    while [ $i -lt $ALL_USERS ]; do echo "load$i@example.org" >> "$d/users"; i=$((i + 1)); done
+    {
+        echo "listen = unix:$d/lmtp.sock"
+        echo "hostname = bench.localhost"
+        echo "users = $d/users"
+        echo "store = $1"
+        echo "maildir = $d/mail/%d/%n/Maildir"
+        echo "mbox = $d/mail/%d/%n"
+        echo "sqlite = $d/mail/mail.db"
+        echo "spool_dir = $d/spool"
+        echo "max_message_size = 200M"
+        echo "workers = 16"
+        echo "log_level = info"
+        [ "$(id -u)" = 0 ] && echo "user = $RUN_USER"
+    } > "$d/lmtpd.conf"
+    chmod 0644 "$d/users" "$d/lmtpd.conf"
+    chown -R "$RUN_UID:$RUN_GID" "$d/mail" "$d/spool"
+    "$BIN" -c "$d/lmtpd.conf" < /dev/null 2>> "$d/lmtpd.log" &
+    SERVER_PID=$!
+    SOCKET=$d/lmtp.sock
+    STORE_DIR=$d/mail
+    wait_socket "$SOCKET" "$SERVER_PID" || {
+        log "lmtpd did not start:"
+        tail -5 "$d/lmtpd.log" >&2
+        return 1
+    }
+}
+
+# start_dovecot STORE: private instance under $W/dv; sets SERVER_PID and SOCKET.
+start_dovecot() {
+    d=$W/dv
+    rm -rf "$d"
+    mkdir -p "$d/mail"
+    case $1 in
+    maildir) loc="maildir:$d/mail/%d/%n/Maildir" ;;
+    mbox) loc="mbox:$d/mail/%d/%n:INBOX=$d/mail/%d/%n/inbox" ;;
+    esac
+    i=0
+    : > "$d/users"
+    while [ $i -lt $ALL_USERS ]; do
+        echo "load$i@example.org:{PLAIN}unused:$RUN_UID:$RUN_GID::$d/mail/example.org/load$i::" >> "$d/users"
+        i=$((i + 1))
+    done
+    sed -e "s|@DIR@|$d|g" -e "s|@STORE@|$1|g" -e "s|@UID@|$RUN_UID|g" -e "s|@GID@|$RUN_GID|g" \
+        -e "s|@INTERNAL_USER@|$DV_INTERNAL_USER|g" -e "s|@INTERNAL_GROUP@|$DV_INTERNAL_GROUP|g" \
+        -e "s|@LOGIN_USER@|$DV_LOGIN_USER|g" -e "s|@MAIL_LOCATION@|$loc|g" \
+        "$ROOT/contrib/bench/dovecot.conf.in" > "$d/dovecot.conf"
+    chmod 0644 "$d/users" "$d/dovecot.conf"
+    chown -R "$RUN_UID:$RUN_GID" "$d/mail"
+    "$DOVECOT_BIN" -c "$d/dovecot.conf" -F < /dev/null 2>> "$d/stderr.log" &
+    SERVER_PID=$!
+    SOCKET=$d/lmtp
+    STORE_DIR=$d/mail
+    wait_socket "$SOCKET" "$SERVER_PID" || {
+        log "dovecot did not start:"
+        tail -5 "$d/stderr.log" "$d/dovecot.log" >&2 2>/dev/null
+        return 1
+    }
+}
+
+# count_stored SERVER STORE: messages on disk in $STORE_DIR (all mailboxes).
+count_stored() {
+    case $2 in
+    maildir)
+        find "$STORE_DIR" -type f \( -path '*/new/*' -o -path '*/cur/*' \) | wc -l | tr -d ' ' ;;
+    mbox)
+        n=0
+        for f in $(find "$STORE_DIR" -type f \( -name 'load[0-9]' -o -name inbox \)); do
+            n=$((n + $(grep -c '^From ' "$f")))
+        done
+        echo $n ;;
+    sqlite)
+        db=$STORE_DIR/mail.db
+        if [ ! -e "$db" ]; then
+            echo 0
+        elif command -v python3 >/dev/null 2>&1; then
+            python3 -c 'import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("select count(*) from deliveries").fetchone()[0])' "$db"
+        else
+            sqlite3 "$db" 'select count(*) from deliveries'
+        fi ;;
+    esac
+}
+
+kv() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+# run_one SERVER STORE WORKLOAD REP S M R SIZE K: one server start, one load run, one check.
+run_one() {
+    server=$1 store=$2 wl=$3 rep=$4
+    case $server in
+    lmtpd) start_lmtpd "$store" ;;
+    dovecot) start_dovecot "$store" ;;
+    esac || { stop_server; FAILED=1; echo "$wl $server $store $rep START_FAILED" >> "$RESULTS"; return; }
+    line=$("$GEN" load --connect "unix:$SOCKET" -s "$5" -m "$6" -r "$7" -l "$8" \
+        --mailboxes "$9" --max-time "$MAX_TIME" --timeout 120 --pid "$SERVER_PID" \
+        --label "$server-$store-$wl" < /dev/null 2> "$W/gen.err")
+    rc=$?
+    stop_server
+    [ -s "$W/gen.err" ] && sed 's/^/    /' "$W/gen.err" | head -5 >&2
+    stored=$(count_stored "$server" "$store")
+    acked=$(kv "$line" deliveries)
+    ok=yes
+    if [ $rc != 0 ] || [ -z "$acked" ] || [ "$stored" != "$acked" ]; then
+        ok=no
+        FAILED=1
+    fi
+    log "$server $store $wl #$rep: $(kv "$line" dps) deliveries/s, $(kv "$line" mps) msgs/s," \
+        "p50 $(kv "$line" p50_ms) ms, p99 $(kv "$line" p99_ms) ms," \
+        "cpu $(kv "$line" cpu_ms_per_delivery) ms/delivery, rss $(kv "$line" rss_kib) KiB," \
+        "stored $stored / acked ${acked:-?} ($ok)"
+    echo "$wl $server $store $rep $line stored=$stored ok=$ok" >> "$RESULTS"
+}
+
+# ---------------------------------------------------------------------------------------
+# Go.
+START=$(date +%s)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+log "work directory $W (deliveries as $RUN_USER, uid $RUN_UID)"
+
+PROBE=
+for spec in "1 " "4 " "4 --no-dirsync"; do
+    # shellcheck disable=SC2086
+    p=$("$GEN" disk --dir "$W" --seconds "$PROBE_SECS" --threads $spec) || p=
+    PROBE="$PROBE$p
+"
+done
+# probe_field THREADS DIRSYNC KEY: a value from the disk probe's DISK lines.
+probe_field() {
+    echo "$PROBE" | awk -v t="threads=$1" -v d="dirsync=$2" -v k="$3" '$2 == t && $3 == d {
+        for (i = 4; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }'
+}
+probe_rate() { probe_field "$1" "$2" per_s; }
+log "disk: $(probe_rate 1 1)/s (1 thread), $(probe_rate 4 1)/s (4 threads), $(probe_rate 4 0)/s (4 threads, no dir fsync)"
+
+TARGETS="lmtpd maildir
+lmtpd mbox
+lmtpd sqlite"
+[ -n "$DOVECOT_BIN" ] && TARGETS="lmtpd maildir
+dovecot maildir
+lmtpd mbox
+dovecot mbox
+lmtpd sqlite"
+
+# For each workload, each repetition runs every server back to back, so the numbers that are
+# compared were measured minutes apart at most (the host's speed drifts).
+run_set() {
+    echo "$1" | while read -r wl s m r size k; do
+        [ -n "$wl" ] || continue
+        rep=1
+        while [ $rep -le "$2" ]; do
+            echo "$TARGETS" | while read -r server store; do
+                run_one "$server" "$store" "$wl" "$rep" "$s" "$m" "$r" "$size" "$k"
+                # FAILED is set in a subshell here: record it in the results file instead.
+            done
+            rep=$((rep + 1))
+        done
+    done
+}
+run_set "$WORKLOADS" "$REPS"
+run_set "$RSS_RUNS" 1
+grep -q ' ok=no$\|START_FAILED' "$RESULTS" && FAILED=1
+ELAPSED=$(($(date +%s) - START))
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+
+# ---------------------------------------------------------------------------------------
+# Report.
+
+# med WORKLOAD SERVER STORE KEY: median over the repetitions ("-" when absent).
+med() {
+    awk -v wl="$1" -v sv="$2" -v st="$3" -v key="$4" '
+        $1 == wl && $2 == sv && $3 == st {
+            for (i = 5; i <= NF; i++) {
+                split($i, kv, "=")
+                if (kv[1] == key && kv[2] != "-") v[n++] = kv[2] + 0
+            }
+        }
+        END {
+            if (n == 0) { print "-"; exit }
+            for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            if (n % 2) m = v[(n - 1) / 2]; else m = (v[n / 2 - 1] + v[n / 2]) / 2
+            print m
+        }' "$RESULTS"
+}
+# stored_ok WORKLOAD SERVER STORE: "yes" when every repetition stored what was acked.
+stored_ok() {
+    awk -v wl="$1" -v sv="$2" -v st="$3" '
+        $1 == wl && $2 == sv && $3 == st { n++; if ($NF != "ok=yes") bad++
+            for (i = 5; i <= NF; i++) if ($i ~ /^stored=/) { sub("stored=", "", $i); s = s (s == "" ? "" : "/") $i } }
+        END { if (n == 0) print "-"; else if (bad) print "**NO**"; else printf "yes (%s)\n", s }' "$RESULTS"
+}
+fmt() { # fmt VALUE DECIMALS
+    case $1 in -|"") echo "–" ;; *) awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f\n", d, v }' ;; esac
+}
+ratio() { # ratio A B -> A/B with "×"
+    case "$1$2" in *-*|"") echo "–" ;; *) awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×\n", a / b; else print "–" }' ;; esac
+}
+cpu_cell() { if [ "$1" = - ]; then echo "–"; else echo "$(fmt "$1" 2) ($(fmt "$2" 2))"; fi; }
+mib() { case $1 in -|"") echo "–" ;; *) awk -v v="$1" 'BEGIN { printf "%.1f\n", v / 1024 }' ;; esac; }
+
+kernel=$(uname -sr)
+cpus=$(nproc 2>/dev/null || echo "?")
+mem=$(free -h 2>/dev/null | awk '/^Mem:/ { print $2 }')
+fs=$(df -PT "$W" 2>/dev/null | awk 'NR == 2 { print $2 " on " $1 }')
+rev=$(git describe --always --dirty 2>/dev/null || echo "?")
+dv_version=$([ -n "$DOVECOT_BIN" ] && "$DOVECOT_BIN" --version 2>/dev/null | awk '{ print $1 }')
+
+report() {
+    echo "# lmtpd benchmark, $(date -u '+%Y-%m-%d %H:%M') UTC"
+    echo
+    echo "Machine: $cpus CPUs, ${mem:-?} RAM, $kernel; mail on ${fs:-?}. lmtpd $rev;" \
+        "Dovecot ${dv_version:-not run ($DOVECOT_WHY)}. QUICK=$QUICK, medians of $REPS run(s)," \
+        "runs capped at $MAX_TIME s; total $ELAPSED s. Both servers deliver as uid $RUN_UID" \
+        "with their shipped durability settings, over a Unix socket, one fresh server per run." \
+        "Load average before/after: ${LOAD_BEFORE:-?} / ${LOAD_AFTER:-?} (anything else running" \
+        "on the machine shows up in every number; compare only within one report)."
+    echo
+    echo "Disk probe (one 4 KiB file: create, write, fsync, rename into new/, fsync new/):" \
+        "$(probe_rate 1 1)/s from 1 thread, $(probe_rate 4 1)/s from 4 threads;" \
+        "$(probe_rate 4 0)/s from 4 threads without the directory fsync. The kernel charges the" \
+        "probing process $(probe_field 1 1 cpu_sys_ms_per_op) ms of system CPU per cycle from 1 thread," \
+        "$(probe_field 4 1 cpu_sys_ms_per_op) ms from 4 threads."
+    echo
+    echo "| workload | store | lmtpd deliveries/s | messages/s | p50 ms | p99 ms | CPU s per 1000 deliveries (sys) | peak RSS MiB | stored = acked | Dovecot deliveries/s | Dovecot CPU s/1000 (sys) | lmtpd / Dovecot deliveries/s | Dovecot CPU / lmtpd CPU |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "$WORKLOADS" | while read -r wl s m r size k; do
+        for store in maildir mbox sqlite; do
+            dvs=$store
+            [ $store = sqlite ] && dvs=maildir
+            dps=$(med "$wl" lmtpd $store dps)
+            cpu=$(med "$wl" lmtpd $store cpu_ms_per_delivery)
+            ddps=$(med "$wl" dovecot $dvs dps)
+            dcpu=$(med "$wl" dovecot $dvs cpu_ms_per_delivery)
+            dlabel=$(fmt "$ddps" 0)
+            [ $store = sqlite ] && [ "$ddps" != - ] && dlabel="$dlabel (Maildir)"
+            dok=
+            [ "$ddps" != - ] && [ $store != sqlite ] && [ "$(stored_ok "$wl" dovecot $dvs)" = "**NO**" ] && dok=" (**lost**)"
+            echo "| $(describe "$wl" "$s" "$m") | $store | $(fmt "$dps" 0) | $(fmt "$(med "$wl" lmtpd $store mps)" 0) | $(fmt "$(med "$wl" lmtpd $store p50_ms)" 1) | $(fmt "$(med "$wl" lmtpd $store p99_ms)" 1) | $(cpu_cell "$cpu" "$(med "$wl" lmtpd $store cpu_sys_ms_per_delivery)") | $(mib "$(med "$wl" lmtpd $store rss_kib)") | $(stored_ok "$wl" lmtpd $store) | $dlabel$dok | $(cpu_cell "$dcpu" "$(med "$wl" dovecot $dvs cpu_sys_ms_per_delivery)") | $(ratio "$dps" "$ddps") | $(ratio "$dcpu" "$cpu") |"
+        done
+    done
+    echo
+    echo "CPU: user + system seconds of the server process (Dovecot: master and all its children)" \
+        "over the run, from /proc/PID/stat; system time in parentheses."
+    echo
+    echo "Peak RSS (VmHWM of a fresh server per run, MiB; Dovecot: summed over its master and all" \
+        "child processes, so shared libraries count once per process) and messages/s:"
+    echo
+    echo "| run | lmtpd Maildir | lmtpd mbox | lmtpd SQLite | Dovecot Maildir | Dovecot mbox |"
+    echo "|---|---|---|---|---|---|"
+    echo "$RSS_RUNS" | while read -r wl s m r size k; do
+        row="| $(describe "$wl" "$s" "$m") |"
+        for t in "lmtpd maildir" "lmtpd mbox" "lmtpd sqlite" "dovecot maildir" "dovecot mbox"; do
+            set -- $t
+            rss=$(med "$wl" "$1" "$2" rss_kib)
+            if [ "$rss" = - ]; then row="$row – |"; continue; fi
+            okc=$(stored_ok "$wl" "$1" "$2")
+            lost=
+            [ "$okc" = "**NO**" ] && lost=", **lost mail**"
+            row="$row $(mib "$rss") ($(fmt "$(med "$wl" "$1" "$2" mps)" 1)/s$lost) |"
+        done
+        echo "$row"
+    done
+    echo
+    echo "Targets (issue 7):"
+    echo
+    tgt() { # tgt TEXT VALUE OP BOUND
+        if [ "$2" = - ] || [ -z "$2" ]; then echo "- $1: not measured"; return; fi
+        if awk -v v="$2" -v b="$4" -v op="$3" 'BEGIN { exit !((op == ">=" && v >= b) || (op == "<" && v < b) || (op == "<=" && v <= b)) }'; then
+            echo "- $1: **met**"
+        else
+            echo "- $1: not met"
+        fi
+    }
+    for wl in a b c; do
+        l=$(med $wl lmtpd maildir dps) d=$(med $wl dovecot maildir dps)
+        x=$(case "$l$d" in *-*) echo - ;; *) awk -v a="$l" -v b="$d" 'BEGIN { print a / b }' ;; esac)
+        tgt "Maildir $wl ≥ 2× Dovecot: $(ratio "$l" "$d")" "$x" ">=" 2
+    done
+    l=$(med b lmtpd mbox dps) d=$(med b dovecot mbox dps)
+    x=$(case "$l$d" in *-*) echo - ;; *) awk -v a="$l" -v b="$d" 'BEGIN { print a / b }' ;; esac)
+    tgt "one mbox, 8 sessions (b) ≥ 30× Dovecot: $(ratio "$l" "$d")" "$x" ">=" 30
+    for wl in a b c; do
+        l=$(med $wl lmtpd sqlite dps) d=$(med $wl dovecot maildir dps)
+        x=$(case "$l$d" in *-*) echo - ;; *) awk -v a="$l" -v b="$d" 'BEGIN { print a / b }' ;; esac)
+        tgt "SQLite $wl ≥ Dovecot Maildir: $(ratio "$l" "$d")" "$x" ">=" 1
+    done
+    for wl in a b c; do
+        l=$(med $wl lmtpd maildir cpu_ms_per_delivery) d=$(med $wl dovecot maildir cpu_ms_per_delivery)
+        x=$(case "$l$d" in *-*) echo - ;; *) awk -v a="$l" -v b="$d" 'BEGIN { if (a > 0) print b / a; else print 1e9 }' ;; esac)
+        tgt "CPU per delivery ≤ 1/5 of Dovecot's, Maildir $wl: $(fmt "$l" 2) vs $(fmt "$d" 2) ms" "$x" ">=" 5
+    done
+    for store in maildir mbox sqlite; do
+        r8=$(med rss8 lmtpd $store rss_kib)
+        tgt "peak RSS < 16 MiB at 8 sessions × 10 MiB, $store: $(mib "$r8") MiB" "$r8" "<" 16384
+    done
+    for store in maildir mbox sqlite; do
+        r1=$(med rss1 lmtpd $store rss_kib) r100=$(med rss100 lmtpd $store rss_kib)
+        # "Not growing": 100 MiB messages need at most 2 MiB more than 1 MiB messages.
+        x=$(case "$r1$r100" in *-*) echo - ;; *) awk -v a="$r1" -v b="$r100" 'BEGIN { print b - a }' ;; esac)
+        tgt "RSS flat from 1 MiB to 100 MiB messages (≤ +2 MiB), $store: $(mib "$r1") → $(mib "$(med rss10 lmtpd $store rss_kib)") → $(mib "$r100") MiB" "$x" "<=" 2048
+    done
+    if grep -q ' ok=no$\|START_FAILED' "$RESULTS"; then
+        echo "- stored = acked in every run: **NO** (see the tables)"
+    else
+        echo "- stored = acked in every run: **met**"
+    fi
+}
+
+report | tee "$REPORT"
+{
+    echo
+    echo "<details><summary>raw results</summary>"
+    echo
+    echo '```'
+    echo "$PROBE" | sed '/^$/d'
+    cat "$RESULTS"
+    echo '```'
+    echo "</details>"
+} >> "$REPORT"
+log "report written to $REPORT"
+exit $FAILED

@@ -1,0 +1,931 @@
+//! `lmtp-bench`: the load generator and disk probe behind `make bench` (contrib/bench/run.sh).
+//!
+//! `lmtp-bench load` drives an LMTP server over a Unix socket or loopback TCP with N
+//! concurrent sessions. Each transaction is pipelined the way an MTA does it: MAIL, every
+//! RCPT and DATA go out in one write, the client waits for their replies, then sends the
+//! content and the final dot and waits for one reply per accepted recipient. Messages have a
+//! fixed size (exact, headers included, CRLF line ends). Every reply is counted; the latency
+//! of a transaction is the time from writing the final dot to reading its last reply. With
+//! `--pid` it also reads the server's CPU time (user + system, from `/proc`, for the process
+//! and all its descendants) over the run and its peak RSS (`VmHWM`, summed over the tree).
+//!
+//! `lmtp-bench disk` measures the ceiling a durable Maildir delivery works against: create a
+//! file in `tmp/`, write 4 KiB, fsync it, rename it into `new/`, fsync `new/`, per second.
+//!
+//! Results are printed as one `RESULT key=value ...` (or `DISK ...`) line on standard output,
+//! for the script to parse; progress and problems go to standard error.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use getopts::Options;
+
+/// Linux reports process times in `/proc/PID/stat` in units of USER_HZ, which is 100 on every
+/// architecture Linux supports (the kernel's `CONFIG_HZ` is not visible there).
+const CLOCK_TICKS: f64 = 100.0;
+/// Length of one body line, CRLF included.
+const LINE: usize = 80;
+/// Longest reply line accepted from the server.
+const MAX_LINE: usize = 4096;
+/// Most lines in one multi-line reply.
+const MAX_REPLY_LINES: usize = 100;
+/// Upper bound on transactions one session runs (a guard; `-m` is the real limit).
+const MAX_MESSAGES: u64 = 100_000_000;
+/// Upper bound on probe iterations per thread (a guard; `--seconds` is the real limit).
+const MAX_PROBES: u64 = 10_000_000;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let result = match args.get(1).map(String::as_str) {
+        Some("load") => load_main(&args[2..]),
+        Some("disk") => disk_main(&args[2..]),
+        Some("-h") | Some("--help") | Some("help") => {
+            print!("{}", USAGE);
+            return ExitCode::SUCCESS;
+        }
+        _ => Err(format!("expected a mode\n{USAGE}")),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("lmtp-bench: {e}");
+            ExitCode::from(64)
+        }
+    }
+}
+
+const USAGE: &str = "\
+Usage: lmtp-bench load --connect ADDR [options]
+       lmtp-bench disk --dir DIR [--seconds S] [--threads N] [--no-dirsync] [--link]
+
+load options:
+  --connect ADDR     unix:/path/to/socket or 127.0.0.1:PORT (loopback only)
+  -s N               concurrent sessions (default 1)
+  -m N               messages in total, shared by the sessions (default 100)
+  -l SIZE            message size in bytes, K/M suffixes allowed (default 4K)
+  -r N               recipients per message (default 1)
+  --to PATTERN       recipient address; %d is replaced by the mailbox number
+                     (default load%d@example.org)
+  --mailboxes K      distinct mailboxes 0..K-1 (default 1); recipient j of message i
+                     goes to mailbox (i*R + j) mod K
+  --same             all R recipients of a message go to the same mailbox (i mod K)
+  --max-time SECS    start no new message after SECS seconds (default 600)
+  --timeout SECS     give up on a reply after SECS seconds (default 300)
+  --pid PID          server process: report its CPU seconds and peak RSS (with descendants)
+  --label TEXT       copied into the RESULT line
+
+disk options:
+  --dir DIR          a scratch directory on the disk to probe (a subdirectory is made and
+                     removed again)
+  --seconds S        how long to probe (default 2)
+  --threads N        concurrent probe threads, all in the same directories (default 1)
+  --no-dirsync       leave out the fsync of new/
+  --link             link into new/ and unlink from tmp/ (as lmtpd does) instead of rename
+
+Exit status: 0 when every recipient of every message got 250, 1 otherwise, 64 on usage errors.
+";
+
+// ---------------------------------------------------------------------------------------
+// Options
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1024),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1024 * 1024),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("'{s}' is not a size"))
+}
+
+fn opt_num<T: std::str::FromStr>(
+    m: &getopts::Matches,
+    name: &str,
+    default: T,
+) -> Result<T, String> {
+    match m.opt_str(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<T>()
+            .map_err(|_| format!("-{name} {v}: not a number")),
+    }
+}
+
+/// Where the server listens.
+#[derive(Clone, Debug)]
+enum Target {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl Target {
+    fn parse(s: &str) -> Result<Target, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            return Ok(Target::Unix(PathBuf::from(p)));
+        }
+        let addr: SocketAddr = s
+            .parse()
+            .map_err(|_| format!("'{s}' is neither unix:PATH nor IP:PORT"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!("{addr}: only loopback addresses are allowed"));
+        }
+        Ok(Target::Tcp(addr))
+    }
+}
+
+/// Settings of one load run.
+#[derive(Clone, Debug)]
+struct LoadConfig {
+    target: Target,
+    sessions: usize,
+    messages: u64,
+    size: usize,
+    rcpts: usize,
+    to: String,
+    mailboxes: usize,
+    same: bool,
+    max_time: Duration,
+    timeout: Duration,
+    pid: Option<u32>,
+    label: String,
+}
+
+fn load_config(args: &[String]) -> Result<LoadConfig, String> {
+    let mut o = Options::new();
+    o.optopt("", "connect", "", "ADDR");
+    o.optopt("s", "", "", "N");
+    o.optopt("m", "", "", "N");
+    o.optopt("l", "", "", "SIZE");
+    o.optopt("r", "", "", "N");
+    o.optopt("", "to", "", "PATTERN");
+    o.optopt("", "mailboxes", "", "K");
+    o.optflag("", "same", "");
+    o.optopt("", "max-time", "", "SECS");
+    o.optopt("", "timeout", "", "SECS");
+    o.optopt("", "pid", "", "PID");
+    o.optopt("", "label", "", "TEXT");
+    let m = o.parse(args).map_err(|e| e.to_string())?;
+    if let Some(extra) = m.free.first() {
+        return Err(format!("unexpected argument '{extra}'"));
+    }
+    let target = Target::parse(&m.opt_str("connect").ok_or("--connect is required")?)?;
+    let size = parse_size(&m.opt_str("l").unwrap_or_else(|| "4K".into()))?;
+    let size = usize::try_from(size).map_err(|_| "size too large".to_string())?;
+    if size < 512 {
+        return Err("message size must be at least 512 bytes".into());
+    }
+    let cfg = LoadConfig {
+        target,
+        sessions: opt_num(&m, "s", 1usize)?,
+        messages: opt_num(&m, "m", 100u64)?,
+        size,
+        rcpts: opt_num(&m, "r", 1usize)?,
+        to: m
+            .opt_str("to")
+            .unwrap_or_else(|| "load%d@example.org".into()),
+        mailboxes: opt_num(&m, "mailboxes", 1usize)?,
+        same: m.opt_present("same"),
+        max_time: Duration::from_secs_f64(opt_num(&m, "max-time", 600.0f64)?),
+        timeout: Duration::from_secs_f64(opt_num(&m, "timeout", 300.0f64)?),
+        pid: match m.opt_str("pid") {
+            None => None,
+            Some(p) => Some(p.parse().map_err(|_| format!("--pid {p}: not a number"))?),
+        },
+        label: m.opt_str("label").unwrap_or_else(|| "-".into()),
+    };
+    if !(1..=1000).contains(&cfg.sessions) {
+        return Err("-s must be 1 to 1000".into());
+    }
+    if !(1..=1000).contains(&cfg.rcpts) {
+        return Err("-r must be 1 to 1000".into());
+    }
+    if cfg.mailboxes == 0 || cfg.messages == 0 || cfg.messages > MAX_MESSAGES {
+        return Err("--mailboxes and -m must be positive (and -m sensible)".into());
+    }
+    if cfg.label.contains(char::is_whitespace) {
+        return Err("--label must not contain spaces".into());
+    }
+    Ok(cfg)
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection
+
+/// One client connection, over either kind of socket.
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn connect(t: &Target, timeout: Duration) -> std::io::Result<Stream> {
+        let s = match t {
+            Target::Unix(p) => {
+                let s = UnixStream::connect(p)?;
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))?;
+                Stream::Unix(s)
+            }
+            Target::Tcp(a) => {
+                let s = TcpStream::connect_timeout(a, timeout)?;
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))?;
+                Stream::Tcp(s)
+            }
+        };
+        Ok(s)
+    }
+
+    fn try_clone(&self) -> std::io::Result<Stream> {
+        Ok(match self {
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+        })
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.flush(),
+            Stream::Tcp(s) => s.flush(),
+        }
+    }
+}
+
+/// A connected LMTP session: a buffered reader and the writing half.
+struct Session {
+    reader: BufReader<Stream>,
+    writer: Stream,
+    /// Every reply read, any code.
+    replies: u64,
+}
+
+impl Session {
+    /// Connects (retrying for up to 10 s while the server starts), reads the greeting and
+    /// sends LHLO.
+    fn open(cfg: &LoadConfig) -> Result<Session, String> {
+        let mut last = String::new();
+        let mut stream = None;
+        for _ in 0..100 {
+            match Stream::connect(&cfg.target, cfg.timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        let stream = stream.ok_or_else(|| format!("connect {:?}: {last}", cfg.target))?;
+        let writer = stream.try_clone().map_err(|e| e.to_string())?;
+        let mut s = Session {
+            reader: BufReader::with_capacity(16 * 1024, stream),
+            writer,
+            replies: 0,
+        };
+        let (code, text) = s.reply()?;
+        if code != 220 {
+            return Err(format!("greeting: {code} {text}"));
+        }
+        s.send(b"LHLO lmtp-bench.localhost\r\n")?;
+        let (code, text) = s.reply()?;
+        if code != 250 {
+            return Err(format!("LHLO: {code} {text}"));
+        }
+        if !text.to_ascii_uppercase().contains("PIPELINING") {
+            eprintln!("lmtp-bench: note: the server does not advertise PIPELINING");
+        }
+        Ok(s)
+    }
+
+    fn send(&mut self, b: &[u8]) -> Result<(), String> {
+        self.writer.write_all(b).map_err(|e| format!("write: {e}"))
+    }
+
+    /// Reads one (possibly multi-line) reply; returns its code and all its text.
+    fn reply(&mut self) -> Result<(u16, String), String> {
+        let mut all = String::new();
+        for _ in 0..MAX_REPLY_LINES {
+            let mut line = Vec::with_capacity(128);
+            let n = (&mut self.reader)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err("connection closed by the server".into());
+            }
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\r', '\n']);
+            let code = line
+                .get(..3)
+                .and_then(|c| c.parse::<u16>().ok())
+                .ok_or_else(|| format!("malformed reply line '{line}'"))?;
+            all.push_str(line.get(4..).unwrap_or(""));
+            all.push(' ');
+            if line.as_bytes().get(3) != Some(&b'-') {
+                self.replies += 1;
+                return Ok((code, all));
+            }
+        }
+        Err("reply with too many lines".into())
+    }
+
+    fn quit(mut self) {
+        if self.send(b"QUIT\r\n").is_ok() {
+            let _ = self.reply();
+        }
+        self.writer.shutdown();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages
+
+/// The fixed part of every message body: whole lines of printable text, none starting with
+/// a dot, each `LINE` bytes long with its CRLF.
+fn body_block() -> Vec<u8> {
+    let mut block = Vec::with_capacity(LINE * 1024);
+    for i in 0..1024usize {
+        let mut line = format!("{i:04} lmtp-bench filler ");
+        let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut k = i;
+        while line.len() < LINE - 2 {
+            line.push(char::from(alphabet[k % alphabet.len()]));
+            k += 7;
+        }
+        block.extend_from_slice(line.as_bytes());
+        block.extend_from_slice(b"\r\n");
+    }
+    block
+}
+
+/// Writes a body of exactly `len` bytes (CRLF line ends, ending in CRLF) in large writes.
+fn write_body(w: &mut impl Write, block: &[u8], len: usize) -> std::io::Result<()> {
+    let full = len / LINE;
+    let rem = len % LINE;
+    // rem == 1 cannot be a line of its own: make the last full line one byte longer.
+    let (full, last) = match rem {
+        0 => (full, None),
+        1 => (full - 1, Some(LINE + 1)),
+        r => (full, Some(r)),
+    };
+    let mut left = full * LINE;
+    while left > 0 {
+        let n = left.min(block.len());
+        w.write_all(&block[..n])?;
+        left -= n;
+    }
+    if let Some(n) = last {
+        let mut line = vec![b'z'; n - 2];
+        line.extend_from_slice(b"\r\n");
+        w.write_all(&line)?;
+    }
+    Ok(())
+}
+
+fn recipient(cfg: &LoadConfig, msg: u64, j: usize) -> String {
+    let k = cfg.mailboxes as u64;
+    let mailbox = if cfg.same {
+        msg % k
+    } else {
+        (msg * cfg.rcpts as u64 + j as u64) % k
+    };
+    cfg.to.replace("%d", &mailbox.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// Load run
+
+/// What one session counted.
+#[derive(Default)]
+struct Tally {
+    /// Transactions whose content was sent (final dot written).
+    messages: u64,
+    /// Transactions in which every recipient got 250 after the dot.
+    messages_ok: u64,
+    /// 250 replies after the dot.
+    deliveries: u64,
+    /// 4xx replies (any stage).
+    tempfail: u64,
+    /// 5xx replies (any stage).
+    permfail: u64,
+    /// Every reply read, including greeting and LHLO.
+    replies: u64,
+    /// Connection and protocol errors.
+    errors: Vec<String>,
+    /// Microseconds from the final dot to the last reply, one per message sent.
+    latencies_us: Vec<u64>,
+}
+
+impl Tally {
+    fn count(&mut self, code: u16) {
+        match code / 100 {
+            4 => self.tempfail += 1,
+            5 => self.permfail += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Runs one transaction; `Err` means the session cannot go on.
+fn transaction(
+    s: &mut Session,
+    cfg: &LoadConfig,
+    block: &[u8],
+    msg: u64,
+    id: usize,
+    t: &mut Tally,
+) -> Result<(), String> {
+    let rcpts: Vec<String> = (0..cfg.rcpts).map(|j| recipient(cfg, msg, j)).collect();
+    let mut envelope = String::from("MAIL FROM:<bench@example.net>\r\n");
+    for r in &rcpts {
+        envelope.push_str(&format!("RCPT TO:<{r}>\r\n"));
+    }
+    envelope.push_str("DATA\r\n");
+    s.send(envelope.as_bytes())?;
+
+    let (code, text) = s.reply()?;
+    t.count(code);
+    let mail_ok = code == 250;
+    if !mail_ok && t.errors.len() < 5 {
+        t.errors.push(format!("MAIL: {code} {text}"));
+    }
+    let mut accepted = 0usize;
+    for r in &rcpts {
+        let (code, text) = s.reply()?;
+        t.count(code);
+        if code == 250 {
+            accepted += 1;
+        } else if t.errors.len() < 5 {
+            t.errors.push(format!("RCPT {r}: {code} {text}"));
+        }
+    }
+    let (code, text) = s.reply()?;
+    t.count(code);
+    if code != 354 {
+        if t.errors.len() < 5 {
+            t.errors.push(format!("DATA: {code} {text}"));
+        }
+        s.send(b"RSET\r\n")?;
+        let (code, _) = s.reply()?;
+        t.count(code);
+        return Ok(());
+    }
+
+    let header = format!(
+        "From: <bench@example.net>\r\n\
+         To: <{}>\r\n\
+         Subject: lmtp-bench {id}/{msg}\r\n\
+         Message-ID: <{msg}.{id}.{}@lmtp-bench.localhost>\r\n\
+         Date: Thu, 1 Jan 2026 00:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n",
+        rcpts[0],
+        std::process::id()
+    );
+    let body_len = cfg.size.saturating_sub(header.len()).max(2);
+    if cfg.size <= 256 * 1024 {
+        let mut buf = Vec::with_capacity(cfg.size + 8);
+        buf.extend_from_slice(header.as_bytes());
+        write_body(&mut buf, block, body_len).map_err(|e| format!("body: {e}"))?;
+        buf.extend_from_slice(b".\r\n");
+        s.send(&buf)?;
+    } else {
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut s.writer);
+        w.write_all(header.as_bytes())
+            .and_then(|_| write_body(&mut w, block, body_len))
+            .and_then(|_| w.write_all(b".\r\n"))
+            .and_then(|_| w.flush())
+            .map_err(|e| format!("write: {e}"))?;
+    }
+    let dot = Instant::now();
+    t.messages += 1;
+    let mut ok = 0usize;
+    for r in rcpts.iter().take(accepted) {
+        let (code, text) = s.reply()?;
+        t.count(code);
+        if code == 250 {
+            ok += 1;
+        } else if t.errors.len() < 5 {
+            t.errors.push(format!("after DATA {r}: {code} {text}"));
+        }
+    }
+    let us = u64::try_from(dot.elapsed().as_micros()).unwrap_or(u64::MAX);
+    t.latencies_us.push(us);
+    t.deliveries += ok as u64;
+    if mail_ok && ok == rcpts.len() {
+        t.messages_ok += 1;
+    }
+    Ok(())
+}
+
+/// CPU seconds and peak RSS of a process tree.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcSample {
+    /// utime (+ cutime of reaped children), seconds.
+    user_s: f64,
+    /// stime (+ cstime of reaped children), seconds.
+    sys_s: f64,
+    /// Sum of VmHWM over the live processes, KiB.
+    hwm_kib: u64,
+    /// Live processes in the tree.
+    procs: usize,
+}
+
+/// Fields 4 (ppid) and 14–17 (utime, stime, cutime, cstime) of `/proc/PID/stat`, as
+/// (ppid, user ticks, system ticks); a process's own and its reaped children's times.
+fn read_stat(pid: u32) -> Option<(u32, u64, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): field n is f[n - 3].
+    let ppid = f.get(1)?.parse().ok()?;
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    let user = num(11)? + num(13)?;
+    let sys = num(12)? + num(14)?;
+    Some((ppid, user, sys))
+}
+
+fn read_hwm(pid: u32) -> u64 {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Samples `root` and every process descending from it.
+fn sample_tree(root: u32) -> ProcSample {
+    let mut parent = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                if let Some((ppid, user, sys)) = read_stat(pid) {
+                    parent.push((pid, ppid, user, sys));
+                }
+            }
+        }
+    }
+    let mut tree = vec![root];
+    // Grow the set until no process is added (at most one pass per process).
+    for _ in 0..parent.len() + 1 {
+        let before = tree.len();
+        for &(pid, ppid, _, _) in &parent {
+            if tree.contains(&ppid) && !tree.contains(&pid) {
+                tree.push(pid);
+            }
+        }
+        if tree.len() == before {
+            break;
+        }
+    }
+    let mut s = ProcSample::default();
+    for &(pid, _, user, sys) in &parent {
+        if tree.contains(&pid) {
+            s.user_s += user as f64 / CLOCK_TICKS;
+            s.sys_s += sys as f64 / CLOCK_TICKS;
+            s.hwm_kib += read_hwm(pid);
+            s.procs += 1;
+        }
+    }
+    s
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn load_main(args: &[String]) -> Result<bool, String> {
+    let cfg = Arc::new(load_config(args)?);
+    let block = Arc::new(body_block());
+    let next = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(Barrier::new(cfg.sessions + 1));
+    let go = Arc::new(Barrier::new(cfg.sessions + 1));
+    let start_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+
+    let mut handles = Vec::with_capacity(cfg.sessions);
+    for id in 0..cfg.sessions {
+        let (cfg, block, next) = (cfg.clone(), block.clone(), next.clone());
+        let (ready, go, start_at) = (ready.clone(), go.clone(), start_at.clone());
+        let h = thread::Builder::new()
+            .name(format!("session-{id}"))
+            .spawn(move || {
+                let mut t = Tally::default();
+                let session = Session::open(&cfg);
+                ready.wait();
+                go.wait();
+                let mut s = match session {
+                    Ok(s) => s,
+                    Err(e) => {
+                        t.errors.push(e);
+                        return t;
+                    }
+                };
+                let deadline = start_at
+                    .lock()
+                    .map(|g| g.unwrap_or_else(Instant::now))
+                    .unwrap_or_else(|_| Instant::now())
+                    + cfg.max_time;
+                for _ in 0..MAX_MESSAGES {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let msg = next.fetch_add(1, Ordering::Relaxed);
+                    if msg >= cfg.messages {
+                        break;
+                    }
+                    if let Err(e) = transaction(&mut s, &cfg, &block, msg, id, &mut t) {
+                        t.errors.push(format!("session {id}, message {msg}: {e}"));
+                        t.replies += s.replies;
+                        return t;
+                    }
+                }
+                t.replies += s.replies;
+                s.quit();
+                t
+            })
+            .map_err(|e| format!("cannot start a session thread: {e}"))?;
+        handles.push(h);
+    }
+
+    ready.wait();
+    let before = cfg.pid.map(sample_tree);
+    let start = Instant::now();
+    if let Ok(mut g) = start_at.lock() {
+        *g = Some(start);
+    }
+    go.wait();
+
+    let mut total = Tally::default();
+    for h in handles {
+        let t = h
+            .join()
+            .map_err(|_| "a session thread panicked".to_string())?;
+        total.messages += t.messages;
+        total.messages_ok += t.messages_ok;
+        total.deliveries += t.deliveries;
+        total.tempfail += t.tempfail;
+        total.permfail += t.permfail;
+        total.replies += t.replies;
+        total.errors.extend(t.errors);
+        total.latencies_us.extend(t.latencies_us);
+    }
+    let secs = start.elapsed().as_secs_f64().max(1e-6);
+    let after = cfg.pid.map(sample_tree);
+
+    total.latencies_us.sort_unstable();
+    // CPU over the run: seconds, and milliseconds per delivery (user+sys, user, sys).
+    let (mut cpu, mut per) = (
+        ["-".to_string(), "-".into(), "-".into()],
+        ["-".to_string(), "-".into(), "-".into()],
+    );
+    let (mut hwm_kib, mut procs) = ("-".to_string(), "-".to_string());
+    // Without /proc (not Linux) the samples are empty: report "-", not zeros.
+    if let (Some(b), Some(a)) = (before, after.filter(|a| a.procs > 0)) {
+        let user = (a.user_s - b.user_s).max(0.0);
+        let sys = (a.sys_s - b.sys_s).max(0.0);
+        for (i, v) in [user + sys, user, sys].into_iter().enumerate() {
+            cpu[i] = format!("{v:.3}");
+            if total.deliveries > 0 {
+                per[i] = format!("{:.3}", v * 1000.0 / total.deliveries as f64);
+            }
+        }
+        hwm_kib = a.hwm_kib.to_string();
+        procs = a.procs.to_string();
+    }
+    for e in total.errors.iter().take(10) {
+        eprintln!("lmtp-bench: {}: {e}", cfg.label);
+    }
+    let expected = total.messages * cfg.rcpts as u64;
+    println!(
+        "RESULT label={} sessions={} size={} rcpts={} messages={} messages_ok={} deliveries={} \
+         expected={} tempfail={} permfail={} errors={} replies={} secs={:.3} dps={:.1} mps={:.1} \
+         p50_ms={:.2} p99_ms={:.2} cpu_s={} cpu_user_s={} cpu_sys_s={} cpu_ms_per_delivery={} \
+         cpu_user_ms_per_delivery={} cpu_sys_ms_per_delivery={} rss_kib={} procs={}",
+        cfg.label,
+        cfg.sessions,
+        cfg.size,
+        cfg.rcpts,
+        total.messages,
+        total.messages_ok,
+        total.deliveries,
+        expected,
+        total.tempfail,
+        total.permfail,
+        total.errors.len(),
+        total.replies,
+        secs,
+        total.deliveries as f64 / secs,
+        total.messages_ok as f64 / secs,
+        percentile(&total.latencies_us, 0.50),
+        percentile(&total.latencies_us, 0.99),
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        per[0],
+        per[1],
+        per[2],
+        hwm_kib,
+        procs,
+    );
+    Ok(total.errors.is_empty() && total.deliveries == expected && total.messages > 0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Disk probe
+
+/// One probe thread: create + write 4 KiB + fsync + rename (or link, then unlink after the
+/// directory fsync) + fsync dir, until `until`.
+fn probe(
+    dir: &Path,
+    thread: usize,
+    until: Instant,
+    dirsync: bool,
+    link: bool,
+) -> std::io::Result<u64> {
+    let tmp = dir.join("tmp");
+    let new = dir.join("new");
+    let newdir = File::open(&new)?;
+    let data = vec![b'x'; 4096];
+    let mut n = 0u64;
+    for i in 0..MAX_PROBES {
+        if Instant::now() >= until {
+            break;
+        }
+        let name = format!("{thread}.{i}");
+        let t = tmp.join(&name);
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&t)?;
+        f.write_all(&data)?;
+        f.sync_all()?;
+        drop(f);
+        if link {
+            fs::hard_link(&t, new.join(&name))?;
+        } else {
+            fs::rename(&t, new.join(&name))?;
+        }
+        if dirsync {
+            newdir.sync_all()?;
+        }
+        if link {
+            fs::remove_file(&t)?;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn disk_main(args: &[String]) -> Result<bool, String> {
+    let mut o = Options::new();
+    o.optopt("", "dir", "", "DIR");
+    o.optopt("", "seconds", "", "S");
+    o.optopt("", "threads", "", "N");
+    o.optflag("", "no-dirsync", "");
+    o.optflag("", "link", "");
+    let m = o.parse(args).map_err(|e| e.to_string())?;
+    let base = PathBuf::from(m.opt_str("dir").ok_or("--dir is required")?);
+    let seconds: f64 = opt_num(&m, "seconds", 2.0)?;
+    let threads: usize = opt_num(&m, "threads", 1)?;
+    if !(1..=64).contains(&threads) || !(0.1..=600.0).contains(&seconds) {
+        return Err("--threads 1..64, --seconds 0.1..600".into());
+    }
+    let dirsync = !m.opt_present("no-dirsync");
+    let link = m.opt_present("link");
+    let dir = base.join(format!("probe-{}", std::process::id()));
+    fs::create_dir_all(dir.join("tmp")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    fs::create_dir_all(dir.join("new")).map_err(|e| format!("{}: {e}", dir.display()))?;
+
+    let cpu_before = read_stat(std::process::id());
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(seconds);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let d = dir.clone();
+            thread::spawn(move || probe(&d, t, until, dirsync, link))
+        })
+        .collect();
+    let mut ops = 0u64;
+    let mut failed = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(n)) => ops += n,
+            Ok(Err(e)) => failed = Some(e.to_string()),
+            Err(_) => failed = Some("probe thread panicked".into()),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    // This process's own CPU time per cycle: what the kernel charges for one durable create.
+    let (user_ms, sys_ms) = match (cpu_before, read_stat(std::process::id())) {
+        (Some((_, u0, s0)), Some((_, u1, s1))) if ops > 0 => {
+            let per = |a: u64, b: u64| {
+                format!("{:.3}", (b - a) as f64 * 1000.0 / CLOCK_TICKS / ops as f64)
+            };
+            (per(u0, u1), per(s0, s1))
+        }
+        _ => ("-".to_string(), "-".to_string()),
+    };
+    let _ = fs::remove_dir_all(&dir);
+    if let Some(e) = failed {
+        return Err(format!("disk probe: {e}"));
+    }
+    println!(
+        "DISK threads={threads} dirsync={} ops={ops} secs={secs:.3} per_s={:.0} \
+         cpu_user_ms_per_op={user_ms} cpu_sys_ms_per_op={sys_ms}",
+        u8::from(dirsync),
+        ops as f64 / secs
+    );
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_exact_length_and_no_leading_dots() {
+        let block = body_block();
+        for len in [2usize, 3, 79, 80, 81, 82, 159, 160, 161, 4000, 100_000] {
+            let mut out = Vec::new();
+            write_body(&mut out, &block, len).expect("write to a Vec");
+            assert_eq!(out.len(), len, "length {len}");
+            assert!(out.ends_with(b"\r\n"));
+            assert!(!out.windows(3).any(|w| w == b"\n.\r" || w == b"\n.."));
+            assert!(out.first() != Some(&b'.'));
+        }
+    }
+
+    #[test]
+    fn recipients_spread_or_repeat() {
+        let mut cfg = load_config(&[
+            "--connect".into(),
+            "127.0.0.1:1".into(),
+            "-r".into(),
+            "5".into(),
+            "--mailboxes".into(),
+            "5".into(),
+        ])
+        .expect("valid options");
+        let r: Vec<String> = (0..5).map(|j| recipient(&cfg, 3, j)).collect();
+        assert_eq!(r.len(), 5);
+        let mut u = r.clone();
+        u.sort();
+        u.dedup();
+        assert_eq!(u.len(), 5);
+        cfg.same = true;
+        assert!((0..5).all(|j| recipient(&cfg, 3, j) == "load3@example.org"));
+    }
+
+    #[test]
+    fn sizes_and_targets_parse() {
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert!(parse_size("x").is_err());
+        assert!(Target::parse("10.0.0.1:24").is_err());
+        assert!(Target::parse("unix:/tmp/s").is_ok());
+    }
+}
