@@ -1,12 +1,12 @@
 #!/bin/sh
-# Runs every cargo-fuzz target of tests/fuzz for $SECONDS seconds each (default 60).
+# Runs every cargo-fuzz target of tests/fuzz for FUZZ_SECONDS seconds each (default 60).
 # Needs cargo-fuzz (cargo install cargo-fuzz --locked); on a stable toolchain the nightly
 # sanitizer flags are unlocked with RUSTC_BOOTSTRAP=1. Crashes land in
 # tests/fuzz/artifacts/<target>/; turn each into a regression test in tests/hardening.rs.
-# Usage: [SECONDS=n] contrib/fuzz.sh [seconds] [target...]
+# Usage: [FUZZ_SECONDS=n] contrib/fuzz.sh [seconds] [target...]
 set -eu
 cd "$(dirname "$0")/.."
-secs=${1:-${SECONDS:-60}}
+secs=${1:-${FUZZ_SECONDS:-60}}
 [ $# -gt 0 ] && shift
 targets=${*:-"command address data session"}
 export RUSTC_BOOTSTRAP=${RUSTC_BOOTSTRAP:-1}
