@@ -23,8 +23,14 @@ pub struct Stores {
 
 impl Stores {
     /// Builds every store the configuration and the users table route to. Fails when a
-    /// store cannot be opened (for SQLite: the database or its migrations).
-    pub fn open(cfg: &Config, directory: &Directory) -> Result<Stores, String> {
+    /// store cannot be opened (for SQLite: the database or its migrations). On a reload,
+    /// `previous` (the old configuration and stores) lets an unchanged SQLite store, with its
+    /// pool, be kept instead of opened again.
+    pub fn open(
+        cfg: &Config,
+        directory: &Directory,
+        previous: Option<(&Config, &Stores)>,
+    ) -> Result<Stores, String> {
         let maildir = lmtpd_maildir::MaildirStore::new(lmtpd_maildir::MaildirConfig {
             template: cfg.maildir.clone(),
             hostname: cfg.hostname.clone(),
@@ -38,10 +44,20 @@ impl Stores {
             detail_mailbox: cfg.detail_mailbox,
             quota_permfail: cfg.quota_permfail,
         });
-        let sqlite = if uses(cfg, directory, StoreKind::Sqlite) {
-            Some(open_sqlite(cfg)?)
-        } else {
+        let reusable = previous.and_then(|(old_cfg, old)| {
+            let same = old_cfg.sqlite == cfg.sqlite
+                && old_cfg.sqlite_busy_timeout == cfg.sqlite_busy_timeout
+                && old_cfg.detail_mailbox == cfg.detail_mailbox
+                && old_cfg.quota_permfail == cfg.quota_permfail
+                && old_cfg.workers == cfg.workers;
+            old.sqlite.clone().filter(|_| same)
+        });
+        let sqlite = if !uses(cfg, directory, StoreKind::Sqlite) {
             None
+        } else if let Some(s) = reusable {
+            Some(s)
+        } else {
+            Some(open_sqlite(cfg)?)
         };
         Ok(Stores {
             maildir: Arc::new(maildir),
@@ -57,12 +73,6 @@ impl Stores {
             StoreKind::Mbox => Some(&*self.mbox),
             StoreKind::Sqlite => self.sqlite.as_deref(),
         }
-    }
-
-    /// True when every store the users table routes to is open (checked before a
-    /// reloaded users file replaces the old one).
-    pub fn serves(&self, cfg: &Config, directory: &Directory) -> bool {
-        !uses(cfg, directory, StoreKind::Sqlite) || self.sqlite.is_some()
     }
 }
 

@@ -153,7 +153,7 @@ fn main() -> ExitCode {
     lmtpd::logging::init(&config);
 
     let ctx = match Context::new(config, directory) {
-        Ok(c) => c,
+        Ok(c) => c.with_config_path(path.clone()),
         Err(e) => {
             log::error!("{e}");
             return ExitCode::from(EX_CONFIG);
@@ -202,7 +202,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGTERM/SIGINT: graceful shutdown. SIGHUP: re-read the users file.
+/// SIGTERM/SIGINT: graceful shutdown. SIGHUP: re-read the configuration and users file.
 fn install_signal_handlers(ctx: Arc<Context>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -211,7 +211,7 @@ fn install_signal_handlers(ctx: Arc<Context>) -> std::io::Result<()> {
         .spawn(move || {
             for sig in signals.forever() {
                 match sig {
-                    SIGHUP => ctx.reload_users(),
+                    SIGHUP => ctx.reload(),
                     _ => {
                         log::info!("signal {sig}: shutting down");
                         ctx.shutdown.trigger();

@@ -159,11 +159,10 @@ fn end_reason(e: &io::Error) -> String {
 pub fn serve(ctx: &Context, mut conn: Conn) {
     log::debug!("conn={} connect from {}", conn.id, conn.peer_text());
     let started = Instant::now();
-    if let Err(e) = conn
-        .stream
-        .set_read_timeout(Some(TICK))
-        .and_then(|_| conn.stream.set_write_timeout(Some(ctx.config.timeout)))
-    {
+    if let Err(e) = conn.stream.set_read_timeout(Some(TICK)).and_then(|_| {
+        conn.stream
+            .set_write_timeout(Some(ctx.live().config.timeout))
+    }) {
         log::warn!("conn={}: cannot set timeouts: {e}", conn.id);
         return;
     }
@@ -171,7 +170,7 @@ pub fn serve(ctx: &Context, mut conn: Conn) {
         ctx,
         conn_id: conn.id,
         peer: conn.peer,
-        session: Session::new(ctx.session.clone()),
+        session: Session::new(ctx.live().session.clone()),
         spool: None,
         spool_error: None,
         tx_seq: 0,
@@ -220,12 +219,9 @@ impl Driver<'_> {
             if self.ctx.shutdown.is_triggered() && self.session.shutdown() {
                 continue;
             }
-            if last_progress.elapsed() >= self.ctx.config.timeout {
-                log::info!(
-                    "conn={} timeout: no progress for {:?}",
-                    self.conn_id,
-                    self.ctx.config.timeout
-                );
+            let timeout = self.ctx.live().config.timeout;
+            if last_progress.elapsed() >= timeout {
+                log::info!("conn={} timeout: no progress for {timeout:?}", self.conn_id);
                 self.session.timeout();
                 self.spool = None;
                 continue;
@@ -275,7 +271,7 @@ impl Driver<'_> {
                     self.session.recipient_verdict(verdict);
                 }
                 Event::MessageStart => {
-                    self.spool = Some(Spool::new(&self.ctx.config.spool_dir));
+                    self.spool = Some(Spool::new(&self.ctx.live().config.spool_dir));
                     self.spool_error = None;
                 }
                 Event::Body(chunk) => {
@@ -316,7 +312,8 @@ impl Driver<'_> {
         &self,
         mailbox: &crate::proto::Mailbox,
     ) -> Result<Resolved, crate::proto::Reply> {
-        let directory = self.ctx.directory();
+        let live = self.ctx.live();
+        let directory = &live.directory;
         let resolved = directory.resolve(mailbox).map_err(|e| {
             log::info!(
                 "conn={} rcpt=<{mailbox}> refused: {} {}",
@@ -326,7 +323,7 @@ impl Driver<'_> {
             );
             error_reply(&e)
         })?;
-        let Some(store) = self.ctx.stores.get(resolved.store) else {
+        let Some(store) = live.stores.get(resolved.store) else {
             log::error!(
                 "conn={} rcpt=<{mailbox}>: store {} is not open",
                 self.conn_id,
@@ -377,9 +374,10 @@ impl Driver<'_> {
                 return flush(&mut self.session, stream);
             }
         };
+        let live = self.ctx.live();
         let job = deliver::Job {
-            stores: &self.ctx.stores,
-            hostname: &self.ctx.config.hostname,
+            stores: &live.stores,
+            hostname: &live.config.hostname,
             conn: self.conn_id,
             env: &env,
             body: &body,

@@ -7,6 +7,7 @@ pub mod listen;
 pub mod pool;
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,83 +52,207 @@ impl Shutdown {
     }
 }
 
-/// Everything a session needs, shared by all workers.
-pub struct Context {
-    /// The effective configuration.
+/// The settings a SIGHUP can change, swapped as a whole: sessions pick up the current set
+/// when they start (protocol limits) or when they need it (users, stores).
+pub struct Live {
+    /// The current configuration (restart-only keys keep their start-up values).
     pub config: Config,
     /// Protocol settings derived from it.
     pub session: SessionConfig,
     /// The mailbox backends.
-    pub stores: Stores,
+    pub stores: Arc<Stores>,
+    /// The users table.
+    pub directory: Arc<Directory>,
+}
+
+/// Everything a session needs, shared by all workers.
+pub struct Context {
+    /// The configuration lmtpd started with. Listeners, workers, privileges and logging come
+    /// from here and change only with a restart; see [`Context::live`] for the rest.
+    pub config: Config,
     /// The shutdown flag.
     pub shutdown: Arc<Shutdown>,
     /// Prefix of transaction ids (start time), so ids are unique across restarts.
     pub id_prefix: String,
-    directory: RwLock<Arc<Directory>>,
+    config_path: Option<PathBuf>,
+    live: RwLock<Arc<Live>>,
+}
+
+/// Protocol settings from a configuration.
+fn session_config(config: &Config) -> SessionConfig {
+    SessionConfig {
+        hostname: config.hostname.clone(),
+        max_message_size: config.max_message_size,
+        max_recipients: config.max_recipients,
+        bare_newline: config.bare_newline,
+        ..SessionConfig::default()
+    }
+}
+
+/// The keys whose new value needs a restart (sockets, threads, privileges, logging), by
+/// name, when they differ between `boot` and `new`.
+pub fn restart_only_changes(boot: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |name: &'static str, differs: bool| {
+        if differs {
+            out.push(name);
+        }
+    };
+    check("listen", boot.listen != new.listen);
+    check("socket_mode", boot.socket_mode != new.socket_mode);
+    check("socket_owner", boot.socket_owner != new.socket_owner);
+    check("socket_group", boot.socket_group != new.socket_group);
+    check("user", boot.user != new.user);
+    check("group", boot.group != new.group);
+    check("allow_root", boot.allow_root != new.allow_root);
+    check("workers", boot.workers != new.workers);
+    check("queue", boot.queue != new.queue);
+    check(
+        "shutdown_timeout",
+        boot.shutdown_timeout != new.shutdown_timeout,
+    );
+    check("log", boot.log != new.log);
+    check(
+        "syslog_facility",
+        boot.syslog_facility != new.syslog_facility,
+    );
+    out
+}
+
+/// `new` with the restart-only keys set back to their `boot` values.
+fn keep_restart_only(boot: &Config, mut new: Config) -> Config {
+    new.listen = boot.listen.clone();
+    new.socket_mode = boot.socket_mode;
+    new.socket_owner = boot.socket_owner.clone();
+    new.socket_group = boot.socket_group.clone();
+    new.user = boot.user.clone();
+    new.group = boot.group.clone();
+    new.allow_root = boot.allow_root;
+    new.workers = boot.workers;
+    new.queue = boot.queue;
+    new.shutdown_timeout = boot.shutdown_timeout;
+    new.log = boot.log;
+    new.syslog_facility = boot.syslog_facility.clone();
+    new
 }
 
 impl Context {
     /// Builds the context from a configuration and a loaded users table, opening every
     /// store the users are routed to.
     pub fn new(config: Config, directory: Directory) -> Result<Context, String> {
-        let session = SessionConfig {
-            hostname: config.hostname.clone(),
-            max_message_size: config.max_message_size,
-            max_recipients: config.max_recipients,
-            bare_newline: config.bare_newline,
-            ..SessionConfig::default()
-        };
-        let stores = Stores::open(&config, &directory)?;
+        let stores = Stores::open(&config, &directory, None)?;
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let live = Live {
+            session: session_config(&config),
+            config: config.clone(),
+            stores: Arc::new(stores),
+            directory: Arc::new(directory),
+        };
         Ok(Context {
-            session,
-            stores,
+            config,
             shutdown: Arc::new(Shutdown::default()),
             id_prefix: format!("{secs:X}"),
-            directory: RwLock::new(Arc::new(directory)),
-            config,
+            config_path: None,
+            live: RwLock::new(Arc::new(live)),
         })
     }
 
-    /// The current users table.
-    pub fn directory(&self) -> Arc<Directory> {
-        match self.directory.read() {
-            Ok(d) => Arc::clone(&d),
+    /// Remembers the configuration file, so that SIGHUP re-reads it too (not only the
+    /// users file).
+    pub fn with_config_path(mut self, path: PathBuf) -> Context {
+        self.config_path = Some(path);
+        self
+    }
+
+    /// The current reloadable settings.
+    pub fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(l) => Arc::clone(&l),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
-    /// Re-reads the users file (SIGHUP). On error the old table stays and the problems are
-    /// logged.
-    pub fn reload_users(&self) {
-        match Directory::load(&self.config) {
-            Ok(d) if !self.stores.serves(&self.config, &d) => log::error!(
-                "users file not reloaded: it routes users to a store that is not open \
-                 (restart lmtpd to open it); keeping the previous table"
-            ),
-            Ok(d) => {
-                let old = self.directory();
-                let (added, removed, changed) = old.diff(&d);
-                let n = d.len();
-                match self.directory.write() {
-                    Ok(mut slot) => *slot = Arc::new(d),
-                    Err(poisoned) => *poisoned.into_inner() = Arc::new(d),
+    /// The current users table.
+    pub fn directory(&self) -> Arc<Directory> {
+        Arc::clone(&self.live().directory)
+    }
+
+    /// SIGHUP: re-reads the configuration file (when known) and the users file, and swaps
+    /// them in without dropping connections. Changed keys that need a restart are logged
+    /// and keep their old values. On any error everything stays as it was and the problems
+    /// are logged.
+    pub fn reload(&self) {
+        let old = self.live();
+        let config = match &self.config_path {
+            Some(path) => {
+                let (new, errors) = Config::load_lenient(path);
+                if !errors.is_empty() {
+                    for e in errors {
+                        log::error!("{e}");
+                    }
+                    log::error!(
+                        "{} not reloaded; keeping the previous settings and users table",
+                        path.display()
+                    );
+                    return;
                 }
-                log::info!(
-                    "reloaded {}: {n} users ({added} added, {removed} removed, {changed} changed)",
-                    self.config.users.display()
-                );
+                let restart = restart_only_changes(&self.config, &new);
+                if !restart.is_empty() {
+                    log::warn!(
+                        "changed settings that need a restart are ignored until then: {}",
+                        restart.join(", ")
+                    );
+                }
+                keep_restart_only(&self.config, new)
             }
+            None => old.config.clone(),
+        };
+        let directory = match Directory::load(&config) {
+            Ok(d) => d,
             Err(errors) => {
                 for e in errors {
                     log::error!("{e}");
                 }
-                log::error!("users file not reloaded; keeping the previous table");
+                log::error!("users file not reloaded; keeping the previous table and settings");
+                return;
             }
+        };
+        let stores = match Stores::open(&config, &directory, Some((&old.config, &old.stores))) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("{e}");
+                log::error!("not reloaded: a store cannot be opened; keeping the previous table and settings");
+                return;
+            }
+        };
+        let (added, removed, changed) = old.directory.diff(&directory);
+        let n = directory.len();
+        let settings_changed = config.dump() != old.config.dump();
+        if let Ok(level) = config.log_level.parse::<log::LevelFilter>() {
+            log::set_max_level(level);
         }
+        let live = Live {
+            session: session_config(&config),
+            config,
+            stores: Arc::new(stores),
+            directory: Arc::new(directory),
+        };
+        let users = live.config.users.display().to_string();
+        match self.live.write() {
+            Ok(mut slot) => *slot = Arc::new(live),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(live),
+        }
+        log::info!(
+            "reloaded {users}: {n} users ({added} added, {removed} removed, {changed} changed){}",
+            if settings_changed {
+                "; settings changed"
+            } else {
+                ""
+            }
+        );
     }
 }
 
@@ -238,4 +363,33 @@ pub fn serve_stdio(ctx: &Context) -> io::Result<()> {
     let stream = conn::Stream::stdio()?;
     conn::serve(ctx, conn::Conn::new(stream, None));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_only_keys_are_reported_and_kept() {
+        let boot = Config::default();
+        let mut new = Config {
+            workers: boot.workers + 1,
+            user: "vmail".into(),
+            max_recipients: 7,
+            timeout: std::time::Duration::from_secs(9),
+            ..Config::default()
+        };
+        new.listen.push(Listen::Tcp("127.0.0.1:2424".parse().expect("addr")));
+        assert_eq!(
+            restart_only_changes(&boot, &new),
+            vec!["listen", "user", "workers"]
+        );
+        let kept = keep_restart_only(&boot, new);
+        assert_eq!(kept.workers, boot.workers);
+        assert!(kept.listen.is_empty());
+        assert!(kept.user.is_empty());
+        // Reloadable keys take their new values.
+        assert_eq!(kept.max_recipients, 7);
+        assert_eq!(kept.timeout, std::time::Duration::from_secs(9));
+    }
 }
