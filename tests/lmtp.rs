@@ -1,28 +1,21 @@
 //! Integration tests: a real lmtpd server in-process on TCP and a Unix socket, driven by a
 //! scripted LMTP client, with the Maildir on disk inspected after each conversation.
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::thread;
 use std::time::Duration;
 
-use lmtpd::config::{Config, DetailMailbox, Listen};
+use common::{list, Client, TestServer, GREETING};
+use lmtpd::config::{Config, Listen};
 use lmtpd::directory::Directory;
-use lmtpd::server::{Context, Server, Shutdown};
+use lmtpd::server::{Context, Server};
 
 const USERS: &str = "alice@example.org\nbob@example.org\nfull@example.org quota=1K\n";
-
-struct TestServer {
-    dir: tempfile::TempDir,
-    tcp: SocketAddr,
-    sock: PathBuf,
-    shutdown: Arc<Shutdown>,
-    handle: Option<JoinHandle<()>>,
-}
 
 impl TestServer {
     fn start() -> TestServer {
@@ -30,45 +23,7 @@ impl TestServer {
     }
 
     fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let users = dir.path().join("users");
-        fs::write(&users, USERS).expect("users");
-        let sock = dir.path().join("lmtp.sock");
-        let mut cfg = Config {
-            listen: vec![
-                Listen::Tcp("127.0.0.1:0".parse().expect("addr")),
-                Listen::Unix(sock.clone()),
-            ],
-            hostname: "lmtpd.test".into(),
-            users,
-            maildir: format!("{}/mail/%d/%n/Maildir", dir.path().display()),
-            spool_dir: dir.path().join("spool"),
-            workers: 8,
-            queue: 8,
-            detail_mailbox: DetailMailbox::Create,
-            shutdown_timeout: Duration::from_secs(5),
-            ..Config::default()
-        };
-        tune(&mut cfg);
-        let directory = Directory::load(&cfg).expect("users file");
-        let server = Server::bind(Context::new(cfg, directory).expect("context")).expect("bind");
-        let tcp = server
-            .local_addrs()
-            .into_iter()
-            .find_map(|l| match l {
-                Listen::Tcp(a) => Some(a),
-                Listen::Unix(_) => None,
-            })
-            .expect("tcp listener");
-        let shutdown = Arc::clone(&server.context().shutdown);
-        let handle = thread::spawn(move || server.run().expect("server run"));
-        TestServer {
-            dir,
-            tcp,
-            sock,
-            shutdown,
-            handle: Some(handle),
-        }
+        TestServer::with_users(USERS, |cfg, _| tune(cfg))
     }
 
     fn maildir(&self, user: &str) -> PathBuf {
@@ -84,95 +39,15 @@ impl TestServer {
     }
 
     fn tcp(&self) -> Client {
-        Client::new(Box::new(TcpStream::connect(self.tcp).expect("connect")))
+        Client::connect_tcp(self.tcp, None)
+            .expect("connect")
+            .greeted(GREETING)
     }
 
     fn unix(&self) -> Client {
-        Client::new(Box::new(
-            UnixStream::connect(&self.sock).expect("connect unix"),
-        ))
-    }
-
-    fn stop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(h) = self.handle.take() {
-            h.join().expect("server thread");
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn list(dir: &Path) -> Vec<PathBuf> {
-    match fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-trait Duplex: Read + Write + Send {}
-impl<T: Read + Write + Send> Duplex for T {}
-
-struct Client {
-    r: BufReader<Box<dyn Duplex>>,
-}
-
-impl Client {
-    fn new(s: Box<dyn Duplex>) -> Client {
-        let mut c = Client {
-            r: BufReader::new(s),
-        };
-        let greet = c.reply();
-        assert!(greet.starts_with("220 lmtpd.test"), "{greet}");
-        c
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        let s = self.r.get_mut();
-        s.write_all(bytes).expect("write");
-        s.flush().expect("flush");
-    }
-
-    /// Reads one whole (possibly multi-line) reply.
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            let n = self.r.read_line(&mut line).expect("read reply");
-            assert!(
-                n > 0,
-                "connection closed while waiting for a reply; got {all:?}"
-            );
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-
-    fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes());
-        self.reply()
-    }
-
-    fn expect(&mut self, line: &str, code: &str) -> String {
-        let r = self.cmd(line);
-        assert!(r.starts_with(code), "{line} -> {r}");
-        r
-    }
-
-    fn lhlo(&mut self) {
-        let r = self.cmd("LHLO client.test");
-        assert!(r.contains("PIPELINING") && r.starts_with("250"), "{r}");
-    }
-
-    fn closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.r.read(&mut b), Ok(0) | Err(_))
+        Client::connect_unix(&self.sock, None)
+            .expect("connect unix")
+            .greeted(GREETING)
     }
 }
 
@@ -377,11 +252,12 @@ fn fifty_concurrent_clients_ten_messages_each() {
         .map(|i| {
             let sock = sock.clone();
             thread::spawn(move || {
-                let mut c = if i % 2 == 0 {
-                    Client::new(Box::new(TcpStream::connect(addr).expect("connect")))
+                let c = if i % 2 == 0 {
+                    Client::connect_tcp(addr, None)
                 } else {
-                    Client::new(Box::new(UnixStream::connect(&sock).expect("connect")))
+                    Client::connect_unix(&sock, None)
                 };
+                let mut c = c.expect("connect").greeted(GREETING);
                 c.lhlo();
                 for m in 0..10 {
                     c.expect("MAIL FROM:<s@example.net>", "250");

@@ -2,49 +2,32 @@
 //! systemd socket activation, dropping root, `-t` exit codes.
 #![allow(unsafe_code)] // pre_exec/dup2 to hand a listening socket over as fd 3.
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lmtpd");
+use common::{spawn, stop_child, wait_for, Client, Scratch, BIN};
 
-struct Setup {
-    dir: tempfile::TempDir,
-}
+/// The scratch directory of a test: users file, `lmtpd.conf` and Maildirs.
+type Setup = Scratch;
 
 impl Setup {
     fn new(users: &str, extra: &str) -> Setup {
-        let dir = tempfile::tempdir().expect("tmp");
-        let d = dir.path().display().to_string();
-        fs::write(dir.path().join("users"), users).expect("users");
-        fs::write(
-            dir.path().join("lmtpd.conf"),
+        Scratch::with(users, |d| {
             format!(
                 "listen = unix:{d}/lmtp.sock\nusers = {d}/users\nmaildir = {d}/mail/%d/%n/Maildir\n\
                  spool_dir = {d}/spool\nhostname = ops.test\nallow_root = yes\n{extra}"
-            ),
-        )
-        .expect("conf");
-        Setup { dir }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
+            )
+        })
     }
 
     fn spawn(&self, args: &[&str]) -> Child {
-        let child = Command::new(BIN)
-            .arg("-c")
-            .arg(self.path("lmtpd.conf"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn lmtpd");
+        let child = spawn(&self.path("lmtpd.conf"), args);
         wait_for(&self.path("lmtp.sock"));
         child
     }
@@ -56,65 +39,11 @@ impl Setup {
     }
 }
 
-fn wait_for(p: &Path) {
-    let start = Instant::now();
-    while !p.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{} never appeared",
-            p.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stop(mut child: Child) -> String {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().expect("wait");
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "lmtpd exit {status:?}: {err}");
-    err
-}
-
-struct Client {
-    r: BufReader<UnixStream>,
-}
-
 impl Client {
     fn connect(p: &Path) -> Client {
-        let s = UnixStream::connect(p).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut c = Client {
-            r: BufReader::new(s),
-        };
-        assert!(c.reply().starts_with("220"));
-        c
-    }
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            self.r.read_line(&mut line).expect("read");
-            assert!(!line.is_empty(), "closed; got {all:?}");
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    }
-    fn cmd(&mut self, l: &str) -> String {
-        self.r
-            .get_mut()
-            .write_all(format!("{l}\r\n").as_bytes())
-            .expect("write");
-        self.reply()
+        Client::connect_unix(p, Some(Duration::from_secs(20)))
+            .expect("connect")
+            .greeted("220")
     }
 }
 
@@ -192,7 +121,7 @@ fn sighup_reloads_users_while_a_session_completes() {
         .cmd("Subject: x\r\n\r\nbody\r\n.")
         .starts_with("250 2.0.0"));
     assert_eq!(s.new_mail("alice"), 1);
-    let log = stop(child);
+    let log = stop_child(child);
     assert!(log.contains("reloaded"), "{log}");
 }
 
@@ -211,8 +140,47 @@ fn a_bad_users_file_on_sighup_keeps_the_old_table() {
     c.cmd("LHLO c.test");
     c.cmd("MAIL FROM:<s@example.net>");
     assert!(c.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
-    let log = stop(child);
+    // An open transaction would hold SIGTERM for shutdown_timeout: end it first.
+    c.cmd("QUIT");
+    let log = stop_child(child);
     assert!(log.contains("keeping the previous table"), "{log}");
+}
+
+#[test]
+fn sighup_applies_new_settings_and_keeps_restart_only_ones() {
+    let s = Setup::new("alice@example.org\nbob@example.org\n", "");
+    let child = s.spawn(&[]);
+    let conf = s.path("lmtpd.conf");
+    let mut text = fs::read_to_string(&conf).expect("conf");
+    text.push_str("max_recipients = 1\nworkers = 3\n");
+    fs::write(&conf, text).expect("conf");
+    Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    // The reload is asynchronous: poll with new sessions until the new limit applies.
+    let start = Instant::now();
+    loop {
+        let mut c = Client::connect(&s.path("lmtp.sock"));
+        c.cmd("LHLO hup.test");
+        c.cmd("MAIL FROM:<s@example.net>");
+        assert!(c.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
+        let second = c.cmd("RCPT TO:<bob@example.org>");
+        c.cmd("QUIT");
+        if second.starts_with("452 4.5.3") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "new max_recipients never applied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = stop_child(child);
+    assert!(log.contains("need a restart"), "{log}");
+    assert!(log.contains("workers"), "{log}");
+    assert!(log.contains("settings changed"), "{log}");
 }
 
 #[test]
@@ -259,7 +227,7 @@ fn socket_activation_uses_fd_3() {
         .cmd("Subject: a\r\n\r\nactivated\r\n.")
         .starts_with("250 2.0.0"));
     drop(c);
-    let log = stop(child);
+    let log = stop_child(child);
     assert!(log.contains("socket activation"), "{log}");
     assert!(
         !s.path("lmtp.sock").exists(),
@@ -318,7 +286,7 @@ fn started_as_root_it_becomes_the_configured_user() {
     assert_eq!(meta.uid(), nobody.uid);
     assert_eq!(meta.gid(), 0);
     assert_eq!(meta.mode() & 0o777, 0o620);
-    stop(child);
+    stop_child(child);
 }
 
 fn unsafe_free_euid() -> u32 {

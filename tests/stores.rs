@@ -3,84 +3,36 @@
 //! per-recipient outcomes and load checked through `lmtpd export`, a foreign dotlock, and the
 //! schema state reported by `lmtpd -t`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::process::Command;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use lmtpd::config::{Config, DetailMailbox, Listen, LockKind, StoreKind};
-use lmtpd::directory::Directory;
-use lmtpd::server::{Context, Server, Shutdown};
+use common::{
+    have_python, hex, list, python, python_holder, spawn, stop_child, wait_for, Client, Scratch,
+    TestServer, BIN, GREETING,
+};
+use lmtpd::config::{Config, LockKind, StoreKind};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lmtpd");
 const SENDER: &str = "sender@example.net";
 /// Bound on every wait for a reply, so a hung server fails the test instead of hanging it.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------
-// An in-process server (as in tests/lmtp.rs) with its own users file and store settings.
-
-struct TestServer {
-    dir: tempfile::TempDir,
-    tcp: SocketAddr,
-    sock: PathBuf,
-    shutdown: Arc<Shutdown>,
-    handle: Option<JoinHandle<()>>,
-}
+// The in-process server of tests/common with mbox and SQLite paths in its directory.
 
 impl TestServer {
     fn start(users: &str, tune: impl FnOnce(&mut Config, &Path)) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let users_path = dir.path().join("users");
-        fs::write(&users_path, users).expect("write users file");
-        let sock = dir.path().join("lmtp.sock");
-        let mut cfg = Config {
-            listen: vec![
-                Listen::Tcp("127.0.0.1:0".parse().expect("addr")),
-                Listen::Unix(sock.clone()),
-            ],
-            hostname: "lmtpd.test".into(),
-            users: users_path,
-            maildir: format!("{}/mail/%d/%n/Maildir", dir.path().display()),
-            mbox: format!("{}/mbox/%n", dir.path().display()),
-            sqlite: dir.path().join("db/mail.db"),
-            spool_dir: dir.path().join("spool"),
-            workers: 8,
-            queue: 8,
-            detail_mailbox: DetailMailbox::Create,
-            shutdown_timeout: Duration::from_secs(5),
-            ..Config::default()
-        };
-        tune(&mut cfg, dir.path());
-        let directory = Directory::load(&cfg).expect("users file");
-        let server = Server::bind(Context::new(cfg, directory).expect("context")).expect("bind");
-        let tcp = server
-            .local_addrs()
-            .into_iter()
-            .find_map(|l| match l {
-                Listen::Tcp(a) => Some(a),
-                Listen::Unix(_) => None,
-            })
-            .expect("tcp listener");
-        let shutdown = Arc::clone(&server.context().shutdown);
-        let handle = thread::spawn(move || server.run().expect("server run"));
-        TestServer {
-            dir,
-            tcp,
-            sock,
-            shutdown,
-            handle: Some(handle),
-        }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
+        TestServer::with_users(users, |cfg, dir| {
+            cfg.mbox = format!("{}/mbox/%n", dir.display());
+            cfg.sqlite = dir.join("db/mail.db");
+            tune(cfg, dir);
+        })
     }
 
     fn mbox(&self, local: &str) -> PathBuf {
@@ -106,48 +58,21 @@ impl TestServer {
     fn unix(&self) -> Client {
         Client::unix(&self.sock)
     }
-
-    fn stop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(h) = self.handle.take() {
-            h.join().expect("server thread");
-        }
-    }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn list(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = match fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(_) => Vec::new(),
-    };
-    v.sort();
-    v
-}
-
-trait Duplex: Read + Write + Send {}
-impl<T: Read + Write + Send> Duplex for T {}
-
-struct Client {
-    r: BufReader<Box<dyn Duplex>>,
-}
-
+// Clients that have been greeted and sent LHLO, every read and write bounded by
+// READ_TIMEOUT.
 impl Client {
     fn tcp(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connect tcp");
-        s.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
-        Client::new(Box::new(s))
+        Client::connect_tcp(addr, Some(READ_TIMEOUT))
+            .expect("connect tcp")
+            .ready()
     }
 
     fn unix(path: &Path) -> Client {
-        let s = UnixStream::connect(path).expect("connect unix");
-        s.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
-        Client::new(Box::new(s))
+        Client::connect_unix(path, Some(READ_TIMEOUT))
+            .expect("connect unix")
+            .ready()
     }
 
     /// TCP for even `i`, the Unix socket for odd `i`.
@@ -159,49 +84,10 @@ impl Client {
         }
     }
 
-    fn new(s: Box<dyn Duplex>) -> Client {
-        let mut c = Client {
-            r: BufReader::new(s),
-        };
-        let greet = c.reply();
-        assert!(greet.starts_with("220 lmtpd.test"), "{greet}");
-        let r = c.cmd("LHLO client.test");
-        assert!(r.starts_with("250") && r.contains("PIPELINING"), "{r}");
+    fn ready(self) -> Client {
+        let mut c = self.greeted(GREETING);
+        c.lhlo();
         c
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        let s = self.r.get_mut();
-        s.write_all(bytes).expect("write");
-        s.flush().expect("flush");
-    }
-
-    /// Reads one whole (possibly multi-line) reply.
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            let n = self.r.read_line(&mut line).expect("read reply");
-            assert!(
-                n > 0,
-                "connection closed while waiting for a reply; got {all:?}"
-            );
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-
-    fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes());
-        self.reply()
-    }
-
-    fn expect(&mut self, line: &str, code: &str) -> String {
-        let r = self.cmd(line);
-        assert!(r.starts_with(code), "{line} -> {r}");
-        r
     }
 
     /// One whole transaction sent in a single pipelined write; returns the replies to the
@@ -362,41 +248,6 @@ fn is_asctime(s: &str) -> bool {
 // ---------------------------------------------------------------------------------------
 // Outside tools: python3 (mailbox, sqlite3) and `lmtpd export`.
 
-fn have_python() -> bool {
-    Command::new("python3")
-        .args(["-c", "import mailbox, sqlite3"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Runs `python3 - ARGS` with `script` on stdin and returns its standard output.
-fn python(script: &str, args: &[&str]) -> String {
-    let mut child = Command::new("python3")
-        .arg("-")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python3");
-    child
-        .stdin
-        .take()
-        .expect("python stdin")
-        .write_all(script.as_bytes())
-        .expect("write python script");
-    let out = child.wait_with_output().expect("wait for python3");
-    assert!(
-        out.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("python output is UTF-8")
-}
-
 /// Answers each SQL query (one scalar each) on the database with Python's sqlite3 module, or
 /// `None` when python3 is missing.
 fn sql(db: &Path, queries: &[&str]) -> Option<Vec<String>> {
@@ -416,14 +267,6 @@ for q in sys.argv[2:]:
     let v: Vec<String> = out.lines().map(str::to_string).collect();
     assert_eq!(v.len(), queries.len(), "{out}");
     Some(v)
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-        .collect()
 }
 
 /// Reads an mbox file with Python's `mailbox.mbox`: each message's From_ line (without
@@ -670,24 +513,14 @@ fn mbox_foreign_fcntl_lock_gives_450_and_leaves_the_mbox_untouched() {
     let before = "From old@example.net Thu Jan  1 00:00:00 2026\nSubject: old\n\nold\n\n";
     fs::write(&mbox, before).expect("seed mbox");
     // Another process holds a POSIX write lock on the whole file until its stdin closes.
-    let mut holder = Command::new("python3")
-        .args([
-            "-c",
-            "import fcntl, sys\n\
-             f = open(sys.argv[1], 'r+')\n\
-             fcntl.lockf(f, fcntl.LOCK_EX)\n\
-             print('locked', flush=True)\n\
-             sys.stdin.read()\n",
-        ])
-        .arg(&mbox)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn lock holder");
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().expect("holder stdout"))
-        .read_line(&mut line)
-        .expect("read holder");
+    let (mut holder, line) = python_holder(
+        "import fcntl, sys\n\
+         f = open(sys.argv[1], 'r+')\n\
+         fcntl.lockf(f, fcntl.LOCK_EX)\n\
+         print('locked', flush=True)\n\
+         sys.stdin.read()\n",
+        &mbox,
+    );
     assert_eq!(line, "locked\n");
 
     let mut c = srv.tcp();
@@ -1017,36 +850,19 @@ fn run_check(conf: &Path) -> String {
     stdout
 }
 
-fn stop_child(mut child: Child) -> String {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().expect("wait");
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "lmtpd exit {status:?}: {err}");
-    err
-}
-
 #[test]
 fn check_mode_reports_the_sqlite_schema_state_before_and_after_a_start() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().display().to_string();
-    fs::write(dir.path().join("users"), "alice@example.org\n").expect("users");
-    fs::create_dir(dir.path().join("db")).expect("db dir");
-    let conf = dir.path().join("lmtpd.conf");
-    fs::write(
-        &conf,
+    let dir = Scratch::with("alice@example.org\n", |d| {
         format!(
             "listen = unix:{d}/lmtp.sock\nusers = {d}/users\nstore = sqlite\n\
              sqlite = {d}/db/mail.db\nspool_dir = {d}\nhostname = stores.test\n\
              allow_root = yes\n"
-        ),
-    )
-    .expect("conf");
+        )
+    })
+    .dir;
+    let d = dir.path().display().to_string();
+    fs::create_dir(dir.path().join("db")).expect("db dir");
+    let conf = dir.path().join("lmtpd.conf");
     let db = dir.path().join("db/mail.db");
 
     let out = run_check(&conf);
@@ -1058,23 +874,8 @@ fn check_mode_reports_the_sqlite_schema_state_before_and_after_a_start() {
     );
     assert!(!db.exists(), "-t must not create the database");
 
-    let child = Command::new(BIN)
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn lmtpd");
-    let sock = dir.path().join("lmtp.sock");
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "socket never appeared"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn(&conf, &[]);
+    wait_for(&dir.path().join("lmtp.sock"));
     stop_child(child);
     assert!(db.is_file(), "created at start-up");
 
