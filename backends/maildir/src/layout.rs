@@ -12,8 +12,6 @@ use crate::DetailMailbox;
 
 /// The three subdirectories of every maildir and folder.
 pub(crate) const SUBDIRS: [&str; 3] = ["tmp", "new", "cur"];
-/// Longest `+detail` (in bytes) that becomes a folder name; longer ones go to INBOX.
-const MAX_DETAIL: usize = 200;
 
 /// Checks that `path` is a real directory (not a symlink, not a file).
 /// `Ok(false)` when it does not exist.
@@ -86,22 +84,12 @@ pub(crate) fn ensure_maildir(dir: &Path, parents: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Why a `+detail` may not name a folder, or `Ok` when it may.
+/// Why a `+detail` may not name a folder, or `Ok` when it may: the shared rules, and no
+/// trailing dot (an empty Maildir++ hierarchy level).
 pub(crate) fn check_detail(detail: &str) -> Result<(), &'static str> {
-    if detail.is_empty() {
-        Err("empty")
-    } else if detail.len() > MAX_DETAIL {
-        Err("too long")
-    } else if detail.starts_with('.') {
-        Err("starts with '.'")
-    } else if detail.ends_with('.') {
+    lmtpd_store::template::check_detail(detail)?;
+    if detail.ends_with('.') {
         Err("ends with '.'")
-    } else if detail.contains("..") {
-        Err("contains \"..\"")
-    } else if detail.contains('/') {
-        Err("contains '/'")
-    } else if detail.chars().any(|c| c == '\0' || c.is_control()) {
-        Err("contains a NUL or control character")
     } else {
         Ok(())
     }

@@ -10,27 +10,14 @@ use std::path::{Path, PathBuf};
 use crate::error::{io_at, Failure};
 use crate::{quota, DetailMailbox};
 
-/// Longest `+detail` (in bytes) that becomes a folder name; longer ones go to the inbox.
-const MAX_DETAIL: usize = 200;
 /// Attempts at opening when the path keeps changing under us.
 const OPEN_TRIES: usize = 5;
 
-/// Why a `+detail` may not name a folder file, or `Ok` when it may. Besides the usual
-/// path rules, names of our own companion files (`*.lock`, `*.lmtpd-count`) are refused.
+/// Why a `+detail` may not name a folder file, or `Ok` when it may. Besides the shared
+/// rules, names of our own companion files (`*.lock`, `*.lmtpd-count`) are refused.
 pub(crate) fn check_detail(detail: &str) -> Result<(), &'static str> {
-    if detail.is_empty() {
-        Err("empty")
-    } else if detail.len() > MAX_DETAIL {
-        Err("too long")
-    } else if detail.starts_with('.') {
-        Err("starts with '.'")
-    } else if detail.contains("..") {
-        Err("contains \"..\"")
-    } else if detail.contains('/') {
-        Err("contains '/'")
-    } else if detail.chars().any(|c| c == '\0' || c.is_control()) {
-        Err("contains a NUL or control character")
-    } else if detail.ends_with(".lock") || detail.contains(quota::SUFFIX) {
+    lmtpd_store::template::check_detail(detail)?;
+    if detail.ends_with(".lock") || detail.contains(quota::SUFFIX) {
         Err("names a lock or count file")
     } else {
         Ok(())

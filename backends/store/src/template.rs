@@ -70,3 +70,27 @@ pub fn expand(template: &str, kind: &str, rcpt: &Recipient) -> Result<PathBuf, S
     }
     Ok(PathBuf::from(out))
 }
+
+/// Longest `+detail` (in bytes) that may name a folder; longer ones go to the inbox.
+pub const MAX_DETAIL: usize = 200;
+
+/// Why a `+detail` may not name a folder (in any store), or `Ok` when it may: empty, longer
+/// than [`MAX_DETAIL`], a leading dot, `..`, `/`, NUL or control characters. Stores add
+/// their own rules on top.
+pub fn check_detail(detail: &str) -> Result<(), &'static str> {
+    if detail.is_empty() {
+        Err("empty")
+    } else if detail.len() > MAX_DETAIL {
+        Err("too long")
+    } else if detail.starts_with('.') {
+        Err("starts with '.'")
+    } else if detail.contains("..") {
+        Err("contains \"..\"")
+    } else if detail.contains('/') {
+        Err("contains '/'")
+    } else if detail.chars().any(|c| c == '\0' || c.is_control()) {
+        Err("contains a NUL or control character")
+    } else {
+        Ok(())
+    }
+}
