@@ -379,7 +379,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(9),
             ..Config::default()
         };
-        new.listen.push(Listen::Tcp("127.0.0.1:2424".parse().expect("addr")));
+        new.listen
+            .push(Listen::Tcp("127.0.0.1:2424".parse().expect("addr")));
         assert_eq!(
             restart_only_changes(&boot, &new),
             vec!["listen", "user", "workers"]
