@@ -12,6 +12,7 @@
 //! (directories, folders, sweeping), `quota` (`maildirsize`), `write` (one copy), `error`
 //! (internal failure → [`DeliveryError`]).
 
+mod dirsync;
 mod error;
 mod layout;
 mod name;
@@ -71,6 +72,8 @@ pub struct MaildirStore {
     host: String,
     /// Maildirs (roots and folders) whose `tmp/` this store has already swept.
     swept: Mutex<HashSet<PathBuf>>,
+    /// Shared `new/` fsyncs for concurrent deliveries into one maildir.
+    syncs: dirsync::DirSyncs,
 }
 
 impl MaildirStore {
@@ -81,6 +84,7 @@ impl MaildirStore {
             cfg,
             host,
             swept: Mutex::new(HashSet::new()),
+            syncs: dirsync::DirSyncs::default(),
         }
     }
 
@@ -156,7 +160,7 @@ impl MaildirStore {
             }
         }
 
-        let name = write::store_copy(&target, &self.host, msg, rcpt)?;
+        let name = write::store_copy(&target, &self.host, &self.syncs, msg, rcpt)?;
         let path = target.join("new").join(&name);
 
         if limited {

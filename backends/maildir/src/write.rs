@@ -1,5 +1,6 @@
 //! Storing one copy: unique file in `tmp/`, stream + fsync, hard link into `new/`, fsync
-//! `new/`, unlink the tmp file; on any failure nothing is left behind.
+//! `new/` (shared with concurrent deliveries), unlink the tmp file; on any failure nothing
+//! is left behind.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use lmtpd_store::{Message, Recipient};
 
+use crate::dirsync::DirSyncs;
 use crate::error::{io_at, Failure};
 use crate::layout::sync_dir;
 use crate::name;
@@ -92,6 +94,7 @@ fn copy(mut reader: impl Read, file: &mut File, path: &Path) -> Result<u64, Fail
 pub(crate) fn store_copy(
     dir: &Path,
     host: &str,
+    syncs: &DirSyncs,
     msg: &Message<'_>,
     rcpt: &Recipient,
 ) -> Result<String, Failure> {
@@ -132,7 +135,9 @@ pub(crate) fn store_copy(
         }
     };
     cleanup.new = Some(new_path);
-    sync_dir(&new_dir).map_err(io_at("fsync", &new_dir))?;
+    // Shared with concurrent deliveries into the same new/: returns after an fsync of new/
+    // that began after our link.
+    syncs.sync(&new_dir).map_err(io_at("fsync", &new_dir))?;
     fs::remove_file(&tmp_path).map_err(io_at("unlink", &tmp_path))?;
     cleanup.tmp = None;
     cleanup.new = None;
