@@ -337,3 +337,28 @@ fn check_mode_lists_every_problem_and_exits_78() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn man_pages_are_mandoc_lint_clean() {
+    let Ok(out) = Command::new("mandoc")
+        .args([
+            "-T",
+            "lint",
+            "-W",
+            "warning",
+            "man/lmtpd.8",
+            "man/lmtpd.conf.5",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+    else {
+        eprintln!("SKIP man_pages_are_mandoc_lint_clean: mandoc is not installed");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "mandoc -T lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
