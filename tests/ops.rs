@@ -47,6 +47,32 @@ impl Client {
     }
 }
 
+/// Sends SIGHUP to the server.
+fn hup(child: &Child) {
+    Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+}
+
+/// The reload is asynchronous: runs `probe` with a new session until it returns true.
+fn until_reloaded(sock: &Path, what: &str, mut probe: impl FnMut(&mut Client) -> bool) {
+    let start = Instant::now();
+    loop {
+        let mut c = Client::connect(sock);
+        c.cmd("LHLO hup.test");
+        if probe(&mut c) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what} never applied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn stdin_mode_runs_a_whole_transaction_over_a_pipe() {
     let s = Setup::new("alice@example.org\n", "");
@@ -95,26 +121,11 @@ fn sighup_reloads_users_while_a_session_completes() {
         .starts_with("550 5.1.1"));
 
     fs::write(s.path("users"), "alice@example.org\ncarol@example.org\n").expect("users");
-    Command::new("kill")
-        .arg("-HUP")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    // The reload is asynchronous: poll with new sessions until carol is known.
-    let start = Instant::now();
-    loop {
-        let mut b = Client::connect(&s.path("lmtp.sock"));
-        b.cmd("LHLO b.test");
+    hup(&child);
+    until_reloaded(&s.path("lmtp.sock"), "the new users file", |b| {
         b.cmd("MAIL FROM:<s@example.net>");
-        if b.cmd("RCPT TO:<carol@example.org>").starts_with("250") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "reload never happened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        b.cmd("RCPT TO:<carol@example.org>").starts_with("250")
+    });
     // The session opened before the reload still completes its transaction.
     assert!(a.cmd("DATA").starts_with("354"));
     assert!(a
@@ -130,11 +141,7 @@ fn a_bad_users_file_on_sighup_keeps_the_old_table() {
     let s = Setup::new("alice@example.org\n", "");
     let child = s.spawn(&[]);
     fs::write(s.path("users"), "alice@example.org quota=lots\n").expect("users");
-    Command::new("kill")
-        .arg("-HUP")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
+    hup(&child);
     std::thread::sleep(Duration::from_millis(300));
     let mut c = Client::connect(&s.path("lmtp.sock"));
     c.cmd("LHLO c.test");
@@ -154,29 +161,14 @@ fn sighup_applies_new_settings_and_keeps_restart_only_ones() {
     let mut text = fs::read_to_string(&conf).expect("conf");
     text.push_str("max_recipients = 1\nworkers = 3\n");
     fs::write(&conf, text).expect("conf");
-    Command::new("kill")
-        .arg("-HUP")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    // The reload is asynchronous: poll with new sessions until the new limit applies.
-    let start = Instant::now();
-    loop {
-        let mut c = Client::connect(&s.path("lmtp.sock"));
-        c.cmd("LHLO hup.test");
+    hup(&child);
+    until_reloaded(&s.path("lmtp.sock"), "the new max_recipients", |c| {
         c.cmd("MAIL FROM:<s@example.net>");
         assert!(c.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
         let second = c.cmd("RCPT TO:<bob@example.org>");
         c.cmd("QUIT");
-        if second.starts_with("452 4.5.3") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "new max_recipients never applied"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        second.starts_with("452 4.5.3")
+    });
     let log = stop_child(child);
     assert!(log.contains("need a restart"), "{log}");
     assert!(log.contains("workers"), "{log}");
