@@ -9,6 +9,7 @@ use getopts::Options;
 use lmtpd::config::{Config, Listen, DEFAULT_CONFIG};
 use lmtpd::directory::Directory;
 use lmtpd::server::{Context, Server};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// sysexits(3) codes.
 const EX_USAGE: u8 = 64;
@@ -152,6 +153,33 @@ fn main() -> ExitCode {
     }
     lmtpd::logging::init(&config);
 
+    // Catch SIGTERM/SIGINT/SIGHUP from here on: one that arrives while the stores open is
+    // queued and handled once the server runs, instead of killing a half-started process.
+    let signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return ExitCode::from(EX_OSERR);
+        }
+    };
+    // Bind first (a port below 1024, a socket in a root-owned directory), then become the
+    // mail user for good, and only then open the stores: a SQLite database, its WAL and
+    // every mailbox are created by the user that will keep writing them.
+    let listeners = if stdio {
+        Vec::new()
+    } else {
+        match lmtpd::server::bind_listeners(&config) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("{e}");
+                return ExitCode::from(EX_OSERR);
+            }
+        }
+    };
+    if let Err(e) = lmtpd::privileges::drop_if_root(&config) {
+        log::error!("{e}");
+        return ExitCode::from(EX_CONFIG);
+    }
     let ctx = match Context::new(config, directory) {
         Ok(c) => c.with_config_path(path.clone()),
         Err(e) => {
@@ -160,9 +188,10 @@ fn main() -> ExitCode {
         }
     };
     if stdio {
-        if let Err(e) = lmtpd::privileges::drop_if_root(&ctx.config) {
-            log::error!("{e}");
-            return ExitCode::from(EX_CONFIG);
+        let ctx = Arc::new(ctx);
+        if let Err(e) = handle_signals(signals, Arc::clone(&ctx)) {
+            log::error!("cannot handle signals: {e}");
+            return ExitCode::from(EX_OSERR);
         }
         return match lmtpd::server::serve_stdio(&ctx) {
             Ok(()) => ExitCode::SUCCESS,
@@ -172,20 +201,14 @@ fn main() -> ExitCode {
             }
         };
     }
-    let server = match Server::bind(ctx) {
+    let server = match Server::new(ctx, listeners) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");
             return ExitCode::from(EX_OSERR);
         }
     };
-    // Listeners are bound (a port below 1024, a socket in a root-owned directory): now
-    // become the mail user for good.
-    if let Err(e) = lmtpd::privileges::drop_if_root(&server.context().config) {
-        log::error!("{e}");
-        return ExitCode::from(EX_CONFIG);
-    }
-    if let Err(e) = install_signal_handlers(server.context()) {
+    if let Err(e) = handle_signals(signals, server.context()) {
         log::error!("cannot install signal handlers: {e}");
         return ExitCode::from(EX_OSERR);
     }
@@ -203,9 +226,10 @@ fn main() -> ExitCode {
 }
 
 /// SIGTERM/SIGINT: graceful shutdown. SIGHUP: re-read the configuration and users file.
-fn install_signal_handlers(ctx: Arc<Context>) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+fn handle_signals(
+    mut signals: signal_hook::iterator::Signals,
+    ctx: Arc<Context>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

@@ -53,9 +53,15 @@ pub fn drop_if_root(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// A private spool directory created by root at start-up is given to the run user, so it
-/// can spool large messages. Shared sticky directories such as /tmp are left alone.
+/// The spool directory is created (as root) when missing and, when it is a private
+/// root-owned directory, given to the run user, so it can spool large messages. Shared
+/// sticky directories such as /tmp are left alone.
 fn hand_over_spool_dir(cfg: &Config, uid: u32, gid: u32) {
+    if !cfg.spool_dir.exists() {
+        if let Err(e) = std::fs::create_dir_all(&cfg.spool_dir) {
+            log::warn!("cannot create {}: {e}", cfg.spool_dir.display());
+        }
+    }
     let Ok(meta) = std::fs::symlink_metadata(&cfg.spool_dir) else {
         return;
     };

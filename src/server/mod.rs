@@ -16,7 +16,7 @@ use crate::config::{Config, Listen};
 use crate::deliver::Stores;
 use crate::directory::Directory;
 use crate::proto::SessionConfig;
-use listen::Listener;
+pub use listen::Listener;
 
 /// A shutdown request that the accept loop and every session can see.
 #[derive(Default)]
@@ -280,6 +280,31 @@ fn socket_perms(cfg: &Config) -> io::Result<listen::SocketPerms> {
     })
 }
 
+/// Binds the configured listeners, or takes the ones inherited through socket activation
+/// (`LISTEN_FDS`). Runs first, as root when started as root: Unix sockets get their owner,
+/// group and mode here.
+pub fn bind_listeners(config: &Config) -> io::Result<Vec<Listener>> {
+    let mut listeners = Vec::new();
+    let inherited = crate::sys::listen_fds()?;
+    if !inherited.is_empty() {
+        log::info!(
+            "socket activation: {} inherited listener(s); 'listen' is ignored",
+            inherited.len()
+        );
+        for fd in inherited {
+            listeners.push(Listener::inherited(fd)?);
+        }
+        return Ok(listeners);
+    }
+    let perms = socket_perms(config)?;
+    for spec in &config.listen {
+        let l = Listener::bind(spec, &perms)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {spec}: {e}")))?;
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
 /// A bound server, ready to run.
 pub struct Server {
     ctx: Arc<Context>,
@@ -287,32 +312,28 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every configured listener. Sweeps stale spool files first.
+    /// Binds every configured listener and builds the server (see [`bind_listeners`] and
+    /// [`Server::new`] for the two steps separately, with a privilege drop between them).
     pub fn bind(ctx: Context) -> io::Result<Server> {
-        std::fs::create_dir_all(&ctx.config.spool_dir)?;
-        match crate::spool::sweep(&ctx.config.spool_dir, Duration::from_secs(3600)) {
+        let listeners = bind_listeners(&ctx.config)?;
+        Server::new(ctx, listeners)
+    }
+
+    /// Builds the server from a context and bound listeners: creates the spool directory
+    /// (a warning, not an error, when it cannot) and sweeps stale spool files.
+    pub fn new(ctx: Context, listeners: Vec<Listener>) -> io::Result<Server> {
+        let spool = ctx.live().config.spool_dir.clone();
+        if let Err(e) = std::fs::create_dir_all(&spool) {
+            // Only messages over the in-memory bound need it; those get 451 until fixed.
+            log::warn!(
+                "spool_dir {}: {e}: messages over 128 KiB will be deferred (lmtpd -t checks it)",
+                spool.display()
+            );
+        }
+        match crate::spool::sweep(&spool, Duration::from_secs(3600)) {
             Ok(0) => {}
             Ok(n) => log::info!("removed {n} stale spool files"),
-            Err(e) => log::warn!("cannot sweep {}: {e}", ctx.config.spool_dir.display()),
-        }
-        let mut listeners = Vec::new();
-        let inherited = crate::sys::listen_fds()?;
-        if !inherited.is_empty() {
-            log::info!(
-                "socket activation: {} inherited listener(s); 'listen' is ignored",
-                inherited.len()
-            );
-            for fd in inherited {
-                listeners.push(Listener::inherited(fd)?);
-            }
-        } else {
-            let perms = socket_perms(&ctx.config)?;
-            for spec in &ctx.config.listen {
-                let l = Listener::bind(spec, &perms).map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot listen on {spec}: {e}"))
-                })?;
-                listeners.push(l);
-            }
+            Err(e) => log::warn!("cannot sweep {}: {e}", spool.display()),
         }
         Ok(Server {
             ctx: Arc::new(ctx),
