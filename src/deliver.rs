@@ -142,44 +142,103 @@ pub fn deliver_all<E>(
             .position(|r| r.store != kind)
             .map_or(rcpts.len(), |n| start + n);
         let run: Vec<Recipient> = rcpts[start..end].iter().map(|r| r.rcpt.clone()).collect();
-        let mut failed: Option<E> = None;
-        let mut started = Instant::now();
+        let mut out = Ordered::new(job, kind.name(), &run, &mut reply);
         match job.stores.get(kind) {
-            Some(store) => store.deliver_each(&msg, &run, &mut |i, result| {
-                if failed.is_some() {
-                    return;
-                }
-                let Some(rcpt) = run.get(i) else { return };
-                let rp = outcome_reply(job.env, rcpt, &result);
-                log_outcome(job, rcpt, store.name(), &rp, &result, started);
-                started = Instant::now();
-                if let Err(e) = reply(rp) {
-                    failed = Some(e);
-                }
-            }),
+            Some(store) => store.deliver_each(&msg, &run, &mut |i, result| out.report(i, result)),
             None => {
-                for rcpt in &run {
-                    let result = Err(DeliveryError::new(
+                for i in 0..run.len() {
+                    let err = DeliveryError::new(
                         451,
                         lmtpd_store::Enhanced(4, 3, 5),
                         "Mail system configuration error",
                     )
-                    .with_source(format!("store {} is not open", kind.name())));
-                    let rp = outcome_reply(job.env, rcpt, &result);
-                    log_outcome(job, rcpt, kind.name(), &rp, &result, started);
-                    if let Err(e) = reply(rp) {
-                        failed = Some(e);
+                    .with_source(format!("store {} is not open", kind.name()));
+                    if !out.report(i, Err(err)) {
                         break;
                     }
                 }
             }
         }
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        out.finish()?;
         start = end;
     }
     Ok(())
+}
+
+/// Turns one store call's outcomes into replies strictly in recipient order, whatever order
+/// the store reports them in; a recipient the store never reported gets `451 4.3.0` (the
+/// client retries it), so a faulty store cannot stall the session or shift replies onto the
+/// wrong recipients.
+struct Ordered<'j, 'r, F, E> {
+    job: &'j Job<'j>,
+    store: &'static str,
+    run: &'r [Recipient],
+    slots: Vec<Option<Result<(), DeliveryError>>>,
+    next: usize,
+    reply: &'r mut F,
+    failed: Option<E>,
+    started: Instant,
+}
+
+impl<'j, 'r, F: FnMut(Reply) -> Result<(), E>, E> Ordered<'j, 'r, F, E> {
+    fn new(job: &'j Job<'j>, store: &'static str, run: &'r [Recipient], reply: &'r mut F) -> Self {
+        Ordered {
+            job,
+            store,
+            run,
+            slots: run.iter().map(|_| None).collect(),
+            next: 0,
+            reply,
+            failed: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Records recipient `i`'s outcome and sends every reply now in order. Returns false
+    /// once the connection is gone, so the store can stop delivering copies nobody will be
+    /// told about.
+    fn report(&mut self, i: usize, result: Result<(), DeliveryError>) -> bool {
+        if let Some(slot @ None) = self.slots.get_mut(i) {
+            *slot = Some(result);
+        }
+        while let Some(Some(_)) = self.slots.get(self.next) {
+            let Some(result) = self.slots[self.next].take() else {
+                break;
+            };
+            self.send(self.next, result);
+            self.next += 1;
+        }
+        self.failed.is_none()
+    }
+
+    fn send(&mut self, i: usize, result: Result<(), DeliveryError>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(rcpt) = self.run.get(i) else { return };
+        let rp = outcome_reply(self.job.env, rcpt, &result);
+        log_outcome(self.job, rcpt, self.store, &rp, &result, self.started);
+        self.started = Instant::now();
+        if let Err(e) = (self.reply)(rp) {
+            self.failed = Some(e);
+        }
+    }
+
+    /// Answers every recipient the store did not report, then returns the connection error,
+    /// if any.
+    fn finish(mut self) -> Result<(), E> {
+        while self.next < self.run.len() && self.failed.is_none() {
+            let result = self.slots[self.next].take().unwrap_or_else(|| {
+                Err(DeliveryError::local_error().with_source("the store reported no outcome"))
+            });
+            self.send(self.next, result);
+            self.next += 1;
+        }
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 fn outcome_reply(env: &Envelope, rcpt: &Recipient, result: &Result<(), DeliveryError>) -> Reply {
@@ -222,4 +281,78 @@ pub fn log_outcome(
         reply.code,
         started.elapsed().as_millis(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lmtpd_store::{MemoryBody, Quota};
+
+    fn rcpt(addr: &str) -> Recipient {
+        Recipient {
+            address: addr.into(),
+            user: addr.into(),
+            local: "x".into(),
+            domain: "example.org".into(),
+            detail: None,
+            quota: Quota::default(),
+            trace: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn replies_follow_rcpt_order_and_unreported_recipients_get_451() {
+        let cfg = Config::default();
+        let dir = Directory::parse("", "u", &cfg).expect("users");
+        let stores = Stores::open(&cfg, &dir, None).expect("stores");
+        let env = Envelope::default();
+        let body = MemoryBody::default();
+        let job = Job {
+            stores: &stores,
+            hostname: "h",
+            conn: 1,
+            env: &env,
+            body: &body,
+        };
+        let run = vec![rcpt("a@x"), rcpt("b@x"), rcpt("c@x")];
+        let mut sent: Vec<String> = Vec::new();
+        let mut sink = |r: Reply| -> Result<(), ()> {
+            sent.push(format!("{} {}", r.code, r.lines.join(" ")));
+            Ok(())
+        };
+        let mut out = Ordered::new(&job, "test", &run, &mut sink);
+        // A store reporting out of order, once twice, and never for the first recipient.
+        assert!(out.report(2, Err(DeliveryError::over_quota(false))));
+        assert!(out.report(1, Ok(())));
+        assert!(out.report(1, Err(DeliveryError::local_error())));
+        assert!(out.finish().is_ok());
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert!(sent[0].starts_with("451"), "{sent:?}");
+        assert!(
+            sent[1].starts_with("250") && sent[1].contains("<b@x>"),
+            "{sent:?}"
+        );
+        assert!(sent[2].starts_with("452"), "{sent:?}");
+    }
+
+    #[test]
+    fn a_lost_connection_tells_the_store_to_stop() {
+        let cfg = Config::default();
+        let dir = Directory::parse("", "u", &cfg).expect("users");
+        let stores = Stores::open(&cfg, &dir, None).expect("stores");
+        let env = Envelope::default();
+        let body = MemoryBody::default();
+        let job = Job {
+            stores: &stores,
+            hostname: "h",
+            conn: 1,
+            env: &env,
+            body: &body,
+        };
+        let run = vec![rcpt("a@x"), rcpt("b@x")];
+        let mut sink = |_: Reply| -> Result<(), &'static str> { Err("gone") };
+        let mut out = Ordered::new(&job, "test", &run, &mut sink);
+        assert!(!out.report(0, Ok(())), "store must stop");
+        assert_eq!(out.finish(), Err("gone"));
+    }
 }

@@ -237,6 +237,7 @@ impl MailStore for SqliteStore {
             if let Some(slot) = results.get_mut(i) {
                 *slot = Some(r);
             }
+            true
         });
         let mut results = results.into_iter();
         Outcomes::from_fn(rcpts, |_| {
@@ -253,18 +254,18 @@ impl MailStore for SqliteStore {
         &self,
         msg: &Message<'_>,
         rcpts: &[Recipient],
-        report: &mut dyn FnMut(usize, Result<(), DeliveryError>),
+        report: &mut dyn FnMut(usize, Result<(), DeliveryError>) -> bool,
     ) {
         let meta = match headers::extract(msg.body) {
             Ok(meta) => meta,
             Err(err) => {
                 log::warn!("sqlite: cannot read the spooled body: {err}");
                 for i in 0..rcpts.len() {
-                    report(
-                        i,
-                        Err(DeliveryError::from_io(&err, self.cfg.quota_permfail)
-                            .with_source(format_args!("read spooled body: {err}"))),
-                    );
+                    let e = DeliveryError::from_io(&err, self.cfg.quota_permfail)
+                        .with_source(format_args!("read spooled body: {err}"));
+                    if !report(i, Err(e)) {
+                        break;
+                    }
                 }
                 return;
             }
@@ -298,7 +299,9 @@ impl MailStore for SqliteStore {
                 }
                 Err(failure) => Err(self.fail(rcpt, "delivery failed", failure)),
             };
-            report(i, result);
+            if !report(i, result) {
+                return;
+            }
         }
     }
 }

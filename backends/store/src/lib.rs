@@ -352,13 +352,15 @@ pub trait MailStore: Send + Sync {
     /// Like [`MailStore::deliver`], but reports each recipient's outcome through `report`
     /// (with its index in `rcpts`, in order, exactly once each) as soon as it is known, so
     /// the server can write and flush that recipient's reply before the next one is stored
-    /// (RFC 2033 §5). The default stores one recipient per `deliver` call; a store that
-    /// shares work across recipients (one SQLite body row per transaction) overrides it.
+    /// (RFC 2033 §5). `report` returns false when the client is gone: the store should then
+    /// stop, since nobody would learn of the remaining copies (they would be delivered twice
+    /// on retry). The default stores one recipient per `deliver` call; a store that shares
+    /// work across recipients (one SQLite body row per transaction) overrides it.
     fn deliver_each(
         &self,
         msg: &Message<'_>,
         rcpts: &[Recipient],
-        report: &mut dyn FnMut(usize, Result<(), DeliveryError>),
+        report: &mut dyn FnMut(usize, Result<(), DeliveryError>) -> bool,
     ) {
         for (i, rcpt) in rcpts.iter().enumerate() {
             let result = self
@@ -368,7 +370,9 @@ pub trait MailStore: Send + Sync {
                 .unwrap_or_else(|| {
                     Err(DeliveryError::local_error().with_source("store returned no outcome"))
                 });
-            report(i, result);
+            if !report(i, result) {
+                return;
+            }
         }
     }
 }
