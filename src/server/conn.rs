@@ -159,10 +159,15 @@ fn end_reason(e: &io::Error) -> String {
 pub fn serve(ctx: &Context, mut conn: Conn) {
     log::debug!("conn={} connect from {}", conn.id, conn.peer_text());
     let started = Instant::now();
-    if let Err(e) = conn.stream.set_read_timeout(Some(TICK)).and_then(|_| {
-        conn.stream
-            .set_write_timeout(Some(ctx.live().config.timeout))
-    }) {
+    // Limits and the idle timeout are fixed for the session when it starts; users, stores
+    // and paths are looked up per transaction, so a SIGHUP reaches open sessions too.
+    let live = ctx.live();
+    let timeout = live.config.timeout;
+    if let Err(e) = conn
+        .stream
+        .set_read_timeout(Some(TICK))
+        .and_then(|_| conn.stream.set_write_timeout(Some(timeout)))
+    {
         log::warn!("conn={}: cannot set timeouts: {e}", conn.id);
         return;
     }
@@ -170,7 +175,8 @@ pub fn serve(ctx: &Context, mut conn: Conn) {
         ctx,
         conn_id: conn.id,
         peer: conn.peer,
-        session: Session::new(ctx.live().session.clone()),
+        timeout,
+        session: Session::new(live.session.clone()),
         spool: None,
         spool_error: None,
         tx_seq: 0,
@@ -188,6 +194,8 @@ struct Driver<'c> {
     ctx: &'c Context,
     conn_id: u64,
     peer: Option<IpAddr>,
+    /// Idle timeout of this session.
+    timeout: Duration,
     session: Session<Resolved>,
     spool: Option<Spool>,
     spool_error: Option<io::Error>,
@@ -219,7 +227,7 @@ impl Driver<'_> {
             if self.ctx.shutdown.is_triggered() && self.session.shutdown() {
                 continue;
             }
-            let timeout = self.ctx.live().config.timeout;
+            let timeout = self.timeout;
             if last_progress.elapsed() >= timeout {
                 log::info!("conn={} timeout: no progress for {timeout:?}", self.conn_id);
                 self.session.timeout();
