@@ -1,12 +1,13 @@
-//! One recipient's delivery: a `BEGIN IMMEDIATE` transaction that checks the quota, creates
-//! the mailbox row if needed, stores the shared body (once per `deliver` call) by incremental
-//! BLOB I/O, inserts the delivery row and bumps `next_uid`, then commits.
+//! One recipient's delivery, run inside its savepoint of the group transaction
+//! (`group.rs`): checks the quota, creates the mailbox row if needed, stores the shared body
+//! (once per `deliver` call) by incremental BLOB I/O, inserts the delivery row and bumps
+//! `next_uid`.
 
 use std::io::{self, Read, Write};
 
 use lmtpd_store::{DetailMailbox, Message, Recipient};
 use rusqlite::blob::ZeroBlob;
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior, MAIN_DB};
+use rusqlite::{params, Connection, OptionalExtension, MAIN_DB};
 
 use crate::error::Failure;
 use crate::headers::Meta;
@@ -31,7 +32,7 @@ pub(crate) struct Shared<'m> {
     pub(crate) meta: Meta,
     /// Unix time of the `deliver` call (`messages.received`).
     pub(crate) received: i64,
-    /// The committed `messages` row of this call, once a recipient's transaction stored it.
+    /// The `messages` row of this call, once a recipient's step stored it.
     pub(crate) body_row: Option<i64>,
 }
 
@@ -39,20 +40,18 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Stores `rcpt`'s copy in one transaction on `conn`; the body row is inserted by the
-/// first recipient whose transaction gets that far (and commits with it), so no recipient's
-/// failure can leave an orphan body. Returns after COMMIT.
-pub(crate) fn deliver_one(
-    conn: &mut rusqlite::Connection,
+/// Stores `rcpt`'s copy on `tx`, which is inside the recipient's savepoint of an open
+/// transaction; the body row is inserted by the first recipient whose step gets that far
+/// (and is rolled back with that step), so no recipient's failure can leave an orphan body.
+/// The copy is durable only once the group transaction commits.
+pub(crate) fn stage_one(
+    tx: &Connection,
     shared: &mut Shared<'_>,
     rcpt: &Recipient,
     detail_mailbox: DetailMailbox,
     now: i64,
 ) -> Result<Stored, Failure> {
     let size = shared.msg.copy_size(rcpt);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(Failure::sql("begin delivery transaction"))?;
 
     let row: Option<(i64, i64, i64, i64)> = tx
         .query_row(
@@ -84,11 +83,11 @@ pub(crate) fn deliver_one(
             (tx.last_insert_rowid(), 1)
         }
     };
-    let folder = resolve_folder(&tx, mailbox, rcpt.detail.as_deref(), detail_mailbox, now)?;
+    let folder = resolve_folder(tx, mailbox, rcpt.detail.as_deref(), detail_mailbox, now)?;
 
     let message = match shared.body_row {
-        Some(id) if body_exists(&tx, id)? => id,
-        _ => insert_body(&tx, shared)?,
+        Some(id) if body_exists(tx, id)? => id,
+        _ => insert_body(tx, shared)?,
     };
 
     tx.execute(
@@ -118,7 +117,6 @@ pub(crate) fn deliver_one(
         ],
     )
     .map_err(Failure::sql("update mailbox"))?;
-    tx.commit().map_err(Failure::sql("commit delivery"))?;
     shared.body_row = Some(message);
     Ok(Stored {
         uid,
@@ -131,7 +129,7 @@ pub(crate) fn deliver_one(
 /// detail's folder with `Create` (recording it in `folders`), or with `Yes` when the folder
 /// already exists (a `folders` row or any delivery in it), else INBOX.
 fn resolve_folder(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     mailbox: i64,
     detail: Option<&str>,
     mode: DetailMailbox,
@@ -169,7 +167,7 @@ fn resolve_folder(
 
 /// True when the body row stored by an earlier recipient of this call is still there (a
 /// client may have expunged that recipient's copy in between, which removes the body).
-fn body_exists(tx: &Transaction<'_>, id: i64) -> Result<bool, Failure> {
+fn body_exists(tx: &Connection, id: i64) -> Result<bool, Failure> {
     tx.query_row("SELECT 1 FROM messages WHERE id = ?1", [id], |_| Ok(()))
         .optional()
         .map(|found| found.is_some())
@@ -178,7 +176,7 @@ fn body_exists(tx: &Transaction<'_>, id: i64) -> Result<bool, Failure> {
 
 /// Inserts the `messages` row with a zero-filled BLOB of the body's size and streams the
 /// spooled body into it through a fixed buffer.
-fn insert_body(tx: &Transaction<'_>, shared: &Shared<'_>) -> Result<i64, Failure> {
+fn insert_body(tx: &Connection, shared: &Shared<'_>) -> Result<i64, Failure> {
     let body = shared.msg.body;
     let len = body.len();
     let blob_len = i32::try_from(len)

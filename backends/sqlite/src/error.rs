@@ -32,6 +32,8 @@ pub(crate) enum Failure {
     TooBig(String),
     /// Any other local problem (the spool changed size, a value out of range).
     Local(String),
+    /// The group transaction this copy was staged in did not commit.
+    Group(crate::group::GroupFailure),
 }
 
 /// How an SQLite error is answered.
@@ -85,6 +87,7 @@ impl Failure {
             Failure::Pool(_) | Failure::Local(_) => DeliveryError::local_error(),
             Failure::OverQuota(_) => DeliveryError::over_quota(quota_permfail),
             Failure::TooBig(_) => message_too_big(),
+            Failure::Group(g) => by_class(g.class),
         };
         base.with_source(self)
     }
@@ -117,6 +120,7 @@ impl fmt::Display for Failure {
             | Failure::OverQuota(why)
             | Failure::TooBig(why)
             | Failure::Local(why) => f.write_str(why),
+            Failure::Group(g) => f.write_str(&g.text),
         }
     }
 }

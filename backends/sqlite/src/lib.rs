@@ -7,20 +7,25 @@
 //! `PRAGMA user_version`; a database newer than the binary is refused.
 //!
 //! Durability: every pooled connection runs with `journal_mode=WAL`, `synchronous=FULL`,
-//! `foreign_keys=ON` and a busy timeout. Each recipient's copy is one `BEGIN IMMEDIATE`
-//! transaction (quota check, mailbox row, delivery row, counters) that is committed before
-//! its `Ok` is returned; a failing recipient rolls back only its own rows. The body is stored
-//! once per [`MailStore::deliver`] call, in the first recipient's transaction that gets that
-//! far, streamed into the BLOB with incremental BLOB I/O.
+//! `foreign_keys=ON` and a busy timeout. Deliveries are written by one writer connection
+//! with group commit (`group`): each recipient's copy (quota check, mailbox row, delivery
+//! row, counters) is one `SAVEPOINT` inside a shared `BEGIN IMMEDIATE` transaction, a failing
+//! recipient rolls back only its own savepoint, and one `COMMIT` (one WAL fsync) makes every
+//! copy staged by concurrent deliveries durable before any of their `Ok`s is returned. The
+//! body is stored once per [`MailStore::deliver`] call, in the first recipient's step that
+//! gets that far, streamed into the BLOB with incremental BLOB I/O. The pool serves reads
+//! (the RCPT-time quota check).
 //!
 //! Layout of this crate: `conn` (opening and pragmas), `migrate` (migrations, schema status),
-//! `headers` (Message-ID / Subject), `deliver` (one recipient's transaction), `export`
+//! `headers` (Message-ID / Subject), `group` (group commit), `deliver` (one recipient's
+//! step), `export`
 //! (mbox / .eml), `error` (internal failure → [`DeliveryError`]).
 
 mod conn;
 mod deliver;
 mod error;
 mod export;
+mod group;
 mod headers;
 mod migrate;
 
@@ -39,6 +44,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::deliver::Shared;
 use crate::error::Failure;
+use crate::group::Writer;
 
 pub use crate::export::{export, ExportFormat};
 pub use crate::migrate::schema_status;
@@ -54,7 +60,8 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SqliteConfig {
     /// The database file (created with mode 0600 when missing).
     pub path: PathBuf,
-    /// Number of pooled connections (the worker count).
+    /// Number of pooled connections for reads (the worker count); deliveries are written by
+    /// one more, the group-commit writer.
     pub pool_size: u32,
     /// How long a connection waits for a lock before the delivery fails with 451 4.3.0
     /// (also how long a delivery waits for a free pooled connection).
@@ -81,11 +88,12 @@ impl SqliteConfig {
     }
 }
 
-/// The SQLite backend: a pool of connections to one database. `Send + Sync`; concurrent
-/// deliveries use separate connections and meet only at SQLite's single-writer lock.
+/// The SQLite backend: one writer connection with group commit and a pool of connections
+/// for reads, all to one database. `Send + Sync`.
 pub struct SqliteStore {
     cfg: SqliteConfig,
     pool: r2d2::Pool<SqliteConnectionManager>,
+    writer: Writer,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -153,12 +161,10 @@ impl SqliteStore {
         let path = cfg.path.clone();
         create_file(&path)?;
         let busy = cfg.busy_timeout;
-        {
-            let mut setup = Connection::open_with_flags(&path, conn::rw_flags())
-                .map_err(|err| format!("{}: cannot open: {err}", path.display()))?;
-            conn::init(&mut setup, busy).map_err(|err| format!("{}: {err}", path.display()))?;
-            migrate::migrate(&mut setup, &path)?;
-        }
+        let mut setup = Connection::open_with_flags(&path, conn::rw_flags())
+            .map_err(|err| format!("{}: cannot open: {err}", path.display()))?;
+        conn::init(&mut setup, busy).map_err(|err| format!("{}: {err}", path.display()))?;
+        migrate::migrate(&mut setup, &path)?;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(conn::rw_flags())
             .with_init(move |c| conn::init(c, busy));
@@ -167,7 +173,11 @@ impl SqliteStore {
             .connection_timeout(busy.max(Duration::from_secs(1)))
             .build(manager)
             .map_err(|err| format!("{}: cannot build connection pool: {err}", path.display()))?;
-        Ok(SqliteStore { cfg, pool })
+        Ok(SqliteStore {
+            cfg,
+            pool,
+            writer: Writer::new(setup),
+        })
     }
 
     /// The configuration this store was built with.
@@ -227,9 +237,10 @@ impl MailStore for SqliteStore {
             .map_err(|failure| self.fail(rcpt, "check", failure))
     }
 
-    /// One transaction per recipient, committed before its `Ok`. The body is inserted once
-    /// per call (in the first recipient's transaction that reaches it); separate calls for
-    /// the same message store separate bodies.
+    /// Every recipient in its own savepoint of the group transaction, all `Ok`s after the
+    /// `COMMIT` that contains them. The body is inserted once per call (by the first
+    /// recipient that gets that far); separate calls for the same message store separate
+    /// bodies.
     fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes {
         let mut results: Vec<Option<Result<(), DeliveryError>>> =
             rcpts.iter().map(|_| None).collect();
@@ -247,9 +258,9 @@ impl MailStore for SqliteStore {
         })
     }
 
-    /// One body row for all of `rcpts` (stored in the first recipient transaction that gets
-    /// that far), one committed transaction per recipient, each outcome reported right
-    /// after its commit so the server can flush that reply at once.
+    /// One body row for all of `rcpts`, every recipient staged in its own savepoint of the
+    /// shared group transaction; the outcomes are reported once the `COMMIT` covering them
+    /// returned (successes) or at once (failures of a single recipient).
     fn deliver_each(
         &self,
         msg: &Message<'_>,
@@ -276,17 +287,26 @@ impl MailStore for SqliteStore {
             received: unix_now(),
             body_row: None,
         };
-        for (i, rcpt) in rcpts.iter().enumerate() {
-            let stored = self.conn().and_then(|mut conn| {
-                deliver::deliver_one(
-                    &mut conn,
-                    &mut shared,
-                    rcpt,
-                    self.cfg.detail_mailbox,
-                    unix_now(),
-                )
-            });
-            let result = match stored {
+        let mode = self.cfg.detail_mailbox;
+        let staged = self.writer.stage(rcpts, |conn, rcpt| {
+            deliver::stage_one(conn, &mut shared, rcpt, mode, unix_now())
+        });
+        // Every staged copy's epoch is waited for (and so committed) before anything is
+        // reported, even if the client is gone: an open transaction must never be left
+        // behind holding the write lock.
+        let results: Vec<Result<deliver::Stored, Failure>> = staged
+            .into_iter()
+            .map(|(result, epoch)| match (result, epoch) {
+                (Ok(stored), Some(epoch)) => self
+                    .writer
+                    .wait(&epoch)
+                    .map(|()| stored)
+                    .map_err(Failure::Group),
+                (result, _) => result,
+            })
+            .collect();
+        for (i, (rcpt, result)) in rcpts.iter().zip(results).enumerate() {
+            let result = match result {
                 Ok(s) => {
                     log::debug!(
                         "sqlite: {}: stored uid {} in {} (message {})",

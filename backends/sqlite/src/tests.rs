@@ -18,6 +18,7 @@ use lmtpd_store::{
 use rusqlite::Connection;
 use tempfile::TempDir;
 
+use crate::error::Failure;
 use crate::export::{asctime, from_line, MboxrdWriter};
 use crate::headers::{self, Meta};
 use crate::migrate::{self, MIGRATIONS};
@@ -389,8 +390,7 @@ fn pragmas_are_set_on_every_pooled_connection() {
         ..config(&db)
     })
     .unwrap();
-    let conns: Vec<_> = (0..3).map(|_| st.pool.get().unwrap()).collect();
-    for c in &conns {
+    let check = |c: &Connection| {
         let q = |p: &str| -> String {
             c.query_row(&format!("PRAGMA {p}"), [], |r| {
                 r.get::<_, rusqlite::types::Value>(0)
@@ -402,7 +402,12 @@ fn pragmas_are_set_on_every_pooled_connection() {
         assert_eq!(q("synchronous"), "Integer(2)"); // FULL
         assert_eq!(q("foreign_keys"), "Integer(1)");
         assert_eq!(q("busy_timeout"), "Integer(1234)");
+    };
+    let conns: Vec<_> = (0..3).map(|_| st.pool.get().unwrap()).collect();
+    for c in &conns {
+        check(c);
     }
+    st.writer.with_conn(check);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -769,6 +774,148 @@ fn concurrent_deliveries_8_threads_x_50_on_one_db() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Group commit
+
+/// A step that inserts one mailbox row named `name`, then fails when `fail` is set.
+fn insert_mailbox(conn: &Connection, name: &str, fail: bool) -> Result<(), Failure> {
+    conn.execute(
+        "INSERT INTO mailboxes (address, created) VALUES (?1, 0)",
+        [name],
+    )
+    .map_err(Failure::sql("insert"))?;
+    if fail {
+        return Err(Failure::Local("step failed after its insert".into()));
+    }
+    Ok(())
+}
+
+fn mailbox_names(db: &Path) -> Vec<String> {
+    let c = raw(db);
+    let mut stmt = c
+        .prepare("SELECT address FROM mailboxes ORDER BY address")
+        .unwrap();
+    let names = stmt.query_map([], |r| r.get(0)).unwrap();
+    names.map(Result::unwrap).collect()
+}
+
+#[test]
+fn group_commit_two_deliveries_share_one_commit_and_nothing_is_visible_before_it() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open(&db);
+    let w = &st.writer;
+    // Two deliveries stage before either waits: both land in one transaction.
+    let mut a = w.stage(["a"], |c, n| insert_mailbox(c, n, false));
+    let mut b = w.stage(["b"], |c, n| insert_mailbox(c, n, false));
+    let (ra, ea) = a.pop().unwrap();
+    let (rb, eb) = b.pop().unwrap();
+    assert!(ra.is_ok() && rb.is_ok());
+    let (ea, eb) = (ea.unwrap(), eb.unwrap());
+    assert!(Arc::ptr_eq(&ea, &eb), "one group transaction");
+    assert!(mailbox_names(&db).is_empty(), "staged rows are not visible");
+    assert_eq!(w.commits(), 0);
+    w.wait(&ea).unwrap();
+    assert_eq!(w.commits(), 1);
+    assert_eq!(mailbox_names(&db), ["a", "b"]);
+    // The second waiter finds its epoch committed by the first: no second COMMIT.
+    w.wait(&eb).unwrap();
+    assert_eq!(w.commits(), 1);
+    // The next delivery opens a new transaction.
+    let (r, e) = w
+        .stage(["c"], |c, n| insert_mailbox(c, n, false))
+        .pop()
+        .unwrap();
+    assert!(r.is_ok());
+    assert!(!Arc::ptr_eq(e.as_ref().unwrap(), &ea));
+    w.wait(e.as_ref().unwrap()).unwrap();
+    assert_eq!(w.commits(), 2);
+}
+
+#[test]
+fn group_commit_a_failing_step_rolls_back_only_its_own_savepoint() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open(&db);
+    let w = &st.writer;
+    let out = w.stage([("a", false), ("bad", true), ("c", false)], |c, (n, f)| {
+        insert_mailbox(c, n, f)
+    });
+    let other = w.stage(["d"], |c, n| insert_mailbox(c, n, false));
+    assert!(out[0].0.is_ok() && out[2].0.is_ok());
+    assert!(out[1].0.is_err());
+    assert!(out[1].1.is_none(), "a failed step has nothing to wait for");
+    for (r, e) in out.iter().chain(other.iter()) {
+        if r.is_ok() {
+            w.wait(e.as_ref().unwrap()).unwrap();
+        }
+    }
+    assert_eq!(mailbox_names(&db), ["a", "c", "d"]);
+    assert_eq!(w.commits(), 1);
+}
+
+#[test]
+fn group_commit_a_transaction_lost_mid_group_fails_everything_staged_in_it() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open(&db);
+    let w = &st.writer;
+    let first = w.stage(["a"], |c, n| insert_mailbox(c, n, false));
+    // A step whose error made SQLite roll the whole transaction back (as after SQLITE_FULL
+    // or an I/O error); simulated with an explicit ROLLBACK.
+    let lost = w.stage(["x"], |c, _| {
+        c.execute_batch("ROLLBACK").unwrap();
+        Err::<(), _>(Failure::Local("disk error".into()))
+    });
+    let after = w.stage(["b"], |c, n| insert_mailbox(c, n, false));
+    assert!(lost[0].0.is_err());
+    let (r, e) = &first[0];
+    assert!(r.is_ok(), "the step itself succeeded");
+    let err = w.wait(e.as_ref().unwrap()).unwrap_err();
+    assert!(err.text.contains("rolled back"), "{err:?}");
+    let (r, e) = &after[0];
+    assert!(r.is_ok());
+    w.wait(e.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        mailbox_names(&db),
+        ["b"],
+        "only the later transaction committed"
+    );
+    // Through the store, such a failure is a temporary 451 4.3.0.
+    let d = Failure::Group(err).into_delivery(false);
+    assert_eq!((d.code, d.enhanced), (451, Enhanced(4, 3, 0)));
+}
+
+#[test]
+fn group_commit_concurrent_deliveries_share_commits() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = Arc::new(open(&db));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let st = Arc::clone(&st);
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let who = ["alice", "bob", "carol"][(t + i) % 3];
+                    let out = deliver(&st, &[rcpt(who), rcpt("dave")]);
+                    assert!(out.iter().all(Result::is_ok), "{out:?}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM deliveries"), 400);
+    assert_eq!(count(&db, "SELECT count(*) FROM messages"), 200);
+    let commits = st.writer.commits();
+    assert!(
+        (1..=200).contains(&commits),
+        "at most one COMMIT per delivery call, got {commits}"
+    );
+    assert_integrity(&db);
+}
+
+// ---------------------------------------------------------------------------------------
 // Errors
 
 #[test]
@@ -807,16 +954,17 @@ fn sqlite_full_gives_452_4_3_1_and_leaves_no_rows() {
     })
     .unwrap();
     {
-        // Cap the single pooled connection's database size: the next big insert fails
-        // with SQLITE_FULL exactly as a full disk would.
-        let c = st.pool.get().unwrap();
-        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-        c.query_row(
-            &format!("PRAGMA max_page_count = {}", pages + 4),
-            [],
-            |_| Ok(()),
-        )
-        .unwrap();
+        // Cap the writer connection's database size: the next big insert fails with
+        // SQLITE_FULL exactly as a full disk would.
+        st.writer.with_conn(|c| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+            c.query_row(
+                &format!("PRAGMA max_page_count = {}", pages + 4),
+                [],
+                |_| Ok(()),
+            )
+            .unwrap();
+        });
     }
     let big = vec![b'a'; 1 << 20];
     let out = deliver_body(&st, &big, &[rcpt("alice"), rcpt("bob")]);
