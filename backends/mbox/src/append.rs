@@ -1,6 +1,7 @@
 //! Appending one copy to a locked mailbox: note the end offset, write the separator and the
-//! filtered copy there, fsync; on any failure truncate back to the noted offset (and fsync)
-//! before the caller unlocks.
+//! filtered copy there; on any failure truncate back to the noted offset (and fsync) before
+//! the caller unlocks. The fsync that makes the copy durable is [`sync`], run once for a
+//! whole batch of copies appended under the same locks.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -76,12 +77,12 @@ fn write_copy(
         filter.feed(&buf[..n]).map_err(write_err)?;
     }
     let (_, written) = filter.finish().map_err(write_err)?;
-    file.sync_all().map_err(io_at("fsync", path))?;
     Ok(written)
 }
 
-/// Appends `rcpt`'s copy of `msg` to the locked, open mailbox `file` at `path` and makes it
-/// durable. On failure the mailbox is truncated back to its previous size and fsynced.
+/// Appends `rcpt`'s copy of `msg` to the locked, open mailbox `file` at `path`, not yet
+/// durable: [`sync`] must follow before the copy counts as delivered. On failure the mailbox
+/// is truncated back to its previous size and fsynced.
 pub(crate) fn append(
     file: &File,
     path: &Path,
@@ -94,6 +95,18 @@ pub(crate) fn append(
         Err(failure) => {
             rollback(file, start, path);
             Err(failure)
+        }
+    }
+}
+
+/// Makes every copy appended since the mailbox had `start` bytes durable; if the fsync
+/// fails, truncates back to `start` (removing all of them) and reports the error.
+pub(crate) fn sync(file: &File, start: u64, path: &Path) -> Result<(), Failure> {
+    match file.sync_all() {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            rollback(file, start, path);
+            Err(io_at("fsync", path)(err))
         }
     }
 }

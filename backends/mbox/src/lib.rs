@@ -12,7 +12,11 @@
 //! mailbox, then opens the file (refusing unsafe ones), takes the configured file locks
 //! (`fcntl`, `flock`, `dotlock`, in order), appends at the end it noted, fsyncs, and on any
 //! failure truncates back to that end before unlocking. The whole wait is bounded by
-//! [`MboxConfig::lock_timeout`].
+//! [`MboxConfig::lock_timeout`]. When other threads are queued for the same mailbox by then,
+//! the delivery leads a batch: it keeps the locks, lets each of them append its copy in turn,
+//! then fsyncs once for all and unlocks; nobody's `Ok` comes before that fsync, a failed
+//! fsync truncates the whole batch away (every member fails), and a member whose own append
+//! fails is truncated back alone.
 //!
 //! Replies: lock timeout `450 4.2.0`; a mailbox that is a symlink, has a link count other
 //! than 1, is not a regular file, or was swapped between `lstat` and `open` `550 5.2.0`;
@@ -39,6 +43,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use lmtpd_store::{DeliveryError, MailStore, Message, Outcomes, Recipient};
@@ -52,6 +57,10 @@ pub use lmtpd_store::DetailMailbox;
 /// A dotlock whose ctime is older than this is stale and removed (sendmail mail.local,
 /// liblockfile: 5 minutes).
 pub const DOTLOCK_STALE: Duration = Duration::from_secs(300);
+
+/// How long a batch leader waits to get back to the front of the in-process queue (behind
+/// the copies it took on, each one append); far more than that ever takes.
+const BATCH_WAIT: Duration = Duration::from_secs(600);
 
 /// Default [`MboxConfig::lock_timeout`].
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -226,9 +235,13 @@ impl MboxStore {
             return count;
         }
         let key = mailbox::queue_key(target);
-        let Some(_turn) = lock::queue(&key, Instant::now()) else {
+        let Some(turn) = lock::queue(&key, Instant::now()) else {
             return 0;
         };
+        if turn.batch().is_some() {
+            // A batch leader holds the locks on an open descriptor between turns.
+            return 0;
+        }
         let counted = (|| {
             let file = OpenOptions::new()
                 .read(true)
@@ -253,14 +266,28 @@ impl MboxStore {
         let deadline = Instant::now() + self.cfg.lock_timeout;
         mailbox::ensure_parent(&target)?;
         let key = mailbox::queue_key(&target);
-        let _turn = lock::queue(&key, deadline).ok_or_else(|| {
+        let busy = || {
             Failure::Busy(format!(
                 "other deliveries to {} in this process took longer than the lock timeout",
                 target.display()
             ))
-        })?;
+        };
+        let turn = lock::queue(&key, deadline).ok_or_else(busy)?;
+        if let Some(batch) = turn.batch() {
+            // A leader holds the locks: append under them and share its fsync. Our handle on
+            // the file is gone before the turn passes on (see `Batch::file`).
+            let file = batch.file().ok_or_else(|| {
+                Failure::Local(format!("batch on {} already closed", target.display()))
+            })?;
+            let appended = self.append_locked(&file, &target, msg, rcpt);
+            drop(file);
+            drop(turn);
+            let done = appended?;
+            batch.wait().map_err(Failure::Local)?;
+            return Ok(describe(&done, &target, " (batched)"));
+        }
         loop {
-            let file = mailbox::open(&target)?;
+            let file = Arc::new(mailbox::open(&target)?);
             let held = lock::acquire(&file, &target, &self.cfg.locks, deadline, self.stale_after)?;
             if !mailbox::still_current(&file, &target)? {
                 drop(held);
@@ -276,26 +303,69 @@ impl MboxStore {
                 );
                 continue;
             }
-            let count = if rcpt.quota.is_limited() {
-                Some(self.check_quota(&file, &target, msg, rcpt)?)
-            } else {
-                None
-            };
-            let done = append::append(&file, &target, msg, rcpt)?;
-            if let Some(count) = count {
-                match file.metadata() {
-                    Ok(meta) => quota::store(&target, &meta, count + 1),
-                    Err(err) => log::warn!("mbox: fstat {}: {err}", target.display()),
-                }
+            let done = self.append_locked(&file, &target, msg, rcpt)?;
+            if !turn.others_waiting() {
+                append::sync(&file, done.start, &target)?;
+                drop(held);
+                return Ok(describe(&done, &target, ""));
             }
+            // Lead a batch: the threads queued now append under our locks, then we fsync
+            // once for all of them. We queue behind them without a deadline: each of them
+            // only appends one copy.
+            let batch = lock::Batch::new(Arc::clone(&file));
+            turn.open_batch(Arc::clone(&batch));
+            let again = lock::queue(&key, Instant::now() + BATCH_WAIT);
+            if let Some(turn) = &again {
+                turn.close_batch();
+            }
+            let synced = match &again {
+                Some(_) => append::sync(&file, done.start, &target),
+                None => Err(Failure::Local(format!(
+                    "batch on {} did not finish in time",
+                    target.display()
+                ))),
+            };
+            if again.is_none() {
+                log::error!(
+                    "mbox: a batch on {} did not get back its turn in {} s; its copies are \
+                     not known to be durable",
+                    target.display(),
+                    BATCH_WAIT.as_secs()
+                );
+            }
+            // Unlock and close our descriptor (the only one left) before the turn passes.
             drop(held);
-            return Ok(format!(
-                "{} bytes at offset {} of {}",
-                done.bytes,
-                done.start,
-                target.display()
-            ));
+            batch.forget_file();
+            drop(file);
+            batch.finish(synced.as_ref().map(|_| ()).map_err(ToString::to_string));
+            drop(again);
+            synced?;
+            return Ok(describe(&done, &target, ""));
         }
+    }
+
+    /// With `file` open and locked: checks the quota, appends the copy (not yet durable)
+    /// and updates the cached message count.
+    fn append_locked(
+        &self,
+        file: &fs::File,
+        target: &Path,
+        msg: &Message<'_>,
+        rcpt: &Recipient,
+    ) -> Result<append::Appended, Failure> {
+        let count = if rcpt.quota.is_limited() {
+            Some(self.check_quota(file, target, msg, rcpt)?)
+        } else {
+            None
+        };
+        let done = append::append(file, target, msg, rcpt)?;
+        if let Some(count) = count {
+            match file.metadata() {
+                Ok(meta) => quota::store(target, &meta, count + 1),
+                Err(err) => log::warn!("mbox: fstat {}: {err}", target.display()),
+            }
+        }
+        Ok(done)
     }
 
     /// With the mailbox locked: refuses the copy when it would exceed the quota, else
@@ -329,6 +399,16 @@ impl MboxStore {
         }
         Ok(count)
     }
+}
+
+/// The log text of a stored copy.
+fn describe(done: &append::Appended, target: &Path, how: &str) -> String {
+    format!(
+        "{} bytes at offset {} of {}{how}",
+        done.bytes,
+        done.start,
+        target.display()
+    )
 }
 
 /// True when two fstat results describe the same unchanged file.

@@ -54,6 +54,60 @@ struct GateState {
     held: bool,
     next: u64,
     queue: VecDeque<u64>,
+    /// A batch whose leader holds the mailbox's file locks and still accepts copies.
+    batch: Option<Arc<Batch>>,
+}
+
+/// Copies appended, not yet fsynced, to a mailbox whose file locks a leading delivery holds.
+/// The threads queued behind the leader append their copies to the same open file in turn
+/// and wait; the leader queues once more behind them, then fsyncs once for all of them
+/// (truncating all of them away again if that fails), unlocks and publishes the outcome.
+pub(crate) struct Batch {
+    /// The open, locked mailbox; taken away by the leader before it passes its turn on, so
+    /// that the descriptor is closed while this process still holds the locks (closing any
+    /// descriptor of a file drops the process's `fcntl` locks on it).
+    file: Mutex<Option<Arc<File>>>,
+    result: Mutex<Option<Result<(), String>>>,
+    done: Condvar,
+}
+
+impl Batch {
+    /// A batch on the open, locked mailbox `file`.
+    pub(crate) fn new(file: Arc<File>) -> Arc<Batch> {
+        Arc::new(Batch {
+            file: Mutex::new(Some(file)),
+            result: Mutex::new(None),
+            done: Condvar::new(),
+        })
+    }
+
+    /// The open mailbox, for a member holding the turn (`None` once the leader closed it).
+    /// The member drops it before giving up its turn.
+    pub(crate) fn file(&self) -> Option<Arc<File>> {
+        lock(&self.file).clone()
+    }
+
+    /// The leader's last step before closing its own descriptor: no member can reach it.
+    pub(crate) fn forget_file(&self) {
+        lock(&self.file).take();
+    }
+
+    /// Publishes the outcome of the batch's fsync to every member.
+    pub(crate) fn finish(&self, result: Result<(), String>) {
+        *lock(&self.result) = Some(result);
+        self.done.notify_all();
+    }
+
+    /// Waits for the leader's fsync: `Ok` once every copy of the batch is durable.
+    pub(crate) fn wait(&self) -> Result<(), String> {
+        let mut r = lock(&self.result);
+        loop {
+            if let Some(result) = r.as_ref() {
+                return result.clone();
+            }
+            r = self.done.wait(r).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// Every mailbox some thread of this process is delivering to or waiting for. Process-wide
@@ -106,12 +160,43 @@ pub(crate) struct Turn {
     ticket: Ticket,
 }
 
+impl Turn {
+    /// The batch open on this mailbox, if a leader holds its locks and takes more copies.
+    pub(crate) fn batch(&self) -> Option<Arc<Batch>> {
+        lock(&self.ticket.gate().state).batch.clone()
+    }
+
+    /// True when other threads of this process are queued for this mailbox.
+    pub(crate) fn others_waiting(&self) -> bool {
+        !lock(&self.ticket.gate().state).queue.is_empty()
+    }
+
+    /// Opens `batch` for the threads queued behind and gives up this turn.
+    pub(crate) fn open_batch(self, batch: Arc<Batch>) {
+        lock(&self.ticket.gate().state).batch = Some(batch);
+        // Dropping self passes the turn on.
+    }
+
+    /// Closes the batch open on this mailbox (its leader, back at the front, is about to
+    /// fsync); later arrivals start a new one.
+    pub(crate) fn close_batch(&self) {
+        lock(&self.ticket.gate().state).batch = None;
+    }
+}
+
 impl Drop for Turn {
     fn drop(&mut self) {
         let gate = self.ticket.gate();
         lock(&gate.state).held = false;
         gate.cv.notify_all();
     }
+}
+
+/// Threads queued (not holding the turn) for the mailbox `key`, for tests.
+#[cfg(test)]
+pub(crate) fn waiting(key: &Path) -> usize {
+    let gate = lock(&GATES).get(key).cloned();
+    gate.map_or(0, |g| lock(&g.state).queue.len())
 }
 
 /// Waits (first come, first served) until no other thread of this process is delivering to

@@ -905,6 +905,100 @@ fn file_size_limit_failure_truncates_back_with_452() {
     assert_eq!(fs::read(&path).unwrap(), before);
 }
 
+/// A body whose first read blocks until the test lets it go, signalling when it started.
+struct GatedBody {
+    data: Vec<u8>,
+    started: Mutex<Option<mpsc::Sender<()>>>,
+    go: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Body for GatedBody {
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        if let Some(tx) = self.started.lock().unwrap().take() {
+            tx.send(()).unwrap();
+            self.go.lock().unwrap().recv().unwrap();
+        }
+        Ok(Box::new(io::Cursor::new(self.data.clone())))
+    }
+    fn lines(&self) -> u64 {
+        self.data.iter().filter(|&&b| b == b'\n').count() as u64
+    }
+}
+
+#[test]
+fn copies_queued_behind_a_delivery_share_its_locks_and_fsync() {
+    let dir = TempDir::new().unwrap();
+    let st = Arc::new(store(dir.path()));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let leader_body = GatedBody {
+        data: b"Subject: leader\n\nfirst\n".to_vec(),
+        started: Mutex::new(Some(started_tx)),
+        go: Mutex::new(go_rx),
+    };
+    let leader = {
+        let st = Arc::clone(&st);
+        std::thread::spawn(move || {
+            let env = env_from(Some("s@x.org"));
+            st.deliver_inner(&Message::new(&env, &leader_body), &rcpt("alice"))
+        })
+    };
+    // The leader holds the turn and the file locks, blocked inside its append.
+    started_rx.recv().unwrap();
+    let key = crate::mailbox::queue_key(&mbox(&dir, "alice"));
+    let followers: Vec<_> = (0..3)
+        .map(|i| {
+            let st = Arc::clone(&st);
+            std::thread::spawn(move || {
+                let env = env_from(Some("s@x.org"));
+                let body = MemoryBody(format!("Subject: f{i}\n\nFrom f{i}\n").into_bytes());
+                st.deliver_inner(&Message::new(&env, &body), &rcpt("alice"))
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    while lock::waiting(&key) < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "followers never queued"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    go_tx.send(()).unwrap();
+    let led = leader.join().unwrap().unwrap();
+    assert!(!led.contains("batched"), "{led}");
+    for f in followers {
+        let done = f.join().unwrap().unwrap();
+        assert!(
+            done.ends_with("(batched)"),
+            "appended under the leader's locks: {done}"
+        );
+    }
+    let msgs = parse(&fs::read(mbox(&dir, "alice")).unwrap());
+    assert_eq!(msgs.len(), 4);
+    let subjects: Vec<String> = msgs
+        .iter()
+        .map(|m| {
+            let text = String::from_utf8(unquote(&m.content)).unwrap();
+            text.lines().nth(2).unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(subjects[0], "Subject: leader");
+    let mut rest = subjects[1..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["Subject: f0", "Subject: f1", "Subject: f2"]);
+    assert!(
+        !lock::dotlock_path(&mbox(&dir, "alice")).exists(),
+        "unlocked"
+    );
+    // The mailbox is free again: a later delivery takes the locks itself.
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    assert_eq!(parse(&fs::read(mbox(&dir, "alice")).unwrap()).len(), 5);
+}
+
 #[test]
 fn eight_threads_fifty_deliveries_each_give_400_whole_messages() {
     let dir = TempDir::new().unwrap();
