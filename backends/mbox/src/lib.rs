@@ -313,6 +313,7 @@ impl MboxStore {
             // once for all of them. We queue behind them without a deadline: each of them
             // only appends one copy.
             let batch = lock::Batch::new(Arc::clone(&file));
+            let guard = lock::LeaderGuard(Arc::clone(&batch));
             turn.open_batch(Arc::clone(&batch));
             let again = lock::queue(&key, Instant::now() + BATCH_WAIT);
             if let Some(turn) = &again {
@@ -338,6 +339,7 @@ impl MboxStore {
             batch.forget_file();
             drop(file);
             batch.finish(synced.as_ref().map(|_| ()).map_err(ToString::to_string));
+            drop(guard);
             drop(again);
             synced?;
             return Ok(describe(&done, &target, ""));

@@ -92,9 +92,10 @@ impl Batch {
         lock(&self.file).take();
     }
 
-    /// Publishes the outcome of the batch's fsync to every member.
+    /// Publishes the outcome of the batch's fsync to every member (the first outcome
+    /// published stands).
     pub(crate) fn finish(&self, result: Result<(), String>) {
-        *lock(&self.result) = Some(result);
+        lock(&self.result).get_or_insert(result);
         self.done.notify_all();
     }
 
@@ -158,6 +159,17 @@ impl Drop for Ticket {
 /// This thread's turn at one mailbox; the next thread in line goes when it is dropped.
 pub(crate) struct Turn {
     ticket: Ticket,
+}
+
+/// Held by a batch leader: if it unwinds before publishing the outcome, the members are
+/// told their copies failed instead of waiting forever.
+pub(crate) struct LeaderGuard(pub(crate) Arc<Batch>);
+
+impl Drop for LeaderGuard {
+    fn drop(&mut self) {
+        self.0
+            .finish(Err("the delivery leading this batch failed".into()));
+    }
 }
 
 impl Turn {

@@ -124,9 +124,17 @@ impl Writer {
         let mut g = self.lock();
         self.arriving.fetch_sub(1, Ordering::SeqCst);
         let mut out = Vec::new();
+        // Once BEGIN failed (the write lock stayed busy past the timeout), the remaining
+        // items fail with the same error instead of waiting out the timeout again each.
+        let mut no_begin: Option<GroupFailure> = None;
         for item in items {
+            if let Some(failure) = &no_begin {
+                out.push((Err(Failure::Group(failure.clone())), None));
+                continue;
+            }
             if g.open.is_none() {
                 if let Err(err) = g.conn.execute_batch("BEGIN IMMEDIATE") {
+                    no_begin = Some(group_failure("begin delivery transaction", &err));
                     out.push((Err(Failure::sql("begin delivery transaction")(err)), None));
                     continue;
                 }

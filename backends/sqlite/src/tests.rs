@@ -942,6 +942,17 @@ fn busy_past_the_timeout_gives_451_4_3_0() {
     holder.execute_batch("ROLLBACK").unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM messages"), 0);
     assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+
+    // Several recipients wait out the timeout once, not once each.
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let t0 = std::time::Instant::now();
+    let out = deliver(&st, &[rcpt("a"), rcpt("b"), rcpt("c"), rcpt("d")]);
+    let waited = t0.elapsed();
+    for o in &out {
+        assert_eq!(code(o), Some((451, Enhanced(4, 3, 0))), "{o:?}");
+    }
+    assert!(waited < Duration::from_millis(700), "waited {waited:?}");
+    holder.execute_batch("ROLLBACK").unwrap();
 }
 
 #[test]
