@@ -310,15 +310,11 @@ impl MboxStore {
                 return Ok(describe(&done, &target, ""));
             }
             // Lead a batch: the threads queued now append under our locks, then we fsync
-            // once for all of them. We queue behind them without a deadline: each of them
-            // only appends one copy.
+            // once for all of them. We queue behind them with a generous deadline: each of
+            // them only appends one copy.
             let batch = lock::Batch::new(Arc::clone(&file));
             let guard = lock::LeaderGuard(Arc::clone(&batch));
-            turn.open_batch(Arc::clone(&batch));
-            let again = lock::queue(&key, Instant::now() + BATCH_WAIT);
-            if let Some(turn) = &again {
-                turn.close_batch();
-            }
+            let again = turn.lead_batch(Arc::clone(&batch), Instant::now() + BATCH_WAIT);
             let synced = match &again {
                 Some(_) => append::sync(&file, done.start, &target),
                 None => Err(Failure::Local(format!(

@@ -158,7 +158,8 @@ impl Drop for Ticket {
 
 /// This thread's turn at one mailbox; the next thread in line goes when it is dropped.
 pub(crate) struct Turn {
-    ticket: Ticket,
+    /// Always `Some` until [`Turn::lead_batch`] takes it over (then dropping does nothing).
+    ticket: Option<Ticket>,
 }
 
 /// Held by a batch leader: if it unwinds before publishing the outcome, the members are
@@ -173,34 +174,65 @@ impl Drop for LeaderGuard {
 }
 
 impl Turn {
+    fn gate(&self) -> &Gate {
+        match &self.ticket {
+            Some(ticket) => ticket.gate(),
+            None => unreachable!("a turn keeps its ticket until lead_batch consumes it"),
+        }
+    }
+
     /// The batch open on this mailbox, if a leader holds its locks and takes more copies.
     pub(crate) fn batch(&self) -> Option<Arc<Batch>> {
-        lock(&self.ticket.gate().state).batch.clone()
+        lock(&self.gate().state).batch.clone()
     }
 
     /// True when other threads of this process are queued for this mailbox.
     pub(crate) fn others_waiting(&self) -> bool {
-        !lock(&self.ticket.gate().state).queue.is_empty()
+        !lock(&self.gate().state).queue.is_empty()
     }
 
-    /// Opens `batch` for the threads queued behind and gives up this turn.
-    pub(crate) fn open_batch(self, batch: Arc<Batch>) {
-        lock(&self.ticket.gate().state).batch = Some(batch);
-        // Dropping self passes the turn on.
-    }
-
-    /// Closes the batch open on this mailbox (its leader, back at the front, is about to
-    /// fsync); later arrivals start a new one.
-    pub(crate) fn close_batch(&self) {
-        lock(&self.ticket.gate().state).batch = None;
+    /// Opens `batch` for the threads queued now, queues this thread behind them and passes
+    /// the turn on, all in one step (so nobody can arrive in between and find the mailbox
+    /// locked but no batch open, and the gate holding the batch stays registered); returns
+    /// when this thread is at the front again, or `None` at `deadline`. The returned turn
+    /// closes the batch.
+    pub(crate) fn lead_batch(mut self, batch: Arc<Batch>, deadline: Instant) -> Option<Turn> {
+        let Some(ticket) = self.ticket.take() else {
+            unreachable!("a turn keeps its ticket until lead_batch consumes it")
+        };
+        let me = {
+            let gate = ticket.gate();
+            let mut st = lock(&gate.state);
+            st.batch = Some(batch);
+            let me = st.next;
+            st.next += 1;
+            st.queue.push_back(me);
+            st.held = false;
+            drop(st);
+            gate.cv.notify_all();
+            me
+        };
+        match wait_turn(ticket, me, deadline) {
+            Ok(turn) => {
+                lock(&turn.gate().state).batch = None;
+                Some(turn)
+            }
+            Err(ticket) => {
+                // Closed even so: nobody may join a batch whose leader has given up.
+                lock(&ticket.gate().state).batch = None;
+                None
+            }
+        }
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let gate = self.ticket.gate();
-        lock(&gate.state).held = false;
-        gate.cv.notify_all();
+        if let Some(ticket) = &self.ticket {
+            let gate = ticket.gate();
+            lock(&gate.state).held = false;
+            gate.cv.notify_all();
+        }
     }
 }
 
@@ -215,18 +247,28 @@ pub(crate) fn waiting(key: &Path) -> usize {
 /// the mailbox `key`, or until `deadline` (then `None`).
 pub(crate) fn queue(key: &Path, deadline: Instant) -> Option<Turn> {
     let ticket = Ticket::new(key);
+    let me = {
+        let mut st = lock(&ticket.gate().state);
+        let me = st.next;
+        st.next += 1;
+        st.queue.push_back(me);
+        me
+    };
+    wait_turn(ticket, me, deadline).ok()
+}
+
+/// Waits until `me`, queued on `ticket`'s gate, is at the front and the turn is free; at
+/// `deadline` leaves the queue and hands the ticket back.
+fn wait_turn(ticket: Ticket, me: u64, deadline: Instant) -> Result<Turn, Ticket> {
     let gate = ticket.gate();
     let mut st = lock(&gate.state);
-    let me = st.next;
-    st.next += 1;
-    st.queue.push_back(me);
     while st.held || st.queue.front() != Some(&me) {
         let now = Instant::now();
         if now >= deadline {
             st.queue.retain(|&t| t != me);
             drop(st);
             gate.cv.notify_all(); // the front of the queue may have changed
-            return None;
+            return Err(ticket);
         }
         st = match gate.cv.wait_timeout(st, deadline - now) {
             Ok((st, _)) => st,
@@ -236,7 +278,9 @@ pub(crate) fn queue(key: &Path, deadline: Instant) -> Option<Turn> {
     st.queue.pop_front();
     st.held = true;
     drop(st);
-    Some(Turn { ticket })
+    Ok(Turn {
+        ticket: Some(ticket),
+    })
 }
 
 // ---------------------------------------------------------------------------------------

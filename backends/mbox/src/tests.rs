@@ -999,6 +999,38 @@ fn copies_queued_behind_a_delivery_share_its_locks_and_fsync() {
     assert_eq!(parse(&fs::read(mbox(&dir, "alice")).unwrap()).len(), 5);
 }
 
+/// Batches form and end under heavy contention with every lock method: a delivery that
+/// found the mailbox locked by a batch leader but no batch open would wait for its own
+/// locks until the timeout (450) while the leader waits for it.
+#[test]
+fn batches_under_contention_never_leave_a_delivery_waiting_for_the_timeout() {
+    let dir = TempDir::new().unwrap();
+    let st = Arc::new(store_with(
+        dir.path(),
+        &[LockKind::Fcntl, LockKind::Flock, LockKind::Dotlock],
+        Duration::from_secs(5),
+    ));
+    let threads: Vec<_> = (0..12)
+        .map(|t| {
+            let st = Arc::clone(&st);
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let body = MemoryBody(format!("Subject: t{t} m{i}\n\nx\n").into_bytes());
+                    let who = if i % 3 == 0 { "bob" } else { "alice" };
+                    let res = deliver_body(&st, &body, &[rcpt(who), rcpt("alice")]);
+                    assert!(res.iter().all(Result::is_ok), "t{t} m{i}: {res:?}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let alice = parse(&fs::read(mbox(&dir, "alice")).unwrap()).len();
+    let bob = parse(&fs::read(mbox(&dir, "bob")).unwrap()).len();
+    assert_eq!((alice, bob), (12 * 60 + 12 * 40, 12 * 20));
+}
+
 #[test]
 fn eight_threads_fifty_deliveries_each_give_400_whole_messages() {
     let dir = TempDir::new().unwrap();
