@@ -41,6 +41,8 @@ struct Inner {
     conn: Connection,
     /// The open transaction, if any; every unresolved epoch is this one.
     open: Option<Arc<Epoch>>,
+    /// Successful items staged in the open transaction (someone will wait for them).
+    members: usize,
 }
 
 /// The writer connection and its group transaction.
@@ -85,7 +87,11 @@ impl Writer {
     /// Wraps a connection that already has the pragmas of [`crate::conn::init`].
     pub(crate) fn new(conn: Connection) -> Self {
         Writer {
-            inner: Mutex::new(Inner { conn, open: None }),
+            inner: Mutex::new(Inner {
+                conn,
+                open: None,
+                members: 0,
+            }),
             arriving: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
         }
@@ -139,6 +145,7 @@ impl Writer {
                     continue;
                 }
                 g.open = Some(Arc::new(Epoch::default()));
+                g.members = 0;
             }
             let epoch = g.open.clone();
             if let Err(err) = g.conn.execute_batch("SAVEPOINT rcpt") {
@@ -161,8 +168,24 @@ impl Writer {
                 result
             };
             let ok = result.is_ok();
+            if ok {
+                g.members += 1;
+            }
             out.push((result, if ok { epoch } else { None }));
             Self::check_lost(&mut g);
+        }
+        // A transaction nobody will wait for (every item so far failed) must not stay open:
+        // it would hold SQLite's write lock against other programs until the next delivery.
+        if g.members == 0 {
+            if let Some(empty) = g.open.take() {
+                if let Err(err) = g.conn.execute_batch("ROLLBACK") {
+                    log::warn!("sqlite: cannot end an empty delivery transaction: {err}");
+                }
+                empty.resolve(Err(GroupFailure {
+                    class: Class::Other,
+                    text: "no copy was staged in this transaction".into(),
+                }));
+            }
         }
         out
     }

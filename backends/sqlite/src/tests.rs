@@ -854,6 +854,30 @@ fn group_commit_a_failing_step_rolls_back_only_its_own_savepoint() {
 }
 
 #[test]
+fn group_commit_a_call_whose_every_step_failed_leaves_no_transaction_open() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = SqliteStore::open(SqliteConfig {
+        busy_timeout: Duration::from_millis(200),
+        ..config(&db)
+    })
+    .unwrap();
+    let out = st.writer.stage(["bad"], |c, n| insert_mailbox(c, n, true));
+    assert!(out[0].0.is_err() && out[0].1.is_none());
+    assert!(
+        st.writer.with_conn(Connection::is_autocommit),
+        "no open transaction"
+    );
+    // Another program can take the write lock at once.
+    let other = raw(&db);
+    other.execute_batch("BEGIN IMMEDIATE; ROLLBACK").unwrap();
+    // Over quota through the store: same.
+    let out = deliver(&st, &[with_quota("alice", Some(1), None)]);
+    assert!(out[0].is_err());
+    assert!(st.writer.with_conn(Connection::is_autocommit));
+}
+
+#[test]
 fn group_commit_a_transaction_lost_mid_group_fails_everything_staged_in_it() {
     let dir = TempDir::new().unwrap();
     let db = db_in(&dir);
