@@ -80,6 +80,31 @@ fn write_copy(
     Ok(written)
 }
 
+/// A failed [`append`]: why, and whether truncating back to the old size was made durable.
+pub(crate) struct AppendFailed {
+    /// Why the copy was not appended.
+    pub(crate) failure: Failure,
+    /// False when the truncation or its fsync failed: the fsync of copies appended before
+    /// this one on the same descriptor may then have consumed a writeback error.
+    pub(crate) clean: bool,
+}
+
+/// Truncates back to `start` if the append unwinds (a bug), so no partial copy is left for
+/// a later fsync to make durable.
+struct UnwindGuard<'f> {
+    file: &'f File,
+    start: u64,
+    armed: bool,
+}
+
+impl Drop for UnwindGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.file.set_len(self.start);
+        }
+    }
+}
+
 /// Appends `rcpt`'s copy of `msg` to the locked, open mailbox `file` at `path`, not yet
 /// durable: [`sync`] must follow before the copy counts as delivered. On failure the mailbox
 /// is truncated back to its previous size and fsynced.
@@ -88,15 +113,36 @@ pub(crate) fn append(
     path: &Path,
     msg: &Message<'_>,
     rcpt: &Recipient,
-) -> Result<Appended, Failure> {
-    let start = file.metadata().map_err(io_at("fstat", path))?.len();
-    match write_copy(file, start, path, msg, rcpt) {
+) -> Result<Appended, AppendFailed> {
+    let start = file
+        .metadata()
+        .map_err(io_at("fstat", path))
+        .map_err(|failure| AppendFailed {
+            failure,
+            clean: true,
+        })?
+        .len();
+    let mut guard = UnwindGuard {
+        file,
+        start,
+        armed: true,
+    };
+    let written = write_copy(file, start, path, msg, rcpt);
+    guard.armed = false;
+    match written {
         Ok(bytes) => Ok(Appended { start, bytes }),
-        Err(failure) => {
-            rollback(file, start, path);
-            Err(failure)
-        }
+        Err(failure) => Err(AppendFailed {
+            failure,
+            clean: rollback(file, start, path),
+        }),
     }
+}
+
+/// Truncates back to `start` and fsyncs, removing every copy appended since, and returns
+/// `failure` (a batch whose durability is in doubt is given up as a whole).
+pub(crate) fn discard(file: &File, start: u64, path: &Path, failure: Failure) -> Failure {
+    rollback(file, start, path);
+    failure
 }
 
 /// Makes every copy appended since the mailbox had `start` bytes durable; if the fsync
@@ -112,18 +158,24 @@ pub(crate) fn sync(file: &File, start: u64, path: &Path) -> Result<(), Failure> 
 }
 
 /// Truncates the mailbox back to `size` and fsyncs it; failures are logged loudly (the
-/// mailbox may then hold a partial message).
-fn rollback(file: &File, size: u64, path: &Path) {
+/// mailbox may then hold a partial message). True when both succeeded.
+fn rollback(file: &File, size: u64, path: &Path) -> bool {
     let result = file.set_len(size).and_then(|()| file.sync_all());
     match result {
-        Ok(()) => log::info!(
-            "mbox: truncated {} back to {size} bytes after a failed append",
-            path.display()
-        ),
-        Err(err) => log::error!(
-            "mbox: cannot truncate {} back to {size} bytes after a failed append: {err}; \
-             the mailbox may hold a partial message",
-            path.display()
-        ),
+        Ok(()) => {
+            log::info!(
+                "mbox: truncated {} back to {size} bytes after a failed append",
+                path.display()
+            );
+            true
+        }
+        Err(err) => {
+            log::error!(
+                "mbox: cannot truncate {} back to {size} bytes after a failed append: {err}; \
+                 the mailbox may hold a partial message",
+                path.display()
+            );
+            false
+        }
     }
 }

@@ -58,10 +58,6 @@ pub use lmtpd_store::DetailMailbox;
 /// liblockfile: 5 minutes).
 pub const DOTLOCK_STALE: Duration = Duration::from_secs(300);
 
-/// How long a batch leader waits to get back to the front of the in-process queue (behind
-/// the copies it took on, each one append); far more than that ever takes.
-const BATCH_WAIT: Duration = Duration::from_secs(600);
-
 /// Default [`MboxConfig::lock_timeout`].
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -279,7 +275,7 @@ impl MboxStore {
             let file = batch.file().ok_or_else(|| {
                 Failure::Local(format!("batch on {} already closed", target.display()))
             })?;
-            let appended = self.append_locked(&file, &target, msg, rcpt);
+            let appended = self.append_locked(&file, &target, msg, rcpt, Some(&batch));
             drop(file);
             drop(turn);
             let done = appended?;
@@ -303,33 +299,32 @@ impl MboxStore {
                 );
                 continue;
             }
-            let done = self.append_locked(&file, &target, msg, rcpt)?;
+            let done = self.append_locked(&file, &target, msg, rcpt, None)?;
             if !turn.others_waiting() {
                 append::sync(&file, done.start, &target)?;
                 drop(held);
                 return Ok(describe(&done, &target, ""));
             }
             // Lead a batch: the threads queued now append under our locks, then we fsync
-            // once for all of them. We queue behind them with a generous deadline: each of
-            // them only appends one copy.
+            // once for all of them (or give all of them up if one member's failed append
+            // could not be truncated back durably).
             let batch = lock::Batch::new(Arc::clone(&file));
             let guard = lock::LeaderGuard(Arc::clone(&batch));
-            let again = turn.lead_batch(Arc::clone(&batch), Instant::now() + BATCH_WAIT);
-            let synced = match &again {
-                Some(_) => append::sync(&file, done.start, &target),
-                None => Err(Failure::Local(format!(
-                    "batch on {} did not finish in time",
-                    target.display()
-                ))),
+            let again = turn.lead_batch(Arc::clone(&batch));
+            let synced = if batch.is_poisoned() {
+                Err(append::discard(
+                    &file,
+                    done.start,
+                    &target,
+                    Failure::Local(format!(
+                        "a failed copy in this batch on {} could not be truncated back \
+                         durably; giving up the whole batch",
+                        target.display()
+                    )),
+                ))
+            } else {
+                append::sync(&file, done.start, &target)
             };
-            if again.is_none() {
-                log::error!(
-                    "mbox: a batch on {} did not get back its turn in {} s; its copies are \
-                     not known to be durable",
-                    target.display(),
-                    BATCH_WAIT.as_secs()
-                );
-            }
             // Unlock and close our descriptor (the only one left) before the turn passes.
             drop(held);
             batch.forget_file();
@@ -350,13 +345,21 @@ impl MboxStore {
         target: &Path,
         msg: &Message<'_>,
         rcpt: &Recipient,
+        batch: Option<&lock::Batch>,
     ) -> Result<append::Appended, Failure> {
         let count = if rcpt.quota.is_limited() {
             Some(self.check_quota(file, target, msg, rcpt)?)
         } else {
             None
         };
-        let done = append::append(file, target, msg, rcpt)?;
+        let done = append::append(file, target, msg, rcpt).map_err(|failed| {
+            if !failed.clean {
+                if let Some(batch) = batch {
+                    batch.poison();
+                }
+            }
+            failed.failure
+        })?;
         if let Some(count) = count {
             match file.metadata() {
                 Ok(meta) => quota::store(target, &meta, count + 1),

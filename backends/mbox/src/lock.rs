@@ -13,6 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,6 +68,9 @@ pub(crate) struct Batch {
     /// that the descriptor is closed while this process still holds the locks (closing any
     /// descriptor of a file drops the process's `fcntl` locks on it).
     file: Mutex<Option<Arc<File>>>,
+    /// A member's failed append could not be truncated back durably: its fsync may have
+    /// consumed a writeback error of earlier copies, so the whole batch is given up.
+    poisoned: AtomicBool,
     result: Mutex<Option<Result<(), String>>>,
     done: Condvar,
 }
@@ -76,6 +80,7 @@ impl Batch {
     pub(crate) fn new(file: Arc<File>) -> Arc<Batch> {
         Arc::new(Batch {
             file: Mutex::new(Some(file)),
+            poisoned: AtomicBool::new(false),
             result: Mutex::new(None),
             done: Condvar::new(),
         })
@@ -85,6 +90,16 @@ impl Batch {
     /// The member drops it before giving up its turn.
     pub(crate) fn file(&self) -> Option<Arc<File>> {
         lock(&self.file).clone()
+    }
+
+    /// Marks the batch's durability as in doubt (see `poisoned`).
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    /// True when a member poisoned the batch.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
     }
 
     /// The leader's last step before closing its own descriptor: no member can reach it.
@@ -194,9 +209,10 @@ impl Turn {
     /// Opens `batch` for the threads queued now, queues this thread behind them and passes
     /// the turn on, all in one step (so nobody can arrive in between and find the mailbox
     /// locked but no batch open, and the gate holding the batch stays registered); returns
-    /// when this thread is at the front again, or `None` at `deadline`. The returned turn
-    /// closes the batch.
-    pub(crate) fn lead_batch(mut self, batch: Arc<Batch>, deadline: Instant) -> Option<Turn> {
+    /// when this thread is at the front again, with the batch closed. There is no deadline:
+    /// the leader holds the file locks and must get its turn back to fsync, truncate or
+    /// unlock, and the members ahead of it each append one copy.
+    pub(crate) fn lead_batch(mut self, batch: Arc<Batch>) -> Turn {
         let Some(ticket) = self.ticket.take() else {
             unreachable!("a turn keeps its ticket until lead_batch consumes it")
         };
@@ -212,17 +228,12 @@ impl Turn {
             gate.cv.notify_all();
             me
         };
-        match wait_turn(ticket, me, deadline) {
-            Ok(turn) => {
-                lock(&turn.gate().state).batch = None;
-                Some(turn)
-            }
-            Err(ticket) => {
-                // Closed even so: nobody may join a batch whose leader has given up.
-                lock(&ticket.gate().state).batch = None;
-                None
-            }
-        }
+        let turn = match wait_turn(ticket, me, None) {
+            Ok(turn) => turn,
+            Err(_) => unreachable!("a wait without deadline only ends with the turn"),
+        };
+        lock(&turn.gate().state).batch = None;
+        turn
     }
 }
 
@@ -254,15 +265,19 @@ pub(crate) fn queue(key: &Path, deadline: Instant) -> Option<Turn> {
         st.queue.push_back(me);
         me
     };
-    wait_turn(ticket, me, deadline).ok()
+    wait_turn(ticket, me, Some(deadline)).ok()
 }
 
 /// Waits until `me`, queued on `ticket`'s gate, is at the front and the turn is free; at
-/// `deadline` leaves the queue and hands the ticket back.
-fn wait_turn(ticket: Ticket, me: u64, deadline: Instant) -> Result<Turn, Ticket> {
+/// `deadline` (if any) leaves the queue and hands the ticket back.
+fn wait_turn(ticket: Ticket, me: u64, deadline: Option<Instant>) -> Result<Turn, Ticket> {
     let gate = ticket.gate();
     let mut st = lock(&gate.state);
     while st.held || st.queue.front() != Some(&me) {
+        let Some(deadline) = deadline else {
+            st = gate.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            continue;
+        };
         let now = Instant::now();
         if now >= deadline {
             st.queue.retain(|&t| t != me);

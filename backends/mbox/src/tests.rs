@@ -999,6 +999,87 @@ fn copies_queued_behind_a_delivery_share_its_locks_and_fsync() {
     assert_eq!(parse(&fs::read(mbox(&dir, "alice")).unwrap()).len(), 5);
 }
 
+/// A body that yields some bytes and then a read error (a spool file that went bad).
+struct BrokenBody;
+
+impl Body for BrokenBody {
+    fn len(&self) -> u64 {
+        4096
+    }
+    fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        let head = io::Cursor::new(b"Subject: broken\n\nhalf a mess".to_vec());
+        Ok(Box::new(head.chain(FailingReader)))
+    }
+    fn lines(&self) -> u64 {
+        2
+    }
+}
+
+struct FailingReader;
+
+impl Read for FailingReader {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::other("spool read failed"))
+    }
+}
+
+#[test]
+fn a_member_whose_append_fails_is_cut_out_of_the_batch_alone() {
+    let dir = TempDir::new().unwrap();
+    let st = Arc::new(store(dir.path()));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let leader_body = GatedBody {
+        data: b"Subject: leader\n\nfirst\n".to_vec(),
+        started: Mutex::new(Some(started_tx)),
+        go: Mutex::new(go_rx),
+    };
+    let leader = {
+        let st = Arc::clone(&st);
+        std::thread::spawn(move || {
+            let env = env_from(Some("s@x.org"));
+            st.deliver_inner(&Message::new(&env, &leader_body), &rcpt("alice"))
+        })
+    };
+    started_rx.recv().unwrap();
+    let key = crate::mailbox::queue_key(&mbox(&dir, "alice"));
+    // Queue three members in a known order: good, broken, good.
+    let mut members = Vec::new();
+    for (i, broken) in [(0, false), (1, true), (2, false)] {
+        let st = Arc::clone(&st);
+        members.push(std::thread::spawn(move || {
+            let env = env_from(Some("s@x.org"));
+            let good = MemoryBody(format!("Subject: f{i}\n\nbody {i}\n").into_bytes());
+            let body: &dyn Body = if broken { &BrokenBody } else { &good };
+            st.deliver_inner(&Message::new(&env, body), &rcpt("alice"))
+        }));
+        let t0 = Instant::now();
+        while lock::waiting(&key) < i + 1 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "member {i} never queued"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    go_tx.send(()).unwrap();
+    assert!(leader.join().unwrap().is_ok());
+    let results: Vec<_> = members.into_iter().map(|m| m.join().unwrap()).collect();
+    assert!(results[0].as_ref().unwrap().ends_with("(batched)"));
+    assert!(results[1].is_err(), "{:?}", results[1]);
+    assert!(results[2].as_ref().unwrap().ends_with("(batched)"));
+    let data = fs::read(mbox(&dir, "alice")).unwrap();
+    let subjects: Vec<String> = parse(&data)
+        .iter()
+        .map(|m| {
+            let text = String::from_utf8(unquote(&m.content)).unwrap();
+            text.lines().nth(2).unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(subjects, ["Subject: leader", "Subject: f0", "Subject: f2"]);
+    assert!(!String::from_utf8_lossy(&data).contains("half a mess"));
+}
+
 /// Batches form and end under heavy contention with every lock method: a delivery that
 /// found the mailbox locked by a batch leader but no batch open would wait for its own
 /// locks until the timeout (450) while the leader waits for it.

@@ -66,12 +66,38 @@ struct SavepointGuard<'c> {
     armed: bool,
 }
 
+/// Undoes the recipient's savepoint. When that fails, the whole transaction is rolled back
+/// so the failed recipient's rows can never reach a COMMIT; returns false then (the caller
+/// fails everything staged in it).
+fn rollback_savepoint(conn: &Connection) -> bool {
+    if conn.is_autocommit() {
+        return true; // SQLite already rolled the transaction back; check_lost sees it
+    }
+    match conn.execute_batch("ROLLBACK TO rcpt; RELEASE rcpt") {
+        Ok(()) => true,
+        Err(err) => {
+            log::warn!("sqlite: cannot roll back a recipient's savepoint: {err}");
+            if let Err(err) = conn.execute_batch("ROLLBACK") {
+                log::error!("sqlite: cannot roll back the delivery transaction: {err}");
+            }
+            false
+        }
+    }
+}
+
+impl SavepointGuard<'_> {
+    /// Ends the recipient's step: keeps its savepoint's work (already released) when it
+    /// succeeded, else rolls it back. False when the transaction had to be given up.
+    fn settle(mut self, failed: bool) -> bool {
+        self.armed = false;
+        !failed || rollback_savepoint(self.conn)
+    }
+}
+
 impl Drop for SavepointGuard<'_> {
     fn drop(&mut self) {
-        if self.armed && !self.conn.is_autocommit() {
-            if let Err(err) = self.conn.execute_batch("ROLLBACK TO rcpt; RELEASE rcpt") {
-                log::warn!("sqlite: cannot roll back a recipient's savepoint: {err}");
-            }
+        if self.armed {
+            rollback_savepoint(self.conn);
         }
     }
 }
@@ -139,6 +165,12 @@ impl Writer {
                 continue;
             }
             if g.open.is_none() {
+                if !g.conn.is_autocommit() {
+                    // Left over from a ROLLBACK that failed: nothing in it was acknowledged.
+                    if let Err(err) = g.conn.execute_batch("ROLLBACK") {
+                        log::error!("sqlite: cannot end a leftover transaction: {err}");
+                    }
+                }
                 if let Err(err) = g.conn.execute_batch("BEGIN IMMEDIATE") {
                     no_begin = Some(group_failure("begin delivery transaction", &err));
                     out.push((Err(Failure::sql("begin delivery transaction")(err)), None));
@@ -153,8 +185,8 @@ impl Writer {
                 Self::check_lost(&mut g);
                 continue;
             }
-            let result = {
-                let mut guard = SavepointGuard {
+            let (result, sound) = {
+                let guard = SavepointGuard {
                     conn: &g.conn,
                     armed: true,
                 };
@@ -164,9 +196,19 @@ impl Writer {
                         .map(|()| v)
                         .map_err(Failure::sql("release recipient savepoint"))
                 });
-                guard.armed = result.is_err();
-                result
+                let sound = guard.settle(result.is_err());
+                (result, sound)
             };
+            if !sound {
+                if let Some(lost) = g.open.take() {
+                    lost.resolve(Err(GroupFailure {
+                        class: Class::Other,
+                        text: "a recipient's savepoint could not be rolled back; the group \
+                               transaction was given up"
+                            .into(),
+                    }));
+                }
+            }
             let ok = result.is_ok();
             if ok {
                 g.members += 1;
