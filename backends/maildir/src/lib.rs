@@ -9,9 +9,11 @@
 //! limited [`Quota`](lmtpd_store::Quota) is enforced with the Maildir++ `maildirsize` file.
 //!
 //! Layout of this crate: `template` (path templates), `name` (unique names), `layout`
-//! (directories, folders, sweeping), `quota` (`maildirsize`), `write` (one copy), `error`
+//! (directories, folders, sweeping), `quota` (`maildirsize`), `write` (one copy), `dirsync`
+//! (shared `new/` fsyncs), `copies` (a message's copies on parallel threads), `error`
 //! (internal failure → [`DeliveryError`]).
 
+mod copies;
 mod dirsync;
 mod error;
 mod layout;
@@ -33,6 +35,9 @@ use lmtpd_store::{DeliveryError, MailStore, Message, Outcomes, Recipient};
 use crate::error::Failure;
 
 pub use crate::layout::sweep_tmp;
+
+/// Copies of one message written at the same time (threads per delivering session).
+pub const PARALLEL_COPIES: usize = 4;
 
 /// `tmp/` entries older than this are removed (qmail/Courier: 36 hours).
 pub const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 60 * 60);
@@ -193,7 +198,29 @@ impl MailStore for MaildirStore {
     }
 
     fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes {
-        Outcomes::from_fn(rcpts, |rcpt| match self.deliver_inner(msg, rcpt) {
+        Outcomes::from_fn(rcpts, |rcpt| self.deliver_one(msg, rcpt))
+    }
+
+    /// Stores the copies of a message with several recipients on up to
+    /// [`PARALLEL_COPIES`] threads at once, so their fsyncs overlap (the disk and ext4's
+    /// journal merge concurrent ones); each outcome is reported as soon as that copy is
+    /// durable. Stops taking new recipients once `report` says the client is gone.
+    fn deliver_each(
+        &self,
+        msg: &Message<'_>,
+        rcpts: &[Recipient],
+        report: &mut dyn FnMut(usize, Result<(), DeliveryError>) -> bool,
+    ) {
+        copies::deliver_parallel(rcpts, PARALLEL_COPIES, report, |rcpt| {
+            self.deliver_one(msg, rcpt)
+        });
+    }
+}
+
+impl MaildirStore {
+    /// One recipient's copy, logged, as a `MailStore` outcome.
+    fn deliver_one(&self, msg: &Message<'_>, rcpt: &Recipient) -> Result<(), DeliveryError> {
+        match self.deliver_inner(msg, rcpt) {
             Ok(path) => {
                 log::debug!("maildir: {}: stored {path}", rcpt.user);
                 Ok(())
@@ -202,6 +229,6 @@ impl MailStore for MaildirStore {
                 log::warn!("maildir: {}: delivery failed: {failure}", rcpt.user);
                 Err(failure.into_delivery(self.cfg.quota_permfail))
             }
-        })
+        }
     }
 }

@@ -881,3 +881,38 @@ fn stale_tmp_files_are_swept_on_first_touch() {
     assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
     assert_eq!(names(&mb.join("tmp")), vec!["stale2"]);
 }
+
+#[test]
+fn deliver_each_reports_every_recipient_once_with_its_own_outcome() {
+    let dir = TempDir::new().unwrap();
+    let target = dir.path().join("elsewhere");
+    fs::create_dir(&target).unwrap();
+    fs::create_dir(dir.path().join("example.org")).unwrap();
+    symlink(&target, mailbox(&dir, "mallory")).unwrap();
+    let st = store(dir.path());
+    let list: Vec<Recipient> = ["a", "b", "mallory", "c", "d", "e", "a"]
+        .iter()
+        .map(|l| rcpt(l))
+        .collect();
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let msg = Message::new(&env, &body);
+    let mut seen = Vec::new();
+    st.deliver_each(&msg, &list, &mut |i, r| {
+        seen.push((i, code(&r)));
+        true
+    });
+    seen.sort_by_key(|(i, _)| *i);
+    let want: Vec<(usize, Option<(u16, Enhanced)>)> = (0..list.len())
+        .map(|i| (i, if i == 2 { LOCAL_ERROR } else { None }))
+        .collect();
+    assert_eq!(seen, want, "each index once, only mallory failed");
+    for (who, n) in [("a", 2), ("b", 1), ("c", 1), ("d", 1), ("e", 1)] {
+        assert_eq!(names(&mailbox(&dir, who).join("new")).len(), n, "{who}");
+        assert!(
+            names(&mailbox(&dir, who).join("tmp")).is_empty(),
+            "{who} tmp/"
+        );
+    }
+    assert!(names(&target).is_empty());
+}

@@ -350,9 +350,9 @@ pub trait MailStore: Send + Sync {
     fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes;
 
     /// Like [`MailStore::deliver`], but reports each recipient's outcome through `report`
-    /// (with its index in `rcpts`, in order, exactly once each) as soon as it is known, so
-    /// the server can write and flush that recipient's reply before the next one is stored
-    /// (RFC 2033 §5). `report` returns false when the client is gone: the store should then
+    /// (with its index in `rcpts`, exactly once each, in any order: the server still replies
+    /// in RCPT order) as soon as it is known, so the server can write and flush replies
+    /// while later copies are still being stored (RFC 2033 §5). `report` returns false when the client is gone: the store should then
     /// stop, since nobody would learn of the remaining copies (they would be delivered twice
     /// on retry). The default stores one recipient per `deliver` call; a store that shares
     /// work across recipients (one SQLite body row per transaction) overrides it.
