@@ -4,7 +4,8 @@
 //! concurrent sessions. Each transaction is pipelined the way an MTA does it: MAIL, every
 //! RCPT and DATA go out in one write, the client waits for their replies, then sends the
 //! content and the final dot and waits for one reply per accepted recipient. Messages have a
-//! fixed size (exact, headers included, CRLF line ends). Every reply is counted; the latency
+//! fixed size or one drawn per message from a range (exact, headers included, CRLF line
+//! ends). Every reply is counted; the latency
 //! of a transaction is the time from writing the final dot to reading its last reply. With
 //! `--pid` it also reads the server's CPU time (user + system, from `/proc`, for the process
 //! and all its descendants) over the run and its peak RSS (`VmHWM`, summed over the tree).
@@ -71,7 +72,9 @@ load options:
   --connect ADDR     unix:/path/to/socket or 127.0.0.1:PORT (loopback only)
   -s N               concurrent sessions (default 1)
   -m N               messages in total, shared by the sessions (default 100)
-  -l SIZE            message size in bytes, K/M suffixes allowed (default 4K)
+  -l SIZE            message size in bytes, K/M suffixes allowed (default 4K); MIN-MAX
+                     gives every message its own size, uniform in that range and the
+                     same for the same message number on every run
   -r N               recipients per message (default 1)
   --to PATTERN       recipient address; %d is replaced by the mailbox number
                      (default load%d@example.org)
@@ -96,6 +99,43 @@ Exit status: 0 when every recipient of every message got 250, 1 otherwise, 64 on
 
 // ---------------------------------------------------------------------------------------
 // Options
+
+/// `SIZE` or `MIN-MAX` (each at least 512 bytes, MIN ≤ MAX).
+fn parse_size_range(s: &str) -> Result<(usize, usize), String> {
+    let one = |t: &str| -> Result<usize, String> {
+        let v = parse_size(t.trim())?;
+        let v = usize::try_from(v).map_err(|_| "size too large".to_string())?;
+        if v < 512 {
+            return Err("message size must be at least 512 bytes".into());
+        }
+        Ok(v)
+    };
+    match s.split_once('-') {
+        None => one(s).map(|v| (v, v)),
+        Some((lo, hi)) => {
+            let (lo, hi) = (one(lo)?, one(hi)?);
+            if lo > hi {
+                return Err(format!("size range '{s}' is empty"));
+            }
+            Ok((lo, hi))
+        }
+    }
+}
+
+/// The size of message number `msg`: fixed, or drawn from the range by a hash of `msg`
+/// (splitmix64), so a run is reproducible.
+fn message_size(range: (usize, usize), msg: u64) -> usize {
+    let (lo, hi) = range;
+    if lo >= hi {
+        return lo;
+    }
+    let mut z = msg.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let span = (hi - lo) as u64 + 1;
+    lo + usize::try_from(z % span).unwrap_or(0)
+}
 
 fn parse_size(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.as_bytes().last() {
@@ -151,7 +191,8 @@ struct LoadConfig {
     target: Target,
     sessions: usize,
     messages: u64,
-    size: usize,
+    /// Smallest and largest message size (equal for a fixed size).
+    size: (usize, usize),
     rcpts: usize,
     to: String,
     mailboxes: usize,
@@ -181,11 +222,7 @@ fn load_config(args: &[String]) -> Result<LoadConfig, String> {
         return Err(format!("unexpected argument '{extra}'"));
     }
     let target = Target::parse(&m.opt_str("connect").ok_or("--connect is required")?)?;
-    let size = parse_size(&m.opt_str("l").unwrap_or_else(|| "4K".into()))?;
-    let size = usize::try_from(size).map_err(|_| "size too large".to_string())?;
-    if size < 512 {
-        return Err("message size must be at least 512 bytes".into());
-    }
+    let size = parse_size_range(&m.opt_str("l").unwrap_or_else(|| "4K".into()))?;
     let cfg = LoadConfig {
         target,
         sessions: opt_num(&m, "s", 1usize)?,
@@ -522,9 +559,10 @@ fn transaction(
         rcpts[0],
         std::process::id()
     );
-    let body_len = cfg.size.saturating_sub(header.len()).max(2);
-    if cfg.size <= 256 * 1024 {
-        let mut buf = Vec::with_capacity(cfg.size + 8);
+    let size = message_size(cfg.size, msg);
+    let body_len = size.saturating_sub(header.len()).max(2);
+    if size <= 256 * 1024 {
+        let mut buf = Vec::with_capacity(size + 8);
         buf.extend_from_slice(header.as_bytes());
         write_body(&mut buf, block, body_len).map_err(|e| format!("body: {e}"))?;
         buf.extend_from_slice(b".\r\n");
@@ -750,7 +788,11 @@ fn load_main(args: &[String]) -> Result<bool, String> {
          cpu_user_ms_per_delivery={} cpu_sys_ms_per_delivery={} rss_kib={} procs={}",
         cfg.label,
         cfg.sessions,
-        cfg.size,
+        if cfg.size.0 == cfg.size.1 {
+            cfg.size.0.to_string()
+        } else {
+            format!("{}-{}", cfg.size.0, cfg.size.1)
+        },
         cfg.rcpts,
         total.messages,
         total.messages_ok,
@@ -925,6 +967,18 @@ mod tests {
         assert_eq!(parse_size("4K"), Ok(4096));
         assert_eq!(parse_size("10M"), Ok(10 << 20));
         assert!(parse_size("x").is_err());
+        assert_eq!(parse_size_range("4K"), Ok((4096, 4096)));
+        assert_eq!(parse_size_range("1K-64K"), Ok((1024, 65536)));
+        assert!(parse_size_range("64K-1K").is_err());
+        assert!(parse_size_range("100-1K").is_err(), "below 512 bytes");
+        let sizes: Vec<usize> = (0..1000).map(|m| message_size((1024, 65536), m)).collect();
+        assert!(sizes.iter().all(|&s| (1024..=65536).contains(&s)));
+        assert!(sizes.iter().any(|&s| s < 8192) && sizes.iter().any(|&s| s > 57344));
+        assert_eq!(
+            message_size((1024, 65536), 7),
+            message_size((1024, 65536), 7)
+        );
+        assert_eq!(message_size((4096, 4096), 7), 4096);
         assert!(Target::parse("10.0.0.1:24").is_err());
         assert!(Target::parse("unix:/tmp/s").is_ok());
     }
