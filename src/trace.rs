@@ -2,9 +2,9 @@
 //! and `Received` (RFC 5321 §4.4), with an RFC 5322 date in UTC (numeric zone `+0000`).
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use lmtpd_store::{Envelope, Recipient};
+use lmtpd_store::{date, Envelope, Recipient};
 
 /// Builds the trace headers for one recipient's copy, LF line endings.
 ///
@@ -36,7 +36,12 @@ pub fn headers(env: &Envelope, rcpt: &Recipient, hostname: &str, now: SystemTime
         clean(hostname),
         clean(&env.id)
     );
-    let _ = writeln!(s, "\tfor <{}>; {}", clean(&rcpt.address), rfc5322_date(now));
+    let _ = writeln!(
+        s,
+        "\tfor <{}>; {}",
+        clean(&rcpt.address),
+        date::rfc5322(now)
+    );
     s.into_bytes()
 }
 
@@ -47,48 +52,11 @@ fn clean(s: &str) -> String {
         .collect()
 }
 
-/// Formats a time as an RFC 5322 date-time in UTC: `Mon, 30 Nov 2026 04:21:51 +0000`.
-pub fn rfc5322_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    // 1970-01-01 was a Thursday.
-    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days.rem_euclid(7)) as usize];
-    let mon = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][(m - 1) as usize];
-    format!(
-        "{wd}, {d} {mon} {y} {:02}:{:02}:{:02} +0000",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month 1–12, day 1–31), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use lmtpd_store::Quota;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn rcpt(addr: &str) -> Recipient {
         Recipient {
@@ -100,15 +68,6 @@ mod tests {
             quota: Quota::default(),
             trace: Vec::new(),
         }
-    }
-
-    #[test]
-    fn dates_are_rfc5322_with_numeric_zone() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_796_012_511); // 2026-11-30 04:21:51 UTC
-        assert_eq!(rfc5322_date(t), "Mon, 30 Nov 2026 04:21:51 +0000");
-        assert_eq!(rfc5322_date(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc5322_date(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
     #[test]

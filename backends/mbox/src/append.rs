@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use lmtpd_store::{Message, Recipient};
 
 use crate::error::{io_at, Failure};
-use crate::format::{self, Filter, BUF_SIZE};
+use lmtpd_store::mboxrd::{self, Filter, BUF_SIZE};
 
 /// What an append did.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ fn write_copy(
     out.seek(SeekFrom::Start(end))
         .map_err(io_at("seek in", path))?;
     let mut filter = Filter::new(out);
-    let head = format::from_line(msg.envelope.sender.as_deref(), SystemTime::now());
+    let head = mboxrd::from_line(msg.envelope.sender.as_deref(), SystemTime::now());
     let write_err = |err| io_at("write", path)(err);
     filter.raw(pad).map_err(write_err)?;
     filter.raw(head.as_bytes()).map_err(write_err)?;

@@ -24,12 +24,12 @@
 //! local problem `451 4.3.0`.
 //!
 //! Layout of this crate: `template` (path templates), `mailbox` (folder choice, safe open),
-//! `lock` (in-process queue, file locks), `format` (separator, mboxrd filter), `append`
-//! (write + roll back), `quota` (count sidecar), `sys` (the libc calls), `error`.
-
+//! `lock` (in-process queue, file locks, batches), `append` (write + roll back), `quota`
+//! (count sidecar), `sys` (the libc calls), `error`. The separator line and the mboxrd filter
+//! are [`lmtpd_store::mboxrd`], shared with the SQLite export.
 mod append;
 mod error;
-mod format;
+
 mod lock;
 mod mailbox;
 mod quota;
@@ -389,7 +389,8 @@ impl MboxStore {
         };
         // The separator line, the copy and the final empty line (quoting adds a byte per
         // quoted line, header removal takes some away: close enough for a quota).
-        let from = format::from_line(msg.envelope.sender.as_deref(), SystemTime::now());
+        let from =
+            lmtpd_store::mboxrd::from_line(msg.envelope.sender.as_deref(), SystemTime::now());
         let size = from.len() as u64 + msg.copy_size(rcpt) + 1;
         if rcpt.quota.would_exceed(meta.len(), count, size) {
             return Err(Failure::OverQuota(format!(

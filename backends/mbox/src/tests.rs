@@ -16,10 +16,11 @@ use lmtpd_store::{
 };
 use tempfile::TempDir;
 
-use crate::format::{self, Filter};
 use crate::{
     default_locks, lock, quota, DetailMailbox, LockKind, MboxConfig, MboxStore, DOTLOCK_STALE,
 };
+use lmtpd_store::date;
+use lmtpd_store::mboxrd::{self, Filter};
 
 const TRACE: &[u8] = b"Return-Path: <s@x.org>\nDelivered-To: alice@example.org\n";
 const BODY: &[u8] = b"Subject: hi\n\nhello\n";
@@ -419,24 +420,24 @@ fn from_line_matches_standard_pattern_and_file_is_lf_only() {
 
 #[test]
 fn asctime_is_utc_24_characters_with_padded_day() {
-    let at = |secs: u64| format::asctime(UNIX_EPOCH + Duration::from_secs(secs));
+    let at = |secs: u64| date::asctime(UNIX_EPOCH + Duration::from_secs(secs));
     assert_eq!(at(0), "Thu Jan  1 00:00:00 1970");
     assert_eq!(at(951_782_400), "Tue Feb 29 00:00:00 2000");
     assert_eq!(at(1_000_000_000), "Sun Sep  9 01:46:40 2001");
     assert_eq!(at(1_796_012_511), "Mon Nov 30 04:21:51 2026");
     assert_eq!(
-        format::asctime(UNIX_EPOCH - Duration::from_secs(1)),
+        date::asctime(UNIX_EPOCH - Duration::from_secs(1)),
         "Wed Dec 31 23:59:59 1969"
     );
-    let now = format::from_line(Some("a@b"), SystemTime::now());
+    let now = mboxrd::from_line(Some("a@b"), SystemTime::now());
     assert!(separator_matches(now.trim_end_matches('\n')), "{now}");
 }
 
 #[test]
 fn null_sender_is_mailer_daemon_and_spaces_become_dashes() {
-    assert_eq!(format::separator_sender(None), "MAILER-DAEMON");
-    assert_eq!(format::separator_sender(Some("")), "MAILER-DAEMON");
-    assert_eq!(format::separator_sender(Some("a b\tc\nd@x")), "a-b-c-d@x");
+    assert_eq!(mboxrd::separator_sender(None), "MAILER-DAEMON");
+    assert_eq!(mboxrd::separator_sender(Some("")), "MAILER-DAEMON");
+    assert_eq!(mboxrd::separator_sender(Some("a b\tc\nd@x")), "a-b-c-d@x");
     let dir = TempDir::new().unwrap();
     let st = store(dir.path());
     let res = deliver_env(

@@ -6,6 +6,9 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use std::time::{Duration, UNIX_EPOCH};
+
+use lmtpd_store::mboxrd::{self, Filter};
 use rusqlite::{params, Connection, OptionalExtension, MAIN_DB};
 
 use crate::deliver::{CHUNK, INBOX};
@@ -14,8 +17,10 @@ use crate::{conn, migrate};
 /// The output format of [`export`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
-    /// One mboxrd file: `From <sender> <asctime>` separators (`MAILER-DAEMON` for `<>`),
-    /// `>`-quoting of every `>*From ` line, a blank line after each message.
+    /// One mboxrd file in the form the mbox store writes ([`lmtpd_store::mboxrd`]):
+    /// `From <sender> <asctime>` separators (`MAILER-DAEMON` for `<>`), `>`-quoting of every
+    /// `>*From ` line, reader-trusted header fields (`Status`, `X-UID`, ...) removed, a blank
+    /// line after each message.
     Mbox,
     /// A directory with one `<uid>.eml` file per message (the stored bytes, LF line ends).
     Eml,
@@ -201,12 +206,17 @@ fn write_message(
     match sink {
         Sink::Mbox { path, file } => {
             let at = |err: io::Error| format!("{}: {err}", path.display());
-            file.write_all(from_line(&row.sender, row.received).as_bytes())
+            let sender = (!row.sender.is_empty()).then_some(row.sender.as_str());
+            let received =
+                UNIX_EPOCH + Duration::from_secs(u64::try_from(row.received).unwrap_or(0));
+            // The same form the mbox store writes: quoting, reader-trusted fields dropped.
+            let mut filter = Filter::new(&mut *file);
+            filter
+                .raw(mboxrd::from_line(sender, received).as_bytes())
                 .map_err(at)?;
-            let mut q = MboxrdWriter::new(&mut *file);
-            q.write_all(&row.trace).map_err(at)?;
-            pump(body, buf, |chunk| q.write_all(chunk)).map_err(at)?;
-            q.finish().map_err(at)
+            filter.feed(&row.trace).map_err(at)?;
+            pump(body, buf, |chunk| filter.feed(chunk)).map_err(at)?;
+            filter.finish().map(drop).map_err(at)
         }
         Sink::Eml { dir, written } => {
             let path = dir.join(format!("{}.eml", row.uid));
@@ -234,154 +244,5 @@ fn pump(
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
-    }
-}
-
-/// The mbox separator line: `From <sender> <asctime UTC>\n`; whitespace and control
-/// characters in the sender become `_` so the line stays parseable.
-pub(crate) fn from_line(sender: &str, received: i64) -> String {
-    let who: String = if sender.is_empty() {
-        "MAILER-DAEMON".into()
-    } else {
-        sender
-            .chars()
-            .map(|c| {
-                if c.is_whitespace() || c.is_control() {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect()
-    };
-    format!("From {who} {}\n", asctime(received))
-}
-
-/// `Www Mmm dd hh:mm:ss yyyy` (C `asctime`, day padded with a space) for a Unix time, UTC.
-pub(crate) fn asctime(secs: i64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday
-    format!(
-        "{} {} {:>2} {:02}:{:02}:{:02} {}",
-        DAYS[weekday as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        year
-    )
-}
-
-/// Writes one message body mboxrd-quoted: a `>` is added in front of every line matching
-/// `^>*From `. Streams with O(1) state per line start (a count of `>` and how much of
-/// `From ` matched), so no line is ever buffered whole.
-pub(crate) struct MboxrdWriter<W: Write> {
-    inner: W,
-    at_line_start: bool,
-    quotes: u64,
-    matched: usize,
-    last: Option<u8>,
-}
-
-const FROM: &[u8] = b"From ";
-
-impl<W: Write> MboxrdWriter<W> {
-    /// Starts a message.
-    pub(crate) fn new(inner: W) -> Self {
-        MboxrdWriter {
-            inner,
-            at_line_start: true,
-            quotes: 0,
-            matched: 0,
-            last: None,
-        }
-    }
-
-    fn emit(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Some(&b) = data.last() {
-            self.inner.write_all(data)?;
-            self.last = Some(b);
-        }
-        Ok(())
-    }
-
-    /// Writes the held-back line start (`>`s and a partial `From `), unquoted.
-    fn release(&mut self, quote: bool) -> io::Result<()> {
-        if quote {
-            self.emit(b">")?;
-        }
-        let gts = [b'>'; 64];
-        while self.quotes > 0 {
-            let n = self.quotes.min(gts.len() as u64) as usize;
-            self.emit(&gts[..n])?;
-            self.quotes -= n as u64;
-        }
-        let m = self.matched;
-        self.emit(&FROM[..m])?;
-        self.matched = 0;
-        self.at_line_start = false;
-        Ok(())
-    }
-
-    /// Writes (part of) the message.
-    pub(crate) fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while let Some(&b) = data.first() {
-            if self.at_line_start {
-                if self.matched == 0 && b == b'>' {
-                    self.quotes += 1;
-                    data = &data[1..];
-                    continue;
-                }
-                if b == FROM[self.matched] {
-                    self.matched += 1;
-                    data = &data[1..];
-                    if self.matched == FROM.len() {
-                        self.release(true)?;
-                    }
-                    continue;
-                }
-                self.release(false)?;
-            }
-            match data.iter().position(|&c| c == b'\n') {
-                Some(i) => {
-                    self.emit(&data[..=i])?;
-                    data = &data[i + 1..];
-                    self.at_line_start = true;
-                }
-                None => {
-                    self.emit(data)?;
-                    data = &[];
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the message: completes a last line without a line end and writes the blank
-    /// separator line.
-    pub(crate) fn finish(mut self) -> io::Result<()> {
-        if self.at_line_start && (self.quotes > 0 || self.matched > 0) {
-            self.release(false)?;
-        }
-        if self.last.is_some_and(|b| b != b'\n') {
-            self.inner.write_all(b"\n")?;
-        }
-        self.inner.write_all(b"\n")
     }
 }

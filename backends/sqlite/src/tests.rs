@@ -19,7 +19,6 @@ use rusqlite::Connection;
 use tempfile::TempDir;
 
 use crate::error::Failure;
-use crate::export::{asctime, from_line, MboxrdWriter};
 use crate::headers::{self, Meta};
 use crate::migrate::{self, MIGRATIONS};
 use crate::{export, schema_status, DetailMailbox, ExportFormat, SqliteConfig, SqliteStore};
@@ -1071,7 +1070,8 @@ fn export_to_mbox_quotes_from_lines_and_round_trips() {
     let msgs = parse_mboxrd(&data);
     assert_eq!(msgs.len(), 2);
     assert!(msgs[0].0.starts_with("From s@x.org "));
-    assert_eq!(msgs[1].0, from_line("", received));
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(received as u64);
+    assert_eq!(msgs[1].0, lmtpd_store::mboxrd::from_line(None, at));
     let mut first = copy(&alice, FROM_BODY);
     first.push(b'\n'); // an mbox message always ends with a line end
     assert_eq!(msgs[0].1, first);
@@ -1187,58 +1187,22 @@ fn large_body_streams_in_and_out_intact() {
 }
 
 #[test]
-fn mboxrd_writer_is_independent_of_chunk_boundaries() {
-    let whole = |data: &[u8]| -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut w = MboxrdWriter::new(&mut out);
-        w.write_all(data).unwrap();
-        w.finish().unwrap();
-        out
-    };
-    let bytewise = |data: &[u8]| -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut w = MboxrdWriter::new(&mut out);
-        for b in data {
-            w.write_all(std::slice::from_ref(b)).unwrap();
-        }
-        w.finish().unwrap();
-        out
-    };
-    let cases: &[(&[u8], &[u8])] = &[
-        (b"From x\n", b">From x\n\n"),
-        (b">From x\n", b">>From x\n\n"),
-        (b"a\n>>>From \n", b"a\n>>>>From \n\n"),
-        (b"From", b"From\n\n"),
-        (b">>>", b">>>\n\n"),
-        (b"x From y\n", b"x From y\n\n"),
-        (b"\n", b"\n\n"),
-        (b"", b"\n"),
-        (b">Fro\nFrom\n", b">Fro\nFrom\n\n"),
-    ];
-    for (input, want) in cases {
-        assert_eq!(whole(input), *want, "{:?}", String::from_utf8_lossy(input));
-        assert_eq!(
-            bytewise(input),
-            *want,
-            "{:?}",
-            String::from_utf8_lossy(input)
-        );
-    }
-}
-
-#[test]
-fn from_line_uses_asctime_and_mailer_daemon() {
-    assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
-    assert_eq!(asctime(1_700_000_000), "Tue Nov 14 22:13:20 2023");
-    assert_eq!(asctime(951_782_400), "Tue Feb 29 00:00:00 2000");
-    assert_eq!(
-        from_line("", 0),
-        "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n"
-    );
-    assert_eq!(
-        from_line("\"a b\"@x", 0),
-        "From \"a_b\"@x Thu Jan  1 00:00:00 1970\n"
-    );
+fn export_to_mbox_drops_reader_trusted_fields_as_the_mbox_store_does() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open(&db);
+    let alice = rcpt("alice");
+    let body: &[u8] = b"Subject: s\nStatus: RO\nX-UID: 7\n\nStatus: stays in the body\n";
+    assert!(deliver_body(&st, body, std::slice::from_ref(&alice))[0].is_ok());
+    let mbox = dir.path().join("alice.mbox");
+    export(&db, "alice@example.org", None, ExportFormat::Mbox, &mbox).unwrap();
+    let msgs = parse_mboxrd(&fs::read(&mbox).unwrap());
+    assert_eq!(msgs.len(), 1);
+    let want = copy(&alice, b"Subject: s\n\nStatus: stays in the body\n");
+    assert_eq!(msgs[0].1, want);
+    // The .eml export keeps the stored bytes.
+    let eml = export_eml(&db, "alice@example.org", None);
+    assert_eq!(eml[0].1, copy(&alice, body));
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! accepted recipient, in RCPT order. [`Outcomes`] can therefore only be built with exactly
 //! one result per recipient, and a [`DeliveryError`] carries the reply code the client sees.
 
+pub mod date;
+pub mod mboxrd;
 pub mod template;
 
 use std::fmt;

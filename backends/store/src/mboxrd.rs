@@ -1,16 +1,19 @@
-//! The mboxrd format (RFC 4155, standards §7.2–7.5): the `From ` separator line and the
-//! streaming filter that quotes `^>*From ` lines, drops reader-trusted header fields and
-//! terminates each message with exactly one empty line.
+//! The mboxrd format (RFC 4155, standards §7.2–7.5), shared by the mbox store and the SQLite
+//! export: the `From ` separator line and the streaming filter that quotes `^>*From ` lines,
+//! drops reader-trusted header fields and terminates each message with exactly one empty
+//! line.
 
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use crate::date::asctime;
 
 /// Output buffer size of the filter: memory use does not grow with the message.
-pub(crate) const BUF_SIZE: usize = 64 * 1024;
+pub const BUF_SIZE: usize = 64 * 1024;
 
 /// Header fields removed from the message's header section, lower case: mbox readers
 /// (Dovecot, mutt) trust them as their own metadata (standards §7.5).
-pub(crate) const DROPPED_FIELDS: [&str; 7] = [
+pub const DROPPED_FIELDS: [&str; 7] = [
     "status",
     "x-status",
     "x-uid",
@@ -25,14 +28,10 @@ pub(crate) const DROPPED_FIELDS: [&str; 7] = [
 const NAME_MAX: usize = 32;
 
 const FROM: &[u8; 5] = b"From ";
-const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
 
 /// The envelope sender as one word for the separator line: `MAILER-DAEMON` for the null
 /// sender (or an empty one); whitespace and control characters become `-` (qmail mbox(5)).
-pub(crate) fn separator_sender(sender: Option<&str>) -> String {
+pub fn separator_sender(sender: Option<&str>) -> String {
     match sender {
         Some(s) if !s.trim().is_empty() => s
             .chars()
@@ -48,46 +47,8 @@ pub(crate) fn separator_sender(sender: Option<&str>) -> String {
     }
 }
 
-/// `time` in asctime() form, UTC, without the newline: 24 characters such as
-/// `Sat Jan  3 01:05:34 1996` (day of month space-padded).
-pub(crate) fn asctime(time: SystemTime) -> String {
-    let secs = match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    };
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let weekday = (days + 4).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
-    format!(
-        "{} {} {:>2} {:02}:{:02}:{:02} {}",
-        DAYS[weekday],
-        MONTHS[(month - 1) as usize],
-        day,
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60,
-        year
-    )
-}
-
-/// Proleptic Gregorian (year, month 1–12, day 1–31) of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// The separator line `From <sender> <asctime>\n` (one space each, UTC).
-pub(crate) fn from_line(sender: Option<&str>, time: SystemTime) -> String {
+pub fn from_line(sender: Option<&str>, time: SystemTime) -> String {
     format!("From {} {}\n", separator_sender(sender), asctime(time))
 }
 
@@ -114,7 +75,7 @@ enum State {
 /// header section (up to the first empty line), and [`finish`](Filter::finish) makes the
 /// copy end with a newline followed by one empty line. Works byte by byte across input
 /// chunks of any size with a fixed-size output buffer.
-pub(crate) struct Filter<W: Write> {
+pub struct Filter<W: Write> {
     out: W,
     buf: Vec<u8>,
     state: State,
@@ -130,7 +91,7 @@ pub(crate) struct Filter<W: Write> {
 
 impl<W: Write> Filter<W> {
     /// A filter writing to `out`, starting in the header section.
-    pub(crate) fn new(out: W) -> Self {
+    pub fn new(out: W) -> Self {
         Filter {
             out,
             buf: Vec::with_capacity(BUF_SIZE),
@@ -179,12 +140,12 @@ impl<W: Write> Filter<W> {
     }
 
     /// Writes `bytes` as they are (the separator line), outside the line state machine.
-    pub(crate) fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.emit(bytes)
     }
 
     /// Filters the next chunk of the copy.
-    pub(crate) fn feed(&mut self, data: &[u8]) -> io::Result<()> {
+    pub fn feed(&mut self, data: &[u8]) -> io::Result<()> {
         let mut i = 0;
         while i < data.len() {
             match self.state {
@@ -319,7 +280,7 @@ impl<W: Write> Filter<W> {
     /// Ends the copy: emits what is held back, a newline if the copy does not end with one,
     /// then the empty line that terminates every mbox message. Returns the writer and the
     /// number of bytes written.
-    pub(crate) fn finish(mut self) -> io::Result<(W, u64)> {
+    pub fn finish(mut self) -> io::Result<(W, u64)> {
         match self.state {
             State::Gt(n) => self.emit_gts(n)?,
             State::From { gts, matched } => {
@@ -340,5 +301,50 @@ impl<W: Write> Filter<W> {
         self.flush_buf()?;
         self.out.flush()?;
         Ok((self.out, self.written))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    /// The filter's output for `input`, fed whole and fed byte by byte (they must agree).
+    fn filtered(input: &[u8]) -> Vec<u8> {
+        let mut whole = Filter::new(Vec::new());
+        whole.feed(input).unwrap();
+        let (whole, _) = whole.finish().unwrap();
+        let mut bytewise = Filter::new(Vec::new());
+        for b in input {
+            bytewise.feed(std::slice::from_ref(b)).unwrap();
+        }
+        let (bytewise, _) = bytewise.finish().unwrap();
+        assert_eq!(whole, bytewise, "{:?}", String::from_utf8_lossy(input));
+        whole
+    }
+
+    #[test]
+    fn quoting_and_termination_do_not_depend_on_chunk_boundaries() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"\n\nFrom x\n", b"\n\n>From x\n\n"),
+            (b"\n\n>From x\n", b"\n\n>>From x\n\n"),
+            (b"\n\na\n>>>From \n", b"\n\na\n>>>>From \n\n"),
+            (b"\n\nFrom", b"\n\nFrom\n\n"),
+            (b"\n\n>>>", b"\n\n>>>\n\n"),
+            (b"\n\nx From y\n", b"\n\nx From y\n\n"),
+            (b"\n\n>Fro\nFrom\n", b"\n\n>Fro\nFrom\n\n"),
+            (
+                b"Subject: s\nStatus: RO\n\nStatus: body\n",
+                b"Subject: s\n\nStatus: body\n\n",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                filtered(input),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 }
