@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use lmtpd_store::{Message, Recipient};
+use lmtpd_store::{pump, Message, PumpError, Recipient};
 
 use crate::dirsync::DirSyncs;
 use crate::error::{io_at, Failure};
@@ -71,22 +71,13 @@ fn create_tmp(tmp_dir: &Path, host: &str) -> Result<(String, PathBuf, File), Fai
 /// Streams `reader` into `file` through a fixed buffer; returns the bytes written.
 fn copy(mut reader: impl Read, file: &mut File, path: &Path) -> Result<u64, Failure> {
     let mut buf = vec![0u8; BUF_SIZE];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                return Err(Failure::Io {
-                    what: "read message from spool".into(),
-                    err,
-                })
-            }
-        };
-        file.write_all(&buf[..n]).map_err(io_at("write", path))?;
-        total += n as u64;
-    }
+    pump(&mut reader, &mut buf, |chunk| file.write_all(chunk)).map_err(|err| match err {
+        PumpError::Read(err) => Failure::Io {
+            what: "read message from spool".into(),
+            err,
+        },
+        PumpError::Sink(err) => io_at("write", path)(err),
+    })
 }
 
 /// Stores `rcpt`'s copy of `msg` in the maildir `dir` (which must exist with `tmp/` and

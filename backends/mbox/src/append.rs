@@ -4,12 +4,12 @@
 //! whole batch of copies appended under the same locks.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use lmtpd_store::{Message, Recipient};
+use lmtpd_store::{pump, Message, PumpError, Recipient};
 
 use crate::error::{io_at, Failure};
 use lmtpd_store::mboxrd::{self, Filter, BUF_SIZE};
@@ -62,20 +62,13 @@ fn write_copy(
         err,
     })?;
     let mut buf = vec![0u8; BUF_SIZE];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                return Err(Failure::Io {
-                    what: "read message from spool".into(),
-                    err,
-                })
-            }
-        };
-        filter.feed(&buf[..n]).map_err(write_err)?;
-    }
+    pump(&mut reader, &mut buf, |chunk| filter.feed(chunk)).map_err(|err| match err {
+        PumpError::Read(err) => Failure::Io {
+            what: "read message from spool".into(),
+            err,
+        },
+        PumpError::Sink(err) => write_err(err),
+    })?;
     let (_, written) = filter.finish().map_err(write_err)?;
     Ok(written)
 }

@@ -3,9 +3,9 @@
 //! (once per `deliver` call) by incremental BLOB I/O, inserts the delivery row and bumps
 //! `next_uid`.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 
-use lmtpd_store::{DetailMailbox, Message, Recipient};
+use lmtpd_store::{pump, DetailMailbox, Message, PumpError, Recipient};
 use rusqlite::blob::ZeroBlob;
 use rusqlite::{params, Connection, OptionalExtension, MAIN_DB};
 
@@ -219,29 +219,26 @@ pub(crate) fn copy_exact(
 ) -> Result<(), Failure> {
     let mut buf = vec![0u8; CHUNK];
     let mut done: u64 = 0;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                return Err(Failure::Io {
-                    what: "read spooled body",
-                    err,
-                })
-            }
-        };
-        if done + n as u64 > len {
+    pump(reader, &mut buf, |chunk| {
+        if done + chunk.len() as u64 > len {
             return Err(Failure::Local(format!(
                 "spooled body is longer than its recorded {len} bytes"
             )));
         }
-        out.write_all(&buf[..n]).map_err(|err| Failure::Io {
+        out.write_all(chunk).map_err(|err| Failure::Io {
             what: "write body blob",
             err,
         })?;
-        done += n as u64;
-    }
+        done += chunk.len() as u64;
+        Ok(())
+    })
+    .map_err(|err| match err {
+        PumpError::Read(err) => Failure::Io {
+            what: "read spooled body",
+            err,
+        },
+        PumpError::Sink(failure) => failure,
+    })?;
     if done != len {
         return Err(Failure::Local(format!(
             "spooled body has {done} bytes, expected {len}"

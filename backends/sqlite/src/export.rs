@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use lmtpd_store::mboxrd::{self, Filter};
+use lmtpd_store::PumpError;
 use rusqlite::{params, Connection, OptionalExtension, MAIN_DB};
 
 use crate::deliver::{CHUNK, INBOX};
@@ -235,14 +236,9 @@ fn write_message(
 fn pump(
     body: &mut dyn Read,
     buf: &mut [u8],
-    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+    f: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
-    loop {
-        match body.read(buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => f(&buf[..n])?,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
+    lmtpd_store::pump(body, buf, f)
+        .map(drop)
+        .map_err(|(PumpError::Read(err) | PumpError::Sink(err))| err)
 }

@@ -213,6 +213,24 @@ pub struct Recipient {
     pub trace: Vec<u8>,
 }
 
+impl Recipient {
+    /// The plainest recipient of `local@domain`: the address is the user, no `+detail`, no
+    /// quota, no trace headers yet. For tools and tests; the server builds its recipients
+    /// from the users file.
+    pub fn new(local: &str, domain: &str) -> Recipient {
+        let address = format!("{local}@{domain}");
+        Recipient {
+            user: address.clone(),
+            address,
+            local: local.into(),
+            domain: domain.into(),
+            detail: None,
+            quota: Quota::default(),
+            trace: Vec::new(),
+        }
+    }
+}
+
 /// The null or a real reverse-path (`MAIL FROM`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Envelope {
@@ -234,6 +252,37 @@ impl Envelope {
     /// The reverse-path as it appears in `Return-Path:`: the address, or empty for `<>`.
     pub fn sender_or_empty(&self) -> &str {
         self.sender.as_deref().unwrap_or("")
+    }
+}
+
+/// Why [`pump`] stopped before the end of its source.
+#[derive(Debug)]
+pub enum PumpError<E> {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// The sink refused a chunk.
+    Sink(E),
+}
+
+/// Reads `reader` to its end through `buf` (retrying interrupted reads), hands every chunk to
+/// `sink` and returns the number of bytes read: the one copy loop of every store, so memory
+/// never grows with the message.
+pub fn pump<E>(
+    reader: &mut dyn Read,
+    buf: &mut [u8],
+    mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<u64, PumpError<E>> {
+    let mut total = 0u64;
+    loop {
+        match reader.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => {
+                sink(&buf[..n]).map_err(PumpError::Sink)?;
+                total += n as u64;
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(PumpError::Read(err)),
+        }
     }
 }
 
@@ -384,15 +433,66 @@ mod tests {
     use super::*;
 
     fn rcpt(addr: &str) -> Recipient {
+        let (local, domain) = addr.split_once('@').unwrap_or((addr, ""));
         Recipient {
-            address: addr.into(),
-            user: addr.into(),
-            local: "a".into(),
-            domain: "b".into(),
-            detail: None,
-            quota: Quota::default(),
             trace: b"X-T: 1\n".to_vec(),
+            ..Recipient::new(local, domain)
         }
+    }
+
+    /// A reader that is interrupted before every chunk and fails after `fail_after` bytes.
+    struct Flaky {
+        data: Vec<u8>,
+        pos: usize,
+        interrupt: bool,
+        fail_after: Option<usize>,
+    }
+
+    impl Read for Flaky {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            if self.fail_after.is_some_and(|n| self.pos >= n) {
+                return Err(io::Error::other("disk gone"));
+            }
+            let n = buf.len().min(3).min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn pump_retries_interrupted_reads_and_tells_read_from_sink_errors() {
+        let flaky = |fail_after| Flaky {
+            data: b"0123456789".to_vec(),
+            pos: 0,
+            interrupt: false,
+            fail_after,
+        };
+        let mut buf = [0u8; 8];
+        let mut out = Vec::new();
+        let n = pump(&mut flaky(None), &mut buf, |c| {
+            out.extend_from_slice(c);
+            Ok::<(), ()>(())
+        });
+        assert!(matches!(n, Ok(10)), "{n:?}");
+        assert_eq!(out, b"0123456789");
+        let read = pump(&mut flaky(Some(6)), &mut buf, |_| Ok::<(), ()>(()));
+        assert!(matches!(read, Err(PumpError::Read(e)) if e.to_string() == "disk gone"));
+        let mut seen = 0;
+        let sink = pump(&mut flaky(None), &mut buf, |c| {
+            seen += c.len();
+            if seen > 4 {
+                Err("full")
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(sink, Err(PumpError::Sink("full"))));
+        assert_eq!(seen, 6, "no chunk after the refused one");
     }
 
     #[test]
