@@ -286,73 +286,62 @@ pub fn log_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lmtpd_store::{MemoryBody, Quota};
+    use lmtpd_store::MemoryBody;
 
     fn rcpt(addr: &str) -> Recipient {
-        Recipient {
-            address: addr.into(),
-            user: addr.into(),
-            local: "x".into(),
-            domain: "example.org".into(),
-            detail: None,
-            quota: Quota::default(),
-            trace: Vec::new(),
-        }
+        let (local, domain) = addr.split_once('@').unwrap_or((addr, ""));
+        Recipient::new(local, domain)
+    }
+
+    /// Runs `f` with a job over the default stores and an empty message.
+    fn with_job(f: impl FnOnce(&Job<'_>)) {
+        let cfg = Config::default();
+        let dir = Directory::parse("", "u", &cfg).expect("users");
+        let stores = Stores::open(&cfg, &dir, None).expect("stores");
+        let env = Envelope::default();
+        let body = MemoryBody::default();
+        f(&Job {
+            stores: &stores,
+            hostname: "h",
+            conn: 1,
+            env: &env,
+            body: &body,
+        });
     }
 
     #[test]
     fn replies_follow_rcpt_order_and_unreported_recipients_get_451() {
-        let cfg = Config::default();
-        let dir = Directory::parse("", "u", &cfg).expect("users");
-        let stores = Stores::open(&cfg, &dir, None).expect("stores");
-        let env = Envelope::default();
-        let body = MemoryBody::default();
-        let job = Job {
-            stores: &stores,
-            hostname: "h",
-            conn: 1,
-            env: &env,
-            body: &body,
-        };
-        let run = vec![rcpt("a@x"), rcpt("b@x"), rcpt("c@x")];
-        let mut sent: Vec<String> = Vec::new();
-        let mut sink = |r: Reply| -> Result<(), ()> {
-            sent.push(format!("{} {}", r.code, r.lines.join(" ")));
-            Ok(())
-        };
-        let mut out = Ordered::new(&job, "test", &run, &mut sink);
-        // A store reporting out of order, once twice, and never for the first recipient.
-        assert!(out.report(2, Err(DeliveryError::over_quota(false))));
-        assert!(out.report(1, Ok(())));
-        assert!(out.report(1, Err(DeliveryError::local_error())));
-        assert!(out.finish().is_ok());
-        assert_eq!(sent.len(), 3, "{sent:?}");
-        assert!(sent[0].starts_with("451"), "{sent:?}");
-        assert!(
-            sent[1].starts_with("250") && sent[1].contains("<b@x>"),
-            "{sent:?}"
-        );
-        assert!(sent[2].starts_with("452"), "{sent:?}");
+        with_job(|job| {
+            let run = vec![rcpt("a@x"), rcpt("b@x"), rcpt("c@x")];
+            let mut sent: Vec<String> = Vec::new();
+            let mut sink = |r: Reply| -> Result<(), ()> {
+                sent.push(format!("{} {}", r.code, r.lines.join(" ")));
+                Ok(())
+            };
+            let mut out = Ordered::new(job, "test", &run, &mut sink);
+            // A store reporting out of order, once twice, and never for the first recipient.
+            assert!(out.report(2, Err(DeliveryError::over_quota(false))));
+            assert!(out.report(1, Ok(())));
+            assert!(out.report(1, Err(DeliveryError::local_error())));
+            assert!(out.finish().is_ok());
+            assert_eq!(sent.len(), 3, "{sent:?}");
+            assert!(sent[0].starts_with("451"), "{sent:?}");
+            assert!(
+                sent[1].starts_with("250") && sent[1].contains("<b@x>"),
+                "{sent:?}"
+            );
+            assert!(sent[2].starts_with("452"), "{sent:?}");
+        });
     }
 
     #[test]
     fn a_lost_connection_tells_the_store_to_stop() {
-        let cfg = Config::default();
-        let dir = Directory::parse("", "u", &cfg).expect("users");
-        let stores = Stores::open(&cfg, &dir, None).expect("stores");
-        let env = Envelope::default();
-        let body = MemoryBody::default();
-        let job = Job {
-            stores: &stores,
-            hostname: "h",
-            conn: 1,
-            env: &env,
-            body: &body,
-        };
-        let run = vec![rcpt("a@x"), rcpt("b@x")];
-        let mut sink = |_: Reply| -> Result<(), &'static str> { Err("gone") };
-        let mut out = Ordered::new(&job, "test", &run, &mut sink);
-        assert!(!out.report(0, Ok(())), "store must stop");
-        assert_eq!(out.finish(), Err("gone"));
+        with_job(|job| {
+            let run = vec![rcpt("a@x"), rcpt("b@x")];
+            let mut sink = |_: Reply| -> Result<(), &'static str> { Err("gone") };
+            let mut out = Ordered::new(job, "test", &run, &mut sink);
+            assert!(!out.report(0, Ok(())), "store must stop");
+            assert_eq!(out.finish(), Err("gone"));
+        });
     }
 }

@@ -55,18 +55,13 @@ fn clean(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lmtpd_store::Quota;
     use std::time::{Duration, UNIX_EPOCH};
 
+    /// A recipient of alice@example.org who wrote `addr` in RCPT TO.
     fn rcpt(addr: &str) -> Recipient {
         Recipient {
             address: addr.into(),
-            user: addr.into(),
-            local: "alice".into(),
-            domain: "example.org".into(),
-            detail: None,
-            quota: Quota::default(),
-            trace: Vec::new(),
+            ..Recipient::new("alice", "example.org")
         }
     }
 

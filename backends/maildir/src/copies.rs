@@ -81,15 +81,7 @@ mod tests {
 
     fn rcpts(n: usize) -> Vec<Recipient> {
         (0..n)
-            .map(|i| Recipient {
-                address: format!("u{i}@example.org"),
-                user: format!("u{i}@example.org"),
-                local: format!("u{i}"),
-                domain: "example.org".into(),
-                detail: None,
-                quota: lmtpd_store::Quota::default(),
-                trace: Vec::new(),
-            })
+            .map(|i| Recipient::new(&format!("u{i}"), "example.org"))
             .collect()
     }
 

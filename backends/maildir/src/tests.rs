@@ -35,13 +35,8 @@ fn store(dir: &Path) -> MaildirStore {
 
 fn rcpt(local: &str) -> Recipient {
     Recipient {
-        address: format!("{local}@example.org"),
-        user: format!("{local}@example.org"),
-        local: local.into(),
-        domain: "example.org".into(),
-        detail: None,
-        quota: Quota::default(),
         trace: TRACE.to_vec(),
+        ..Recipient::new(local, "example.org")
     }
 }
 

@@ -56,13 +56,8 @@ fn store_with(dir: &Path, locks: &[LockKind], timeout: Duration) -> MboxStore {
 
 fn rcpt(local: &str) -> Recipient {
     Recipient {
-        address: format!("{local}@example.org"),
-        user: format!("{local}@example.org"),
-        local: local.into(),
-        domain: "example.org".into(),
-        detail: None,
-        quota: Quota::default(),
         trace: TRACE.to_vec(),
+        ..Recipient::new(local, "example.org")
     }
 }
 
@@ -929,47 +924,85 @@ impl Body for GatedBody {
     }
 }
 
+/// A delivery to alice holding the mailbox's turn and locks, blocked inside its append until
+/// [`HeldLeader::release`]; deliveries queued meanwhile join its batch.
+struct HeldLeader {
+    handle: std::thread::JoinHandle<Result<String, crate::error::Failure>>,
+    go: mpsc::Sender<()>,
+    key: PathBuf,
+}
+
+impl HeldLeader {
+    fn start(st: &Arc<MboxStore>, dir: &TempDir) -> HeldLeader {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        let body = GatedBody {
+            data: b"Subject: leader\n\nfirst\n".to_vec(),
+            started: Mutex::new(Some(started_tx)),
+            go: Mutex::new(go_rx),
+        };
+        let handle = spawn_delivery(st, body);
+        started_rx.recv().unwrap();
+        HeldLeader {
+            handle,
+            go,
+            key: crate::mailbox::queue_key(&mbox(dir, "alice")),
+        }
+    }
+
+    /// Waits until `n` deliveries are queued behind the leader.
+    fn wait_queued(&self, n: usize) {
+        let t0 = Instant::now();
+        while lock::waiting(&self.key) < n {
+            assert!(t0.elapsed() < Duration::from_secs(10), "{n} never queued");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn release(self) -> Result<String, crate::error::Failure> {
+        self.go.send(()).unwrap();
+        self.handle.join().unwrap()
+    }
+}
+
+/// Delivers `body` to alice on a new thread; the store's description of what it stored.
+fn spawn_delivery(
+    st: &Arc<MboxStore>,
+    body: impl Body + 'static,
+) -> std::thread::JoinHandle<Result<String, crate::error::Failure>> {
+    let st = Arc::clone(st);
+    std::thread::spawn(move || {
+        let env = env_from(Some("s@x.org"));
+        st.deliver_inner(&Message::new(&env, &body), &rcpt("alice"))
+    })
+}
+
+/// The Subject line of every message in alice's mbox, in file order.
+fn subjects(dir: &TempDir) -> Vec<String> {
+    parse(&fs::read(mbox(dir, "alice")).unwrap())
+        .iter()
+        .map(|m| {
+            let text = String::from_utf8(unquote(&m.content)).unwrap();
+            text.lines().nth(2).unwrap().to_string()
+        })
+        .collect()
+}
+
 #[test]
 fn copies_queued_behind_a_delivery_share_its_locks_and_fsync() {
     let dir = TempDir::new().unwrap();
     let st = Arc::new(store(dir.path()));
-    let (started_tx, started_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel();
-    let leader_body = GatedBody {
-        data: b"Subject: leader\n\nfirst\n".to_vec(),
-        started: Mutex::new(Some(started_tx)),
-        go: Mutex::new(go_rx),
-    };
-    let leader = {
-        let st = Arc::clone(&st);
-        std::thread::spawn(move || {
-            let env = env_from(Some("s@x.org"));
-            st.deliver_inner(&Message::new(&env, &leader_body), &rcpt("alice"))
-        })
-    };
-    // The leader holds the turn and the file locks, blocked inside its append.
-    started_rx.recv().unwrap();
-    let key = crate::mailbox::queue_key(&mbox(&dir, "alice"));
+    let leader = HeldLeader::start(&st, &dir);
     let followers: Vec<_> = (0..3)
         .map(|i| {
-            let st = Arc::clone(&st);
-            std::thread::spawn(move || {
-                let env = env_from(Some("s@x.org"));
-                let body = MemoryBody(format!("Subject: f{i}\n\nFrom f{i}\n").into_bytes());
-                st.deliver_inner(&Message::new(&env, &body), &rcpt("alice"))
-            })
+            spawn_delivery(
+                &st,
+                MemoryBody(format!("Subject: f{i}\n\nFrom f{i}\n").into_bytes()),
+            )
         })
         .collect();
-    let t0 = Instant::now();
-    while lock::waiting(&key) < 3 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "followers never queued"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    go_tx.send(()).unwrap();
-    let led = leader.join().unwrap().unwrap();
+    leader.wait_queued(3);
+    let led = leader.release().unwrap();
     assert!(!led.contains("batched"), "{led}");
     for f in followers {
         let done = f.join().unwrap().unwrap();
@@ -978,15 +1011,8 @@ fn copies_queued_behind_a_delivery_share_its_locks_and_fsync() {
             "appended under the leader's locks: {done}"
         );
     }
-    let msgs = parse(&fs::read(mbox(&dir, "alice")).unwrap());
-    assert_eq!(msgs.len(), 4);
-    let subjects: Vec<String> = msgs
-        .iter()
-        .map(|m| {
-            let text = String::from_utf8(unquote(&m.content)).unwrap();
-            text.lines().nth(2).unwrap().to_string()
-        })
-        .collect();
+    let subjects = subjects(&dir);
+    assert_eq!(subjects.len(), 4);
     assert_eq!(subjects[0], "Subject: leader");
     let mut rest = subjects[1..].to_vec();
     rest.sort();
@@ -1028,56 +1054,25 @@ impl Read for FailingReader {
 fn a_member_whose_append_fails_is_cut_out_of_the_batch_alone() {
     let dir = TempDir::new().unwrap();
     let st = Arc::new(store(dir.path()));
-    let (started_tx, started_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel();
-    let leader_body = GatedBody {
-        data: b"Subject: leader\n\nfirst\n".to_vec(),
-        started: Mutex::new(Some(started_tx)),
-        go: Mutex::new(go_rx),
-    };
-    let leader = {
-        let st = Arc::clone(&st);
-        std::thread::spawn(move || {
-            let env = env_from(Some("s@x.org"));
-            st.deliver_inner(&Message::new(&env, &leader_body), &rcpt("alice"))
-        })
-    };
-    started_rx.recv().unwrap();
-    let key = crate::mailbox::queue_key(&mbox(&dir, "alice"));
+    let leader = HeldLeader::start(&st, &dir);
     // Queue three members in a known order: good, broken, good.
-    let mut members = Vec::new();
-    for (i, broken) in [(0, false), (1, true), (2, false)] {
-        let st = Arc::clone(&st);
-        members.push(std::thread::spawn(move || {
-            let env = env_from(Some("s@x.org"));
-            let good = MemoryBody(format!("Subject: f{i}\n\nbody {i}\n").into_bytes());
-            let body: &dyn Body = if broken { &BrokenBody } else { &good };
-            st.deliver_inner(&Message::new(&env, body), &rcpt("alice"))
-        }));
-        let t0 = Instant::now();
-        while lock::waiting(&key) < i + 1 {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "member {i} never queued"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    go_tx.send(()).unwrap();
-    assert!(leader.join().unwrap().is_ok());
-    let results: Vec<_> = members.into_iter().map(|m| m.join().unwrap()).collect();
-    assert!(results[0].as_ref().unwrap().ends_with("(batched)"));
-    assert!(results[1].is_err(), "{:?}", results[1]);
-    assert!(results[2].as_ref().unwrap().ends_with("(batched)"));
+    let good = |i: usize| MemoryBody(format!("Subject: f{i}\n\nbody {i}\n").into_bytes());
+    let first = spawn_delivery(&st, good(0));
+    leader.wait_queued(1);
+    let broken = spawn_delivery(&st, BrokenBody);
+    leader.wait_queued(2);
+    let last = spawn_delivery(&st, good(2));
+    leader.wait_queued(3);
+    assert!(leader.release().is_ok());
+    assert!(first.join().unwrap().unwrap().ends_with("(batched)"));
+    let failed = broken.join().unwrap();
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(last.join().unwrap().unwrap().ends_with("(batched)"));
+    assert_eq!(
+        subjects(&dir),
+        ["Subject: leader", "Subject: f0", "Subject: f2"]
+    );
     let data = fs::read(mbox(&dir, "alice")).unwrap();
-    let subjects: Vec<String> = parse(&data)
-        .iter()
-        .map(|m| {
-            let text = String::from_utf8(unquote(&m.content)).unwrap();
-            text.lines().nth(2).unwrap().to_string()
-        })
-        .collect();
-    assert_eq!(subjects, ["Subject: leader", "Subject: f0", "Subject: f2"]);
     assert!(!String::from_utf8_lossy(&data).contains("half a mess"));
 }
 

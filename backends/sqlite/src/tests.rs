@@ -42,13 +42,8 @@ fn open(path: &Path) -> SqliteStore {
 
 fn rcpt(local: &str) -> Recipient {
     Recipient {
-        address: format!("{local}@example.org"),
-        user: format!("{local}@example.org"),
-        local: local.into(),
-        domain: "example.org".into(),
-        detail: None,
-        quota: Quota::default(),
         trace: format!("Return-Path: <s@x.org>\nDelivered-To: {local}@example.org\n").into_bytes(),
+        ..Recipient::new(local, "example.org")
     }
 }
 
