@@ -42,7 +42,10 @@ const MAX_GROUPS: usize = 4096;
 impl DirSyncs {
     fn group(&self, dir: &Path) -> Arc<Group> {
         let mut groups = lock(&self.groups);
-        if groups.len() >= MAX_GROUPS && !groups.contains_key(dir) {
+        if let Some(group) = groups.get(dir) {
+            return Arc::clone(group);
+        }
+        if groups.len() >= MAX_GROUPS {
             groups.retain(|_, g| Arc::strong_count(g) > 1);
         }
         Arc::clone(groups.entry(dir.to_path_buf()).or_default())

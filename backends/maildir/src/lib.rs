@@ -109,7 +109,8 @@ impl MaildirStore {
     fn sweep_once(&self, dir: &Path) {
         let first = {
             let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
-            swept.insert(dir.to_path_buf())
+            // Every delivery asks; only the first one for a maildir allocates its key.
+            !swept.contains(dir) && swept.insert(dir.to_path_buf())
         };
         if first {
             match sweep_tmp(dir, TMP_MAX_AGE) {
