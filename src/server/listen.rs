@@ -52,13 +52,7 @@ impl Listener {
             Listen::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr)?),
             Listen::Unix(path) => {
                 remove_stale_socket(path)?;
-                let l = UnixListener::bind(path)?;
-                let l = Listener::Unix(l, path.clone());
-                if perms.uid.is_some() || perms.gid.is_some() {
-                    std::os::unix::fs::chown(path, perms.uid, perms.gid)?;
-                }
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(perms.mode))?;
-                l
+                Listener::Unix(bind_unix(path, perms)?, path.clone())
             }
         };
         l.set_nonblocking()?;
@@ -130,6 +124,42 @@ impl Drop for Listener {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Binds a Unix socket that appears at `path` only once it is listening and has its final
+/// mode and owner: bound under a temporary name next to it, then hard-linked into place
+/// (which, unlike rename, never replaces a socket another server just created). A client
+/// that sees the path can connect, and never meets a socket with looser permissions.
+fn bind_unix(path: &Path, perms: &SocketPerms) -> io::Result<UnixListener> {
+    let finish = |at: &Path| -> io::Result<()> {
+        if perms.uid.is_some() || perms.gid.is_some() {
+            std::os::unix::fs::chown(at, perms.uid, perms.gid)?;
+        }
+        std::fs::set_permissions(at, std::fs::Permissions::from_mode(perms.mode))
+    };
+    let tmp = temp_sibling(path);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = match UnixListener::bind(&tmp) {
+        Ok(l) => l,
+        // The longer temporary name may not fit in sun_path: bind in place instead.
+        Err(_) => {
+            let l = UnixListener::bind(path)?;
+            finish(path)?;
+            return Ok(l);
+        }
+    };
+    let placed = finish(&tmp).and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    placed.map(|()| listener)
+}
+
+/// `<dir>/.<name>.<pid>`: the temporary name a Unix socket is bound under.
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}", std::process::id()))
 }
 
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
@@ -212,4 +242,63 @@ fn refuse_busy(mut conn: Conn, hostname: &str) {
         format!("421 4.3.2 {hostname} Too many connections, try again later\r\n").as_bytes(),
     );
     conn.stream.shutdown(NetShutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    const PERMS: SocketPerms = SocketPerms {
+        mode: 0o660,
+        uid: None,
+        gid: None,
+    };
+
+    #[test]
+    fn a_unix_socket_appears_listening_with_its_mode_and_no_temporary_left() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("lmtp.sock");
+        let l = Listener::bind(&Listen::Unix(path.clone()), &PERMS).expect("bind");
+        let meta = std::fs::symlink_metadata(&path).expect("socket");
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert!(UnixStream::connect(&path).is_ok(), "listening");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["lmtp.sock"], "no temporary name left");
+        // A second server on the same path is refused, and the first keeps its socket.
+        let err = Listener::bind(&Listen::Unix(path.clone()), &PERMS).map(drop);
+        assert_eq!(err.map_err(|e| e.kind()), Err(io::ErrorKind::AddrInUse));
+        assert!(UnixStream::connect(&path).is_ok());
+        drop(l);
+        assert!(!path.exists(), "removed at exit");
+    }
+
+    #[test]
+    fn a_path_too_long_for_the_temporary_name_is_bound_in_place() {
+        let dir = tempfile::tempdir().expect("tmp");
+        // sun_path holds 108 bytes with its NUL on Linux: a 102-byte path fits, its
+        // temporary name (3 + pid digits longer) does not.
+        let base = dir.path().as_os_str().len() + 1;
+        let name = "s".repeat(102usize.saturating_sub(base).max(1));
+        let path = dir.path().join(name);
+        if cfg!(target_os = "linux") {
+            assert!(path.as_os_str().len() < 108);
+            assert!(temp_sibling(&path).as_os_str().len() >= 108);
+        }
+        let l = Listener::bind(&Listen::Unix(path.clone()), &PERMS).expect("bind in place");
+        assert!(UnixStream::connect(&path).is_ok());
+        assert_eq!(
+            std::fs::metadata(&path)
+                .expect("socket")
+                .permissions()
+                .mode()
+                & 0o777,
+            0o660
+        );
+        drop(l);
+    }
 }
