@@ -120,10 +120,10 @@ pub struct Config {
     pub max_message_size: u64,
     /// Most recipients in one transaction.
     pub max_recipients: usize,
-    /// Worker threads, i.e. concurrent sessions.
+    /// Concurrent sessions (worker threads, started on demand); one more gets `421 4.3.2`.
     pub workers: usize,
-    /// Accepted connections that may wait for a worker before new ones get 421.
-    pub queue: usize,
+    /// The optional `GET /metrics` listener (loopback TCP or a Unix socket).
+    pub metrics: Option<Listen>,
     /// Idle timeout per connection.
     pub timeout: Duration,
     /// How long SIGTERM waits for running sessions.
@@ -167,6 +167,14 @@ pub enum LogTarget {
     Syslog,
 }
 
+/// The default `workers`: above what Postfix (100 delivery processes, 20 per destination
+/// and cached connections), Exim beside it and a burst after a restart open at once; an
+/// idle session costs about 20 KiB (README "Capacity").
+pub const DEFAULT_WORKERS: usize = 512;
+
+/// The largest `workers` accepted.
+pub const MAX_WORKERS: u64 = 4096;
+
 /// The built-in default configuration file path.
 pub const DEFAULT_CONFIG: &str = match option_env!("LMTPD_DEFAULT_CONFIG") {
     Some(p) => p,
@@ -196,8 +204,8 @@ impl Default for Config {
             spool_dir: std::env::temp_dir(),
             max_message_size: 64 << 20,
             max_recipients: 1000,
-            workers: 16,
-            queue: 16,
+            workers: DEFAULT_WORKERS,
+            metrics: None,
             timeout: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(30),
             recipient_delimiter: "+".into(),
@@ -348,8 +356,13 @@ impl Config {
                     "spool_dir" => c.spool_dir = PathBuf::from(value),
                     "max_message_size" => c.max_message_size = parse_size(value)?,
                     "max_recipients" => c.max_recipients = parse_count(value, 1, 100_000)? as usize,
-                    "workers" => c.workers = parse_count(value, 1, 4096)? as usize,
-                    "queue" => c.queue = parse_count(value, 0, 100_000)? as usize,
+                    "workers" => c.workers = parse_count(value, 1, MAX_WORKERS)? as usize,
+                    // Obsolete (connections no longer wait for a worker): accepted so old
+                    // configurations still load, and ignored.
+                    "queue" => {
+                        parse_count(value, 0, 100_000)?;
+                    }
+                    "metrics" => c.metrics = parse_metrics(value)?,
                     "timeout" => c.timeout = Duration::from_secs(parse_count(value, 1, 86_400)?),
                     "shutdown_timeout" => {
                         c.shutdown_timeout = Duration::from_secs(parse_count(value, 0, 3600)?)
@@ -497,7 +510,14 @@ impl Config {
         let _ = writeln!(s, "max_message_size = {}", self.max_message_size);
         let _ = writeln!(s, "max_recipients = {}", self.max_recipients);
         let _ = writeln!(s, "workers = {}", self.workers);
-        let _ = writeln!(s, "queue = {}", self.queue);
+        match &self.metrics {
+            Some(l) => {
+                let _ = writeln!(s, "metrics = {l}");
+            }
+            None => {
+                let _ = writeln!(s, "metrics = off");
+            }
+        }
         let _ = writeln!(s, "timeout = {}", self.timeout.as_secs());
         let _ = writeln!(s, "shutdown_timeout = {}", self.shutdown_timeout.as_secs());
         let _ = writeln!(s, "recipient_delimiter = {}", self.recipient_delimiter);
@@ -560,6 +580,24 @@ impl Config {
     }
 }
 
+/// `metrics = off | 127.0.0.1:9124 | [::1]:9124 | unix:PATH`. The endpoint has no
+/// authentication, so TCP is allowed on loopback addresses only.
+fn parse_metrics(value: &str) -> Result<Option<Listen>, String> {
+    if matches!(value, "" | "off" | "no") {
+        return Ok(None);
+    }
+    let l = Listen::parse(value)?;
+    if let Listen::Tcp(a) = &l {
+        if !a.ip().is_loopback() {
+            return Err(format!(
+                "{a} is not a loopback address: the metrics endpoint has no authentication; \
+                 use 127.0.0.1, [::1] or unix:PATH (and a proxy for remote scrapes)"
+            ));
+        }
+    }
+    Ok(Some(l))
+}
+
 /// A mailbox template may only use `%u`, `%n`, `%d` and `%%`.
 fn check_template(t: &str) -> Result<(), String> {
     lmtpd_store::template::validate(t, "mailbox")
@@ -591,6 +629,7 @@ max_message_size = 10M
 max_recipients = 50
 workers = 4
 queue = 8
+metrics = 127.0.0.1:9124
 timeout = 60
 shutdown_timeout = 5
 recipient_delimiter = +-
@@ -620,6 +659,10 @@ socket_group = postfix
         assert_eq!(c.store, StoreKind::Mbox);
         assert_eq!(c.mbox_locks, vec![LockKind::Dotlock, LockKind::Flock]);
         assert_eq!(c.sqlite_busy_timeout, Duration::from_secs(7));
+        assert_eq!(
+            c.metrics,
+            Some(Listen::Tcp("127.0.0.1:9124".parse().expect("addr")))
+        );
         // The dump is itself a valid config that yields the same settings.
         let again = Config::parse(&c.dump(), "dump").expect("dump parses");
         assert_eq!(again.dump(), c.dump());
@@ -634,6 +677,25 @@ socket_group = postfix
         assert!(errs[1].starts_with("f.conf:2:"));
         assert!(errs[2].starts_with("f.conf:3:"));
         assert!(errs[3].starts_with("f.conf:4:"));
+    }
+
+    #[test]
+    fn metrics_listen_only_on_loopback_or_a_unix_socket() {
+        assert_eq!(parse_metrics("off"), Ok(None));
+        assert!(parse_metrics("[::1]:9124").is_ok_and(|l| l.is_some()));
+        assert!(parse_metrics("unix:/run/lmtpd/metrics.sock").is_ok_and(|l| l.is_some()));
+        assert!(parse_metrics("0.0.0.0:9124").is_err());
+        assert!(parse_metrics("192.0.2.1:9124").is_err());
+    }
+
+    #[test]
+    fn default_workers_serve_what_real_mtas_open() {
+        // Issue 12: at least 256 concurrent sessions with the shipped defaults.
+        assert!(Config::default().workers >= 256);
+        assert!(Config::parse("workers = 4096\n", "t").is_ok());
+        assert!(Config::parse("workers = 4097\n", "t").is_err());
+        // An old configuration with the obsolete key still loads.
+        assert!(Config::parse("queue = 16\n", "t").is_ok());
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Stores {
                 && old_cfg.sqlite_busy_timeout == cfg.sqlite_busy_timeout
                 && old_cfg.detail_mailbox == cfg.detail_mailbox
                 && old_cfg.quota_permfail == cfg.quota_permfail
-                && old_cfg.workers == cfg.workers;
+                && sqlite_readers(old_cfg.workers) == sqlite_readers(cfg.workers);
             old.sqlite.clone().filter(|_| same)
         });
         let sqlite = if !uses(cfg, directory, StoreKind::Sqlite) {
@@ -85,13 +85,20 @@ pub fn uses(cfg: &Config, directory: &Directory, kind: StoreKind) -> bool {
 fn open_sqlite(cfg: &Config) -> Result<Arc<dyn MailStore>, String> {
     let store = lmtpd_sqlite::SqliteStore::open(lmtpd_sqlite::SqliteConfig {
         path: cfg.sqlite.clone(),
-        pool_size: u32::try_from(cfg.workers).unwrap_or(u32::MAX),
+        pool_size: sqlite_readers(cfg.workers),
         busy_timeout: cfg.sqlite_busy_timeout,
         detail_mailbox: cfg.detail_mailbox,
         quota_permfail: cfg.quota_permfail,
     })
     .map_err(|e| format!("{}: {e}", cfg.sqlite.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Size of the SQLite read pool (RCPT-time quota checks; writes go through one writer
+/// connection): one per session up to 32. RCPT reads take microseconds, so more sessions
+/// than that share them; each pooled connection costs three descriptors and a page cache.
+pub fn sqlite_readers(workers: usize) -> u32 {
+    u32::try_from(workers.clamp(1, 32)).unwrap_or(32)
 }
 
 #[cfg(not(feature = "sqlite"))]
@@ -117,6 +124,8 @@ pub struct Job<'a> {
     pub env: &'a Envelope,
     /// The spooled body.
     pub body: &'a dyn Body,
+    /// When the final dot arrived (each recipient's latency is counted from here).
+    pub dot: Instant,
 }
 
 /// Delivers every recipient's copy in RCPT order and calls `reply` with each recipient's
@@ -142,7 +151,7 @@ pub fn deliver_all<E>(
             .position(|r| r.store != kind)
             .map_or(rcpts.len(), |n| start + n);
         let run: Vec<Recipient> = rcpts[start..end].iter().map(|r| r.rcpt.clone()).collect();
-        let mut out = Ordered::new(job, kind.name(), &run, &mut reply);
+        let mut out = Ordered::new(job, kind, &run, &mut reply);
         match job.stores.get(kind) {
             Some(store) => store.deliver_each(&msg, &run, &mut |i, result| out.report(i, result)),
             None => {
@@ -171,7 +180,7 @@ pub fn deliver_all<E>(
 /// wrong recipients.
 struct Ordered<'j, 'r, F, E> {
     job: &'j Job<'j>,
-    store: &'static str,
+    store: StoreKind,
     run: &'r [Recipient],
     slots: Vec<Option<Result<(), DeliveryError>>>,
     next: usize,
@@ -181,7 +190,7 @@ struct Ordered<'j, 'r, F, E> {
 }
 
 impl<'j, 'r, F: FnMut(Reply) -> Result<(), E>, E> Ordered<'j, 'r, F, E> {
-    fn new(job: &'j Job<'j>, store: &'static str, run: &'r [Recipient], reply: &'r mut F) -> Self {
+    fn new(job: &'j Job<'j>, store: StoreKind, run: &'r [Recipient], reply: &'r mut F) -> Self {
         Ordered {
             job,
             store,
@@ -217,7 +226,16 @@ impl<'j, 'r, F: FnMut(Reply) -> Result<(), E>, E> Ordered<'j, 'r, F, E> {
         }
         let Some(rcpt) = self.run.get(i) else { return };
         let rp = outcome_reply(self.job.env, rcpt, &result);
-        log_outcome(self.job, rcpt, self.store, &rp, &result, self.started);
+        log_outcome(
+            self.job,
+            rcpt,
+            self.store.name(),
+            &rp,
+            &result,
+            self.started,
+        );
+        let status = rp.enhanced.map(|e| e.to_string()).unwrap_or_default();
+        crate::metrics::get().delivery(self.store, &status, self.job.dot.elapsed());
         self.started = Instant::now();
         if let Err(e) = (self.reply)(rp) {
             self.failed = Some(e);
@@ -306,6 +324,7 @@ mod tests {
             conn: 1,
             env: &env,
             body: &body,
+            dot: Instant::now(),
         });
     }
 
@@ -318,7 +337,7 @@ mod tests {
                 sent.push(format!("{} {}", r.code, r.lines.join(" ")));
                 Ok(())
             };
-            let mut out = Ordered::new(job, "test", &run, &mut sink);
+            let mut out = Ordered::new(job, StoreKind::Maildir, &run, &mut sink);
             // A store reporting out of order, once twice, and never for the first recipient.
             assert!(out.report(2, Err(DeliveryError::over_quota(false))));
             assert!(out.report(1, Ok(())));
@@ -339,7 +358,7 @@ mod tests {
         with_job(|job| {
             let run = vec![rcpt("a@x"), rcpt("b@x")];
             let mut sink = |_: Reply| -> Result<(), &'static str> { Err("gone") };
-            let mut out = Ordered::new(job, "test", &run, &mut sink);
+            let mut out = Ordered::new(job, StoreKind::Maildir, &run, &mut sink);
             assert!(!out.report(0, Ok(())), "store must stop");
             assert_eq!(out.finish(), Err("gone"));
         });

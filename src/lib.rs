@@ -12,6 +12,7 @@
 //! - [`deliver`]: per-recipient delivery, replies and log lines.
 //! - [`doctor`]: the checks behind `lmtpd -t`.
 //! - [`logging`]: stderr or syslog.
+//! - [`metrics`]: counters and histograms for `GET /metrics`.
 //! - [`privileges`]: dropping root after binding.
 //! - [`sys`]: the few POSIX calls std lacks (the only `unsafe` in this crate).
 //!
@@ -22,6 +23,7 @@ pub mod deliver;
 pub mod directory;
 pub mod doctor;
 pub mod logging;
+pub mod metrics;
 pub mod privileges;
 pub mod proto;
 pub mod server;

@@ -152,6 +152,34 @@ fn main() -> ExitCode {
         config.log = lmtpd::config::LogTarget::Syslog;
     }
     lmtpd::logging::init(&config);
+    // A panic is a bug: log where it happened (the pool adds the connection id and closes
+    // that session with 421 4.3.0), also when the log goes to syslog.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        log::error!(
+            "panic in thread {} at {}: {}",
+            thread.name().unwrap_or("?"),
+            info.location()
+                .map_or_else(|| "?".to_string(), |l| l.to_string()),
+            lmtpd::server::pool::panic_text(info.payload())
+        );
+    }));
+    if !stdio {
+        use lmtpd::server::limits::{self, Raised};
+        match limits::raise(config.workers) {
+            Ok(Raised::Enough(n)) => log::info!("descriptor limit {n} (RLIMIT_NOFILE) is enough"),
+            Ok(Raised::To(old, new)) => log::info!(
+                "descriptor limit (RLIMIT_NOFILE) raised from {old} to {new} for workers = {}",
+                config.workers
+            ),
+            Err(e) => log::warn!("cannot read or raise RLIMIT_NOFILE: {e}"),
+        }
+        if let Ok((soft, hard)) = lmtpd::sys::nofile_limit() {
+            if let Some(w) = limits::shortfall(config.workers, soft, hard) {
+                log::warn!("{w}");
+            }
+        }
+    }
 
     // Catch SIGTERM/SIGINT/SIGHUP from here on: one that arrives while the stores open is
     // queued and handled once the server runs, instead of killing a half-started process.
@@ -165,10 +193,12 @@ fn main() -> ExitCode {
     // Bind first (a port below 1024, a socket in a root-owned directory), then become the
     // mail user for good, and only then open the stores: a SQLite database, its WAL and
     // every mailbox are created by the user that will keep writing them.
-    let listeners = if stdio {
-        Vec::new()
+    let (listeners, metrics) = if stdio {
+        (Vec::new(), None)
     } else {
-        match lmtpd::server::bind_listeners(&config) {
+        match lmtpd::server::bind_listeners(&config)
+            .and_then(|l| Ok((l, lmtpd::server::bind_metrics(&config)?)))
+        {
             Ok(l) => l,
             Err(e) => {
                 log::error!("{e}");
@@ -202,7 +232,7 @@ fn main() -> ExitCode {
         };
     }
     let server = match Server::new(ctx, listeners) {
-        Ok(s) => s,
+        Ok(s) => s.with_metrics(metrics),
         Err(e) => {
             log::error!("{e}");
             return ExitCode::from(EX_OSERR);

@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use lmtpd_store::Body;
 
+use crate::metrics::SpoolCharge;
+
 /// Bodies up to this size stay in memory.
 pub const MEMORY_LIMIT: usize = 128 * 1024;
 
@@ -118,6 +120,7 @@ pub struct Spool {
     lines: u64,
     filter: HeaderFilter,
     scratch: Vec<u8>,
+    charge: SpoolCharge,
 }
 
 impl Spool {
@@ -131,6 +134,7 @@ impl Spool {
             lines: 0,
             filter: HeaderFilter::new(),
             scratch: Vec::new(),
+            charge: SpoolCharge::default(),
         }
     }
 
@@ -146,6 +150,7 @@ impl Spool {
 
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         self.len += data.len() as u64;
+        self.charge.add(data.len());
         self.lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
         if let Some(f) = &mut self.file {
             return f.write_all(data);
@@ -178,6 +183,7 @@ impl Spool {
             storage,
             len: self.len,
             lines: self.lines,
+            _charge: std::mem::take(&mut self.charge),
         })
     }
 }
@@ -241,6 +247,8 @@ pub struct SpoolBody {
     storage: Storage,
     len: u64,
     lines: u64,
+    /// Keeps the body counted in `lmtpd_spool_bytes` until it is dropped.
+    _charge: SpoolCharge,
 }
 
 impl SpoolBody {

@@ -209,6 +209,51 @@ pub fn listen_fds() -> io::Result<Vec<Inherited>> {
     Ok(out)
 }
 
+/// The soft and hard `RLIMIT_NOFILE` (`u64::MAX` for unlimited).
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: rl is a valid rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // rlim_t is u64 on Linux but i64 on FreeBSD: the cast is needed there.
+    #[allow(clippy::unnecessary_cast)]
+    let conv = |v: libc::rlim_t| {
+        if v == libc::RLIM_INFINITY {
+            u64::MAX
+        } else {
+            v as u64
+        }
+    };
+    Ok((conv(rl.rlim_cur), conv(rl.rlim_max)))
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to `soft` (at most the hard limit), keeping the hard one.
+pub fn set_nofile_soft(soft: u64) -> io::Result<()> {
+    let (_, hard) = nofile_limit()?;
+    let soft = soft.min(hard);
+    #[allow(clippy::unnecessary_cast)]
+    let to_rlim = |v: u64| {
+        if v == u64::MAX {
+            libc::RLIM_INFINITY
+        } else {
+            v as libc::rlim_t
+        }
+    };
+    let rl = libc::rlimit {
+        rlim_cur: to_rlim(soft),
+        rlim_max: to_rlim(hard),
+    };
+    // SAFETY: rl is a valid, initialised rlimit; setrlimit only reads it.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Waits until `fd` is readable (or at EOF/hang-up), up to `timeout`. Returns false on
 /// timeout. Used for the stdin session of `lmtpd -i`, where std offers no read timeout.
 pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {

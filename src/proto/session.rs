@@ -126,6 +126,8 @@ pub struct Session<R> {
     phase: Phase,
     errors: usize,
     close_pending: bool,
+    /// MAIL commands accepted so far: the number of the current transaction.
+    transactions: u64,
 }
 
 fn reply(code: u16, e: (u8, u16, u16), text: impl Into<String>) -> Reply {
@@ -151,6 +153,7 @@ impl<R> Session<R> {
             phase: Phase::Command,
             errors: 0,
             close_pending: false,
+            transactions: 0,
             cfg,
         };
         let greeting = Reply::plain(220, format!("{} LMTP ready", s.cfg.hostname));
@@ -340,6 +343,7 @@ impl<R> Session<R> {
             Command::Mail(m) => {
                 self.rcpts.clear();
                 self.mail = Some(m);
+                self.transactions += 1;
                 self.respond(reply(250, (2, 1, 0), "Ok"));
             }
             Command::Rcpt(m) => {
@@ -503,6 +507,13 @@ impl<R> Session<R> {
     /// Whether content is being read (between 354 and the final dot).
     pub fn in_data(&self) -> bool {
         matches!(self.phase, Phase::Data(_))
+    }
+
+    /// The number of the current transaction: it grows by one with every accepted MAIL, so
+    /// a driver can tell that a RCPT belongs to a new transaction even after a RSET or an
+    /// abandoned one (RFC 5321 §3.3: MAIL starts a new transaction).
+    pub fn transaction(&self) -> u64 {
+        self.transactions
     }
 }
 
@@ -1408,6 +1419,30 @@ mod tests {
         s.delivery_outcome(Reply::new(250, Enhanced(2, 0, 0), "stray"));
         s.recipient_verdict(Ok(3));
         assert!(s.output().is_empty());
+    }
+
+    #[test]
+    fn every_accepted_mail_starts_a_new_transaction_number() {
+        // The driver pins its settings per transaction by this number (RFC 5321 §3.3: MAIL
+        // begins a transaction; RSET or a refused MAIL does not).
+        let mut s: Session<u32> = Session::new(SessionConfig::default());
+        assert_eq!(s.transaction(), 0);
+        s.receive(b"LHLO x\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\n");
+        assert!(matches!(s.poll(), Some(Event::Recipient(_))));
+        assert_eq!(s.transaction(), 1);
+        s.recipient_verdict(Ok(1));
+        s.receive(b"MAIL FROM:<s@x>\r\nRSET\r\nRSET\r\nMAIL FROM:<t@x>\r\nRCPT TO:<b@x>\r\n");
+        assert!(matches!(s.poll(), Some(Event::Recipient(_))));
+        assert_eq!(
+            s.transaction(),
+            2,
+            "nested MAIL is refused, RSET starts none"
+        );
+        let out = String::from_utf8(s.take_output()).unwrap();
+        assert!(
+            out.contains("503 5.5.1 Error: nested MAIL command"),
+            "{out}"
+        );
     }
 
     // ---- 10.6 DATA content, transparency, smuggling ------------------------------------

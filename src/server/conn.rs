@@ -8,11 +8,12 @@ use std::net::{IpAddr, Shutdown as NetShutdown, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lmtpd_store::{DeliveryError, Envelope};
 
-use super::Context;
+use super::{Context, Live};
 use crate::deliver::{self, error_reply};
 use crate::directory::Resolved;
 use crate::proto::{Event, Session, Transaction};
@@ -138,6 +139,14 @@ impl Conn {
         }
     }
 
+    /// Writes one reply line (CRLF added) with a short write timeout and closes: for
+    /// connections that cannot be served.
+    pub fn refuse(&mut self, line: &str) {
+        let _ = self.stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = self.stream.write_all(format!("{line}\r\n").as_bytes());
+        self.stream.shutdown(NetShutdown::Both);
+    }
+
     /// The peer for log lines.
     pub fn peer_text(&self) -> String {
         match self.peer {
@@ -155,8 +164,18 @@ fn end_reason(e: &io::Error) -> String {
     }
 }
 
+/// A RCPT local part that makes the session panic, armed only by [`arm_test_panic`].
+static TEST_PANIC: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// For tests of the pool's panic handling only (nothing in lmtpd calls it): from now on a
+/// `RCPT TO:<local_part@...>` makes its session panic, as a bug would.
+#[doc(hidden)]
+pub fn arm_test_panic(local_part: &'static str) {
+    let _ = TEST_PANIC.set(local_part);
+}
+
 /// Runs one session to its end.
-pub fn serve(ctx: &Context, mut conn: Conn) {
+pub fn serve(ctx: &Context, conn: &mut Conn) {
     log::debug!("conn={} connect from {}", conn.id, conn.peer_text());
     let started = Instant::now();
     // Limits and the idle timeout are fixed for the session when it starts; users, stores
@@ -177,6 +196,7 @@ pub fn serve(ctx: &Context, mut conn: Conn) {
         peer: conn.peer,
         timeout,
         session: Session::new(live.session.clone()),
+        pinned: None,
         spool: None,
         spool_error: None,
         tx_seq: 0,
@@ -197,6 +217,9 @@ struct Driver<'c> {
     /// Idle timeout of this session.
     timeout: Duration,
     session: Session<Resolved>,
+    /// The settings of the current transaction, taken at its first RCPT and kept to its
+    /// end, so that a SIGHUP never splits one transaction across two configurations.
+    pinned: Option<(u64, Arc<Live>)>,
     spool: Option<Spool>,
     spool_error: Option<io::Error>,
     tx_seq: u64,
@@ -276,13 +299,18 @@ impl Driver<'_> {
             match ev {
                 Event::Recipient(mailbox) => {
                     let verdict = self.check_recipient(&mailbox);
+                    crate::metrics::get().rcpt(match &verdict {
+                        Ok(_) => 250,
+                        Err(reply) => reply.code,
+                    });
                     self.session.recipient_verdict(verdict);
                 }
                 Event::MessageStart => {
-                    self.spool = Some(Spool::new(&self.ctx.live().config.spool_dir));
+                    self.spool = Some(Spool::new(&self.live().config.spool_dir));
                     self.spool_error = None;
                 }
                 Event::Body(chunk) => {
+                    crate::metrics::get().received(chunk.len());
                     if let Some(sp) = &mut self.spool {
                         if let Err(e) = sp.write(chunk) {
                             // Keep reading to the final dot; every recipient is told then.
@@ -291,8 +319,15 @@ impl Driver<'_> {
                         }
                     }
                 }
-                Event::MessageEnd(tx) => self.deliver(tx, stream)?,
+                Event::MessageEnd(tx) => {
+                    crate::metrics::get().transaction(false);
+                    let r = self.deliver(tx, stream);
+                    self.pinned = None;
+                    r?
+                }
                 Event::MessageDiscarded(tx, reply) => {
+                    crate::metrics::get().transaction(true);
+                    self.pinned = None;
                     self.spool = None;
                     self.tx_seq += 1;
                     for r in &tx.rcpts {
@@ -316,11 +351,28 @@ impl Driver<'_> {
         }
     }
 
+    /// The settings for the transaction in progress: those pinned at its first RCPT, or
+    /// the current ones (pinned now) when this is a new transaction.
+    fn live(&mut self) -> Arc<Live> {
+        let tx = self.session.transaction();
+        match &self.pinned {
+            Some((t, live)) if *t == tx => Arc::clone(live),
+            _ => {
+                let live = self.ctx.live();
+                self.pinned = Some((tx, Arc::clone(&live)));
+                live
+            }
+        }
+    }
+
     fn check_recipient(
-        &self,
+        &mut self,
         mailbox: &crate::proto::Mailbox,
     ) -> Result<Resolved, crate::proto::Reply> {
-        let live = self.ctx.live();
+        if TEST_PANIC.get() == Some(&mailbox.local.as_str()) {
+            panic!("test hook: RCPT TO:<{mailbox}>");
+        }
+        let live = self.live();
         let directory = &live.directory;
         let resolved = directory.resolve(mailbox).map_err(|e| {
             log::info!(
@@ -355,6 +407,7 @@ impl Driver<'_> {
     }
 
     fn deliver(&mut self, mut tx: Transaction<Resolved>, stream: &mut Stream) -> io::Result<()> {
+        let dot = Instant::now();
         self.tx_seq += 1;
         let env = Envelope {
             sender: tx.mail.sender.as_ref().map(|s| s.to_string()),
@@ -382,13 +435,14 @@ impl Driver<'_> {
                 return flush(&mut self.session, stream);
             }
         };
-        let live = self.ctx.live();
+        let live = self.live();
         let job = deliver::Job {
             stores: &live.stores,
             hostname: &live.config.hostname,
             conn: self.conn_id,
             env: &env,
             body: &body,
+            dot,
         };
         let session = &mut self.session;
         deliver::deliver_all(&job, &mut tx.rcpts, |reply| {

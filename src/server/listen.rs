@@ -2,22 +2,23 @@
 //! listener plus a shutdown waker, accepts with blocking std sockets, and hands each
 //! connection to the worker pool (or answers `421 4.3.2` when the pool is full).
 
-use std::io::{self, Write};
-use std::net::{Shutdown as NetShutdown, TcpListener};
+use std::io;
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, Stream};
-use super::pool::Pool;
+use super::pool::{Pool, Refused};
 use super::Shutdown;
 use crate::config::Listen;
+use crate::metrics::RefuseReason;
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -94,7 +95,8 @@ impl Listener {
         }
     }
 
-    fn accept(&self) -> io::Result<Conn> {
+    /// Accepts one connection as a blocking stream.
+    pub fn accept(&self) -> io::Result<Conn> {
         match self {
             Listener::Tcp(t) => {
                 let (s, peer) = t.accept()?;
@@ -183,45 +185,160 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
 }
 
+/// How long the accept loop waits before it tries again after `accept` failed for want of
+/// descriptors (or memory), instead of spinning on a listener that stays readable.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Where the accept loop sends its connections.
+pub struct Targets<'a> {
+    /// The LMTP worker pool.
+    pub pool: &'a Pool,
+    /// The `/metrics` listener and the thread that answers it, if configured.
+    pub metrics: Option<(&'a Listener, &'a crossbeam_channel::Sender<Conn>)>,
+    /// Our host name, for `421` replies.
+    pub hostname: &'a str,
+}
+
+/// One spare descriptor held in reserve: when `accept` fails with `EMFILE`, it is closed
+/// so that the waiting client can be accepted and told `421 4.3.2` instead of hanging in
+/// the backlog, then taken again.
+struct Spare(Option<std::fs::File>);
+
+impl Spare {
+    fn new() -> Spare {
+        Spare(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Frees the reserve, runs `f`, and takes the reserve again.
+    fn with_released(&mut self, f: impl FnOnce()) {
+        if self.0.take().is_some() {
+            f();
+        }
+        *self = Spare::new();
+    }
+}
+
+/// True for the `accept` errors that mean "out of resources for now": descriptors, memory.
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 /// Runs the accept loop until `shutdown` is triggered.
 pub fn accept_loop(
     listeners: &[Listener],
-    pool: &Pool,
+    targets: &Targets<'_>,
     shutdown: &Arc<Shutdown>,
-    hostname: &str,
 ) -> io::Result<()> {
+    let metrics_token = Token(listeners.len());
     let mut poll = Poll::new()?;
     for (i, l) in listeners.iter().enumerate() {
         poll.registry()
             .register(&mut SourceFd(&l.raw_fd()), Token(i), Interest::READABLE)?;
     }
+    if let Some((l, _)) = targets.metrics {
+        poll.registry().register(
+            &mut SourceFd(&l.raw_fd()),
+            metrics_token,
+            Interest::READABLE,
+        )?;
+    }
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     shutdown.set_waker(Arc::clone(&waker));
     let mut events = Events::with_capacity(64);
+    let mut spare = Spare::new();
+    let mut backing_off = false;
+    let mut last_warning: Option<Instant> = None;
+    let mut ready: Vec<usize> = Vec::with_capacity(listeners.len() + 1);
     while !shutdown.is_triggered() {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let wait = backing_off.then_some(ACCEPT_BACKOFF);
+        if let Err(e) = poll.poll(&mut events, wait) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
-        for ev in events.iter() {
-            let Some(l) = listeners.get(ev.token().0) else {
-                continue;
+        // Readiness is edge-triggered: after a backoff every listener is tried again,
+        // since a connection left in a backlog raises no new event.
+        ready.clear();
+        if backing_off {
+            ready.extend(0..=listeners.len());
+        }
+        ready.extend(events.iter().map(|ev| ev.token().0));
+        ready.sort_unstable();
+        ready.dedup();
+        backing_off = false;
+        for &i in &ready {
+            let (l, is_metrics) = match listeners.get(i) {
+                Some(l) => (l, false),
+                None => match targets.metrics {
+                    Some((l, _)) if i == metrics_token.0 => (l, true),
+                    _ => continue,
+                },
             };
             loop {
                 match l.accept() {
+                    Ok(conn) if is_metrics => {
+                        if let Some((_, tx)) = targets.metrics {
+                            // A scrape arriving while the last ones are still answered is
+                            // dropped: Prometheus retries at its next interval.
+                            let _ = tx.try_send(conn);
+                        }
+                    }
                     Ok(conn) => {
-                        if let Err(conn) = pool.submit(conn) {
-                            refuse_busy(conn, hostname);
+                        let m = crate::metrics::get();
+                        m.connection(matches!(conn.stream, Stream::Unix(_)));
+                        if let Err((mut conn, why)) = targets.pool.submit(conn) {
+                            let reason = match why {
+                                Refused::NoThread => RefuseReason::NoThread,
+                                Refused::Full | Refused::Closed => RefuseReason::Busy,
+                            };
+                            m.refused(reason);
+                            log::warn!(
+                                "conn={} from {}: {} sessions running (workers): refused with 421",
+                                conn.id,
+                                conn.peer_text(),
+                                targets.pool.sessions()
+                            );
+                            conn.refuse(&format!(
+                                "421 4.3.2 {} Too many connections, try again later",
+                                targets.hostname
+                            ));
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                     Err(e) => {
-                        // EMFILE and friends: log, and let poll wake us again.
-                        log::warn!("accept on {}: {e}", l.local());
-                        std::thread::sleep(Duration::from_millis(10));
+                        let m = crate::metrics::get();
+                        m.accept_error();
+                        let exhausted = is_exhaustion(&e);
+                        if exhausted && !is_metrics {
+                            // Every client waiting in the backlog is told now instead of
+                            // hanging: each refused one frees its descriptor for the next.
+                            spare.with_released(|| {
+                                while let Ok(mut conn) = l.accept() {
+                                    m.connection(matches!(conn.stream, Stream::Unix(_)));
+                                    m.refused(RefuseReason::Descriptors);
+                                    conn.refuse(&format!(
+                                        "421 4.3.2 {} Out of resources, try again later",
+                                        targets.hostname
+                                    ));
+                                }
+                            });
+                        }
+                        if last_warning.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+                            last_warning = Some(Instant::now());
+                            log::warn!(
+                                "accept on {}: {e}; {}retrying every {} ms (logged at most once a second)",
+                                l.local(),
+                                if exhausted { "out of descriptors or memory: new clients get 421 4.3.2; " } else { "" },
+                                ACCEPT_BACKOFF.as_millis()
+                            );
+                        }
+                        backing_off = true;
                         break;
                     }
                 }
@@ -229,19 +346,6 @@ pub fn accept_loop(
         }
     }
     Ok(())
-}
-
-/// Every worker is busy and the queue is full: say so at once instead of hanging.
-fn refuse_busy(mut conn: Conn, hostname: &str) {
-    log::warn!(
-        "all workers busy: refusing connection from {}",
-        conn.peer_text()
-    );
-    let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = conn.stream.write_all(
-        format!("421 4.3.2 {hostname} Too many connections, try again later\r\n").as_bytes(),
-    );
-    conn.stream.shutdown(NetShutdown::Both);
 }
 
 #[cfg(test)]

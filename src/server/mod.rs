@@ -3,6 +3,8 @@
 //! until `shutdown_timeout`).
 
 pub mod conn;
+pub mod http;
+pub mod limits;
 pub mod listen;
 pub mod pool;
 
@@ -106,7 +108,7 @@ pub fn restart_only_changes(boot: &Config, new: &Config) -> Vec<&'static str> {
     check("group", boot.group != new.group);
     check("allow_root", boot.allow_root != new.allow_root);
     check("workers", boot.workers != new.workers);
-    check("queue", boot.queue != new.queue);
+    check("metrics", boot.metrics != new.metrics);
     check(
         "shutdown_timeout",
         boot.shutdown_timeout != new.shutdown_timeout,
@@ -129,7 +131,7 @@ fn keep_restart_only(boot: &Config, mut new: Config) -> Config {
     new.group = boot.group.clone();
     new.allow_root = boot.allow_root;
     new.workers = boot.workers;
-    new.queue = boot.queue;
+    new.metrics = boot.metrics.clone();
     new.shutdown_timeout = boot.shutdown_timeout;
     new.log = boot.log;
     new.syslog_facility = boot.syslog_facility.clone();
@@ -197,6 +199,7 @@ impl Context {
                         "{} not reloaded; keeping the previous settings and users table",
                         path.display()
                     );
+                    crate::metrics::get().reload(false);
                     return;
                 }
                 let restart = restart_only_changes(&self.config, &new);
@@ -217,6 +220,7 @@ impl Context {
                     log::error!("{e}");
                 }
                 log::error!("users file not reloaded; keeping the previous table and settings");
+                crate::metrics::get().reload(false);
                 return;
             }
         };
@@ -225,6 +229,7 @@ impl Context {
             Err(e) => {
                 log::error!("{e}");
                 log::error!("not reloaded: a store cannot be opened; keeping the previous table and settings");
+                crate::metrics::get().reload(false);
                 return;
             }
         };
@@ -245,6 +250,7 @@ impl Context {
             Ok(mut slot) => *slot = Arc::new(live),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(live),
         }
+        crate::metrics::get().reload(true);
         log::info!(
             "reloaded {users}: {n} users ({added} added, {removed} removed, {changed} changed){}",
             if settings_changed {
@@ -305,10 +311,23 @@ pub fn bind_listeners(config: &Config) -> io::Result<Vec<Listener>> {
     Ok(listeners)
 }
 
+/// Binds the `metrics` listener, if one is configured (before dropping root, like the
+/// LMTP listeners; a Unix socket gets the same mode and owner).
+pub fn bind_metrics(config: &Config) -> io::Result<Option<Listener>> {
+    let Some(spec) = &config.metrics else {
+        return Ok(None);
+    };
+    let perms = socket_perms(config)?;
+    Listener::bind(spec, &perms)
+        .map(Some)
+        .map_err(|e| io::Error::new(e.kind(), format!("metrics: cannot listen on {spec}: {e}")))
+}
+
 /// A bound server, ready to run.
 pub struct Server {
     ctx: Arc<Context>,
     listeners: Vec<Listener>,
+    metrics: Option<Listener>,
 }
 
 impl Server {
@@ -316,7 +335,14 @@ impl Server {
     /// [`Server::new`] for the two steps separately, with a privilege drop between them).
     pub fn bind(ctx: Context) -> io::Result<Server> {
         let listeners = bind_listeners(&ctx.config)?;
-        Server::new(ctx, listeners)
+        let metrics = bind_metrics(&ctx.config)?;
+        Ok(Server::new(ctx, listeners)?.with_metrics(metrics))
+    }
+
+    /// Serves `GET /metrics` on `listener` too (see [`bind_metrics`]).
+    pub fn with_metrics(mut self, listener: Option<Listener>) -> Server {
+        self.metrics = listener;
+        self
     }
 
     /// Builds the server from a context and bound listeners: creates the spool directory
@@ -338,12 +364,18 @@ impl Server {
         Ok(Server {
             ctx: Arc::new(ctx),
             listeners,
+            metrics: None,
         })
     }
 
     /// The addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<Listen> {
         self.listeners.iter().map(Listener::local).collect()
+    }
+
+    /// The metrics listener's address, when there is one.
+    pub fn metrics_addr(&self) -> Option<Listen> {
+        self.metrics.as_ref().map(Listener::local)
     }
 
     /// The shared context (for signal handlers: shutdown and reload).
@@ -358,21 +390,49 @@ impl Server {
         let handler_ctx = Arc::clone(&self.ctx);
         let pool = pool::Pool::start(
             ctx.config.workers,
-            ctx.config.queue,
-            Arc::new(move |c| conn::serve(&handler_ctx, c)),
+            Arc::new(move |c: &mut conn::Conn| conn::serve(&handler_ctx, c)),
         )?;
         for l in &self.listeners {
             log::info!("listening on {}", l.local());
         }
-        let r = listen::accept_loop(&self.listeners, &pool, &ctx.shutdown, &ctx.config.hostname);
+        // Scrapes are answered one at a time on a thread of their own, never by the LMTP
+        // workers: a busy server still shows what it does.
+        let (metrics_tx, metrics_rx) = crossbeam_channel::bounded::<conn::Conn>(4);
+        let scraper = match &self.metrics {
+            Some(l) => {
+                log::info!("metrics on {} (GET /metrics)", l.local());
+                Some(
+                    std::thread::Builder::new()
+                        .name("metrics".into())
+                        .stack_size(pool::STACK_SIZE)
+                        .spawn(move || {
+                            for mut c in metrics_rx.iter() {
+                                http::serve_metrics(&mut c);
+                            }
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let targets = listen::Targets {
+            pool: &pool,
+            metrics: self.metrics.as_ref().map(|l| (l, &metrics_tx)),
+            hostname: &ctx.config.hostname,
+        };
+        let r = listen::accept_loop(&self.listeners, &targets, &ctx.shutdown);
+        drop(metrics_tx);
         drop(self.listeners);
+        drop(self.metrics);
         log::info!(
             "shutting down: {} sessions running, waiting up to {:?}",
-            pool.busy(),
+            pool.sessions(),
             ctx.config.shutdown_timeout
         );
         if !pool.finish(ctx.config.shutdown_timeout) {
             log::warn!("shutdown deadline passed with sessions still running");
+        }
+        if let Some(t) = scraper {
+            let _ = t.join();
         }
         r
     }
@@ -382,7 +442,7 @@ impl Server {
 pub fn serve_stdio(ctx: &Context) -> io::Result<()> {
     std::fs::create_dir_all(&ctx.config.spool_dir)?;
     let stream = conn::Stream::stdio()?;
-    conn::serve(ctx, conn::Conn::new(stream, None));
+    conn::serve(ctx, &mut conn::Conn::new(stream, None));
     Ok(())
 }
 

@@ -1,84 +1,153 @@
-//! The fixed pool of worker threads, fed by a bounded crossbeam channel. A full channel is
-//! reported back to the accept loop, which then answers `421 4.3.2` instead of queueing.
+//! The bounded pool of worker threads, fed by a bounded crossbeam channel. Threads are
+//! started on demand, one per admitted session beyond the idle ones, up to `workers`; a
+//! thread left idle for [`IDLE_EXIT`] exits (down to [`KEEP_IDLE`]), so memory follows the
+//! load. A connection is admitted only when a thread will take it at once: the channel
+//! never holds a connection nobody is free to serve, so nothing waits silently. Past
+//! `workers` sessions the accept loop answers `421 4.3.2`. A session that panics is caught
+//! here: its client gets `421 4.3.0` and the thread and the pool's counts stay whole.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::conn::Conn;
+use crate::metrics;
 
-/// Worker threads and the queue in front of them.
+/// How long a worker thread waits for a connection before it exits.
+pub const IDLE_EXIT: Duration = Duration::from_secs(60);
+/// Idle threads kept however long they wait, so a lone client never pays a thread start.
+pub const KEEP_IDLE: usize = 2;
+/// Stack of each worker thread. Measured (README "Capacity"): the deepest path, a SQLite
+/// delivery, touches under 100 KiB; 512 KiB leaves five times that and costs only address
+/// space until used.
+pub const STACK_SIZE: usize = 512 * 1024;
+
+/// Why [`Pool::submit`] gave a connection back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// `workers` sessions are running already.
+    Full,
+    /// A new thread could not be started (out of memory or threads).
+    NoThread,
+    /// The pool is shutting down.
+    Closed,
+}
+
+/// What the counts under the lock say.
+#[derive(Default)]
+struct State {
+    /// Worker threads alive.
+    threads: usize,
+    /// Sessions admitted and not yet finished (running, or handed over and about to run).
+    sessions: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled whenever a thread exits.
+    exited: Condvar,
+    max: usize,
+    handler: Arc<dyn Fn(&mut Conn) + Send + Sync>,
+    rx: Receiver<Conn>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding this lock; recover the counts if one ever did.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Worker threads and the channel in front of them.
 pub struct Pool {
     tx: Option<Sender<Conn>>,
-    done_rx: Receiver<()>,
-    workers: Vec<JoinHandle<()>>,
-    busy: Arc<AtomicUsize>,
-    /// Sessions running plus waiting at which new connections are refused.
-    limit: usize,
+    shared: Arc<Shared>,
 }
 
 impl Pool {
-    /// Starts `workers` threads that run `handler` for each connection; up to `queue`
-    /// accepted connections may wait for a free worker. With `queue == 0` a connection is
-    /// only accepted when a worker is free.
+    /// A pool that runs `handler` for each connection on at most `workers` threads at once.
+    /// [`KEEP_IDLE`] threads are started now; the rest when connections need them.
     pub fn start(
         workers: usize,
-        queue: usize,
-        handler: Arc<dyn Fn(Conn) + Send + Sync>,
+        handler: Arc<dyn Fn(&mut Conn) + Send + Sync>,
     ) -> std::io::Result<Pool> {
-        // The channel never fills by itself: admission is decided in `submit` from the
-        // number of running plus waiting sessions, so a worker that is between two
-        // sessions still counts as free.
-        let limit = workers + queue;
-        let (tx, rx) = bounded::<Conn>(limit);
-        let (done_tx, done_rx) = bounded::<()>(workers);
-        let busy = Arc::new(AtomicUsize::new(0));
-        let mut handles = Vec::with_capacity(workers);
-        for i in 0..workers {
-            let rx = rx.clone();
-            let done_tx = done_tx.clone();
-            let handler = Arc::clone(&handler);
-            let busy = Arc::clone(&busy);
-            let h = thread::Builder::new()
-                .name(format!("worker-{i}"))
-                .spawn(move || {
-                    for conn in rx.iter() {
-                        busy.fetch_add(1, Ordering::SeqCst);
-                        handler(conn);
-                        busy.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    let _ = done_tx.send(());
-                })?;
-            handles.push(h);
-        }
-        Ok(Pool {
+        let max = workers.max(1);
+        let (tx, rx) = bounded::<Conn>(max);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            exited: Condvar::new(),
+            max,
+            handler,
+            rx,
+        });
+        metrics::get().set_workers_max(max);
+        let pool = Pool {
             tx: Some(tx),
-            done_rx,
-            workers: handles,
-            busy,
-            limit,
-        })
+            shared,
+        };
+        for _ in 0..KEEP_IDLE.min(max) {
+            pool.shared.lock().threads += 1;
+            if let Err(e) = spawn(&pool.shared) {
+                pool.shared.lock().threads -= 1;
+                return Err(e);
+            }
+        }
+        Ok(pool)
     }
 
-    /// Hands a connection to a worker, or gives it back when every worker is busy and the
-    /// queue is full.
-    pub fn submit(&self, conn: Conn) -> Result<(), Conn> {
-        let Some(tx) = &self.tx else { return Err(conn) };
-        if self.busy() + tx.len() >= self.limit {
-            return Err(conn);
+    /// Hands a connection to a worker (starting one when no idle thread is left), or gives
+    /// it back with the reason when it cannot be served at once.
+    pub fn submit(&self, conn: Conn) -> Result<(), (Conn, Refused)> {
+        let Some(tx) = &self.tx else {
+            return Err((conn, Refused::Closed));
+        };
+        let need_thread = {
+            let mut st = self.shared.lock();
+            if st.sessions >= self.shared.max {
+                return Err((conn, Refused::Full));
+            }
+            st.sessions += 1;
+            // Every thread is running a session or about to take a handed-over one: one
+            // more session needs one more thread.
+            let need = st.sessions > st.threads;
+            if need {
+                st.threads += 1;
+            }
+            need
+        };
+        if need_thread {
+            if let Err(e) = spawn(&self.shared) {
+                log::error!("cannot start a worker thread: {e}");
+                let mut st = self.shared.lock();
+                st.threads -= 1;
+                st.sessions -= 1;
+                return Err((conn, Refused::NoThread));
+            }
         }
+        metrics::get().session_queued();
         match tx.try_send(conn) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
+            // Cannot happen (capacity = max >= sessions), but never lose the count.
+            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => {
+                metrics::get().session_unqueued();
+                self.shared.lock().sessions -= 1;
+                Err((c, Refused::Full))
+            }
         }
     }
 
-    /// Number of workers running a session right now.
-    pub fn busy(&self) -> usize {
-        self.busy.load(Ordering::SeqCst)
+    /// Sessions admitted and not finished.
+    pub fn sessions(&self) -> usize {
+        self.shared.lock().sessions
+    }
+
+    /// Worker threads alive.
+    pub fn threads(&self) -> usize {
+        self.shared.lock().threads
     }
 
     /// Stops taking connections and waits up to `deadline` for running sessions to end.
@@ -86,21 +155,88 @@ impl Pool {
     pub fn finish(mut self, deadline: Duration) -> bool {
         self.tx = None;
         let end = Instant::now() + deadline;
-        let mut finished = 0;
-        while finished < self.workers.len() {
+        let mut st = self.shared.lock();
+        while st.threads > 0 {
             let left = end.saturating_duration_since(Instant::now());
-            match self.done_rx.recv_timeout(left) {
-                Ok(()) => finished += 1,
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            if left.is_zero() {
+                return false;
+            }
+            st = match self.shared.exited.wait_timeout(st, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+}
+
+/// Starts one worker thread; the caller has counted it in `threads` already.
+fn spawn(shared: &Arc<Shared>) -> std::io::Result<()> {
+    let shared = Arc::clone(shared);
+    thread::Builder::new()
+        .name("worker".into())
+        .stack_size(STACK_SIZE)
+        .spawn(move || work(&shared))
+        .map(drop)
+}
+
+fn work(shared: &Shared) {
+    metrics::get().thread_started();
+    loop {
+        match shared.rx.recv_timeout(IDLE_EXIT) {
+            Ok(mut conn) => {
+                let m = metrics::get();
+                m.session_started();
+                run_caught(shared, &mut conn);
+                m.session_ended();
+                shared.lock().sessions -= 1;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let mut st = shared.lock();
+                // Leave only when the threads that stay still cover every handed-over
+                // connection (threads - sessions is the number of idle threads minus the
+                // connections waiting for one) and the idle reserve.
+                if st.threads > st.sessions && st.threads - st.sessions > KEEP_IDLE {
+                    st.threads -= 1;
+                    metrics::get().thread_exited();
+                    shared.exited.notify_all();
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let mut st = shared.lock();
+                st.threads -= 1;
+                metrics::get().thread_exited();
+                shared.exited.notify_all();
+                return;
             }
         }
-        if finished == self.workers.len() {
-            for h in self.workers.drain(..) {
-                let _ = h.join();
-            }
-            true
-        } else {
-            false
-        }
+    }
+}
+
+/// Runs the handler; a panic is logged with the connection id and the client told
+/// `421 4.3.0` instead of being left hanging.
+fn run_caught(shared: &Shared, conn: &mut Conn) {
+    let handler = &shared.handler;
+    let r = panic::catch_unwind(AssertUnwindSafe(|| handler(conn)));
+    if let Err(payload) = r {
+        metrics::get().session_panicked();
+        log::error!(
+            "conn={} session panicked (a bug; please report it): {}; closing with 421 4.3.0",
+            conn.id,
+            panic_text(&*payload)
+        );
+        conn.refuse("421 4.3.0 Internal error, closing connection; try again later");
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
     }
 }

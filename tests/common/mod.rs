@@ -239,8 +239,6 @@ impl TestServer {
             users: users_path,
             maildir: format!("{}/mail/%d/%n/Maildir", dir.path().display()),
             spool_dir: dir.path().join("spool"),
-            workers: 8,
-            queue: 8,
             detail_mailbox: DetailMailbox::Create,
             shutdown_timeout: Duration::from_secs(5),
             ..Config::default()

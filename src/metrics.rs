@@ -1,0 +1,514 @@
+//! The server's counters, gauges and histograms, kept in one process-wide [`Metrics`] and
+//! written in the Prometheus text exposition format (version 0.0.4) for `GET /metrics`.
+//! Updating a counter is one atomic add (a short lock for the labelled maps); nothing here
+//! does I/O.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::StoreKind;
+
+/// Upper bounds (seconds) of the delivery latency histogram's buckets: a fsync takes from
+/// well under a millisecond to tens of milliseconds, a lock wait up to `mbox_lock_timeout`.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+const STORES: [StoreKind; 3] = [StoreKind::Maildir, StoreKind::Mbox, StoreKind::Sqlite];
+
+/// Why a connection was refused at connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// `workers` sessions were running.
+    Busy,
+    /// No worker thread could be started.
+    NoThread,
+    /// Out of file descriptors (`EMFILE`/`ENFILE`).
+    Descriptors,
+}
+
+impl RefuseReason {
+    const ALL: [RefuseReason; 3] = [
+        RefuseReason::Busy,
+        RefuseReason::NoThread,
+        RefuseReason::Descriptors,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            RefuseReason::Busy => "busy",
+            RefuseReason::NoThread => "no_thread",
+            RefuseReason::Descriptors => "descriptors",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&le| secs <= le) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+/// Every metric the server exports.
+#[derive(Default)]
+pub struct Metrics {
+    start_time: AtomicU64,
+    workers_max: AtomicU64,
+    worker_threads: AtomicU64,
+    sessions_queued: AtomicU64,
+    sessions_active: AtomicU64,
+    connections_tcp: AtomicU64,
+    connections_unix: AtomicU64,
+    refused: [AtomicU64; 3],
+    panics: AtomicU64,
+    accept_errors: AtomicU64,
+    transactions: AtomicU64,
+    transactions_refused: AtomicU64,
+    received_bytes: AtomicU64,
+    spool_bytes: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    /// RCPT replies by reply code.
+    rcpt: Mutex<BTreeMap<u16, u64>>,
+    /// Post-DATA outcomes by (store, enhanced status code).
+    deliveries: Mutex<BTreeMap<(&'static str, String), u64>>,
+    latency: [Histogram; 3],
+}
+
+static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    METRICS.get_or_init(|| {
+        let m = Metrics::default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        m.start_time.store(now, Ordering::Relaxed);
+        m
+    })
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn dec(c: &AtomicU64) {
+    // Saturating: a gauge never wraps below zero, whatever the order of updates.
+    let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(1))
+    });
+}
+
+fn store_index(kind: StoreKind) -> usize {
+    match kind {
+        StoreKind::Maildir => 0,
+        StoreKind::Mbox => 1,
+        StoreKind::Sqlite => 2,
+    }
+}
+
+impl Metrics {
+    /// The pool's `workers`.
+    pub fn set_workers_max(&self, n: usize) {
+        self.workers_max.store(n as u64, Ordering::Relaxed);
+    }
+    /// A worker thread started.
+    pub fn thread_started(&self) {
+        inc(&self.worker_threads);
+    }
+    /// A worker thread exited.
+    pub fn thread_exited(&self) {
+        dec(&self.worker_threads);
+    }
+    /// A connection was handed to the pool.
+    pub fn session_queued(&self) {
+        inc(&self.sessions_queued);
+    }
+    /// A handed-over connection was taken back (never reached a worker).
+    pub fn session_unqueued(&self) {
+        dec(&self.sessions_queued);
+    }
+    /// A worker took a connection.
+    pub fn session_started(&self) {
+        dec(&self.sessions_queued);
+        inc(&self.sessions_active);
+    }
+    /// A session ended.
+    pub fn session_ended(&self) {
+        dec(&self.sessions_active);
+    }
+    /// A session panicked (and was closed with `421 4.3.0`).
+    pub fn session_panicked(&self) {
+        inc(&self.panics);
+    }
+    /// A connection was accepted (`unix`: on a Unix socket, else TCP).
+    pub fn connection(&self, unix: bool) {
+        inc(if unix {
+            &self.connections_unix
+        } else {
+            &self.connections_tcp
+        });
+    }
+    /// A connection was refused at connect.
+    pub fn refused(&self, why: RefuseReason) {
+        let i = RefuseReason::ALL
+            .iter()
+            .position(|&r| r == why)
+            .unwrap_or(0);
+        inc(&self.refused[i]);
+    }
+    /// `accept` failed (other than would-block).
+    pub fn accept_error(&self) {
+        inc(&self.accept_errors);
+    }
+    /// A RCPT command was answered with `code` after the directory and store checks.
+    pub fn rcpt(&self, code: u16) {
+        let mut m = self.rcpt.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(code).or_insert(0) += 1;
+    }
+    /// A message's final dot was received; `refused`: its content was refused (size, bare
+    /// newlines), so it went to no store.
+    pub fn transaction(&self, refused: bool) {
+        inc(if refused {
+            &self.transactions_refused
+        } else {
+            &self.transactions
+        });
+    }
+    /// Message content received (after dot-unstuffing).
+    pub fn received(&self, bytes: usize) {
+        self.received_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    /// A recipient's post-DATA outcome: `status` is its enhanced code (`2.0.0`), `took` the
+    /// time from the final dot to its reply.
+    pub fn delivery(&self, store: StoreKind, status: &str, took: Duration) {
+        {
+            let mut m = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+            match m.get_mut(&(store.name(), status.to_string())) {
+                Some(n) => *n += 1,
+                None => {
+                    m.insert((store.name(), status.to_string()), 1);
+                }
+            }
+        }
+        self.latency[store_index(store)].observe(took);
+    }
+    /// A SIGHUP reload finished (`ok`) or was refused.
+    pub fn reload(&self, ok: bool) {
+        inc(if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        });
+    }
+
+    /// The exposition text (`text/plain; version=0.0.4`).
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(8 * 1024);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(o, "# TYPE {name} {kind}");
+        };
+        family(
+            &mut o,
+            "lmtpd_build_info",
+            "gauge",
+            "Always 1; the version label names the running lmtpd.",
+        );
+        let _ = writeln!(
+            o,
+            "lmtpd_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        family(
+            &mut o,
+            "lmtpd_start_time_seconds",
+            "gauge",
+            "When the server started, in seconds since the Unix epoch.",
+        );
+        let _ = writeln!(o, "lmtpd_start_time_seconds {}", get(&self.start_time));
+        family(
+            &mut o,
+            "lmtpd_workers_max",
+            "gauge",
+            "Concurrent sessions allowed (the workers setting).",
+        );
+        let _ = writeln!(o, "lmtpd_workers_max {}", get(&self.workers_max));
+        family(
+            &mut o,
+            "lmtpd_worker_threads",
+            "gauge",
+            "Worker threads alive (started on demand, idle ones exit).",
+        );
+        let _ = writeln!(o, "lmtpd_worker_threads {}", get(&self.worker_threads));
+        family(
+            &mut o,
+            "lmtpd_sessions_active",
+            "gauge",
+            "LMTP sessions being served.",
+        );
+        let _ = writeln!(o, "lmtpd_sessions_active {}", get(&self.sessions_active));
+        family(
+            &mut o,
+            "lmtpd_sessions_queued",
+            "gauge",
+            "Accepted connections handed to a worker that has not started them yet.",
+        );
+        let _ = writeln!(o, "lmtpd_sessions_queued {}", get(&self.sessions_queued));
+        family(
+            &mut o,
+            "lmtpd_connections_total",
+            "counter",
+            "Connections accepted, by listener kind.",
+        );
+        let _ = writeln!(
+            o,
+            "lmtpd_connections_total{{listener=\"tcp\"}} {}",
+            get(&self.connections_tcp)
+        );
+        let _ = writeln!(
+            o,
+            "lmtpd_connections_total{{listener=\"unix\"}} {}",
+            get(&self.connections_unix)
+        );
+        family(
+            &mut o,
+            "lmtpd_sessions_refused_total",
+            "counter",
+            "Connections answered 421 4.3.2 at connect, by reason.",
+        );
+        for (i, r) in RefuseReason::ALL.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "lmtpd_sessions_refused_total{{reason=\"{}\"}} {}",
+                r.label(),
+                get(&self.refused[i])
+            );
+        }
+        family(
+            &mut o,
+            "lmtpd_session_panics_total",
+            "counter",
+            "Sessions ended by an internal error (a bug), answered 421 4.3.0.",
+        );
+        let _ = writeln!(o, "lmtpd_session_panics_total {}", get(&self.panics));
+        family(
+            &mut o,
+            "lmtpd_accept_errors_total",
+            "counter",
+            "Failed accept calls (EMFILE, ENFILE, ...).",
+        );
+        let _ = writeln!(o, "lmtpd_accept_errors_total {}", get(&self.accept_errors));
+        family(
+            &mut o,
+            "lmtpd_transactions_total",
+            "counter",
+            "Messages received to the final dot, by result: delivered (handed to the stores) or refused (content over the size limit or with bare newlines).",
+        );
+        let _ = writeln!(
+            o,
+            "lmtpd_transactions_total{{result=\"delivered\"}} {}",
+            get(&self.transactions)
+        );
+        let _ = writeln!(
+            o,
+            "lmtpd_transactions_total{{result=\"refused\"}} {}",
+            get(&self.transactions_refused)
+        );
+        family(
+            &mut o,
+            "lmtpd_received_bytes_total",
+            "counter",
+            "Message content received, after dot-unstuffing, in bytes.",
+        );
+        let _ = writeln!(
+            o,
+            "lmtpd_received_bytes_total {}",
+            get(&self.received_bytes)
+        );
+        family(
+            &mut o,
+            "lmtpd_spool_bytes",
+            "gauge",
+            "Message bytes held in spools right now (memory and spool files).",
+        );
+        let _ = writeln!(o, "lmtpd_spool_bytes {}", get(&self.spool_bytes));
+        family(
+            &mut o,
+            "lmtpd_reloads_total",
+            "counter",
+            "SIGHUP reloads, by result.",
+        );
+        let _ = writeln!(
+            o,
+            "lmtpd_reloads_total{{result=\"ok\"}} {}",
+            get(&self.reloads_ok)
+        );
+        let _ = writeln!(
+            o,
+            "lmtpd_reloads_total{{result=\"failed\"}} {}",
+            get(&self.reloads_failed)
+        );
+        family(
+            &mut o,
+            "lmtpd_recipients_total",
+            "counter",
+            "RCPT commands answered after the directory and store checks, by reply code.",
+        );
+        {
+            let m = self.rcpt.lock().unwrap_or_else(|p| p.into_inner());
+            for (code, n) in m.iter() {
+                let _ = writeln!(o, "lmtpd_recipients_total{{code=\"{code}\"}} {n}");
+            }
+        }
+        family(
+            &mut o,
+            "lmtpd_deliveries_total",
+            "counter",
+            "Per-recipient replies after the final dot, by store and enhanced status code.",
+        );
+        {
+            let m = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+            for ((store, status), n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "lmtpd_deliveries_total{{store=\"{store}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        family(
+            &mut o,
+            "lmtpd_delivery_duration_seconds",
+            "histogram",
+            "Time from the final dot to each recipient's reply, by store.",
+        );
+        for kind in STORES {
+            let h = &self.latency[store_index(kind)];
+            let store = kind.name();
+            let mut cumulative = 0;
+            for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+                cumulative += get(&h.buckets[i]);
+                let _ = writeln!(
+                    o,
+                    "lmtpd_delivery_duration_seconds_bucket{{store=\"{store}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let count = get(&h.count);
+            let _ = writeln!(
+                o,
+                "lmtpd_delivery_duration_seconds_bucket{{store=\"{store}\",le=\"+Inf\"}} {count}"
+            );
+            let sum = get(&h.sum_micros) as f64 / 1e6;
+            let _ = writeln!(
+                o,
+                "lmtpd_delivery_duration_seconds_sum{{store=\"{store}\"}} {sum}"
+            );
+            let _ = writeln!(
+                o,
+                "lmtpd_delivery_duration_seconds_count{{store=\"{store}\"}} {count}"
+            );
+        }
+        o
+    }
+}
+
+/// Bytes of one spool counted in `lmtpd_spool_bytes`, taken off again when dropped.
+#[derive(Debug, Default)]
+pub struct SpoolCharge(u64);
+
+impl SpoolCharge {
+    /// Counts `n` more bytes.
+    pub fn add(&mut self, n: usize) {
+        self.0 += n as u64;
+        get().spool_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for SpoolCharge {
+    fn drop(&mut self) {
+        let n = self.0;
+        let _ = get()
+            .spool_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_is_cumulative_and_its_count_is_the_inf_bucket() {
+        let m = Metrics::default();
+        m.delivery(StoreKind::Mbox, "2.0.0", Duration::from_micros(300));
+        m.delivery(StoreKind::Mbox, "2.0.0", Duration::from_millis(20));
+        m.delivery(StoreKind::Mbox, "4.2.0", Duration::from_secs(99));
+        let text = m.render();
+        assert!(text
+            .contains("lmtpd_delivery_duration_seconds_bucket{store=\"mbox\",le=\"0.0005\"} 1\n"));
+        assert!(text
+            .contains("lmtpd_delivery_duration_seconds_bucket{store=\"mbox\",le=\"0.025\"} 2\n"));
+        assert!(
+            text.contains("lmtpd_delivery_duration_seconds_bucket{store=\"mbox\",le=\"30\"} 2\n")
+        );
+        assert!(
+            text.contains("lmtpd_delivery_duration_seconds_bucket{store=\"mbox\",le=\"+Inf\"} 3\n")
+        );
+        assert!(text.contains("lmtpd_delivery_duration_seconds_count{store=\"mbox\"} 3\n"));
+        assert!(text.contains("lmtpd_deliveries_total{store=\"mbox\",status=\"2.0.0\"} 2\n"));
+        assert!(text.contains("lmtpd_deliveries_total{store=\"mbox\",status=\"4.2.0\"} 1\n"));
+        assert!(text.contains("lmtpd_delivery_duration_seconds_count{store=\"maildir\"} 0\n"));
+    }
+
+    #[test]
+    fn every_sample_belongs_to_a_family_declared_before_it() {
+        let m = Metrics::default();
+        m.rcpt(250);
+        m.rcpt(550);
+        let text = m.render();
+        let mut declared: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap_or("").to_string();
+                assert!(!declared.contains(&name), "{name} declared twice");
+                declared.push(name);
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            let family = declared.last().expect("a TYPE line first");
+            assert!(
+                name == family
+                    || name
+                        .strip_prefix(family.as_str())
+                        .is_some_and(|s| { ["_bucket", "_sum", "_count"].contains(&s) }),
+                "{name} outside its family {family}"
+            );
+            let value = line.rsplit(' ').next().unwrap_or("");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+        assert!(text.contains("lmtpd_recipients_total{code=\"550\"} 1\n"));
+    }
+}
