@@ -663,7 +663,7 @@ impl Env {
                 "listen = unix:{d}/lmtp.sock\nusers = {d}/users\n\
                  maildir = {d}/mail/%d/%n/Maildir\nmbox = {d}/mail/%d/%n/mbox\n\
                  sqlite = {d}/mail.db\nspool_dir = {d}/spool\nhostname = hard.test\n\
-                 allow_root = yes\nlog_level = warn\nworkers = 8\nqueue = 8\n{extra}"
+                 allow_root = yes\nlog_level = warn\n{extra}"
             )
         });
         fs::create_dir_all(env.path("mail/example.org")).expect("mail dir");
@@ -1709,7 +1709,7 @@ fn a_young_dotlock_is_450_4_2_0_for_that_mbox_only() {
 
 #[test]
 fn full_pool_refuses_extra_clients_at_once_and_recovers_after_the_idle_timeout() {
-    let env = Env::new("u0@example.org\n", "workers = 4\nqueue = 0\ntimeout = 2\n");
+    let env = Env::new("u0@example.org\n", "workers = 4\ntimeout = 2\n");
     let mut srv = env.spawn();
     // wait_ready's probe connection must be gone before the pool is counted.
     thread::sleep(Duration::from_millis(300));
@@ -1747,7 +1747,7 @@ fn full_pool_refuses_extra_clients_at_once_and_recovers_after_the_idle_timeout()
 
 #[test]
 fn a_thousand_dropped_connections_leak_no_fds_and_no_memory() {
-    let env = Env::new("u0@example.org\n", "workers = 4\nqueue = 16\n");
+    let env = Env::new("u0@example.org\n", "workers = 4\n");
     let mut srv = env.spawn();
     let churn = |n: usize| {
         for i in 0..n {
@@ -1806,7 +1806,7 @@ fn a_thousand_dropped_connections_leak_no_fds_and_no_memory() {
 /// within about `timeout` (2 s here) and the worker is free again.
 #[test]
 fn a_trickling_client_cannot_hold_a_worker_past_the_timeout() {
-    let env = Env::new("u0@example.org\n", "workers = 1\nqueue = 0\ntimeout = 2\n");
+    let env = Env::new("u0@example.org\n", "workers = 1\ntimeout = 2\n");
     let mut srv = env.spawn();
     thread::sleep(Duration::from_millis(300));
     for in_data in [false, true] {
@@ -2162,4 +2162,437 @@ fn sigterm_under_load_finishes_or_refuses_cleanly_and_exits_0() {
     assert!(list(&env.path("spool")).is_empty(), "spool not clean");
     assert!(!env.sock().exists(), "socket file left");
     eprintln!("{summary}");
+}
+
+// =========================================================================================
+// Capacity and observability (issue 12)
+// =========================================================================================
+
+/// Reads one reply line within `limit`; `None` when nothing (or no full line) came.
+fn reply_within(c: &mut Client, limit: Duration) -> Option<String> {
+    c.r.get_ref().set_read_timeout(Some(limit)).ok()?;
+    c.try_reply().ok()
+}
+
+/// CPU seconds (user + system) the process has used, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+#[test]
+fn the_default_configuration_serves_256_simultaneous_connections() {
+    // No `workers` line: the shipped default must greet and serve them all at once.
+    let env = Env::new("u0@example.org\n", "");
+    let mut srv = env.spawn();
+    let mut clients: Vec<Client> = (0..256)
+        .map(|i| Client::raw(&env.sock()).unwrap_or_else(|e| panic!("connect {i}: {e}")))
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = reply_within(c, Duration::from_secs(10)).unwrap_or_default();
+        assert!(r.starts_with("220 "), "client {i} of 256: {r:?}");
+    }
+    // All open at once, each is a live session: every one delivers a message.
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.r.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        c.expect("LHLO many.test", "250");
+        let r = c.transaction(&["u0@example.org"], &small_wire(&format!("c{i}")));
+        assert!(r[0].starts_with("250 2.0.0"), "client {i}: {r:?}");
+    }
+    assert_eq!(list(&env.maildir("u0").join("new")).len(), 256);
+    drop(clients);
+    let log = srv.log_text();
+    assert!(!log.contains("refused with 421"), "{log}");
+    srv.stop();
+}
+
+#[test]
+fn with_every_worker_busy_a_new_client_gets_421_within_two_seconds() {
+    let env = Env::new("u0@example.org\n", "workers = 3\n");
+    let mut srv = env.spawn();
+    thread::sleep(Duration::from_millis(300)); // wait_ready's probe session ends
+    let mut busy: Vec<Client> = (0..3).map(|_| env.connect()).collect();
+    for (i, c) in busy.iter_mut().enumerate() {
+        c.expect("LHLO busy.test", "250");
+        // One of them sits in the middle of a transaction.
+        if i == 0 {
+            c.expect("MAIL FROM:<s@example.net>", "250");
+            c.expect("RCPT TO:<u0@example.org>", "250");
+        }
+    }
+    for i in 0..10 {
+        let t0 = Instant::now();
+        let mut c = Client::raw(&env.sock()).expect("connect");
+        let r = reply_within(&mut c, Duration::from_secs(2));
+        assert!(
+            r.as_deref().is_some_and(|r| r.starts_with("421 4.3.2")),
+            "extra client {i}: {r:?} after {:?}",
+            t0.elapsed()
+        );
+        assert!(c.closed(), "extra client {i} left open");
+    }
+    // A session that ends frees its worker for the next client at once.
+    busy.pop().expect("a client").expect("QUIT", "221");
+    let t0 = Instant::now();
+    let greeted = loop {
+        let mut c = Client::raw(&env.sock()).expect("connect");
+        match reply_within(&mut c, Duration::from_secs(2)) {
+            Some(r) if r.starts_with("220 ") => break c,
+            r => assert!(
+                t0.elapsed() < Duration::from_secs(2),
+                "worker not free again: {r:?}"
+            ),
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    drop(greeted);
+    drop(busy);
+    srv.stop();
+}
+
+#[test]
+fn out_of_descriptors_the_accept_loop_refuses_backs_off_and_recovers() {
+    // A hard limit of 40 descriptors: about 30 sessions fit beside the server's own.
+    let env = Env::new("u0@example.org\n", "log_level = info\n");
+    let mut srv = env.spawn_with("ulimit -n 40");
+    let limits = fs::read_to_string(format!("/proc/{}/limits", srv.pid())).expect("limits");
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 40 ")),
+        "{limits}"
+    );
+    assert!(
+        srv.log_text().contains("RLIMIT_NOFILE allows 40"),
+        "the shortfall is logged at start:\n{}",
+        srv.log_text()
+    );
+    let cpu0 = cpu_seconds(srv.pid());
+    let t0 = Instant::now();
+    let mut held = Vec::new();
+    let (mut greeted, mut refused) = (0, 0);
+    for i in 0..60 {
+        let Ok(mut c) = Client::raw(&env.sock()) else {
+            continue;
+        };
+        match reply_within(&mut c, Duration::from_secs(2)) {
+            Some(r) if r.starts_with("220 ") => {
+                greeted += 1;
+                held.push(c);
+            }
+            Some(r) if r.starts_with("421 4.3.2") => refused += 1,
+            r => panic!("client {i}: neither greeted nor refused within 2 s: {r:?}"),
+        }
+    }
+    assert!(greeted >= 20, "greeted {greeted}");
+    assert!(refused >= 10, "refused {refused}");
+    // While out of descriptors, the loop must not spin on the readable listener.
+    thread::sleep(Duration::from_secs(2));
+    let cpu = cpu_seconds(srv.pid()) - cpu0;
+    let wall = t0.elapsed().as_secs_f64();
+    assert!(cpu < wall * 0.5, "{cpu:.2} s of CPU in {wall:.2} s");
+    let warnings = srv
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("accept on"))
+        .count();
+    assert!(
+        warnings as f64 <= wall + 2.0,
+        "{warnings} accept warnings in {wall:.1} s"
+    );
+    // Descriptors free up: service resumes, a whole delivery included.
+    drop(held);
+    let t1 = Instant::now();
+    let mut c = loop {
+        match Client::connect(&env.sock()) {
+            Ok(c) => break c,
+            Err(e) => assert!(t1.elapsed() < Duration::from_secs(5), "no recovery: {e}"),
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    c.expect("LHLO back.test", "250");
+    let r = c.transaction(&["u0@example.org"], &small_wire("after-emfile"));
+    assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
+    drop(c);
+    srv.stop();
+}
+
+#[test]
+fn a_panicking_session_gets_421_4_3_0_and_the_pool_keeps_its_capacity() {
+    lmtpd::server::conn::arm_test_panic("lmtpd-test-panic");
+    let dir = tempfile::tempdir().expect("tmp");
+    let users = dir.path().join("users");
+    fs::write(&users, "u0@example.org\n").expect("users");
+    let sock = dir.path().join("lmtp.sock");
+    let cfg = lmtpd::config::Config {
+        listen: vec![lmtpd::config::Listen::Unix(sock.clone())],
+        hostname: "panic.test".into(),
+        users,
+        maildir: format!("{}/mail/%d/%n/Maildir", dir.path().display()),
+        spool_dir: dir.path().join("spool"),
+        workers: 2,
+        ..lmtpd::config::Config::default()
+    };
+    let directory = lmtpd::directory::Directory::load(&cfg).expect("users");
+    let server =
+        lmtpd::server::Server::bind(lmtpd::server::Context::new(cfg, directory).expect("context"))
+            .expect("bind");
+    let shutdown = Arc::clone(&server.context().shutdown);
+    let handle = thread::spawn(move || server.run().expect("run"));
+    // Twice as many panics as workers: a leaked slot would refuse the clients below.
+    for i in 0..4 {
+        let mut c = Client::connect(&sock).expect("greeted");
+        c.expect("LHLO p.test", "250");
+        c.expect("MAIL FROM:<s@example.net>", "250");
+        let r = c.try_cmd("RCPT TO:<lmtpd-test-panic@example.org>");
+        let r = r.unwrap_or_default();
+        assert!(r.starts_with("421 4.3.0"), "panic {i}: {r}");
+        assert!(c.closed(), "closed after the panic");
+    }
+    let mut a = Client::connect(&sock).expect("a greeted");
+    let mut b = Client::connect(&sock).expect("b greeted");
+    for (n, c) in [&mut a, &mut b].into_iter().enumerate() {
+        c.expect("LHLO p.test", "250");
+        let r = c.transaction(&["u0@example.org"], &small_wire(&format!("after-{n}")));
+        assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
+    }
+    // Still exactly two: a third is refused while both are open.
+    let mut third = Client::raw(&sock).expect("connect");
+    let r = reply_within(&mut third, Duration::from_secs(2)).unwrap_or_default();
+    assert!(r.starts_with("421 4.3.2"), "{r}");
+    drop((a, b));
+    shutdown.trigger();
+    handle.join().expect("server thread");
+}
+
+#[test]
+fn a_sighup_between_rcpt_and_the_final_dot_does_not_split_the_transaction() {
+    let env = Env::new("u0@example.org\n", "");
+    let conf = env.path("lmtpd.conf");
+    let first = fs::read_to_string(&conf).expect("conf");
+    let mut srv = env.spawn();
+    let mut c = env.connect();
+    c.expect("LHLO hup.test", "250");
+    c.expect("MAIL FROM:<s@example.net>", "250");
+    c.expect("RCPT TO:<u0@example.org>", "250");
+    // New settings: another Maildir location, and a marker user that shows the reload.
+    let d = env.dir.path().display().to_string();
+    fs::write(
+        &conf,
+        first.replace(
+            &format!("maildir = {d}/mail/%d/%n/Maildir"),
+            &format!("maildir = {d}/moved/%d/%n/Maildir"),
+        ),
+    )
+    .expect("conf");
+    fs::write(env.path("users"), "u0@example.org\nmarker@example.org\n").expect("users");
+    let _ = Command::new("kill")
+        .arg("-HUP")
+        .arg(srv.pid().to_string())
+        .status();
+    let t0 = Instant::now();
+    loop {
+        let mut p = env.connect();
+        p.expect("LHLO probe.test", "250");
+        p.expect("MAIL FROM:<s@example.net>", "250");
+        let r = p.try_cmd("RCPT TO:<marker@example.org>").expect("RCPT");
+        if r.starts_with("250") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "never reloaded");
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The open transaction finishes with the settings it started with…
+    c.expect("DATA", "354");
+    c.try_send(&small_wire("begun-before-hup")).expect("send");
+    let r = c.try_reply().expect("reply");
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert_eq!(
+        list(&env.maildir("u0").join("new")).len(),
+        1,
+        "old location"
+    );
+    let moved = env.path("moved/example.org/u0/Maildir/new");
+    assert!(list(&moved).is_empty(), "nothing at the new location yet");
+    // …and the next transaction of the same session uses the new ones.
+    let r = c.transaction(&["u0@example.org"], &small_wire("after-hup"));
+    assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
+    assert_eq!(list(&moved).len(), 1, "new location");
+    assert_eq!(list(&env.maildir("u0").join("new")).len(), 1);
+    drop(c);
+    srv.stop();
+}
+
+/// One HTTP request over the metrics Unix socket; the whole response.
+fn http(sock: &Path, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("metrics socket");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+/// The value of one sample (`name{labels}` exactly as written), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Checks the exposition text with the real parsers: `promtool check metrics` (Debian
+/// package prometheus) and Python's prometheus_client, whichever are installed. Under CI
+/// at least one must be (.ci/run installs promtool).
+fn check_with_real_parsers(text: &str) {
+    use std::io::Write;
+    let mut checked = 0;
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    if let Ok(mut p) = promtool {
+        p.stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
+        let out = p.wait_with_output().expect("promtool");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool check metrics: {said}");
+        assert!(said.trim().is_empty(), "promtool lint findings: {said}");
+        checked += 1;
+    }
+    let have_client = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if have_client {
+        let tmp = tempfile::NamedTempFile::new().expect("tmp");
+        fs::write(tmp.path(), text).expect("write");
+        let n = python(
+            "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as f\n\
+             print(sum(len(m.samples) for m in f(open(sys.argv[1]).read())))\n",
+            &[&tmp.path().display().to_string()],
+        );
+        assert!(n.trim().parse::<usize>().expect("count") > 40, "{n}");
+        checked += 1;
+    }
+    if std::env::var_os("CI").is_some() {
+        assert!(checked > 0, "CI must have promtool or prometheus_client");
+    } else if checked == 0 {
+        eprintln!("note: neither promtool nor prometheus_client installed; format checked by our own rules only");
+    }
+}
+
+#[test]
+fn metrics_endpoint_counts_what_was_sent_in_the_prometheus_format() {
+    let env = Env::new(
+        "u0@example.org\nmb@example.org store=mbox\n",
+        "metrics = unix:METRICS\n",
+    );
+    let msock = env.path("metrics.sock");
+    let conf = env.path("lmtpd.conf");
+    let text = fs::read_to_string(&conf).expect("conf");
+    fs::write(&conf, text.replace("METRICS", &msock.display().to_string())).expect("conf");
+    let mut srv = env.spawn();
+    let mut c = env.connect();
+    c.expect("LHLO metrics.test", "250");
+    let wire = small_wire("counted");
+    let content = wire.len() - 3; // minus the final ".\r\n"
+    for _ in 0..3 {
+        let r = c.transaction(&["u0@example.org"], &wire);
+        assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
+    }
+    let r = c.transaction(
+        &["mb@example.org", "nobody@example.org", "u0@example.org"],
+        &wire,
+    );
+    assert!(
+        r[0].starts_with("250 2.0.0") && r[1].starts_with("550") && r[2].starts_with("250"),
+        "{r:?}"
+    );
+    c.expect("QUIT", "221");
+    drop(c);
+
+    let resp = http(&msock, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("head and body");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    let get = |s: &str| sample(body, s).unwrap_or_else(|| panic!("no {s} in\n{body}"));
+    assert_eq!(
+        get("lmtpd_deliveries_total{store=\"maildir\",status=\"2.0.0\"}"),
+        4.0
+    );
+    assert_eq!(
+        get("lmtpd_deliveries_total{store=\"mbox\",status=\"2.0.0\"}"),
+        1.0
+    );
+    assert_eq!(get("lmtpd_recipients_total{code=\"250\"}"), 5.0);
+    assert_eq!(get("lmtpd_recipients_total{code=\"550\"}"), 1.0);
+    assert_eq!(get("lmtpd_transactions_total{result=\"delivered\"}"), 4.0);
+    assert_eq!(
+        get("lmtpd_delivery_duration_seconds_count{store=\"maildir\"}"),
+        4.0
+    );
+    assert_eq!(
+        get("lmtpd_delivery_duration_seconds_bucket{store=\"mbox\",le=\"+Inf\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("lmtpd_delivery_duration_seconds_count{store=\"sqlite\"}"),
+        0.0
+    );
+    // Content after unstuffing and CRLF -> LF, four messages.
+    let received = get("lmtpd_received_bytes_total");
+    assert!(
+        received >= 4.0 * (content as f64 * 0.9) && received <= 4.0 * content as f64,
+        "{received} vs {content}"
+    );
+    assert_eq!(
+        get("lmtpd_spool_bytes"),
+        0.0,
+        "nothing spooled once delivered"
+    );
+    // wait_ready's probe, the session above; scrapes are not LMTP connections.
+    assert_eq!(get("lmtpd_connections_total{listener=\"unix\"}"), 2.0);
+    assert_eq!(get("lmtpd_sessions_refused_total{reason=\"busy\"}"), 0.0);
+    assert_eq!(get("lmtpd_workers_max"), 512.0);
+    check_with_real_parsers(body);
+
+    // Nothing but that path.
+    assert!(http(&msock, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(http(
+        &msock,
+        "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    .starts_with("HTTP/1.1 405"));
+    assert!(http(&msock, "hello\r\n\r\n").starts_with("HTTP/1.1 400"));
+    let head_only = http(&msock, "HEAD /metrics HTTP/1.0\r\n\r\n");
+    assert!(
+        head_only.starts_with("HTTP/1.1 200") && head_only.ends_with("\r\n\r\n"),
+        "{head_only}"
+    );
+    srv.stop();
 }
