@@ -107,6 +107,9 @@ enum Phase {
     Closed,
 }
 
+/// Capacity each buffer keeps between transactions (see [`Session::shrink_idle`]).
+pub const IDLE_BUFFER: usize = 1024;
+
 /// A sans-IO LMTP server session; `R` is whatever the driver wants to remember per accepted
 /// recipient.
 #[derive(Debug)]
@@ -507,6 +510,24 @@ impl<R> Session<R> {
     /// Whether content is being read (between 354 and the final dot).
     pub fn in_data(&self) -> bool {
         matches!(self.phase, Phase::Data(_))
+    }
+
+    /// Between transactions, gives back the memory the buffers grew to during the last one
+    /// (input up to a read chunk plus a line, decoded content up to a chunk), keeping
+    /// [`IDLE_BUFFER`] bytes each, so a connection an MTA keeps cached costs little. Does
+    /// nothing while a transaction or buffered input is pending.
+    pub fn shrink_idle(&mut self) {
+        if !self.is_idle() {
+            return;
+        }
+        self.input.clear();
+        self.pos = 0;
+        self.input.shrink_to(IDLE_BUFFER);
+        self.body.clear();
+        self.body.shrink_to(IDLE_BUFFER);
+        if self.out.is_empty() {
+            self.out.shrink_to(IDLE_BUFFER);
+        }
     }
 
     /// The number of the current transaction: it grows by one with every accepted MAIL, so
@@ -1419,6 +1440,34 @@ mod tests {
         s.delivery_outcome(Reply::new(250, Enhanced(2, 0, 0), "stray"));
         s.recipient_verdict(Ok(3));
         assert!(s.output().is_empty());
+    }
+
+    #[test]
+    fn an_idle_session_gives_back_what_its_last_message_needed() {
+        let mut s: Session<u32> = Session::new(SessionConfig::default());
+        let mut input = b"LHLO x\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n".to_vec();
+        input.extend(std::iter::repeat(b'x').take(60_000));
+        input.extend_from_slice(b"\r\n.\r\n");
+        s.receive(&input);
+        assert!(matches!(s.poll(), Some(Event::Recipient(_))));
+        s.recipient_verdict(Ok(1));
+        assert!(matches!(s.poll(), Some(Event::MessageStart)));
+        s.shrink_idle(); // inside a transaction: nothing changes
+        while let Some(ev) = s.poll() {
+            if matches!(ev, Event::MessageEnd(_)) {
+                break;
+            }
+        }
+        s.delivery_outcome(Reply::new(250, Enhanced(2, 0, 0), "ok"));
+        assert!(s.input.capacity() > 60_000 && s.body.capacity() > IDLE_BUFFER);
+        let _ = s.take_output();
+        s.shrink_idle();
+        assert!(s.input.capacity() <= IDLE_BUFFER, "{}", s.input.capacity());
+        assert!(s.body.capacity() <= IDLE_BUFFER, "{}", s.body.capacity());
+        // Still a working session.
+        s.receive(b"NOOP\r\n");
+        assert!(s.poll().is_none());
+        assert_eq!(s.take_output(), b"250 2.0.0 Ok\r\n");
     }
 
     #[test]

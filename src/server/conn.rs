@@ -23,8 +23,10 @@ use crate::spool::{Spool, SpoolBody};
 const TICK: Duration = Duration::from_millis(500);
 /// DATA content that counts as progress for the idle clock.
 const PROGRESS_BYTES: usize = 1024;
-/// Input read per system call (and so the largest chunk fed to the session).
+/// Input read per system call during DATA (and so the largest chunk fed to the session).
 const READ_CHUNK: usize = 64 * 1024;
+/// Input read per system call between messages.
+const IDLE_READ: usize = 4 * 1024;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -227,7 +229,9 @@ struct Driver<'c> {
 
 impl Driver<'_> {
     fn run(&mut self, stream: &mut Stream) -> String {
-        let mut buf = vec![0u8; READ_CHUNK];
+        // Commands come in small reads; content gets the full chunk, given back between
+        // transactions (a connection an MTA keeps cached then costs a few KiB).
+        let mut buf = vec![0u8; IDLE_READ];
         // The idle clock restarts on progress, not on every byte: when a reply goes out,
         // or when DATA content keeps arriving (PROGRESS_BYTES at a time). A client that
         // trickles one byte at a time therefore cannot hold a worker past `timeout`.
@@ -249,6 +253,15 @@ impl Driver<'_> {
             }
             if self.ctx.shutdown.is_triggered() && self.session.shutdown() {
                 continue;
+            }
+            if self.session.in_data() {
+                if buf.len() < READ_CHUNK {
+                    buf.resize(READ_CHUNK, 0);
+                }
+            } else if buf.len() > IDLE_READ && self.session.is_idle() {
+                buf.truncate(IDLE_READ);
+                buf.shrink_to_fit();
+                self.session.shrink_idle();
             }
             let timeout = self.timeout;
             if last_progress.elapsed() >= timeout {
