@@ -223,160 +223,53 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(8 * 1024);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}");
-            let _ = writeln!(o, "# TYPE {name} {kind}");
-        };
-        family(
-            &mut o,
-            "lmtpd_build_info",
-            "gauge",
-            "Always 1; the version label names the running lmtpd.",
-        );
-        let _ = writeln!(
-            o,
-            "lmtpd_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        family(
-            &mut o,
-            "lmtpd_start_time_seconds",
-            "gauge",
-            "When the server started, in seconds since the Unix epoch.",
-        );
-        let _ = writeln!(o, "lmtpd_start_time_seconds {}", get(&self.start_time));
-        family(
-            &mut o,
-            "lmtpd_workers_max",
-            "gauge",
-            "Concurrent sessions allowed (the workers setting).",
-        );
-        let _ = writeln!(o, "lmtpd_workers_max {}", get(&self.workers_max));
-        family(
-            &mut o,
-            "lmtpd_worker_threads",
-            "gauge",
-            "Worker threads alive (started on demand, idle ones exit).",
-        );
-        let _ = writeln!(o, "lmtpd_worker_threads {}", get(&self.worker_threads));
-        family(
-            &mut o,
-            "lmtpd_sessions_active",
-            "gauge",
-            "LMTP sessions being served.",
-        );
-        let _ = writeln!(o, "lmtpd_sessions_active {}", get(&self.sessions_active));
-        family(
-            &mut o,
-            "lmtpd_sessions_queued",
-            "gauge",
-            "Accepted connections handed to a worker that has not started them yet.",
-        );
-        let _ = writeln!(o, "lmtpd_sessions_queued {}", get(&self.sessions_queued));
-        family(
-            &mut o,
-            "lmtpd_connections_total",
-            "counter",
-            "Connections accepted, by listener kind.",
-        );
-        let _ = writeln!(
-            o,
-            "lmtpd_connections_total{{listener=\"tcp\"}} {}",
-            get(&self.connections_tcp)
-        );
-        let _ = writeln!(
-            o,
-            "lmtpd_connections_total{{listener=\"unix\"}} {}",
-            get(&self.connections_unix)
-        );
-        family(
-            &mut o,
-            "lmtpd_sessions_refused_total",
-            "counter",
-            "Connections answered 421 4.3.2 at connect, by reason.",
-        );
-        for (i, r) in RefuseReason::ALL.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "lmtpd_sessions_refused_total{{reason=\"{}\"}} {}",
-                r.label(),
-                get(&self.refused[i])
-            );
-        }
-        family(
-            &mut o,
-            "lmtpd_session_panics_total",
-            "counter",
-            "Sessions ended by an internal error (a bug), answered 421 4.3.0.",
-        );
-        let _ = writeln!(o, "lmtpd_session_panics_total {}", get(&self.panics));
-        family(
-            &mut o,
-            "lmtpd_accept_errors_total",
-            "counter",
-            "Failed accept calls (EMFILE, ENFILE, ...).",
-        );
-        let _ = writeln!(o, "lmtpd_accept_errors_total {}", get(&self.accept_errors));
-        family(
-            &mut o,
-            "lmtpd_transactions_total",
-            "counter",
-            "Messages received to the final dot, by result: delivered (handed to the stores) or refused (content over the size limit or with bare newlines).",
-        );
-        let _ = writeln!(
-            o,
-            "lmtpd_transactions_total{{result=\"delivered\"}} {}",
-            get(&self.transactions)
-        );
-        let _ = writeln!(
-            o,
-            "lmtpd_transactions_total{{result=\"refused\"}} {}",
-            get(&self.transactions_refused)
-        );
-        family(
-            &mut o,
-            "lmtpd_received_bytes_total",
-            "counter",
-            "Message content received, after dot-unstuffing, in bytes.",
-        );
-        let _ = writeln!(
-            o,
-            "lmtpd_received_bytes_total {}",
-            get(&self.received_bytes)
-        );
-        family(
-            &mut o,
-            "lmtpd_spool_bytes",
-            "gauge",
-            "Message bytes held in spools right now (memory and spool files).",
-        );
-        let _ = writeln!(o, "lmtpd_spool_bytes {}", get(&self.spool_bytes));
-        family(
-            &mut o,
-            "lmtpd_reloads_total",
-            "counter",
-            "SIGHUP reloads, by result.",
-        );
-        let _ = writeln!(
-            o,
-            "lmtpd_reloads_total{{result=\"ok\"}} {}",
-            get(&self.reloads_ok)
-        );
-        let _ = writeln!(
-            o,
-            "lmtpd_reloads_total{{result=\"failed\"}} {}",
-            get(&self.reloads_failed)
-        );
-        family(
-            &mut o,
-            "lmtpd_recipients_total",
-            "counter",
-            "RCPT commands answered after the directory and store checks, by reply code.",
-        );
-        {
-            let m = self.rcpt.lock().unwrap_or_else(|p| p.into_inner());
-            for (code, n) in m.iter() {
-                let _ = writeln!(o, "lmtpd_recipients_total{{code=\"{code}\"}} {n}");
+        let version = format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+        let refused: Vec<(String, u64)> = RefuseReason::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    format!("{{reason=\"{}\"}}", r.label()),
+                    get(&self.refused[i]),
+                )
+            })
+            .collect();
+        let plain = |v: u64| vec![(String::new(), v)];
+        // One row per family: a table reads better than rustfmt's one argument a line.
+        #[rustfmt::skip]
+        let families = [
+            Family::new("lmtpd_build_info", "gauge", "Always 1; the version label names the running lmtpd.", vec![(version, 1)]),
+            Family::new("lmtpd_start_time_seconds", "gauge", "When the server started, in seconds since the Unix epoch.", plain(get(&self.start_time))),
+            Family::new("lmtpd_workers_max", "gauge", "Concurrent sessions allowed (the workers setting).", plain(get(&self.workers_max))),
+            Family::new("lmtpd_worker_threads", "gauge", "Worker threads alive (started on demand, idle ones exit).", plain(get(&self.worker_threads))),
+            Family::new("lmtpd_sessions_active", "gauge", "LMTP sessions being served.", plain(get(&self.sessions_active))),
+            Family::new("lmtpd_sessions_queued", "gauge", "Accepted connections handed to a worker that has not started them yet.", plain(get(&self.sessions_queued))),
+            Family::new("lmtpd_connections_total", "counter", "Connections accepted, by listener kind.", vec![
+                ("{listener=\"tcp\"}".into(), get(&self.connections_tcp)),
+                ("{listener=\"unix\"}".into(), get(&self.connections_unix)),
+            ]),
+            Family::new("lmtpd_sessions_refused_total", "counter", "Connections answered 421 4.3.2 at connect, by reason.", refused),
+            Family::new("lmtpd_session_panics_total", "counter", "Sessions ended by an internal error (a bug), answered 421 4.3.0.", plain(get(&self.panics))),
+            Family::new("lmtpd_accept_errors_total", "counter", "Failed accept calls (EMFILE, ENFILE, ...).", plain(get(&self.accept_errors))),
+            Family::new("lmtpd_transactions_total", "counter", "Messages received to the final dot, by result: delivered (handed to the stores) or refused (content over the size limit or with bare newlines).", vec![
+                ("{result=\"delivered\"}".into(), get(&self.transactions)),
+                ("{result=\"refused\"}".into(), get(&self.transactions_refused)),
+            ]),
+            Family::new("lmtpd_received_bytes_total", "counter", "Message content received, after dot-unstuffing, in bytes.", plain(get(&self.received_bytes))),
+            Family::new("lmtpd_spool_bytes", "gauge", "Message bytes held in spools right now (memory and spool files).", plain(get(&self.spool_bytes))),
+            Family::new("lmtpd_reloads_total", "counter", "SIGHUP reloads, by result.", vec![
+                ("{result=\"ok\"}".into(), get(&self.reloads_ok)),
+                ("{result=\"failed\"}".into(), get(&self.reloads_failed)),
+            ]),
+            Family::new("lmtpd_recipients_total", "counter", "RCPT commands answered after the directory and store checks, by reply code.", {
+                let m = self.rcpt.lock().unwrap_or_else(|p| p.into_inner());
+                m.iter().map(|(code, n)| (format!("{{code=\"{code}\"}}"), *n)).collect()
+            }),
+        ];
+        for f in families {
+            family(&mut o, f.name, f.kind, f.help);
+            for (labels, v) in f.samples {
+                let _ = writeln!(o, "{}{labels} {v}", f.name);
             }
         }
         family(
@@ -412,22 +305,46 @@ impl Metrics {
                 );
             }
             let count = get(&h.count);
-            let _ = writeln!(
-                o,
-                "lmtpd_delivery_duration_seconds_bucket{{store=\"{store}\",le=\"+Inf\"}} {count}"
-            );
             let sum = get(&h.sum_micros) as f64 / 1e6;
             let _ = writeln!(
                 o,
-                "lmtpd_delivery_duration_seconds_sum{{store=\"{store}\"}} {sum}"
-            );
-            let _ = writeln!(
-                o,
-                "lmtpd_delivery_duration_seconds_count{{store=\"{store}\"}} {count}"
+                "lmtpd_delivery_duration_seconds_bucket{{store=\"{store}\",le=\"+Inf\"}} {count}\n\
+                 lmtpd_delivery_duration_seconds_sum{{store=\"{store}\"}} {sum}\n\
+                 lmtpd_delivery_duration_seconds_count{{store=\"{store}\"}} {count}"
             );
         }
         o
     }
+}
+
+/// One metric family without buckets: its name, type, help and samples (label set,
+/// value).
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(String, u64)>,
+}
+
+impl Family {
+    fn new(
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+        samples: Vec<(String, u64)>,
+    ) -> Family {
+        Family {
+            name,
+            kind,
+            help,
+            samples,
+        }
+    }
+}
+
+/// The `# HELP` and `# TYPE` lines of one metric family.
+fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// Bytes of one spool counted in `lmtpd_spool_bytes`, taken off again when dropped.

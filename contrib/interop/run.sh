@@ -36,6 +36,8 @@ pkgs=""
 command -v swaks >/dev/null 2>&1 || pkgs="$pkgs swaks"
 [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-source ] || pkgs="$pkgs postfix"
 command -v doveadm >/dev/null 2>&1 || pkgs="$pkgs dovecot-core dovecot-imapd"
+command -v prometheus >/dev/null 2>&1 || pkgs="$pkgs prometheus"
+command -v curl >/dev/null 2>&1 || pkgs="$pkgs curl"
 if [ -n "$pkgs" ]; then
     note "installing$pkgs"
     apt-get update -q >/dev/null 2>&1
@@ -76,6 +78,7 @@ box@example.org quota=10M quota_messages=1000
 mb@example.org store=mbox
 sq@example.org store=sqlite
 load@example.org
+many@example.org
 EOF
 cat >"$work/lmtpd.conf" <<EOF
 user = $RUN_USER
@@ -90,7 +93,7 @@ mbox = $mail/mbox/%n
 sqlite = $mail/mail.db
 spool_dir = $work/spool
 hostname = lmtpd.interop.test
-workers = 16
+metrics = 127.0.0.1:1
 detail_mailbox = create
 quota_full = tempfail
 log_level = info
@@ -115,7 +118,8 @@ trap cleanup EXIT
 
 # A busy port makes lmtpd exit (71): try another one, three times at most.
 for try in 1 2 3; do
-    sed -i "s/^listen = 127.0.0.1:.*/listen = 127.0.0.1:$port/" "$work/lmtpd.conf"
+    sed -i -e "s/^listen = 127.0.0.1:.*/listen = 127.0.0.1:$port/" \
+        -e "s/^metrics = 127.0.0.1:.*/metrics = 127.0.0.1:$((port + 1))/" "$work/lmtpd.conf"
     "$BIN" -c "$work/lmtpd.conf" 2>"$work/lmtpd.log" &
     lmtpd_pid=$!
     i=0
@@ -464,6 +468,63 @@ if [ -x /usr/sbin/smtp-source ]; then
     fi
 else
     fail "smtp-source is not installed"
+fi
+
+# 100 sessions at once with the default workers (issue 12: 16 workers and a queue of 16
+# answered every connection past the 32nd with 421).
+if [ -x /usr/sbin/smtp-source ]; then
+    timeout 300 /usr/sbin/smtp-source -L -s 100 -m 2000 -l 4096 -S "interop 100 sessions" \
+        -f sender@example.net -t many@example.org "unix:$sock" >"$work/smtp-source-100.out" 2>&1
+    rc=$?
+    n=$(newcount many)
+    refused=$(grep -c '421' "$work/smtp-source-100.out")
+    if [ $rc = 0 ] && [ "$n" = 2000 ] && [ "$refused" = 0 ]; then
+        pass "smtp-source -L -s 100 -m 2000 (default workers): 2000 on disk, no 421"
+    else
+        fail "smtp-source -s 100: rc=$rc, $n of 2000 on disk, $refused lines with 421" \
+            "$work/smtp-source-100.out" "$work/lmtpd.log"
+    fi
+fi
+
+# A real Prometheus server scrapes /metrics and sees what was delivered.
+mport=$(sed -n 's/^metrics = 127.0.0.1://p' "$work/lmtpd.conf")
+if command -v prometheus >/dev/null 2>&1 && command -v curl >/dev/null 2>&1; then
+    pp=$((port + 2))
+    mkdir -p "$work/prom"
+    cat >"$work/prom/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: lmtpd
+    static_configs:
+      - targets: ['127.0.0.1:$mport']
+EOF
+    prometheus --config.file="$work/prom/prometheus.yml" --storage.tsdb.path="$work/prom/data" \
+        --web.listen-address="127.0.0.1:$pp" >"$work/prom/log" 2>&1 &
+    prom_pid=$!
+    q() { curl -fsS "http://127.0.0.1:$pp/api/v1/query" --data-urlencode "query=$1" 2>/dev/null |
+        sed -n 's/.*"value":\[[^,]*,"\([^"]*\)".*/\1/p'; }
+    want=$(($(newcount many) + $(newcount load)))
+    got=""
+    i=0
+    while [ $i -lt 60 ]; do
+        got=$(q 'sum(lmtpd_deliveries_total{store="maildir",status="2.0.0"})')
+        [ -n "$got" ] && [ "$got" -ge "$want" ] 2>/dev/null && break
+        sleep 0.5
+        i=$((i + 1))
+    done
+    up=$(q 'up{job="lmtpd"}')
+    refused=$(q 'sum(lmtpd_sessions_refused_total)')
+    kill "$prom_pid" 2>/dev/null
+    wait "$prom_pid" 2>/dev/null
+    if [ "$up" = 1 ] && [ -n "$got" ] && [ "$got" -ge "$want" ] 2>/dev/null && [ "$refused" = 0 ]; then
+        pass "prometheus scraped /metrics: up=1, $got maildir deliveries (>= $want on disk), 0 refused"
+    else
+        fail "prometheus scrape: up=$up deliveries=$got (want >= $want) refused=$refused" \
+            "$work/prom/log"
+    fi
+else
+    skip "prometheus scrape (prometheus or curl not installed)"
 fi
 
 # ---------------------------------------------------------------- 4. readers
