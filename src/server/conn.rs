@@ -442,7 +442,9 @@ impl Driver<'_> {
                 // The body could not be kept: every recipient gets the same temporary error.
                 log::warn!("conn={} id={} spool failed: {e}", self.conn_id, env.id);
                 let err = DeliveryError::from_io(&e, false);
-                for _ in &tx.rcpts {
+                let status = err.enhanced.to_string();
+                for r in &tx.rcpts {
+                    crate::metrics::get().delivery(r.store, &status, dot.elapsed());
                     self.session.delivery_outcome(error_reply(&err));
                 }
                 return flush(&mut self.session, stream);
