@@ -11,7 +11,7 @@
 # it to bench-out/bench-<date>.md.
 #
 # Environment:
-#   QUICK=1          small counts, one repetition (about a minute)
+#   QUICK=1          small counts, one repetition (under two minutes)
 #   REPS=N           repetitions per workload, medians reported (default 3; QUICK: 1)
 #   DOVECOT=0        skip Dovecot
 #   BENCH_TMPDIR=D   where the temporary directory goes (default /var/tmp, on disk)
