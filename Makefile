@@ -74,8 +74,8 @@ interop: build
 
 # Performance, side by side with a private Dovecot instance (dovecot-core and dovecot-lmtpd
 # are installed with apt-get when missing and possible; skipped otherwise). Prints a Markdown
-# report and writes bench-out/bench-<date>.md; about 6-7 minutes on 2 cores. QUICK=1: small
-# counts, one repetition, about a minute. Builds through `build` so the binary keeps the
+# report and writes bench-out/bench-<date>.md; about 9 minutes on 2 cores. QUICK=1: small
+# counts, one repetition, under two minutes. Builds through `build` so the binary keeps the
 # SYSCONFDIR that `make install` expects. See contrib/bench/run.sh for the other knobs.
 QUICK ?=
 bench: build

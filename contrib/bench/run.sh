@@ -11,13 +11,19 @@
 # it to bench-out/bench-<date>.md.
 #
 # Environment:
-#   QUICK=1          small counts, one repetition (about a minute)
+#   QUICK=1          small counts, one repetition (under two minutes)
 #   REPS=N           repetitions per workload, medians reported (default 3; QUICK: 1)
 #   DOVECOT=0        skip Dovecot
 #   BENCH_TMPDIR=D   where the temporary directory goes (default /var/tmp, on disk)
 #   BENCH_USER=U     when run as root, the unprivileged user both servers deliver as
 #                    (default nobody; Dovecot refuses to deliver as uid 0)
 #   NO_BUILD=1       use the binaries in ${CARGO_TARGET_DIR:-target}/release as they are
+#
+# Workload e is 100 sessions at once against lmtpd's shipped default for workers (no workers
+# line) and Dovecot's shipped limits, counting the sessions each refuses; f is workload b on a
+# server holding 1000 idle connections (lmtpd with workers = 1100, Dovecot with service lmtp
+# { process_limit = 1100 }), each run paired with the same one without them (f0) on a fresh
+# server, for the throughput ratio, and the peak RSS.
 #
 # Exit status: 0 when every run delivered and stored everything it acknowledged, 1 otherwise.
 # Missed performance targets are reported, not failed.
@@ -36,6 +42,15 @@ STAMP=$(date -u +%Y-%m-%d-%H%M%S)
 REPORT=$OUT_DIR/bench-$STAMP.md
 
 log() { echo "bench: $*" >&2; }
+
+# Open files: both servers and the generator inherit this shell's limit, and workload f holds
+# 1000 connections open. Raise the soft limit to the hard one (lmtp-bench raises its own too).
+NOFILE_HARD=$(ulimit -Hn 2>/dev/null)
+case $NOFILE_HARD in
+unlimited) ulimit -n 1048576 2>/dev/null || ulimit -n 65536 2>/dev/null ;;
+[0-9]*) ulimit -n "$NOFILE_HARD" 2>/dev/null ;;
+esac
+NOFILE=$(ulimit -n 2>/dev/null)
 
 # ---------------------------------------------------------------------------------------
 # Build.
@@ -130,6 +145,9 @@ d 2 6 1 10M 1"
 rss1 1 2 1 1M 1
 rss10 1 2 1 10M 1
 rss100 1 1 1 100M 1"
+    E_SPEC="e 100 400 1 4K 8"
+    F_SPEC="f 8 600 1 4K 1"
+    F_IDLE=200
 else
     MAX_TIME=12
     PROBE_SECS=2
@@ -143,8 +161,25 @@ d 2 20 1 10M 1"
 rss1 1 4 1 1M 1
 rss10 1 4 1 10M 1
 rss100 1 2 1 100M 1"
+    E_SPEC="e 100 4000 1 4K 8"
+    F_SPEC="f 8 4000 1 4K 1"
+    F_IDLE=1000
 fi
 ALL_USERS=8
+# Per-run knobs, set around run_one: lmtpd's workers line (empty: none, the shipped
+# default), extra Dovecot configuration, extra lmtp-bench options.
+LM_WORKERS=16
+DV_EXTRA=
+GEN_EXTRA=
+# f: room for the idle connections plus the load. lmtpd runs a session per worker thread;
+# Dovecot one lmtp process per connection, each of which also connects to its log, config
+# and auth services (whose client limit is default_client_limit, 1000 as shipped).
+F_WORKERS=1100
+F_DV_EXTRA="# workload f: room for $F_IDLE idle connections and the load
+service lmtp {
+  process_limit = 1100
+}
+default_client_limit = 2300"
 
 describe() {
     case $1 in
@@ -154,6 +189,8 @@ describe() {
     c) echo "c: 8 sessions, $3 x 5 distinct rcpts" ;;
     c8) echo "c8: 8 sessions, $3 x 8 distinct rcpts" ;;
     d) echo "d: 2 sessions, $3 x 10 MiB" ;;
+    e) echo "e: $2 sessions at once, $(($3 / $2)) msgs each x 1 rcpt, 8 mailboxes" ;;
+    f) echo "f: b ($2 sessions, $3 x 1 rcpt, one mailbox) with $F_IDLE idle connections" ;;
     rss8) echo "8 sessions x 10 MiB ($3 msgs)" ;;
     rss1) echo "1 session x 1 MiB ($3 msgs)" ;;
     rss10) echo "1 session x 10 MiB ($3 msgs)" ;;
@@ -200,7 +237,7 @@ start_lmtpd() {
         echo "sqlite = $d/mail/mail.db"
         echo "spool_dir = $d/spool"
         echo "max_message_size = 200M"
-        echo "workers = 16"
+        [ -n "$LM_WORKERS" ] && echo "workers = $LM_WORKERS"
         echo "log_level = info"
         [ "$(id -u)" = 0 ] && echo "user = $RUN_USER"
     } > "$d/lmtpd.conf"
@@ -236,6 +273,7 @@ start_dovecot() {
         -e "s|@INTERNAL_USER@|$DV_INTERNAL_USER|g" -e "s|@INTERNAL_GROUP@|$DV_INTERNAL_GROUP|g" \
         -e "s|@LOGIN_USER@|$DV_LOGIN_USER|g" -e "s|@MAIL_LOCATION@|$loc|g" \
         "$ROOT/contrib/bench/dovecot.conf.in" > "$d/dovecot.conf"
+    [ -n "$DV_EXTRA" ] && printf '%s\n' "$DV_EXTRA" >> "$d/dovecot.conf"
     chmod 0644 "$d/users" "$d/dovecot.conf"
     chown -R "$RUN_UID:$RUN_GID" "$d/mail"
     "$DOVECOT_BIN" -c "$d/dovecot.conf" -F < /dev/null 2>> "$d/stderr.log" &
@@ -274,6 +312,11 @@ print(sqlite3.connect(sys.argv[1]).execute("select count(*) from deliveries").fe
 }
 
 kv() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+# idle_note RESULT_LINE: ", idle greeted/refused/waiting/dropped a/b/c/d" when --idle was used.
+idle_note() {
+    case $(kv "$1" idle) in "" | 0) return ;; esac
+    echo ", idle $(kv "$1" idle) greeted/refused/waiting/dropped $(kv "$1" idle_greeted)/$(kv "$1" idle_refused)/$(kv "$1" idle_waiting)/$(kv "$1" idle_dropped)"
+}
 
 # run_one SERVER STORE WORKLOAD REP S M R SIZE K: one server start, one load run, one check.
 run_one() {
@@ -282,9 +325,11 @@ run_one() {
     lmtpd) start_lmtpd "$store" ;;
     dovecot) start_dovecot "$store" ;;
     esac || { stop_server; FAILED=1; echo "$wl $server $store $rep START_FAILED" >> "$RESULTS"; return; }
+    # GEN_EXTRA is a list of options: split on purpose.
+    # shellcheck disable=SC2086
     line=$("$GEN" load --connect "unix:$SOCKET" -s "$5" -m "$6" -r "$7" -l "$8" \
         --mailboxes "$9" --max-time "$MAX_TIME" --timeout 120 --pid "$SERVER_PID" \
-        --label "$server-$store-$wl" < /dev/null 2> "$W/gen.err")
+        --label "$server-$store-$wl" $GEN_EXTRA < /dev/null 2> "$W/gen.err")
     rc=$?
     stop_server
     [ -s "$W/gen.err" ] && sed 's/^/    /' "$W/gen.err" | head -5 >&2
@@ -298,7 +343,7 @@ run_one() {
     log "$server $store $wl #$rep: $(kv "$line" dps) deliveries/s, $(kv "$line" mps) msgs/s," \
         "p50 $(kv "$line" p50_ms) ms, p99 $(kv "$line" p99_ms) ms," \
         "cpu $(kv "$line" cpu_ms_per_delivery) ms/delivery, rss $(kv "$line" rss_kib) KiB," \
-        "stored $stored / acked ${acked:-?} ($ok)"
+        "refused $(kv "$line" refused)$(idle_note "$line"), stored $stored / acked ${acked:-?} ($ok)"
     echo "$wl $server $store $rep $line stored=$stored ok=$ok" >> "$RESULTS"
 }
 
@@ -306,7 +351,7 @@ run_one() {
 # Go.
 START=$(date +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
-log "work directory $W (deliveries as $RUN_USER, uid $RUN_UID)"
+log "work directory $W (deliveries as $RUN_USER, uid $RUN_UID, open files limit ${NOFILE:-?})"
 
 PROBE=
 for spec in "1 " "4 " "4 --no-dirsync"; do
@@ -334,12 +379,14 @@ lmtpd sqlite"
 
 # For each workload, each repetition runs every server back to back, so the numbers that are
 # compared were measured minutes apart at most (the host's speed drifts).
+# run_set WORKLOADS REPS [TARGETS]
 run_set() {
+    targets=${3:-$TARGETS}
     echo "$1" | while read -r wl s m r size k; do
         [ -n "$wl" ] || continue
         rep=1
         while [ $rep -le "$2" ]; do
-            echo "$TARGETS" | while read -r server store; do
+            echo "$targets" | while read -r server store; do
                 run_one "$server" "$store" "$wl" "$rep" "$s" "$m" "$r" "$size" "$k"
                 # FAILED is set in a subshell here: record it in the results file instead.
             done
@@ -348,6 +395,44 @@ run_set() {
     done
 }
 run_set "$WORKLOADS" "$REPS"
+
+# e: Maildir only, both servers as shipped (no workers line: lmtpd's default is the point).
+E_TARGETS="lmtpd maildir"
+[ -n "$DOVECOT_BIN" ] && E_TARGETS="lmtpd maildir
+dovecot maildir"
+LM_WORKERS=
+run_set "$E_SPEC" "$REPS" "$E_TARGETS"
+LM_WORKERS=16
+
+# f: each server and store runs b without (f0) and then with the idle connections (f), on two
+# fresh servers with the same configuration, back to back. Not Dovecot's mbox: b on one mbox
+# is lock-bound there (a dozen deliveries per second), which idle connections cannot change.
+F_TARGETS="lmtpd maildir
+lmtpd mbox
+lmtpd sqlite"
+[ -n "$DOVECOT_BIN" ] && F_TARGETS="lmtpd maildir
+dovecot maildir
+lmtpd mbox
+lmtpd sqlite"
+LM_WORKERS=$F_WORKERS
+DV_EXTRA=$F_DV_EXTRA
+# (run_one sets wl, server and store itself: the names below are passed as literals.)
+echo "$F_SPEC" | while read -r fwl s m r size k; do
+    rep=1
+    while [ $rep -le "$REPS" ]; do
+        echo "$F_TARGETS" | while read -r fserver fstore; do
+            GEN_EXTRA=
+            run_one "$fserver" "$fstore" f0 "$rep" "$s" "$m" "$r" "$size" "$k"
+            GEN_EXTRA="--idle $F_IDLE --idle-lhlo"
+            run_one "$fserver" "$fstore" "$fwl" "$rep" "$s" "$m" "$r" "$size" "$k"
+        done
+        rep=$((rep + 1))
+    done
+done
+LM_WORKERS=16
+DV_EXTRA=
+GEN_EXTRA=
+
 run_set "$RSS_RUNS" 1
 grep -q ' ok=no$\|START_FAILED' "$RESULTS" && FAILED=1
 ELAPSED=$(($(date +%s) - START))
@@ -370,6 +455,27 @@ med() {
             for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
             if (n % 2) m = v[(n - 1) / 2]; else m = (v[n / 2 - 1] + v[n / 2]) / 2
             print m
+        }' "$RESULTS"
+}
+# agg MODE WORKLOAD SERVER STORE KEY: min, max or list ("a/b/c") over the repetitions.
+agg() {
+    awk -v mode="$1" -v wl="$2" -v sv="$3" -v st="$4" -v key="$5" '
+        $1 == wl && $2 == sv && $3 == st {
+            for (i = 5; i <= NF; i++) {
+                split($i, kv, "=")
+                if (kv[1] != key || kv[2] == "-") continue
+                x = kv[2] + 0
+                if (n == 0 || x < lo) lo = x
+                if (n == 0 || x > hi) hi = x
+                l = l (n ? "/" : "") kv[2]
+                n++
+            }
+        }
+        END {
+            if (n == 0) print "-"
+            else if (mode == "min") print lo
+            else if (mode == "max") print hi
+            else print l
         }' "$RESULTS"
 }
 # stored_ok WORKLOAD SERVER STORE: "yes" when every repetition stored what was acked.
@@ -427,6 +533,43 @@ report() {
             [ "$ddps" != - ] && [ $store != sqlite ] && [ "$(stored_ok "$wl" dovecot $dvs)" = "**NO**" ] && dok=" (**lost**)"
             echo "| $(describe "$wl" "$s" "$m") | $store | $(fmt "$dps" 0) | $(fmt "$(med "$wl" lmtpd $store mps)" 0) | $(fmt "$(med "$wl" lmtpd $store p50_ms)" 1) | $(fmt "$(med "$wl" lmtpd $store p99_ms)" 1) | $(cpu_cell "$cpu" "$(med "$wl" lmtpd $store cpu_sys_ms_per_delivery)") | $(mib "$(med "$wl" lmtpd $store rss_kib)") | $(stored_ok "$wl" lmtpd $store) | $dlabel$dok | $(cpu_cell "$dcpu" "$(med "$wl" dovecot $dvs cpu_sys_ms_per_delivery)") | $(ratio "$dps" "$ddps") | $(ratio "$dcpu" "$cpu") |"
         done
+    done
+    echo
+    echo "Many sessions at once (e) and idle connections (f): e runs both servers with their shipped" \
+        "limits (lmtpd: no workers line; Dovecot: process_limit 100); f runs lmtpd with" \
+        "workers = $F_WORKERS and Dovecot with service lmtp { process_limit = 1100 } and" \
+        "default_client_limit = 2300, and pairs every run with one of the same configuration" \
+        "without the idle connections (f0), on a fresh server minutes apart at most. The idle" \
+        "connections are opened, greeted and sent LHLO before the load starts, then stay silent" \
+        "until it ends. Refused: sessions answered 421 (or closed before the greeting), per run;" \
+        "their messages are not sent. Peak RSS: the largest of the runs (Dovecot's is summed over" \
+        "its master and every lmtp process, one per connection)."
+    echo
+    echo "| workload | server | store | deliveries/s | p50 ms | p99 ms | sessions refused (421) | idle greeted / refused / waiting / dropped | peak RSS MiB | stored = acked | without idle (f0) deliveries/s | with / without idle | lmtpd / Dovecot deliveries/s |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for t in "e lmtpd maildir" "e dovecot maildir" "f lmtpd maildir" "f dovecot maildir" \
+        "f lmtpd mbox" "f lmtpd sqlite"; do
+        set -- $t
+        dps=$(med "$1" "$2" "$3" dps)
+        [ "$dps" = - ] && continue
+        spec=$E_SPEC
+        [ "$1" = f ] && spec=$F_SPEC
+        set -- $t $spec
+        wl=$1 sv=$2 st=$3
+        idle="–" f0="–" wo="–" vs="–"
+        if [ "$wl" = f ]; then
+            idle="$(agg min f "$sv" "$st" idle_greeted) / $(agg max f "$sv" "$st" idle_refused) / $(agg max f "$sv" "$st" idle_waiting) / $(agg max f "$sv" "$st" idle_dropped) of $F_IDLE"
+            f0=$(med f0 "$sv" "$st" dps)
+            wo=$(ratio "$dps" "$f0")
+            f0=$(fmt "$f0" 0)
+        fi
+        label=$sv
+        [ "$wl" = f ] && [ "$sv" = dovecot ] && label="dovecot (process_limit 1100)"
+        if [ "$sv" = lmtpd ] && [ "$st" != mbox ]; then
+            vs=$(ratio "$dps" "$(med "$wl" dovecot maildir dps)")
+            [ "$st" = sqlite ] && [ "$vs" != "–" ] && vs="$vs (Maildir)"
+        fi
+        echo "| $(describe "$wl" "$5" "$6") | $label | $st | $(fmt "$dps" 0) | $(fmt "$(med "$wl" "$sv" "$st" p50_ms)" 1) | $(fmt "$(med "$wl" "$sv" "$st" p99_ms)" 1) | $(agg list "$wl" "$sv" "$st" refused) | $idle | $(mib "$(agg max "$wl" "$sv" "$st" rss_kib)") | $(stored_ok "$wl" "$sv" "$st") | $f0 | $wo | $vs |"
     done
     echo
     echo "CPU: user + system seconds of the server process (Dovecot: master and all its children)" \
@@ -501,6 +644,33 @@ report() {
     else
         echo "- stored = acked in every run: **met**"
     fi
+    echo
+    echo "Targets for e and f:"
+    echo
+    verdict() { if "$@"; then echo "**met**"; else echo "not met"; fi; }
+    awk_true() { awk "BEGIN { exit !($1) }"; }
+    l=$(med e lmtpd maildir dps) d=$(med e dovecot maildir dps)
+    lr=$(agg max e lmtpd maildir refused) dr=$(agg list e dovecot maildir refused)
+    if [ "$l" = - ] || [ "$d" = - ]; then
+        echo "- e: refuses none, ≥ 2× Dovecot: not measured (lmtpd refused $(agg list e lmtpd maildir refused), Dovecot ${dr})"
+    else
+        # A refused session's messages are not sent: the ratio then covers fewer messages.
+        echo "- e: refuses none (421s per run: lmtpd $(agg list e lmtpd maildir refused), Dovecot $dr;" \
+            "deliveries: lmtpd $(agg list e lmtpd maildir deliveries), Dovecot $(agg list e dovecot maildir deliveries))," \
+            "≥ 2× Dovecot ($(ratio "$l" "$d")): $(verdict awk_true "$lr == 0 && $l >= 2 * $d")"
+    fi
+    for store in maildir mbox sqlite; do
+        w=$(med f lmtpd $store dps) wo=$(med f0 lmtpd $store dps) rss=$(agg max f lmtpd $store rss_kib)
+        g=$(agg min f lmtpd $store idle_greeted) dr=$(agg max f lmtpd $store idle_dropped)
+        if [ "$w" = - ] || [ "$wo" = - ] || [ "$rss" = - ]; then
+            echo "- f, $store: ≥ 90 % of b, peak RSS < 64 MiB: not measured"
+            continue
+        fi
+        pct=$(awk -v a="$w" -v b="$wo" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print 0 }')
+        echo "- f, $store: ≥ 90 % of b with $F_IDLE idle connections held ($pct %: $(fmt "$w" 0) vs $(fmt "$wo" 0)/s;" \
+            "all greeted, none dropped: $g greeted, $dr dropped), peak RSS < 64 MiB ($(mib "$rss") MiB):" \
+            "$(verdict awk_true "$w >= 0.9 * $wo && $rss < 65536 && $g == $F_IDLE && $dr == 0")"
+    done
 }
 
 report | tee "$REPORT"

@@ -10,6 +10,14 @@
 //! `--pid` it also reads the server's CPU time (user + system, from `/proc`, for the process
 //! and all its descendants) over the run and its peak RSS (`VmHWM`, summed over the tree).
 //!
+//! A session the server refuses (a `421` greeting, a connection closed or reset before the
+//! greeting, or a `421` later on) is counted as `refused`, not as an error: it ends, and the
+//! messages it would still have sent (its share of `-m`) are neither sent by the other
+//! sessions nor expected. With `--idle N` the generator first opens N connections, reads their
+//! greetings (and with `--idle-lhlo` sends LHLO), holds them open without traffic while the
+//! load runs, counts how many were greeted, refused, left waiting or dropped by the server,
+//! and closes them after the run.
+//!
 //! `lmtp-bench disk` measures the ceiling a durable Maildir delivery works against: create a
 //! file in `tmp/`, write 4 KiB, fsync it, rename it into `new/`, fsync `new/`, per second.
 //!
@@ -42,6 +50,8 @@ const MAX_REPLY_LINES: usize = 100;
 const MAX_MESSAGES: u64 = 100_000_000;
 /// Upper bound on probe iterations per thread (a guard; `--seconds` is the real limit).
 const MAX_PROBES: u64 = 10_000_000;
+/// Most idle connections `--idle` may hold.
+const MAX_IDLE: usize = 10_000;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -85,6 +95,14 @@ load options:
   --timeout SECS     give up on a reply after SECS seconds (default 300)
   --pid PID          server process: report its CPU seconds and peak RSS (with descendants)
   --label TEXT       copied into the RESULT line
+  --greet-wait SECS  how long each session waits for its greeting before the run starts
+                     without it (default 5); a session the server queues is greeted later,
+                     inside the measured time
+  --idle N           before the load, open N more connections (0 to 10000, default 0),
+                     read their greetings and hold them open, silent, until the load ends
+  --idle-lhlo        send LHLO on every idle connection once it is greeted
+  --idle-wait SECS   how long to wait for all idle connections to be connected and greeted
+                     (default 30); those still waiting then are counted as waiting
 
 disk options:
   --dir DIR          a scratch directory on the disk to probe (a subdirectory is made and
@@ -94,7 +112,8 @@ disk options:
   --no-dirsync       leave out the fsync of new/
   --link             link into new/ and unlink from tmp/ (as lmtpd does) instead of rename
 
-Exit status: 0 when every recipient of every message got 250, 1 otherwise, 64 on usage errors.
+Exit status: 0 when every recipient of every message got 250 (sessions the server refused
+with 421, and their messages, do not count), 1 otherwise, 64 on usage errors.
 ";
 
 // ---------------------------------------------------------------------------------------
@@ -201,6 +220,14 @@ struct LoadConfig {
     timeout: Duration,
     pid: Option<u32>,
     label: String,
+    /// Idle connections held open during the run.
+    idle: usize,
+    /// Send LHLO on the idle connections.
+    idle_lhlo: bool,
+    /// How long a session waits for its greeting before the run starts without it.
+    greet_wait: Duration,
+    /// Deadline for connecting and greeting all idle connections.
+    idle_wait: Duration,
 }
 
 fn load_config(args: &[String]) -> Result<LoadConfig, String> {
@@ -217,12 +244,21 @@ fn load_config(args: &[String]) -> Result<LoadConfig, String> {
     o.optopt("", "timeout", "", "SECS");
     o.optopt("", "pid", "", "PID");
     o.optopt("", "label", "", "TEXT");
+    o.optopt("", "idle", "", "N");
+    o.optflag("", "idle-lhlo", "");
+    o.optopt("", "idle-wait", "", "SECS");
+    o.optopt("", "greet-wait", "", "SECS");
     let m = o.parse(args).map_err(|e| e.to_string())?;
     if let Some(extra) = m.free.first() {
         return Err(format!("unexpected argument '{extra}'"));
     }
     let target = Target::parse(&m.opt_str("connect").ok_or("--connect is required")?)?;
     let size = parse_size_range(&m.opt_str("l").unwrap_or_else(|| "4K".into()))?;
+    let idle_wait: f64 = opt_num(&m, "idle-wait", 30.0)?;
+    let greet_wait: f64 = opt_num(&m, "greet-wait", 5.0)?;
+    if !(0.1..=600.0).contains(&idle_wait) || !(0.1..=600.0).contains(&greet_wait) {
+        return Err("--idle-wait and --greet-wait must be 0.1 to 600 seconds".into());
+    }
     let cfg = LoadConfig {
         target,
         sessions: opt_num(&m, "s", 1usize)?,
@@ -241,6 +277,10 @@ fn load_config(args: &[String]) -> Result<LoadConfig, String> {
             Some(p) => Some(p.parse().map_err(|_| format!("--pid {p}: not a number"))?),
         },
         label: m.opt_str("label").unwrap_or_else(|| "-".into()),
+        idle: opt_num(&m, "idle", 0usize)?,
+        idle_lhlo: m.opt_present("idle-lhlo"),
+        idle_wait: Duration::from_secs_f64(idle_wait),
+        greet_wait: Duration::from_secs_f64(greet_wait),
     };
     if !(1..=1000).contains(&cfg.sessions) {
         return Err("-s must be 1 to 1000".into());
@@ -250,6 +290,9 @@ fn load_config(args: &[String]) -> Result<LoadConfig, String> {
     }
     if cfg.mailboxes == 0 || cfg.messages == 0 || cfg.messages > MAX_MESSAGES {
         return Err("--mailboxes and -m must be positive (and -m sensible)".into());
+    }
+    if cfg.idle > MAX_IDLE {
+        return Err(format!("--idle must be 0 to {MAX_IDLE}"));
     }
     if cfg.label.contains(char::is_whitespace) {
         return Err("--label must not contain spaces".into());
@@ -284,6 +327,34 @@ impl Stream {
             }
         };
         Ok(s)
+    }
+
+    /// One connection attempt that never blocks for long: on a Unix socket whose listen
+    /// queue is full (a server that stopped accepting) it fails with `WouldBlock` at once
+    /// instead of waiting; a TCP connect waits at most `timeout`. The stream returned blocks.
+    fn try_connect(t: &Target, timeout: Duration) -> std::io::Result<Stream> {
+        match t {
+            Target::Unix(p) => {
+                let s = UnixStream::from(mio::net::UnixStream::connect(p)?);
+                s.set_nonblocking(false)?;
+                Ok(Stream::Unix(s))
+            }
+            Target::Tcp(a) => Ok(Stream::Tcp(TcpStream::connect_timeout(a, timeout)?)),
+        }
+    }
+
+    fn set_read_timeout(&self, d: Duration) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(Some(d)),
+            Stream::Tcp(s) => s.set_read_timeout(Some(d)),
+        }
+    }
+
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_nonblocking(on),
+            Stream::Tcp(s) => s.set_nonblocking(on),
+        }
     }
 
     fn try_clone(&self) -> std::io::Result<Stream> {
@@ -325,6 +396,96 @@ impl Write for Stream {
     }
 }
 
+/// Why a session (or an idle connection) ended before its work was done.
+#[derive(Debug)]
+enum Stop {
+    /// The server refused it: a `421` reply, or a connection closed or reset before the
+    /// greeting.
+    Refused(String),
+    /// The server closed or reset the connection without a `421` (a refusal only before the
+    /// greeting).
+    Closed(String),
+    /// No reply within the read timeout.
+    TimedOut(String),
+    /// Anything else: a malformed reply, an I/O error.
+    Failed(String),
+}
+
+impl Stop {
+    fn text(&self) -> &str {
+        match self {
+            Stop::Refused(t) | Stop::Closed(t) | Stop::TimedOut(t) | Stop::Failed(t) => t,
+        }
+    }
+
+    /// Before the greeting, a closed connection is the server refusing it.
+    fn at_greeting(self) -> Stop {
+        match self {
+            Stop::Closed(t) => Stop::Refused(t),
+            other => other,
+        }
+    }
+
+    /// After the greeting, only a `421` is a refusal; a bare close is an error.
+    fn in_session(self) -> Stop {
+        match self {
+            Stop::Closed(t) => Stop::Failed(t),
+            other => other,
+        }
+    }
+}
+
+impl From<String> for Stop {
+    fn from(s: String) -> Stop {
+        Stop::Failed(s)
+    }
+}
+
+/// Whether an I/O error means the peer closed or reset the connection.
+fn is_closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
+/// Reads one (possibly multi-line) reply; returns its code and all its text.
+fn read_reply(r: &mut impl BufRead) -> Result<(u16, String), Stop> {
+    let mut all = String::new();
+    for _ in 0..MAX_REPLY_LINES {
+        let mut line = Vec::with_capacity(128);
+        let n = r
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| {
+                let text = format!("read: {e}");
+                if is_closed(&e) {
+                    Stop::Closed(text)
+                } else if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) {
+                    Stop::TimedOut(text)
+                } else {
+                    Stop::Failed(text)
+                }
+            })?;
+        if n == 0 {
+            return Err(Stop::Closed("connection closed by the server".into()));
+        }
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end_matches(['\r', '\n']);
+        let code = line
+            .get(..3)
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| Stop::Failed(format!("malformed reply line '{line}'")))?;
+        all.push_str(line.get(4..).unwrap_or(""));
+        all.push(' ');
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok((code, all));
+        }
+    }
+    Err(Stop::Failed("reply with too many lines".into()))
+}
+
 /// A connected LMTP session: a buffered reader and the writing half.
 struct Session {
     reader: BufReader<Stream>,
@@ -334,9 +495,8 @@ struct Session {
 }
 
 impl Session {
-    /// Connects (retrying for up to 10 s while the server starts), reads the greeting and
-    /// sends LHLO.
-    fn open(cfg: &LoadConfig) -> Result<Session, String> {
+    /// Connects, retrying for up to 10 s while the server starts.
+    fn open(cfg: &LoadConfig) -> Result<Session, Stop> {
         let mut last = String::new();
         let mut stream = None;
         for _ in 0..100 {
@@ -353,56 +513,72 @@ impl Session {
         }
         let stream = stream.ok_or_else(|| format!("connect {:?}: {last}", cfg.target))?;
         let writer = stream.try_clone().map_err(|e| e.to_string())?;
-        let mut s = Session {
+        Ok(Session {
             reader: BufReader::with_capacity(16 * 1024, stream),
             writer,
             replies: 0,
+        })
+    }
+
+    /// Waits up to `wait` for the greeting, then sends LHLO and reads its reply (waiting up
+    /// to `timeout`). `Ok(false)`: no greeting yet (call again). A `421` greeting or a
+    /// connection closed before it is [`Stop::Refused`].
+    fn greet(&mut self, wait: Duration, timeout: Duration) -> Result<bool, Stop> {
+        let set = |s: &Session, d| {
+            s.reader
+                .get_ref()
+                .set_read_timeout(d)
+                .map_err(|e| Stop::Failed(e.to_string()))
         };
-        let (code, text) = s.reply()?;
+        set(self, wait)?;
+        let greeting = self.reply();
+        set(self, timeout)?;
+        let (code, text) = match greeting {
+            Ok(reply) => reply,
+            Err(Stop::TimedOut(_)) => return Ok(false),
+            Err(e) => return Err(e.at_greeting()),
+        };
         if code != 220 {
-            return Err(format!("greeting: {code} {text}"));
+            return Err(Stop::Failed(format!("greeting: {code} {text}")));
         }
-        s.send(b"LHLO lmtp-bench.localhost\r\n")?;
-        let (code, text) = s.reply()?;
+        self.send(b"LHLO lmtp-bench.localhost\r\n")
+            .map_err(Stop::in_session)?;
+        let (code, text) = self.reply().map_err(Stop::in_session)?;
         if code != 250 {
-            return Err(format!("LHLO: {code} {text}"));
+            return Err(Stop::Failed(format!("LHLO: {code} {text}")));
         }
         if !text.to_ascii_uppercase().contains("PIPELINING") {
             eprintln!("lmtp-bench: note: the server does not advertise PIPELINING");
         }
-        Ok(s)
+        Ok(true)
     }
 
-    fn send(&mut self, b: &[u8]) -> Result<(), String> {
-        self.writer.write_all(b).map_err(|e| format!("write: {e}"))
+    fn send(&mut self, b: &[u8]) -> Result<(), Stop> {
+        self.writer.write_all(b).map_err(|e| self.write_failed(&e))
     }
 
-    /// Reads one (possibly multi-line) reply; returns its code and all its text.
-    fn reply(&mut self) -> Result<(u16, String), String> {
-        let mut all = String::new();
-        for _ in 0..MAX_REPLY_LINES {
-            let mut line = Vec::with_capacity(128);
-            let n = (&mut self.reader)
-                .take(MAX_LINE as u64)
-                .read_until(b'\n', &mut line)
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err("connection closed by the server".into());
-            }
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\r', '\n']);
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| format!("malformed reply line '{line}'"))?;
-            all.push_str(line.get(4..).unwrap_or(""));
-            all.push(' ');
-            if line.as_bytes().get(3) != Some(&b'-') {
-                self.replies += 1;
-                return Ok((code, all));
-            }
+    /// What a failed write means: a server that closed the connection may have said why
+    /// (`421`) first, and that reply is still there to read.
+    fn write_failed(&mut self, e: &std::io::Error) -> Stop {
+        let text = format!("write: {e}");
+        if !is_closed(e) {
+            return Stop::Failed(text);
         }
-        Err("reply with too many lines".into())
+        match self.reply() {
+            Err(Stop::Refused(t)) => Stop::Refused(t),
+            _ => Stop::Closed(text),
+        }
+    }
+
+    /// Reads one reply; a `421` (the server is closing the connection) is
+    /// [`Stop::Refused`].
+    fn reply(&mut self) -> Result<(u16, String), Stop> {
+        let (code, text) = read_reply(&mut self.reader)?;
+        self.replies += 1;
+        if code == 421 {
+            return Err(Stop::Refused(format!("{code} {}", text.trim_end())));
+        }
+        Ok((code, text))
     }
 
     fn quit(mut self) {
@@ -410,6 +586,173 @@ impl Session {
             let _ = self.reply();
         }
         self.writer.shutdown();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Idle connections
+
+/// Raises this process's soft limit on open files towards `want` (never above the hard
+/// limit) and returns the soft limit now in force (0 when it cannot be read).
+#[allow(unsafe_code)]
+fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into `lim`, a valid, exclusively borrowed value
+    // of exactly that type; nothing else is touched.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur >= want {
+        return lim.rlim_cur;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit only reads `raised`, a valid `rlimit` that lives across the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        raised.rlim_cur
+    } else {
+        lim.rlim_cur
+    }
+}
+
+/// Connections held open, silent, while the load runs (`--idle`).
+#[derive(Default)]
+struct Idle {
+    /// Open connections and whether each was greeted (the others are still waiting).
+    conns: Vec<(Stream, bool)>,
+    /// Greeted (and, with `--idle-lhlo`, answered LHLO with 250).
+    greeted: u64,
+    /// Refused: `421`, or closed or reset before the greeting (or, after it, with `421`).
+    refused: u64,
+    /// Not connected, or not greeted, within `--idle-wait`.
+    waiting: u64,
+    /// Greeted but closed by the server (or sent something) before the load ended.
+    dropped: u64,
+    /// Anything else that went wrong (the run then fails).
+    errors: Vec<String>,
+}
+
+impl Idle {
+    /// Opens `cfg.idle` connections: all connects first, then every greeting (and LHLO), so a
+    /// server that starts a process per connection can work on them in parallel. Everything
+    /// is bounded by `--idle-wait`; connections not greeted by then are counted as waiting.
+    fn open(cfg: &LoadConfig) -> Idle {
+        let mut idle = Idle::default();
+        if cfg.idle == 0 {
+            return idle;
+        }
+        let deadline = Instant::now() + cfg.idle_wait;
+        let left = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        };
+        let mut streams = Vec::with_capacity(cfg.idle);
+        'connect: for i in 0..cfg.idle {
+            loop {
+                match Stream::try_connect(&cfg.target, left()) {
+                    Ok(s) => {
+                        streams.push(s);
+                        break;
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        // The listen queue is full: the server is not accepting.
+                        if Instant::now() >= deadline {
+                            idle.waiting += (cfg.idle - i) as u64;
+                            break 'connect;
+                        }
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) if is_closed(&e) => {
+                        idle.refused += 1;
+                        break;
+                    }
+                    Err(e) => {
+                        idle.errors.push(format!(
+                            "idle connection {i}: connect {:?}: {e} ({} not opened)",
+                            cfg.target,
+                            cfg.idle - i
+                        ));
+                        break 'connect;
+                    }
+                }
+            }
+        }
+        for mut s in streams {
+            match Idle::greet(&mut s, cfg.idle_lhlo, left()) {
+                Ok(true) => {
+                    idle.greeted += 1;
+                    idle.conns.push((s, true));
+                }
+                Ok(false) => {
+                    idle.waiting += 1;
+                    idle.conns.push((s, false));
+                }
+                Err(Stop::Refused(_) | Stop::Closed(_)) => idle.refused += 1,
+                Err(e) => idle.errors.push(format!("idle connection: {}", e.text())),
+            }
+        }
+        idle
+    }
+
+    /// Reads the greeting (and with `lhlo` sends LHLO and reads its reply) within `wait`;
+    /// `Ok(false)` when the server has not answered by then.
+    fn greet(s: &mut Stream, lhlo: bool, wait: Duration) -> Result<bool, Stop> {
+        s.set_read_timeout(wait)
+            .map_err(|e| Stop::Failed(e.to_string()))?;
+        // Each reply is read through a short-lived reader: the server sends nothing after
+        // it unasked, so nothing buffered is lost when the reader goes.
+        let mut r = BufReader::with_capacity(1024, &mut *s);
+        let code = match read_reply(&mut r) {
+            Ok((code, _)) => code,
+            Err(Stop::TimedOut(_)) => return Ok(false),
+            Err(e) => return Err(e.at_greeting()),
+        };
+        match code {
+            220 => {}
+            421 => return Err(Stop::Refused("421 greeting".into())),
+            c => return Err(Stop::Failed(format!("greeting: {c}"))),
+        }
+        if !lhlo {
+            return Ok(true);
+        }
+        drop(r);
+        s.write_all(b"LHLO lmtp-bench.localhost\r\n")
+            .map_err(|e| Stop::Failed(format!("LHLO: {e}")))?;
+        let mut r = BufReader::with_capacity(4096, &mut *s);
+        match read_reply(&mut r) {
+            Ok((250, _)) => Ok(true),
+            Ok((421, _)) => Err(Stop::Refused("421 to LHLO".into())),
+            Ok((c, t)) => Err(Stop::Failed(format!("LHLO: {c} {t}"))),
+            Err(Stop::TimedOut(_)) => Ok(false),
+            Err(e) => Err(e.in_session()),
+        }
+    }
+
+    /// Counts the greeted connections the server has closed (or written to: a timeout
+    /// `421`) since they were opened, then closes them all.
+    fn close(&mut self) {
+        for (mut s, greeted) in self.conns.drain(..) {
+            if greeted {
+                let mut b = [0u8; 256];
+                let open = s.set_nonblocking(true).is_ok()
+                    && matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+                if !open {
+                    self.dropped += 1;
+                }
+            }
+            s.shutdown();
+        }
     }
 }
 
@@ -480,7 +823,7 @@ struct Tally {
     messages_ok: u64,
     /// 250 replies after the dot.
     deliveries: u64,
-    /// 4xx replies (any stage).
+    /// 4xx replies (any stage) other than `421`, which ends the session as refused.
     tempfail: u64,
     /// 5xx replies (any stage).
     permfail: u64,
@@ -488,8 +831,16 @@ struct Tally {
     replies: u64,
     /// Connection and protocol errors.
     errors: Vec<String>,
-    /// Microseconds from the final dot to the last reply, one per message sent.
+    /// Microseconds from the final dot to the last reply, one per message answered in full.
     latencies_us: Vec<u64>,
+    /// Sessions the server refused (0 or 1 per session): see [`Stop::Refused`].
+    refused: u64,
+    /// Transactions cut short by a `421` after the final dot (counted in `messages`).
+    cut_messages: u64,
+    /// 250 replies in those transactions before the `421` (counted in `deliveries`).
+    cut_deliveries: u64,
+    /// What the server said when it refused the session.
+    refusals: Vec<String>,
 }
 
 impl Tally {
@@ -502,7 +853,8 @@ impl Tally {
     }
 }
 
-/// Runs one transaction; `Err` means the session cannot go on.
+/// Runs one transaction; `Err` means the session cannot go on (`Stop::Refused`: the server
+/// ended it with `421`).
 fn transaction(
     s: &mut Session,
     cfg: &LoadConfig,
@@ -510,7 +862,7 @@ fn transaction(
     msg: u64,
     id: usize,
     t: &mut Tally,
-) -> Result<(), String> {
+) -> Result<(), Stop> {
     let rcpts: Vec<String> = (0..cfg.rcpts).map(|j| recipient(cfg, msg, j)).collect();
     let mut envelope = String::from("MAIL FROM:<bench@example.net>\r\n");
     for r in &rcpts {
@@ -569,17 +921,33 @@ fn transaction(
         s.send(&buf)?;
     } else {
         let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut s.writer);
-        w.write_all(header.as_bytes())
+        let written = w
+            .write_all(header.as_bytes())
             .and_then(|_| write_body(&mut w, block, body_len))
             .and_then(|_| w.write_all(b".\r\n"))
-            .and_then(|_| w.flush())
-            .map_err(|e| format!("write: {e}"))?;
+            .and_then(|_| w.flush());
+        drop(w);
+        if let Err(e) = written {
+            return Err(s.write_failed(&e));
+        }
     }
     let dot = Instant::now();
     t.messages += 1;
     let mut ok = 0usize;
     for r in rcpts.iter().take(accepted) {
-        let (code, text) = s.reply()?;
+        let (code, text) = match s.reply() {
+            Ok(reply) => reply,
+            Err(e) => {
+                // The content went out, but not every recipient was answered: what was
+                // acknowledged so far is stored and counts; the rest is not expected.
+                if matches!(e, Stop::Refused(_)) {
+                    t.cut_messages += 1;
+                    t.cut_deliveries += ok as u64;
+                }
+                t.deliveries += ok as u64;
+                return Err(e);
+            }
+        };
         t.count(code);
         if code == 250 {
             ok += 1;
@@ -681,8 +1049,17 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 fn load_main(args: &[String]) -> Result<bool, String> {
     let cfg = Arc::new(load_config(args)?);
+    // Two descriptors per session (reader and writer), one per idle connection, some spare.
+    let want = (cfg.idle + 2 * cfg.sessions + 64) as u64;
+    let nofile = raise_nofile(want);
+    if nofile < want {
+        eprintln!("lmtp-bench: note: open files limited to {nofile}, {want} wanted");
+    }
+    let mut idle = Idle::open(&cfg);
     let block = Arc::new(body_block());
     let next = Arc::new(AtomicU64::new(0));
+    // Messages to send: -m, less the shares of sessions the server refuses.
+    let budget = Arc::new(AtomicU64::new(cfg.messages));
     let ready = Arc::new(Barrier::new(cfg.sessions + 1));
     let go = Arc::new(Barrier::new(cfg.sessions + 1));
     let start_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
@@ -691,20 +1068,58 @@ fn load_main(args: &[String]) -> Result<bool, String> {
     for id in 0..cfg.sessions {
         let (cfg, block, next) = (cfg.clone(), block.clone(), next.clone());
         let (ready, go, start_at) = (ready.clone(), go.clone(), start_at.clone());
+        let budget = budget.clone();
+        // This session's share of the messages, which it takes back out if it is refused.
+        let n = cfg.sessions as u64;
+        let share = cfg.messages / n + u64::from((id as u64) < cfg.messages % n);
+        let give_back = move |budget: &AtomicU64, k: u64| {
+            let _ = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(k))
+            });
+        };
         let h = thread::Builder::new()
             .name(format!("session-{id}"))
             .spawn(move || {
                 let mut t = Tally::default();
-                let session = Session::open(&cfg);
+                // A session the server queues instead of greeting must not hold up the
+                // start of the others: after --greet-wait it is greeted once running.
+                let session = Session::open(&cfg).and_then(|mut s| {
+                    let greeted = s.greet(cfg.greet_wait, cfg.timeout)?;
+                    Ok((s, greeted))
+                });
+                // Refused at connect: settled before the start, so the budget is exact.
+                if let Err(Stop::Refused(_)) = &session {
+                    give_back(&budget, share);
+                }
                 ready.wait();
                 go.wait();
+                let session = match session {
+                    Ok((mut s, false)) => match s.greet(cfg.timeout, cfg.timeout) {
+                        Ok(true) => Ok(s),
+                        Ok(false) => Err(Stop::TimedOut("no greeting".into())),
+                        Err(e) => {
+                            if let Stop::Refused(_) = e {
+                                give_back(&budget, share);
+                            }
+                            Err(e)
+                        }
+                    },
+                    Ok((s, true)) => Ok(s),
+                    Err(e) => Err(e),
+                };
                 let mut s = match session {
                     Ok(s) => s,
+                    Err(Stop::Refused(e)) => {
+                        t.refused = 1;
+                        t.refusals.push(format!("session {id}, at connect: {e}"));
+                        return t;
+                    }
                     Err(e) => {
-                        t.errors.push(e);
+                        t.errors.push(format!("session {id}: {}", e.text()));
                         return t;
                     }
                 };
+                let mut taken = 0u64;
                 let deadline = start_at
                     .lock()
                     .map(|g| g.unwrap_or_else(Instant::now))
@@ -715,13 +1130,26 @@ fn load_main(args: &[String]) -> Result<bool, String> {
                         break;
                     }
                     let msg = next.fetch_add(1, Ordering::Relaxed);
-                    if msg >= cfg.messages {
+                    if msg >= budget.load(Ordering::Relaxed) {
                         break;
                     }
-                    if let Err(e) = transaction(&mut s, &cfg, &block, msg, id, &mut t) {
-                        t.errors.push(format!("session {id}, message {msg}: {e}"));
-                        t.replies += s.replies;
-                        return t;
+                    taken += 1;
+                    match transaction(&mut s, &cfg, &block, msg, id, &mut t) {
+                        Ok(()) => {}
+                        Err(Stop::Refused(e)) => {
+                            // What it would still have sent is not sent by the others.
+                            give_back(&budget, share.saturating_sub(taken));
+                            t.refused = 1;
+                            t.refusals.push(format!("session {id}, message {msg}: {e}"));
+                            t.replies += s.replies;
+                            return t;
+                        }
+                        Err(e) => {
+                            let e = e.text();
+                            t.errors.push(format!("session {id}, message {msg}: {e}"));
+                            t.replies += s.replies;
+                            return t;
+                        }
                     }
                 }
                 t.replies += s.replies;
@@ -753,9 +1181,15 @@ fn load_main(args: &[String]) -> Result<bool, String> {
         total.replies += t.replies;
         total.errors.extend(t.errors);
         total.latencies_us.extend(t.latencies_us);
+        total.refused += t.refused;
+        total.refusals.extend(t.refusals);
+        total.cut_messages += t.cut_messages;
+        total.cut_deliveries += t.cut_deliveries;
     }
     let secs = start.elapsed().as_secs_f64().max(1e-6);
     let after = cfg.pid.map(sample_tree);
+    idle.close();
+    total.errors.append(&mut idle.errors);
 
     total.latencies_us.sort_unstable();
     // CPU over the run: seconds, and milliseconds per delivery (user+sys, user, sys).
@@ -780,12 +1214,22 @@ fn load_main(args: &[String]) -> Result<bool, String> {
     for e in total.errors.iter().take(10) {
         eprintln!("lmtp-bench: {}: {e}", cfg.label);
     }
+    if total.refused > 0 {
+        eprintln!(
+            "lmtp-bench: {}: {} of {} sessions refused, e.g. {}",
+            cfg.label,
+            total.refused,
+            cfg.sessions,
+            total.refusals.first().map_or("-", String::as_str)
+        );
+    }
     let expected = total.messages * cfg.rcpts as u64;
     println!(
         "RESULT label={} sessions={} size={} rcpts={} messages={} messages_ok={} deliveries={} \
          expected={} tempfail={} permfail={} errors={} replies={} secs={:.3} dps={:.1} mps={:.1} \
          p50_ms={:.2} p99_ms={:.2} cpu_s={} cpu_user_s={} cpu_sys_s={} cpu_ms_per_delivery={} \
-         cpu_user_ms_per_delivery={} cpu_sys_ms_per_delivery={} rss_kib={} procs={}",
+         cpu_user_ms_per_delivery={} cpu_sys_ms_per_delivery={} rss_kib={} procs={} \
+         refused={} idle={} idle_greeted={} idle_refused={} idle_waiting={} idle_dropped={}",
         cfg.label,
         cfg.sessions,
         if cfg.size.0 == cfg.size.1 {
@@ -815,8 +1259,19 @@ fn load_main(args: &[String]) -> Result<bool, String> {
         per[2],
         hwm_kib,
         procs,
+        total.refused,
+        cfg.idle,
+        idle.greeted,
+        idle.refused,
+        idle.waiting,
+        idle.dropped,
     );
-    Ok(total.errors.is_empty() && total.deliveries == expected && total.messages > 0)
+    // Transactions a 421 cut short, and refused sessions, are not failures of the server to
+    // deliver what it accepted: leave them out of the check.
+    let complete = total.messages - total.cut_messages;
+    Ok(total.errors.is_empty()
+        && total.deliveries - total.cut_deliveries == complete * cfg.rcpts as u64
+        && (total.messages > 0 || total.refused == cfg.sessions as u64))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -981,5 +1436,98 @@ mod tests {
         assert_eq!(message_size((4096, 4096), 7), 4096);
         assert!(Target::parse("10.0.0.1:24").is_err());
         assert!(Target::parse("unix:/tmp/s").is_ok());
+    }
+
+    /// Options for a load run against the Unix socket `path`.
+    fn cfg_for(path: &Path, extra: &[&str]) -> LoadConfig {
+        let mut args = vec!["--connect".to_string(), format!("unix:{}", path.display())];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        load_config(&args).expect("valid options")
+    }
+
+    /// Reads one line from a fake server's side of a connection.
+    fn line(r: &mut BufReader<UnixStream>) -> String {
+        let mut l = String::new();
+        r.read_line(&mut l).expect("read");
+        l
+    }
+
+    #[test]
+    fn a_421_greeting_a_close_before_it_or_a_421_later_is_a_refusal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("lmtp.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let server = thread::spawn(move || {
+            // 1: refused in the greeting; 2: closed before it; 3: greeted, then 421 to MAIL.
+            let (mut c, _) = listener.accept().expect("accept");
+            c.write_all(b"421 4.3.2 busy\r\n").expect("write");
+            drop(c);
+            let (c, _) = listener.accept().expect("accept");
+            drop(c);
+            let (mut c, _) = listener.accept().expect("accept");
+            let mut r = BufReader::new(c.try_clone().expect("clone"));
+            c.write_all(b"220 fake\r\n").expect("write");
+            assert!(line(&mut r).starts_with("LHLO"));
+            c.write_all(b"250-fake\r\n250 PIPELINING\r\n")
+                .expect("write");
+            assert!(line(&mut r).starts_with("MAIL"));
+            c.write_all(b"421 4.3.2 shutting down\r\n").expect("write");
+        });
+        let cfg = cfg_for(&path, &[]);
+        let wait = Duration::from_secs(60);
+        for _ in 0..2 {
+            let mut s = Session::open(&cfg).expect("connect");
+            let got = s.greet(wait, wait);
+            assert!(matches!(got, Err(Stop::Refused(_))), "{got:?}");
+        }
+        let mut s = Session::open(&cfg).expect("connect");
+        assert!(matches!(s.greet(wait, wait), Ok(true)));
+        let mut t = Tally::default();
+        let got = transaction(&mut s, &cfg, &body_block(), 0, 0, &mut t);
+        assert!(matches!(got, Err(Stop::Refused(_))), "{got:?}");
+        assert_eq!((t.messages, t.deliveries, t.tempfail), (0, 0, 0));
+        server.join().expect("fake server");
+    }
+
+    #[test]
+    fn idle_connections_are_counted_greeted_refused_and_dropped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("lmtp.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let (drop_tx, drop_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let server = thread::spawn(move || {
+            // Connections 0, 2 and 3 are greeted and answer LHLO; 1 is refused.
+            let mut held = Vec::new();
+            for i in 0..4 {
+                let (mut c, _) = listener.accept().expect("accept");
+                if i == 1 {
+                    c.write_all(b"421 4.3.2 busy\r\n").expect("write");
+                    continue;
+                }
+                let mut r = BufReader::new(c.try_clone().expect("clone"));
+                c.write_all(b"220 fake\r\n").expect("write");
+                assert!(line(&mut r).starts_with("LHLO"));
+                c.write_all(b"250-fake\r\n250 PIPELINING\r\n")
+                    .expect("write");
+                held.push(c);
+            }
+            // The "server" then closes one of the idle connections (a timeout, say).
+            drop_rx.recv().expect("go");
+            drop(held.pop());
+            done_tx.send(()).expect("done");
+            drop_rx.recv().expect("end");
+        });
+        let cfg = cfg_for(&path, &["--idle", "4", "--idle-lhlo"]);
+        let mut idle = Idle::open(&cfg);
+        assert!(idle.errors.is_empty(), "{:?}", idle.errors);
+        assert_eq!((idle.greeted, idle.refused, idle.waiting), (3, 1, 0));
+        drop_tx.send(()).expect("go");
+        done_rx.recv().expect("dropped");
+        idle.close();
+        assert_eq!(idle.dropped, 1);
+        assert!(idle.conns.is_empty());
+        drop_tx.send(()).expect("end");
+        server.join().expect("fake server");
     }
 }
