@@ -767,15 +767,20 @@ impl Srv {
         }
     }
 
+    /// Sends `signal` (`-HUP`, `-TERM`, ...) to process `pid`.
+    fn kill(signal: &str, pid: u32) {
+        let _ = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status();
+    }
+
     /// SIGTERM; waits up to `limit` for the exit.
     fn term(&mut self, limit: Duration) -> ExitStatus {
         let Some(mut c) = self.child.take() else {
             panic!("server already stopped");
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
+        Srv::kill("-TERM", c.id());
         let start = Instant::now();
         loop {
             if let Ok(Some(st)) = c.try_wait() {
@@ -2392,10 +2397,7 @@ fn a_sighup_between_rcpt_and_the_final_dot_does_not_split_the_transaction() {
     )
     .expect("conf");
     fs::write(env.path("users"), "u0@example.org\nmarker@example.org\n").expect("users");
-    let _ = Command::new("kill")
-        .arg("-HUP")
-        .arg(srv.pid().to_string())
-        .status();
+    Srv::kill("-HUP", srv.pid());
     let t0 = Instant::now();
     loop {
         let mut p = env.connect();

@@ -223,6 +223,8 @@ stop_server() {
 start_lmtpd() {
     d=$W/lm
     rm -rf "$d"
+    # The previous run's thousands of unlinks are flushed now, not during this run.
+    sync
     mkdir -p "$d/mail" "$d/spool"
     i=0
     : > "$d/users"
@@ -258,6 +260,8 @@ start_lmtpd() {
 start_dovecot() {
     d=$W/dv
     rm -rf "$d"
+    # The previous run's thousands of unlinks are flushed now, not during this run.
+    sync
     mkdir -p "$d/mail"
     case $1 in
     maildir) loc="maildir:$d/mail/%d/%n/Maildir" ;;
