@@ -21,6 +21,11 @@ use crate::spool::{Spool, SpoolBody};
 
 /// How often a blocked read wakes up to look at the idle and shutdown deadlines.
 const TICK: Duration = Duration::from_millis(500);
+/// The longest such wake-up interval of a session idle between transactions (a quarter of
+/// the idle timeout when that is shorter). Fewer wake-ups let a thousand cached connections
+/// cost next to nothing (with 500 ms they took about 8 % off a CPU-bound load); the price is
+/// that SIGTERM reaches an idle session up to this much later.
+const IDLE_TICK: Duration = Duration::from_secs(2);
 /// DATA content that counts as progress for the idle clock.
 const PROGRESS_BYTES: usize = 1024;
 /// Input read per system call during DATA (and so the largest chunk fed to the session).
@@ -237,6 +242,8 @@ impl Driver<'_> {
         // trickles one byte at a time therefore cannot hold a worker past `timeout`.
         let mut last_progress = Instant::now();
         let mut unproductive = 0usize;
+        let idle_tick = (self.timeout / 4).clamp(TICK, IDLE_TICK);
+        let mut tick = TICK;
         loop {
             if let Err(e) = self.drain(stream) {
                 return end_reason(&e);
@@ -262,6 +269,14 @@ impl Driver<'_> {
                 buf.truncate(IDLE_READ);
                 buf.shrink_to_fit();
                 self.session.shrink_idle();
+            }
+            let want = if self.session.is_idle() {
+                idle_tick
+            } else {
+                TICK
+            };
+            if want != tick && stream.set_read_timeout(Some(want)).is_ok() {
+                tick = want;
             }
             let timeout = self.timeout;
             if last_progress.elapsed() >= timeout {
