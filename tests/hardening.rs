@@ -2258,6 +2258,14 @@ fn with_every_worker_busy_a_new_client_gets_421_within_two_seconds() {
     };
     drop(greeted);
     drop(busy);
+    // Ten refusals, one right after the other: one log line, or two should they straddle
+    // a second (at most one a second), never one each.
+    let lines = srv
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("refused with 421"))
+        .count();
+    assert!((1..=2).contains(&lines), "{}", srv.log_text());
     srv.stop();
 }
 

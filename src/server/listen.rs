@@ -218,6 +218,35 @@ impl Spare {
     }
 }
 
+/// Logs refusals of a full pool: the first at once, then at most one line a second with
+/// the count, so a burst of clients cannot flood the log.
+#[derive(Default)]
+struct Refusals {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, conn: &Conn, sessions: usize) {
+        self.unlogged += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        log::warn!(
+            "conn={} from {}: {sessions} sessions running (workers): refused with 421 4.3.2 \
+             ({} refused since the last such line)",
+            conn.id,
+            conn.peer_text(),
+            self.unlogged
+        );
+        self.unlogged = 0;
+    }
+}
+
 /// True for the `accept` errors that mean "out of resources for now": descriptors, memory.
 fn is_exhaustion(e: &io::Error) -> bool {
     matches!(
@@ -252,6 +281,7 @@ pub fn accept_loop(
     let mut backing_off = false;
     let mut last_warning: Option<Instant> = None;
     let mut ready: Vec<usize> = Vec::with_capacity(listeners.len() + 1);
+    let mut refusals = Refusals::default();
     while !shutdown.is_triggered() {
         let wait = backing_off.then_some(ACCEPT_BACKOFF);
         if let Err(e) = poll.poll(&mut events, wait) {
@@ -296,12 +326,7 @@ pub fn accept_loop(
                                 Refused::Full | Refused::Closed => RefuseReason::Busy,
                             };
                             m.refused(reason);
-                            log::warn!(
-                                "conn={} from {}: {} sessions running (workers): refused with 421",
-                                conn.id,
-                                conn.peer_text(),
-                                targets.pool.sessions()
-                            );
+                            refusals.note(&conn, targets.pool.sessions());
                             conn.refuse(&format!(
                                 "421 4.3.2 {} Too many connections, try again later",
                                 targets.hostname
