@@ -234,8 +234,9 @@ impl<'j, 'r, F: FnMut(Reply) -> Result<(), E>, E> Ordered<'j, 'r, F, E> {
             &result,
             self.started,
         );
-        let status = rp.enhanced.map(|e| e.to_string()).unwrap_or_default();
-        crate::metrics::get().delivery(self.store, &status, self.job.dot.elapsed());
+        // Every post-DATA reply carries an enhanced code (outcome_reply, error_reply).
+        let status = rp.enhanced.unwrap_or(Enhanced(4, 3, 0));
+        crate::metrics::get().delivery(self.store, status, self.job.dot.elapsed());
         self.started = Instant::now();
         if let Err(e) = (self.reply)(rp) {
             self.failed = Some(e);

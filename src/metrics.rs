@@ -10,12 +10,16 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::StoreKind;
+use crate::proto::Enhanced;
 
 /// Upper bounds (seconds) of the delivery latency histogram's buckets: a fsync takes from
 /// well under a millisecond to tens of milliseconds, a lock wait up to `mbox_lock_timeout`.
 pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
 ];
+
+/// A store's name and an enhanced status code (class, subject, detail).
+type DeliveryKey = (&'static str, (u8, u16, u16));
 
 const STORES: [StoreKind; 3] = [StoreKind::Maildir, StoreKind::Mbox, StoreKind::Sqlite];
 
@@ -85,8 +89,8 @@ pub struct Metrics {
     reloads_failed: AtomicU64,
     /// RCPT replies by reply code.
     rcpt: Mutex<BTreeMap<u16, u64>>,
-    /// Post-DATA outcomes by (store, enhanced status code).
-    deliveries: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Post-DATA outcomes by (store, enhanced status code as class, subject, detail).
+    deliveries: Mutex<BTreeMap<DeliveryKey, u64>>,
     latency: [Histogram; 3],
 }
 
@@ -197,16 +201,12 @@ impl Metrics {
             .fetch_add(bytes as u64, Ordering::Relaxed);
     }
     /// A recipient's post-DATA outcome: `status` is its enhanced code (`2.0.0`), `took` the
-    /// time from the final dot to its reply.
-    pub fn delivery(&self, store: StoreKind, status: &str, took: Duration) {
+    /// time from the final dot to its reply. No allocation: this runs once per recipient.
+    pub fn delivery(&self, store: StoreKind, status: Enhanced, took: Duration) {
         {
             let mut m = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-            match m.get_mut(&(store.name(), status.to_string())) {
-                Some(n) => *n += 1,
-                None => {
-                    m.insert((store.name(), status.to_string()), 1);
-                }
-            }
+            *m.entry((store.name(), (status.0, status.1, status.2)))
+                .or_insert(0) += 1;
         }
         self.latency[store_index(store)].observe(took);
     }
@@ -280,10 +280,10 @@ impl Metrics {
         );
         {
             let m = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-            for ((store, status), n) in m.iter() {
+            for ((store, (class, subject, detail)), n) in m.iter() {
                 let _ = writeln!(
                     o,
-                    "lmtpd_deliveries_total{{store=\"{store}\",status=\"{status}\"}} {n}"
+                    "lmtpd_deliveries_total{{store=\"{store}\",status=\"{class}.{subject}.{detail}\"}} {n}"
                 );
             }
         }
@@ -377,9 +377,17 @@ mod tests {
     #[test]
     fn a_histogram_is_cumulative_and_its_count_is_the_inf_bucket() {
         let m = Metrics::default();
-        m.delivery(StoreKind::Mbox, "2.0.0", Duration::from_micros(300));
-        m.delivery(StoreKind::Mbox, "2.0.0", Duration::from_millis(20));
-        m.delivery(StoreKind::Mbox, "4.2.0", Duration::from_secs(99));
+        m.delivery(
+            StoreKind::Mbox,
+            Enhanced(2, 0, 0),
+            Duration::from_micros(300),
+        );
+        m.delivery(
+            StoreKind::Mbox,
+            Enhanced(2, 0, 0),
+            Duration::from_millis(20),
+        );
+        m.delivery(StoreKind::Mbox, Enhanced(4, 2, 0), Duration::from_secs(99));
         let text = m.render();
         assert!(text
             .contains("lmtpd_delivery_duration_seconds_bucket{store=\"mbox\",le=\"0.0005\"} 1\n"));

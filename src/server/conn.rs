@@ -457,9 +457,10 @@ impl Driver<'_> {
                 // The body could not be kept: every recipient gets the same temporary error.
                 log::warn!("conn={} id={} spool failed: {e}", self.conn_id, env.id);
                 let err = DeliveryError::from_io(&e, false);
-                let status = err.enhanced.to_string();
+                let lmtpd_store::Enhanced(class, subject, detail) = err.enhanced;
+                let status = crate::proto::Enhanced(class, subject, detail);
                 for r in &tx.rcpts {
-                    crate::metrics::get().delivery(r.store, &status, dot.elapsed());
+                    crate::metrics::get().delivery(r.store, status, dot.elapsed());
                     self.session.delivery_outcome(error_reply(&err));
                 }
                 return flush(&mut self.session, stream);
