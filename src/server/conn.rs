@@ -149,8 +149,18 @@ impl Conn {
     /// Writes one reply line (CRLF added) with a short write timeout and closes: for
     /// connections that cannot be served.
     pub fn refuse(&mut self, line: &str) {
+        self.say(line);
+        self.close();
+    }
+
+    /// Writes one reply line (CRLF added) with a short write timeout.
+    pub fn say(&mut self, line: &str) {
         let _ = self.stream.set_write_timeout(Some(Duration::from_secs(1)));
         let _ = self.stream.write_all(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Shuts the connection down in both directions (the client sees it end).
+    pub fn close(&mut self) {
         self.stream.shutdown(NetShutdown::Both);
     }
 
@@ -209,7 +219,8 @@ pub fn serve(ctx: &Context, conn: &mut Conn) {
         tx_seq: 0,
     };
     let end = driver.run(&mut conn.stream);
-    conn.stream.shutdown(NetShutdown::Both);
+    // The socket is closed by the caller: the pool first frees this session's slot, so a
+    // client that sees its connection end can connect again at once.
     log::debug!(
         "conn={} closed after {} ms: {end}",
         conn.id,

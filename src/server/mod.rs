@@ -442,7 +442,9 @@ impl Server {
 pub fn serve_stdio(ctx: &Context) -> io::Result<()> {
     std::fs::create_dir_all(&ctx.config.spool_dir)?;
     let stream = conn::Stream::stdio()?;
-    conn::serve(ctx, &mut conn::Conn::new(stream, None));
+    let mut conn = conn::Conn::new(stream, None);
+    conn::serve(ctx, &mut conn);
+    conn.close();
     Ok(())
 }
 

@@ -191,7 +191,9 @@ fn work(shared: &Shared) {
                 m.session_started();
                 run_caught(shared, &mut conn);
                 m.session_ended();
+                // The slot is free before the client sees the connection end.
                 shared.lock().sessions -= 1;
+                conn.close();
             }
             Err(RecvTimeoutError::Timeout) => {
                 let mut st = shared.lock();
@@ -228,7 +230,7 @@ fn run_caught(shared: &Shared, conn: &mut Conn) {
             conn.id,
             panic_text(&*payload)
         );
-        conn.refuse("421 4.3.0 Internal error, closing connection; try again later");
+        conn.say("421 4.3.0 Internal error, closing connection; try again later");
     }
 }
 
