@@ -37,10 +37,8 @@ pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
     postfix_chroot(cfg, Path::new("/etc/postfix/master.cf"), &mut out);
     // The server raises its soft limit toward the hard one at start; warn when even that
     // is not enough for `workers` sessions.
-    if let Ok((soft, hard)) = crate::sys::nofile_limit() {
-        if let Some(w) = crate::server::limits::shortfall(cfg.workers, soft, hard) {
-            out.push(Finding::Note(w));
-        }
+    if let Some(w) = crate::server::limits::check(cfg.workers) {
+        out.push(Finding::Note(w));
     }
     if directory.is_empty() {
         out.push(Finding::Note(format!(

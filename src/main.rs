@@ -165,19 +165,17 @@ fn main() -> ExitCode {
         );
     }));
     if !stdio {
-        use lmtpd::server::limits::{self, Raised};
+        use lmtpd::server::limits;
         match limits::raise(config.workers) {
-            Ok(Raised::Enough(n)) => log::info!("descriptor limit {n} (RLIMIT_NOFILE) is enough"),
-            Ok(Raised::To(old, new)) => log::info!(
+            Ok((old, new)) if new > old => log::info!(
                 "descriptor limit (RLIMIT_NOFILE) raised from {old} to {new} for workers = {}",
                 config.workers
             ),
+            Ok((n, _)) => log::info!("descriptor limit (RLIMIT_NOFILE) {n}"),
             Err(e) => log::warn!("cannot read or raise RLIMIT_NOFILE: {e}"),
         }
-        if let Ok((soft, hard)) = lmtpd::sys::nofile_limit() {
-            if let Some(w) = limits::shortfall(config.workers, soft, hard) {
-                log::warn!("{w}");
-            }
+        if let Some(w) = limits::check(config.workers) {
+            log::warn!("{w}");
         }
     }
 

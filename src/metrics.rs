@@ -74,7 +74,8 @@ pub struct Metrics {
     start_time: AtomicU64,
     workers_max: AtomicU64,
     worker_threads: AtomicU64,
-    sessions_queued: AtomicU64,
+    /// Admitted by the pool and not finished: running or about to run.
+    sessions_admitted: AtomicU64,
     sessions_active: AtomicU64,
     connections_tcp: AtomicU64,
     connections_unix: AtomicU64,
@@ -132,25 +133,14 @@ impl Metrics {
     pub fn set_workers_max(&self, n: usize) {
         self.workers_max.store(n as u64, Ordering::Relaxed);
     }
-    /// A worker thread started.
-    pub fn thread_started(&self) {
-        inc(&self.worker_threads);
+    /// The pool's counts: worker threads alive, sessions admitted and not finished.
+    pub fn set_pool(&self, threads: usize, sessions: usize) {
+        self.worker_threads.store(threads as u64, Ordering::Relaxed);
+        self.sessions_admitted
+            .store(sessions as u64, Ordering::Relaxed);
     }
-    /// A worker thread exited.
-    pub fn thread_exited(&self) {
-        dec(&self.worker_threads);
-    }
-    /// A connection was handed to the pool.
-    pub fn session_queued(&self) {
-        inc(&self.sessions_queued);
-    }
-    /// A handed-over connection was taken back (never reached a worker).
-    pub fn session_unqueued(&self) {
-        dec(&self.sessions_queued);
-    }
-    /// A worker took a connection.
+    /// A worker started a session.
     pub fn session_started(&self) {
-        dec(&self.sessions_queued);
         inc(&self.sessions_active);
     }
     /// A session ended.
@@ -243,7 +233,7 @@ impl Metrics {
             Family::new("lmtpd_workers_max", "gauge", "Concurrent sessions allowed (the workers setting).", plain(get(&self.workers_max))),
             Family::new("lmtpd_worker_threads", "gauge", "Worker threads alive (started on demand, idle ones exit).", plain(get(&self.worker_threads))),
             Family::new("lmtpd_sessions_active", "gauge", "LMTP sessions being served.", plain(get(&self.sessions_active))),
-            Family::new("lmtpd_sessions_queued", "gauge", "Accepted connections handed to a worker that has not started them yet.", plain(get(&self.sessions_queued))),
+            Family::new("lmtpd_sessions_queued", "gauge", "Accepted connections handed to a worker that has not started them yet.", plain(get(&self.sessions_admitted).saturating_sub(get(&self.sessions_active)))),
             Family::new("lmtpd_connections_total", "counter", "Connections accepted, by listener kind.", vec![
                 ("{listener=\"tcp\"}".into(), get(&self.connections_tcp)),
                 ("{listener=\"unix\"}".into(), get(&self.connections_unix)),

@@ -2537,6 +2537,8 @@ fn metrics_endpoint_counts_what_was_sent_in_the_prometheus_format() {
         "{r:?}"
     );
     c.expect("QUIT", "221");
+    // The pool frees the slot before the client sees the end: nothing is active after it.
+    assert!(c.closed());
     drop(c);
 
     let resp = http(&msock, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
@@ -2589,6 +2591,13 @@ fn metrics_endpoint_counts_what_was_sent_in_the_prometheus_format() {
     assert_eq!(get("lmtpd_connections_total{listener=\"unix\"}"), 2.0);
     assert_eq!(get("lmtpd_sessions_refused_total{reason=\"busy\"}"), 0.0);
     assert_eq!(get("lmtpd_workers_max"), 512.0);
+    assert_eq!(get("lmtpd_sessions_active"), 0.0);
+    assert_eq!(get("lmtpd_sessions_queued"), 0.0);
+    assert_eq!(
+        get("lmtpd_worker_threads"),
+        2.0,
+        "the two kept idle, nothing more"
+    );
     check_with_real_parsers(body);
 
     // Nothing but that path.

@@ -4,7 +4,6 @@
 //! time, so a client that sends nothing cannot hold the scraper thread for long.
 
 use std::io::{Read, Write};
-use std::net::Shutdown as NetShutdown;
 use std::time::{Duration, Instant};
 
 use super::conn::Conn;
@@ -124,7 +123,7 @@ pub fn serve_metrics(conn: &mut Conn) {
         let _ = conn.stream.write_all(&r);
         let _ = conn.stream.flush();
     }
-    conn.stream.shutdown(NetShutdown::Both);
+    conn.close();
 }
 
 #[cfg(test)]

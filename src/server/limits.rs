@@ -15,31 +15,23 @@ pub fn needed(workers: usize) -> u64 {
     BASE_DESCRIPTORS + PER_SESSION * workers as u64
 }
 
-/// What [`raise`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Raised {
-    /// The soft limit was already high enough.
-    Enough(u64),
-    /// The soft limit was raised from the first value to the second (which may still be
-    /// below what is needed when the hard limit is lower).
-    To(u64, u64),
-}
-
 /// Raises the soft `RLIMIT_NOFILE` toward the hard limit, as far as `workers` needs (never
-/// lowers it). Returns what it did, for the log.
-pub fn raise(workers: usize) -> std::io::Result<Raised> {
-    let want = needed(workers);
+/// lowers it). Returns the soft limit before and after, for the log.
+pub fn raise(workers: usize) -> std::io::Result<(u64, u64)> {
     let (soft, hard) = crate::sys::nofile_limit()?;
-    if soft >= want {
-        return Ok(Raised::Enough(soft));
-    }
-    let target = want.min(hard);
+    let target = needed(workers).min(hard);
     if target <= soft {
-        return Ok(Raised::To(soft, soft));
+        return Ok((soft, soft));
     }
     crate::sys::set_nofile_soft(target)?;
-    let (now, _) = crate::sys::nofile_limit()?;
-    Ok(Raised::To(soft, now))
+    Ok((soft, crate::sys::nofile_limit()?.0))
+}
+
+/// The warning for the process's current limits, when they are below what `workers` needs
+/// (for the start-up log and `lmtpd -t`).
+pub fn check(workers: usize) -> Option<String> {
+    let (soft, hard) = crate::sys::nofile_limit().ok()?;
+    shortfall(workers, soft, hard)
 }
 
 /// The warning for a limit below what `workers` needs, if it is.

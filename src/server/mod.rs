@@ -373,11 +373,6 @@ impl Server {
         self.listeners.iter().map(Listener::local).collect()
     }
 
-    /// The metrics listener's address, when there is one.
-    pub fn metrics_addr(&self) -> Option<Listen> {
-        self.metrics.as_ref().map(Listener::local)
-    }
-
     /// The shared context (for signal handlers: shutdown and reload).
     pub fn context(&self) -> Arc<Context> {
         Arc::clone(&self.ctx)

@@ -58,9 +58,37 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn guard(&self) -> MutexGuard<'_, State> {
         // No code panics while holding this lock; recover the counts if one ever did.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The counts, for reading or changing; whatever they are when the returned guard is
+    /// dropped is what `/metrics` shows (the pool's counts are the only ones).
+    fn lock(&self) -> Counts<'_> {
+        Counts(self.guard())
+    }
+}
+
+/// The locked counts; publishes them to the metrics when released.
+struct Counts<'a>(MutexGuard<'a, State>);
+
+impl std::ops::Deref for Counts<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Counts<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for Counts<'_> {
+    fn drop(&mut self) {
+        metrics::get().set_pool(self.0.threads, self.0.sessions);
     }
 }
 
@@ -130,12 +158,10 @@ impl Pool {
                 return Err((conn, Refused::NoThread));
             }
         }
-        metrics::get().session_queued();
         match tx.try_send(conn) {
             Ok(()) => Ok(()),
             // Cannot happen (capacity = max >= sessions), but never lose the count.
             Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => {
-                metrics::get().session_unqueued();
                 self.shared.lock().sessions -= 1;
                 Err((c, Refused::Full))
             }
@@ -147,17 +173,12 @@ impl Pool {
         self.shared.lock().sessions
     }
 
-    /// Worker threads alive.
-    pub fn threads(&self) -> usize {
-        self.shared.lock().threads
-    }
-
     /// Stops taking connections and waits up to `deadline` for running sessions to end.
     /// Returns true when every worker finished in time.
     pub fn finish(mut self, deadline: Duration) -> bool {
         self.tx = None;
         let end = Instant::now() + deadline;
-        let mut st = self.shared.lock();
+        let mut st = self.shared.guard();
         while st.threads > 0 {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -183,7 +204,6 @@ fn spawn(shared: &Arc<Shared>) -> std::io::Result<()> {
 }
 
 fn work(shared: &Shared) {
-    metrics::get().thread_started();
     loop {
         match shared.rx.recv_timeout(IDLE_EXIT) {
             Ok(mut conn) => {
@@ -202,7 +222,6 @@ fn work(shared: &Shared) {
                 // connections waiting for one) and the idle reserve.
                 if st.threads > st.sessions && st.threads - st.sessions > KEEP_IDLE {
                     st.threads -= 1;
-                    metrics::get().thread_exited();
                     shared.exited.notify_all();
                     return;
                 }
@@ -210,7 +229,6 @@ fn work(shared: &Shared) {
             Err(RecvTimeoutError::Disconnected) => {
                 let mut st = shared.lock();
                 st.threads -= 1;
-                metrics::get().thread_exited();
                 shared.exited.notify_all();
                 return;
             }
