@@ -1,12 +1,21 @@
-//! Delivery after the final dot: builds each recipient's trace headers, hands the copies to
-//! each recipient's store (consecutive recipients of one store in one call, so a store can
-//! share work such as one SQLite body row), and turns each outcome into that recipient's
-//! LMTP reply and log line the moment it is known.
+//! Delivery after the final dot: turns each resolved recipient into a [`Delivery`] (its trace
+//! headers and its targets: the `+detail` folder under `detail_mailbox`), hands consecutive
+//! recipients of one store to that store in one call (so a store can share work such as one
+//! SQLite body row), and turns each outcome, released by the store crate's reporter in RCPT
+//! order, into that recipient's LMTP reply, log line and metrics the moment it is known.
+//!
+//! A store call with several recipients runs on a helper thread while this thread writes
+//! each reply as it is released (RFC 2033 §5: the client learns of each copy as soon as it is
+//! durable); the socket is only ever written here, never from inside a store.
 
 use std::sync::Arc;
+use std::thread;
 use std::time::{Instant, SystemTime};
 
-use lmtpd_store::{Body, DeliveryError, Envelope, MailStore, Message, Recipient};
+use lmtpd_store::{
+    reporter, Body, CloseOnDrop, Delivery, DeliveryError, DetailMailbox, Envelope, MailStore,
+    Message, Outcome, Recipient, Replies, Reporter, Request, Target,
+};
 
 use crate::config::{Config, StoreKind};
 use crate::directory::{Directory, Resolved};
@@ -34,20 +43,17 @@ impl Stores {
         let maildir = lmtpd_maildir::MaildirStore::new(lmtpd_maildir::MaildirConfig {
             template: cfg.maildir.clone(),
             hostname: cfg.hostname.clone(),
-            detail_mailbox: cfg.detail_mailbox,
             quota_permfail: cfg.quota_permfail,
         });
         let mbox = lmtpd_mbox::MboxStore::new(lmtpd_mbox::MboxConfig {
             template: cfg.mbox.clone(),
             locks: cfg.mbox_locks.clone(),
             lock_timeout: cfg.mbox_lock_timeout,
-            detail_mailbox: cfg.detail_mailbox,
             quota_permfail: cfg.quota_permfail,
         });
         let reusable = previous.and_then(|(old_cfg, old)| {
             let same = old_cfg.sqlite == cfg.sqlite
                 && old_cfg.sqlite_busy_timeout == cfg.sqlite_busy_timeout
-                && old_cfg.detail_mailbox == cfg.detail_mailbox
                 && old_cfg.quota_permfail == cfg.quota_permfail
                 && sqlite_readers(old_cfg.workers) == sqlite_readers(cfg.workers);
             old.sqlite.clone().filter(|_| same)
@@ -87,7 +93,6 @@ fn open_sqlite(cfg: &Config) -> Result<Arc<dyn MailStore>, String> {
         path: cfg.sqlite.clone(),
         pool_size: sqlite_readers(cfg.workers),
         busy_timeout: cfg.sqlite_busy_timeout,
-        detail_mailbox: cfg.detail_mailbox,
         quota_permfail: cfg.quota_permfail,
     })
     .map_err(|e| format!("{}: {e}", cfg.sqlite.display()))?;
@@ -118,6 +123,8 @@ pub struct Job<'a> {
     pub stores: &'a Stores,
     /// Our host name for the Received header.
     pub hostname: &'a str,
+    /// What a `+detail` does (`detail_mailbox`).
+    pub detail_mailbox: DetailMailbox,
     /// Connection id for the log.
     pub conn: u64,
     /// The envelope.
@@ -128,21 +135,30 @@ pub struct Job<'a> {
     pub dot: Instant,
 }
 
-/// Delivers every recipient's copy in RCPT order and calls `reply` with each recipient's
-/// reply as soon as it is known. Recipients of the same store that follow each other are
-/// handed to the store in one call. Stops early only when `reply` fails (the connection is
-/// gone); the recipients not yet reported then get no reply, which the client treats as a
-/// temporary failure (RFC 2033 §5).
+/// Delivers every recipient's copies and calls `reply` with each recipient's reply, in RCPT
+/// order, as soon as it is known. Once `reply` fails (the connection is gone) the stores are
+/// told to start no further copy; every outcome is still logged and counted, and the first
+/// error is returned.
 pub fn deliver_all<E>(
     job: &Job<'_>,
-    rcpts: &mut [Resolved],
+    rcpts: &[Resolved],
     mut reply: impl FnMut(Reply) -> Result<(), E>,
 ) -> Result<(), E> {
     let now = SystemTime::now();
-    for r in rcpts.iter_mut() {
-        r.rcpt.trace = trace::headers(job.env, &r.rcpt, job.hostname, now);
-    }
-    let msg = Message::new(job.env, job.body);
+    let deliveries: Vec<Delivery<'_>> = rcpts
+        .iter()
+        .map(|r| {
+            let trace = trace::headers(job.env, &r.rcpt, job.hostname, now);
+            let target = Target::for_detail(r.rcpt.detail.as_deref(), job.detail_mailbox);
+            Delivery::new(&r.rcpt, trace, vec![target])
+        })
+        .collect();
+    let mut out = Released {
+        job,
+        reply: &mut reply,
+        failed: None,
+        started: Instant::now(),
+    };
     let mut start = 0;
     while start < rcpts.len() {
         let kind = rcpts[start].store;
@@ -150,10 +166,19 @@ pub fn deliver_all<E>(
             .iter()
             .position(|r| r.store != kind)
             .map_or(rcpts.len(), |n| start + n);
-        let run: Vec<Recipient> = rcpts[start..end].iter().map(|r| r.rcpt.clone()).collect();
-        let mut out = Ordered::new(job, kind, &run, &mut reply);
+        let run = &deliveries[start..end];
+        let req = Request {
+            message: Message::new(job.env, job.body),
+            deliveries: run,
+        };
+        let (rep, replies) = reporter(run.len());
+        if out.failed.is_some() {
+            replies.client_gone();
+        }
         match job.stores.get(kind) {
-            Some(store) => store.deliver_each(&msg, &run, &mut |i, result| out.report(i, result)),
+            Some(store) => run_store(store, &req, &rep, &replies, |i, o| {
+                out.send(kind, &run[i], o)
+            }),
             None => {
                 for i in 0..run.len() {
                     let err = DeliveryError::new(
@@ -162,100 +187,100 @@ pub fn deliver_all<E>(
                         "Mail system configuration error",
                     )
                     .with_source(format!("store {} is not open", kind.name()));
-                    if !out.report(i, Err(err)) {
-                        break;
-                    }
+                    rep.report(i, Err(err));
                 }
+                rep.close();
+                out.drain(kind, run, &replies);
             }
         }
-        out.finish()?;
         start = end;
     }
-    Ok(())
+    match out.failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
-/// Turns one store call's outcomes into replies strictly in recipient order, whatever order
-/// the store reports them in; a recipient the store never reported gets `451 4.3.0` (the
-/// client retries it), so a faulty store cannot stall the session or shift replies onto the
-/// wrong recipients.
-struct Ordered<'j, 'r, F, E> {
+/// Runs one store call and hands each released outcome to `send` (which returns false once
+/// the client is gone). With several recipients the store runs on a helper thread so that
+/// replies go out while later copies are being stored; with one, or when no thread can be
+/// started, on this thread.
+fn run_store(
+    store: &dyn MailStore,
+    req: &Request<'_>,
+    rep: &Reporter,
+    replies: &Replies,
+    mut send: impl FnMut(usize, Outcome) -> bool,
+) {
+    let mut drain = || {
+        while let Some((i, outcome)) = replies.next() {
+            if !send(i, outcome) {
+                replies.client_gone();
+            }
+        }
+    };
+    if req.deliveries.len() > 1 {
+        let ran = thread::scope(|scope| {
+            let spawned = thread::Builder::new()
+                .name("lmtpd-store".into())
+                .spawn_scoped(scope, || {
+                    let _close = CloseOnDrop(rep);
+                    store.deliver(req, rep);
+                });
+            match spawned {
+                Ok(_) => {
+                    drain();
+                    true
+                }
+                Err(err) => {
+                    log::warn!("cannot start a store thread ({err}); delivering on this one");
+                    false
+                }
+            }
+        });
+        if ran {
+            return;
+        }
+    }
+    {
+        let _close = CloseOnDrop(rep);
+        store.deliver(req, rep);
+    }
+    drain();
+}
+
+/// Turns released outcomes into replies, log lines and metrics, and remembers the first
+/// write error.
+struct Released<'j, 'r, F, E> {
     job: &'j Job<'j>,
-    store: StoreKind,
-    run: &'r [Recipient],
-    slots: Vec<Option<Result<(), DeliveryError>>>,
-    next: usize,
     reply: &'r mut F,
     failed: Option<E>,
+    /// When the previous reply went out (each log line's `ms` counts from there).
     started: Instant,
 }
 
-impl<'j, 'r, F: FnMut(Reply) -> Result<(), E>, E> Ordered<'j, 'r, F, E> {
-    fn new(job: &'j Job<'j>, store: StoreKind, run: &'r [Recipient], reply: &'r mut F) -> Self {
-        Ordered {
-            job,
-            store,
-            run,
-            slots: run.iter().map(|_| None).collect(),
-            next: 0,
-            reply,
-            failed: None,
-            started: Instant::now(),
-        }
-    }
-
-    /// Records recipient `i`'s outcome and sends every reply now in order. Returns false
-    /// once the connection is gone, so the store can stop delivering copies nobody will be
-    /// told about.
-    fn report(&mut self, i: usize, result: Result<(), DeliveryError>) -> bool {
-        if let Some(slot @ None) = self.slots.get_mut(i) {
-            *slot = Some(result);
-        }
-        while let Some(Some(_)) = self.slots.get(self.next) {
-            let Some(result) = self.slots[self.next].take() else {
-                break;
-            };
-            self.send(self.next, result);
-            self.next += 1;
+impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
+    /// Logs, counts and (while the client is there) sends one recipient's reply. False once
+    /// the client is gone.
+    fn send(&mut self, store: StoreKind, d: &Delivery<'_>, outcome: Outcome) -> bool {
+        let rp = outcome_reply(self.job.env, d.rcpt, &outcome);
+        log_outcome(self.job, d.rcpt, store.name(), &rp, &outcome, self.started);
+        // Every post-DATA reply carries an enhanced code (outcome_reply, error_reply).
+        let status = rp.enhanced.unwrap_or(Enhanced(4, 3, 0));
+        crate::metrics::get().delivery(store, status, self.job.dot.elapsed());
+        self.started = Instant::now();
+        if self.failed.is_none() {
+            if let Err(e) = (self.reply)(rp) {
+                self.failed = Some(e);
+            }
         }
         self.failed.is_none()
     }
 
-    fn send(&mut self, i: usize, result: Result<(), DeliveryError>) {
-        if self.failed.is_some() {
-            return;
-        }
-        let Some(rcpt) = self.run.get(i) else { return };
-        let rp = outcome_reply(self.job.env, rcpt, &result);
-        log_outcome(
-            self.job,
-            rcpt,
-            self.store.name(),
-            &rp,
-            &result,
-            self.started,
-        );
-        // Every post-DATA reply carries an enhanced code (outcome_reply, error_reply).
-        let status = rp.enhanced.unwrap_or(Enhanced(4, 3, 0));
-        crate::metrics::get().delivery(self.store, status, self.job.dot.elapsed());
-        self.started = Instant::now();
-        if let Err(e) = (self.reply)(rp) {
-            self.failed = Some(e);
-        }
-    }
-
-    /// Answers every recipient the store did not report, then returns the connection error,
-    /// if any.
-    fn finish(mut self) -> Result<(), E> {
-        while self.next < self.run.len() && self.failed.is_none() {
-            let result = self.slots[self.next].take().unwrap_or_else(|| {
-                Err(DeliveryError::local_error().with_source("the store reported no outcome"))
-            });
-            self.send(self.next, result);
-            self.next += 1;
-        }
-        match self.failed {
-            Some(e) => Err(e),
-            None => Ok(()),
+    /// Sends every outcome `replies` releases.
+    fn drain(&mut self, store: StoreKind, run: &[Delivery<'_>], replies: &Replies) {
+        while let Some((i, outcome)) = replies.next() {
+            self.send(store, &run[i], outcome);
         }
     }
 }
@@ -303,25 +328,33 @@ pub fn log_outcome(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use lmtpd_store::MemoryBody;
+    use lmtpd_store::{MemoryBody, Recipient};
 
-    fn rcpt(addr: &str) -> Recipient {
-        let (local, domain) = addr.split_once('@').unwrap_or((addr, ""));
-        Recipient::new(local, domain)
+    fn resolved(local: &str, store: StoreKind) -> Resolved {
+        Resolved {
+            rcpt: Recipient::new(local, "x"),
+            store,
+        }
     }
 
-    /// Runs `f` with a job over the default stores and an empty message.
+    /// Runs `f` with a job over stores writing under a temporary directory.
     fn with_job(f: impl FnOnce(&Job<'_>)) {
-        let cfg = Config::default();
-        let dir = Directory::parse("", "u", &cfg).expect("users");
-        let stores = Stores::open(&cfg, &dir, None).expect("stores");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            maildir: format!("{}/%d/%n", dir.path().display()),
+            ..Config::default()
+        };
+        let users = Directory::parse("", "u", &cfg).expect("users");
+        let stores = Stores::open(&cfg, &users, None).expect("stores");
         let env = Envelope::default();
-        let body = MemoryBody::default();
+        let body = MemoryBody(b"Subject: t\n\nx\n".to_vec());
         f(&Job {
             stores: &stores,
             hostname: "h",
+            detail_mailbox: DetailMailbox::Yes,
             conn: 1,
             env: &env,
             body: &body,
@@ -330,38 +363,45 @@ mod tests {
     }
 
     #[test]
-    fn replies_follow_rcpt_order_and_unreported_recipients_get_451() {
+    fn every_recipient_gets_one_reply_in_rcpt_order_across_stores() {
         with_job(|job| {
-            let run = vec![rcpt("a@x"), rcpt("b@x"), rcpt("c@x")];
+            // SQLite is not open in this configuration: those recipients get 451 4.3.5,
+            // in their place, between the Maildir ones.
+            let rcpts = vec![
+                resolved("a", StoreKind::Maildir),
+                resolved("b", StoreKind::Maildir),
+                resolved("c", StoreKind::Sqlite),
+                resolved("d", StoreKind::Maildir),
+            ];
             let mut sent: Vec<String> = Vec::new();
-            let mut sink = |r: Reply| -> Result<(), ()> {
-                sent.push(format!("{} {}", r.code, r.lines.join(" ")));
+            let r = deliver_all(job, &rcpts, |r: Reply| -> Result<(), ()> {
+                let enhanced = r.enhanced.map(|e| e.to_string()).unwrap_or_default();
+                sent.push(format!("{} {enhanced} {}", r.code, r.lines.join(" ")));
                 Ok(())
-            };
-            let mut out = Ordered::new(job, StoreKind::Maildir, &run, &mut sink);
-            // A store reporting out of order, once twice, and never for the first recipient.
-            assert!(out.report(2, Err(DeliveryError::over_quota(false))));
-            assert!(out.report(1, Ok(())));
-            assert!(out.report(1, Err(DeliveryError::local_error())));
-            assert!(out.finish().is_ok());
-            assert_eq!(sent.len(), 3, "{sent:?}");
-            assert!(sent[0].starts_with("451"), "{sent:?}");
-            assert!(
-                sent[1].starts_with("250") && sent[1].contains("<b@x>"),
-                "{sent:?}"
-            );
-            assert!(sent[2].starts_with("452"), "{sent:?}");
+            });
+            assert!(r.is_ok());
+            assert_eq!(sent.len(), 4, "{sent:?}");
+            assert!(sent[0].starts_with("250 2.0.0 <a@x>"), "{sent:?}");
+            assert!(sent[1].starts_with("250 2.0.0 <b@x>"), "{sent:?}");
+            assert!(sent[2].starts_with("451 4.3.5"), "{sent:?}");
+            assert!(sent[3].starts_with("250 2.0.0 <d@x>"), "{sent:?}");
         });
     }
 
     #[test]
-    fn a_lost_connection_tells_the_store_to_stop() {
+    fn a_lost_connection_stops_the_replies_and_is_returned() {
         with_job(|job| {
-            let run = vec![rcpt("a@x"), rcpt("b@x")];
-            let mut sink = |_: Reply| -> Result<(), &'static str> { Err("gone") };
-            let mut out = Ordered::new(job, StoreKind::Maildir, &run, &mut sink);
-            assert!(!out.report(0, Ok(())), "store must stop");
-            assert_eq!(out.finish(), Err("gone"));
+            let rcpts: Vec<Resolved> = ["a", "b", "c"]
+                .iter()
+                .map(|l| resolved(l, StoreKind::Maildir))
+                .collect();
+            let mut calls = 0;
+            let r = deliver_all(job, &rcpts, |_: Reply| -> Result<(), &'static str> {
+                calls += 1;
+                Err("gone")
+            });
+            assert_eq!(r, Err("gone"));
+            assert_eq!(calls, 1, "no write after the first failed one");
         });
     }
 }

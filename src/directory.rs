@@ -273,7 +273,6 @@ impl Directory {
                 domain: user.domain.clone(),
                 detail,
                 quota: user.quota,
-                trace: Vec::new(),
             },
             store: user.store.unwrap_or(self.default_store),
         }

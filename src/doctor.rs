@@ -50,7 +50,6 @@ pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
         let mc = lmtpd_maildir::MaildirConfig {
             template: cfg.maildir.clone(),
             hostname: cfg.hostname.clone(),
-            detail_mailbox: cfg.detail_mailbox,
             quota_permfail: cfg.quota_permfail,
         };
         if let Err(e) = mc.validate() {

@@ -445,7 +445,7 @@ impl Driver<'_> {
         Ok(resolved)
     }
 
-    fn deliver(&mut self, mut tx: Transaction<Resolved>, stream: &mut Stream) -> io::Result<()> {
+    fn deliver(&mut self, tx: Transaction<Resolved>, stream: &mut Stream) -> io::Result<()> {
         let dot = Instant::now();
         self.tx_seq += 1;
         let env = Envelope {
@@ -481,13 +481,14 @@ impl Driver<'_> {
         let job = deliver::Job {
             stores: &live.stores,
             hostname: &live.config.hostname,
+            detail_mailbox: live.config.detail_mailbox,
             conn: self.conn_id,
             env: &env,
             body: &body,
             dot,
         };
         let session = &mut self.session;
-        deliver::deliver_all(&job, &mut tx.rcpts, |reply| {
+        deliver::deliver_all(&job, &tx.rcpts, |reply| {
             session.delivery_outcome(reply);
             flush(session, stream)
         })

@@ -1,73 +1,49 @@
 //! Writing the copies of one message to several recipients on a few threads at once: each
-//! copy's outcome is reported (on the calling thread) as soon as it is durable, and no new
-//! copy is started once the caller says the client is gone.
+//! lane takes the next recipient nobody has started, stores its copies and reports the
+//! outcome straight to the [`Reporter`] (which releases replies in RCPT order); no new
+//! recipient is started once the reporter says the client is gone.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
-use lmtpd_store::{DeliveryError, Recipient};
+use lmtpd_store::{Outcome, Reporter};
 
-/// Runs `one` for every recipient on up to `lanes` threads (the calling thread is one of
-/// them) and passes each outcome to `report` with the recipient's index, on the calling
-/// thread, in completion order. When `report` returns false no further recipient is
-/// started; the ones already running finish, unreported. If no helper thread can be
-/// started, everything runs on the calling thread.
-pub(crate) fn deliver_parallel<F>(
-    rcpts: &[Recipient],
-    lanes: usize,
-    report: &mut dyn FnMut(usize, Result<(), DeliveryError>) -> bool,
-    one: F,
-) where
-    F: Fn(&Recipient) -> Result<(), DeliveryError> + Sync,
+/// Runs `one(i)` for every recipient index `0..n` on up to `lanes` threads (the calling
+/// thread is one of them) and reports each outcome. After the client is gone no further
+/// recipient is started; those already running finish and report. If no helper thread can
+/// be started, everything runs on the calling thread.
+pub(crate) fn deliver_parallel<F>(n: usize, lanes: usize, reporter: &Reporter, one: F)
+where
+    F: Fn(usize) -> Outcome + Sync,
 {
-    let lanes = lanes.clamp(1, rcpts.len().max(1));
+    let lanes = lanes.clamp(1, n.max(1));
     let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
     // The next recipient nobody has started, unless the client is gone.
     let take = || {
-        if stop.load(Ordering::SeqCst) {
+        if reporter.client_gone() {
             return None;
         }
         let i = next.fetch_add(1, Ordering::SeqCst);
-        (i < rcpts.len()).then_some(i)
+        (i < n).then_some(i)
+    };
+    let lane = || {
+        while let Some(i) = take() {
+            if !reporter.report(i, one(i)) {
+                break;
+            }
+        }
     };
     thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Result<(), DeliveryError>)>();
         for _ in 1..lanes {
-            let tx = tx.clone();
-            let (take, one) = (&take, &one);
             let spawned = thread::Builder::new()
                 .name("lmtpd-copy".into())
-                .spawn_scoped(scope, move || {
-                    while let Some(i) = take() {
-                        if tx.send((i, one(&rcpts[i]))).is_err() {
-                            break;
-                        }
-                    }
-                });
+                .spawn_scoped(scope, lane);
             if let Err(err) = spawned {
                 log::warn!("maildir: cannot start a copy thread ({err}); copying on fewer");
                 break;
             }
         }
-        drop(tx);
-        let mut deliver = |i: usize, result| {
-            if !report(i, result) {
-                stop.store(true, Ordering::SeqCst);
-            }
-        };
-        // The calling thread copies too, reporting the helpers' outcomes in between.
-        while let Some(i) = take() {
-            let result = one(&rcpts[i]);
-            deliver(i, result);
-            while let Ok((j, r)) = rx.try_recv() {
-                deliver(j, r);
-            }
-        }
-        for (j, r) in rx {
-            deliver(j, r);
-        }
+        lane();
     });
 }
 
@@ -75,65 +51,51 @@ pub(crate) fn deliver_parallel<F>(
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+    use lmtpd_store::{reporter, DeliveryError};
     use std::collections::HashSet;
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    fn rcpts(n: usize) -> Vec<Recipient> {
-        (0..n)
-            .map(|i| Recipient::new(&format!("u{i}"), "example.org"))
-            .collect()
-    }
+    use std::sync::{Barrier, Mutex};
 
     #[test]
-    fn every_recipient_is_reported_once_with_its_own_outcome() {
-        let list = rcpts(9);
+    fn every_recipient_is_reported_once_with_its_own_outcome_from_several_threads() {
         let threads = Mutex::new(HashSet::new());
-        let mut seen = Vec::new();
-        deliver_parallel(
-            &list,
-            4,
-            &mut |i, r| {
-                seen.push((i, r.is_ok()));
-                true
-            },
-            |rcpt| {
-                threads.lock().unwrap().insert(thread::current().id());
-                std::thread::sleep(Duration::from_millis(20));
-                if rcpt.local == "u4" {
-                    Err(DeliveryError::local_error())
-                } else {
-                    Ok(())
-                }
-            },
-        );
-        seen.sort();
+        // Four lanes meet at the barrier, so four distinct threads must have run copies.
+        let barrier = Barrier::new(4);
+        let (rep, replies) = reporter(9);
+        deliver_parallel(9, 4, &rep, |i| {
+            threads.lock().unwrap().insert(thread::current().id());
+            if i < 4 {
+                barrier.wait();
+            }
+            if i == 4 {
+                Err(DeliveryError::local_error())
+            } else {
+                Ok(())
+            }
+        });
+        drop(rep);
+        let seen: Vec<(usize, bool)> = std::iter::from_fn(|| replies.next())
+            .map(|(i, r)| (i, r.is_ok()))
+            .collect();
         let want: Vec<(usize, bool)> = (0..9).map(|i| (i, i != 4)).collect();
         assert_eq!(seen, want);
-        assert!(
-            threads.lock().unwrap().len() > 1,
-            "copies ran on several threads"
+        assert_eq!(replies.ignored(), 0, "no recipient reported twice");
+        assert_eq!(
+            threads.lock().unwrap().len(),
+            4,
+            "copies ran on four threads"
         );
     }
 
     #[test]
     fn no_recipient_is_started_after_the_client_is_gone() {
-        let list = rcpts(20);
         let started = AtomicUsize::new(0);
-        let mut reports = 0;
-        deliver_parallel(
-            &list,
-            1,
-            &mut |_, _| {
-                reports += 1;
-                reports < 3
-            },
-            |_| {
-                started.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            },
-        );
-        assert_eq!(reports, 3);
+        let (rep, replies) = reporter(20);
+        deliver_parallel(20, 1, &rep, |_| {
+            if started.fetch_add(1, Ordering::SeqCst) == 2 {
+                replies.client_gone();
+            }
+            Ok(())
+        });
         assert_eq!(
             started.load(Ordering::SeqCst),
             3,
@@ -143,21 +105,13 @@ mod tests {
 
     #[test]
     fn a_single_recipient_runs_on_the_calling_thread() {
-        let list = rcpts(1);
         let caller = thread::current().id();
-        let mut n = 0;
-        deliver_parallel(
-            &list,
-            4,
-            &mut |_, r| {
-                n += 1;
-                r.is_ok()
-            },
-            |_| {
-                assert_eq!(thread::current().id(), caller);
-                Ok(())
-            },
-        );
-        assert_eq!(n, 1);
+        let (rep, replies) = reporter(1);
+        deliver_parallel(1, 4, &rep, |_| {
+            assert_eq!(thread::current().id(), caller);
+            Ok(())
+        });
+        drop(rep);
+        assert!(replies.next().is_some_and(|(i, r)| i == 0 && r.is_ok()));
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{io_at, Failure};
-use crate::DetailMailbox;
+use lmtpd_store::{DetailMailbox, Folder};
 
 /// The three subdirectories of every maildir and folder.
 pub(crate) const SUBDIRS: [&str; 3] = ["tmp", "new", "cur"];
@@ -137,22 +137,20 @@ fn mark_folder(folder: &Path) -> Result<(), Failure> {
     }
 }
 
-/// Picks the maildir this recipient's copy goes into: `root` (INBOX) or a Maildir++ folder
-/// `.<detail>` according to `mode`. The root must already be a checked maildir.
-pub(crate) fn resolve_target(
-    root: &Path,
-    detail: Option<&str>,
-    mode: DetailMailbox,
-    user: &str,
-) -> Result<PathBuf, Failure> {
-    let Some(detail) = detail else {
-        return Ok(root.to_path_buf());
+/// Picks the maildir a copy goes into: `root` (INBOX) or the Maildir++ folder `.<name>`
+/// (created when missing if the target says so, else INBOX when missing). The root must
+/// already be a checked maildir.
+pub(crate) fn resolve_target(root: &Path, folder: &Folder, user: &str) -> Result<PathBuf, Failure> {
+    let (detail, mode) = match folder {
+        Folder::Inbox => return Ok(root.to_path_buf()),
+        Folder::Named { name, create: true } => (name.as_str(), DetailMailbox::Create),
+        Folder::Named {
+            name,
+            create: false,
+        } => (name.as_str(), DetailMailbox::Yes),
     };
-    if mode == DetailMailbox::No {
-        return Ok(root.to_path_buf());
-    }
     if let Err(why) = check_detail(detail) {
-        log::warn!("maildir: {user}: detail {detail:?} {why}; delivering to INBOX");
+        log::warn!("maildir: {user}: folder {detail:?} {why}; delivering to INBOX");
         return Ok(root.to_path_buf());
     }
     let want = format!(".{detail}");

@@ -4,13 +4,15 @@
 //! Each recipient's mailbox path comes from a template (`%u`, `%n`, `%d`, `%%`) whose
 //! substituted values are checked before they touch the file system. A copy is written to
 //! `tmp/` under a unique name, fsynced, hard-linked into `new/` as
-//! `<name>,S=<size>,W=<crlf size>`, the `new/` directory is fsynced and the tmp file removed;
-//! only then is the recipient's outcome `Ok`. `+detail` may select a Maildir++ folder, and a
-//! limited [`Quota`](lmtpd_store::Quota) is enforced with the Maildir++ `maildirsize` file.
+//! `<name>,S=<size>,W=<crlf size>` (a copy with flags into `cur/` with `:2,<flags>`), that
+//! directory is fsynced and the tmp file removed; only then is the copy durable. Each of a
+//! recipient's targets names INBOX or a Maildir++ folder `.<name>`; the recipient's outcome
+//! combines its copies' ([`lmtpd_store::combine`]). A limited
+//! [`Quota`](lmtpd_store::Quota) is enforced with the Maildir++ `maildirsize` file.
 //!
 //! Layout of this crate: `template` (path templates), `name` (unique names), `layout`
 //! (directories, folders, sweeping), `quota` (`maildirsize`), `write` (one copy), `dirsync`
-//! (shared `new/` fsyncs), `copies` (a message's copies on parallel threads), `error`
+//! (shared directory fsyncs), `copies` (a message's copies on parallel threads), `error`
 //! (internal failure → [`DeliveryError`]).
 
 mod copies;
@@ -30,7 +32,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lmtpd_store::{DeliveryError, MailStore, Message, Outcomes, Recipient};
+use lmtpd_store::{
+    combine, Delivery, DeliveryError, MailStore, Message, Outcome, Recipient, Reporter, Request,
+    Target,
+};
 
 use crate::error::Failure;
 
@@ -42,10 +47,6 @@ pub const PARALLEL_COPIES: usize = 4;
 /// `tmp/` entries older than this are removed (qmail/Courier: 36 hours).
 pub const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 60 * 60);
 
-/// What a `+detail` does (shared by every store): here it may select the Maildir++ folder
-/// `.<detail>` (`.` in the detail separates hierarchy levels).
-pub use lmtpd_store::DetailMailbox;
-
 /// Configuration of a [`MaildirStore`].
 #[derive(Clone, Debug)]
 pub struct MaildirConfig {
@@ -55,8 +56,6 @@ pub struct MaildirConfig {
     /// Host name used in unique file names (escaped: `/` → `\057`, `:` → `\072`,
     /// `,` → `\054`).
     pub hostname: String,
-    /// What `+detail` does.
-    pub detail_mailbox: DetailMailbox,
     /// Over quota is `552 5.2.2` (permanent) instead of `452 4.2.2`.
     pub quota_permfail: bool,
 }
@@ -141,18 +140,20 @@ impl MaildirStore {
         Ok(())
     }
 
-    fn deliver_inner(&self, msg: &Message<'_>, rcpt: &Recipient) -> Result<String, Failure> {
+    /// Stores one copy of `d` at `target`; returns where, for the log.
+    fn store_target(
+        &self,
+        msg: &Message<'_>,
+        d: &Delivery<'_>,
+        target: &Target,
+    ) -> Result<String, Failure> {
+        let rcpt = d.rcpt;
         let root = template::expand(&self.cfg.template, rcpt).map_err(Failure::Local)?;
         layout::ensure_maildir(&root, true)?;
-        let target = layout::resolve_target(
-            &root,
-            rcpt.detail.as_deref(),
-            self.cfg.detail_mailbox,
-            &rcpt.user,
-        )?;
-        self.sweep_once(&target);
+        let target_dir = layout::resolve_target(&root, &target.folder, &rcpt.user)?;
+        self.sweep_once(&target_dir);
 
-        let size = msg.copy_size(rcpt);
+        let size = d.copy_size(msg);
         let limited = rcpt.quota.is_limited();
         if limited {
             let over = quota::over(&root, &rcpt.quota, quota::Need::Add(size), &self.host)
@@ -166,8 +167,15 @@ impl MaildirStore {
             }
         }
 
-        let name = write::store_copy(&target, &self.host, &self.syncs, msg, rcpt)?;
-        let path = target.join("new").join(&name);
+        let name = write::store_copy(
+            &target_dir,
+            &self.host,
+            &self.syncs,
+            msg,
+            &d.trace,
+            target.flags,
+        )?;
+        let path = target_dir.join(&name);
 
         if limited {
             if let Err(err) = quota::append(&root, size) {
@@ -198,38 +206,38 @@ impl MailStore for MaildirStore {
         })
     }
 
-    fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes {
-        Outcomes::from_fn(rcpts, |rcpt| self.deliver_one(msg, rcpt))
-    }
-
     /// Stores the copies of a message with several recipients on up to
     /// [`PARALLEL_COPIES`] threads at once, so their fsyncs overlap (the disk and ext4's
-    /// journal merge concurrent ones); each outcome is reported as soon as that copy is
-    /// durable. Stops taking new recipients once `report` says the client is gone.
-    fn deliver_each(
-        &self,
-        msg: &Message<'_>,
-        rcpts: &[Recipient],
-        report: &mut dyn FnMut(usize, Result<(), DeliveryError>) -> bool,
-    ) {
-        copies::deliver_parallel(rcpts, PARALLEL_COPIES, report, |rcpt| {
-            self.deliver_one(msg, rcpt)
+    /// journal merge concurrent ones); each outcome is reported as soon as that recipient's
+    /// copies are durable. Starts no new recipient once the client is gone.
+    fn deliver(&self, req: &Request<'_>, reporter: &Reporter) {
+        copies::deliver_parallel(req.deliveries.len(), PARALLEL_COPIES, reporter, |i| {
+            self.deliver_one(&req.message, &req.deliveries[i])
         });
     }
 }
 
 impl MaildirStore {
-    /// One recipient's copy, logged, as a `MailStore` outcome.
-    fn deliver_one(&self, msg: &Message<'_>, rcpt: &Recipient) -> Result<(), DeliveryError> {
-        match self.deliver_inner(msg, rcpt) {
-            Ok(path) => {
-                log::debug!("maildir: {}: stored {path}", rcpt.user);
-                Ok(())
-            }
-            Err(failure) => {
-                log::warn!("maildir: {}: delivery failed: {failure}", rcpt.user);
-                Err(failure.into_delivery(self.cfg.quota_permfail))
-            }
-        }
+    /// One recipient's copies, one per target, each logged; the combined outcome.
+    fn deliver_one(&self, msg: &Message<'_>, d: &Delivery<'_>) -> Outcome {
+        let results = d
+            .targets
+            .iter()
+            .map(|target| match self.store_target(msg, d, target) {
+                Ok(path) => {
+                    log::debug!("maildir: {}: stored {path}", d.rcpt.user);
+                    Ok(())
+                }
+                Err(failure) => {
+                    log::warn!(
+                        "maildir: {}: delivery to {} failed: {failure}",
+                        d.rcpt.user,
+                        target.folder
+                    );
+                    Err(failure.into_delivery(self.cfg.quota_permfail))
+                }
+            })
+            .collect();
+        combine(results)
     }
 }

@@ -11,33 +11,68 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use lmtpd_store::{
-    Body, DeliveryError, Enhanced, Envelope, MailStore, MemoryBody, Message, Quota, Recipient,
+    testing, Body, Delivery, DeliveryError, DetailMailbox, Enhanced, Envelope, Flags, MailStore,
+    MemoryBody, Message, Quota, Recipient, Target,
 };
 use tempfile::TempDir;
 
-use crate::{name, quota, sweep_tmp, DetailMailbox, MaildirConfig, MaildirStore};
+use crate::{name, quota, sweep_tmp, MaildirConfig, MaildirStore};
 
 const TRACE: &[u8] = b"Return-Path: <s@x.org>\nDelivered-To: alice@example.org\n";
 const BODY: &[u8] = b"Subject: hi\n\nhello\n";
 
-fn store_in(dir: &Path, detail_mailbox: DetailMailbox) -> MaildirStore {
-    MaildirStore::new(MaildirConfig {
-        template: format!("{}/%d/%n", dir.display()),
-        hostname: "mx.example.org".into(),
-        detail_mailbox,
-        quota_permfail: false,
-    })
+/// A store and the `detail_mailbox` rule the server would apply to its recipients' `+detail`
+/// (the store itself only sees targets).
+struct Modal {
+    st: MaildirStore,
+    mode: DetailMailbox,
 }
 
-fn store(dir: &Path) -> MaildirStore {
+impl std::ops::Deref for Modal {
+    type Target = MaildirStore;
+    fn deref(&self) -> &MaildirStore {
+        &self.st
+    }
+}
+
+/// What the test helpers deliver through: a bare store uses `detail_mailbox = yes`.
+trait Under {
+    fn parts(&self) -> (&MaildirStore, DetailMailbox);
+}
+
+impl Under for Modal {
+    fn parts(&self) -> (&MaildirStore, DetailMailbox) {
+        (&self.st, self.mode)
+    }
+}
+
+impl<T: Under> Under for Arc<T> {
+    fn parts(&self) -> (&MaildirStore, DetailMailbox) {
+        (**self).parts()
+    }
+}
+
+impl Under for MaildirStore {
+    fn parts(&self) -> (&MaildirStore, DetailMailbox) {
+        (self, DetailMailbox::Yes)
+    }
+}
+
+fn store_in(dir: &Path, mode: DetailMailbox) -> Modal {
+    let st = MaildirStore::new(MaildirConfig {
+        template: format!("{}/%d/%n", dir.display()),
+        hostname: "mx.example.org".into(),
+        quota_permfail: false,
+    });
+    Modal { st, mode }
+}
+
+fn store(dir: &Path) -> Modal {
     store_in(dir, DetailMailbox::Yes)
 }
 
 fn rcpt(local: &str) -> Recipient {
-    Recipient {
-        trace: TRACE.to_vec(),
-        ..Recipient::new(local, "example.org")
-    }
+    Recipient::new(local, "example.org")
 }
 
 fn with_detail(local: &str, detail: &str) -> Recipient {
@@ -54,19 +89,50 @@ fn with_quota(local: &str, bytes: Option<u64>, messages: Option<u64>) -> Recipie
     }
 }
 
+/// Delivers through the real path (`MailStore::deliver` and a reporter), every copy starting
+/// with `trace`, each recipient's `+detail` turned into its target as the server does.
+fn deliver_traced(
+    st: &impl Under,
+    body: &dyn Body,
+    rcpts: &[Recipient],
+    trace: &[u8],
+) -> Vec<Result<(), DeliveryError>> {
+    let (st, mode) = st.parts();
+    let env = Envelope::default();
+    let msg = Message::new(&env, body);
+    let ds: Vec<Delivery<'_>> = rcpts
+        .iter()
+        .map(|r| {
+            Delivery::new(
+                r,
+                trace.to_vec(),
+                vec![Target::for_detail(r.detail.as_deref(), mode)],
+            )
+        })
+        .collect();
+    let out = testing::deliver(st, &msg, &ds);
+    assert_eq!(out.len(), rcpts.len());
+    out
+}
+
 fn deliver_body(
-    st: &MaildirStore,
+    st: &impl Under,
     body: &dyn Body,
     rcpts: &[Recipient],
 ) -> Vec<Result<(), DeliveryError>> {
-    let env = Envelope::default();
-    let msg = Message::new(&env, body);
-    let out = st.deliver(&msg, rcpts);
-    assert_eq!(out.len(), rcpts.len());
-    out.into_results()
+    deliver_traced(st, body, rcpts, TRACE)
 }
 
-fn deliver(st: &MaildirStore, rcpts: &[Recipient]) -> Vec<Result<(), DeliveryError>> {
+/// Copies without trace headers (exact sizes for the quota tests).
+fn deliver_bare(
+    st: &impl Under,
+    body: &dyn Body,
+    rcpts: &[Recipient],
+) -> Vec<Result<(), DeliveryError>> {
+    deliver_traced(st, body, rcpts, b"")
+}
+
+fn deliver(st: &impl Under, rcpts: &[Recipient]) -> Vec<Result<(), DeliveryError>> {
     deliver_body(st, &MemoryBody(BODY.to_vec()), rcpts)
 }
 
@@ -223,7 +289,6 @@ fn host_name_is_escaped() {
     let st = MaildirStore::new(MaildirConfig {
         template: format!("{}/%n", dir.path().display()),
         hostname: "bad/host:name,x".into(),
-        detail_mailbox: DetailMailbox::No,
         quota_permfail: false,
     });
     assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
@@ -237,7 +302,6 @@ fn template_expands_user_local_domain_and_percent() {
     let st = MaildirStore::new(MaildirConfig {
         template: "/m/%d/%n/%u/100%%".into(),
         hostname: "h".into(),
-        detail_mailbox: DetailMailbox::No,
         quota_permfail: false,
     });
     assert_eq!(
@@ -260,7 +324,6 @@ fn unknown_template_escape_is_refused() {
         let cfg = MaildirConfig {
             template: template.into(),
             hostname: "h".into(),
-            detail_mailbox: DetailMailbox::No,
             quota_permfail: false,
         };
         assert!(cfg.validate().is_err(), "{template}");
@@ -596,10 +659,7 @@ fn message_of(len: usize) -> MemoryBody {
 }
 
 fn bare(local: &str, bytes: Option<u64>, messages: Option<u64>) -> Recipient {
-    Recipient {
-        trace: Vec::new(),
-        ..with_quota(local, bytes, messages)
-    }
+    with_quota(local, bytes, messages)
 }
 
 #[test]
@@ -608,7 +668,7 @@ fn quota_refuses_message_that_would_exceed_and_stores_nothing() {
     let st = store(dir.path());
     let mb = mailbox(&dir, "alice");
     write_maildirsize(&mb, "1000S\n990 1\n");
-    let res = deliver_body(&st, &message_of(20), &[bare("alice", Some(1000), None)]);
+    let res = deliver_bare(&st, &message_of(20), &[bare("alice", Some(1000), None)]);
     assert_eq!(code(&res[0]), OVER_QUOTA);
     assert!(names(&mb.join("new")).is_empty());
     assert!(names(&mb.join("tmp")).is_empty());
@@ -624,7 +684,7 @@ fn quota_accepts_small_message_and_appends_size_line() {
     let st = store(dir.path());
     let mb = mailbox(&dir, "alice");
     write_maildirsize(&mb, "1000S\n990 1\n");
-    let res = deliver_body(&st, &message_of(5), &[bare("alice", Some(1000), None)]);
+    let res = deliver_bare(&st, &message_of(5), &[bare("alice", Some(1000), None)]);
     assert!(res[0].is_ok(), "{res:?}");
     assert_eq!(names(&mb.join("new")).len(), 1);
     assert_eq!(
@@ -641,7 +701,7 @@ fn quota_permfail_gives_552() {
         ..store(dir.path()).config().clone()
     });
     write_maildirsize(&mailbox(&dir, "alice"), "1000S\n990 1\n");
-    let res = deliver_body(&st, &message_of(20), &[bare("alice", Some(1000), None)]);
+    let res = deliver_bare(&st, &message_of(20), &[bare("alice", Some(1000), None)]);
     assert_eq!(code(&res[0]), Some((552, Enhanced(5, 2, 2))));
 }
 
@@ -650,15 +710,15 @@ fn message_count_quota_is_enforced() {
     let dir = TempDir::new().unwrap();
     let st = store(dir.path());
     let r = bare("alice", None, Some(2));
-    assert!(deliver_body(&st, &message_of(5), std::slice::from_ref(&r))[0].is_ok());
-    assert!(deliver_body(&st, &message_of(5), std::slice::from_ref(&r))[0].is_ok());
+    assert!(deliver_bare(&st, &message_of(5), std::slice::from_ref(&r))[0].is_ok());
+    assert!(deliver_bare(&st, &message_of(5), std::slice::from_ref(&r))[0].is_ok());
     let mb = mailbox(&dir, "alice");
     assert_eq!(
         fs::read_to_string(mb.join("maildirsize")).unwrap(),
         "2C\n0 0\n5 1\n5 1\n"
     );
     assert_eq!(
-        code(&deliver_body(&st, &message_of(5), std::slice::from_ref(&r))[0]),
+        code(&deliver_bare(&st, &message_of(5), std::slice::from_ref(&r))[0]),
         OVER_QUOTA
     );
     assert_eq!(names(&mb.join("new")).len(), 2);
@@ -759,7 +819,7 @@ fn large_maildirsize_is_recalculated_keeping_definition() {
         text.push_str("1 1\n");
     }
     write_maildirsize(&mb, &text);
-    let res = deliver_body(&st, &message_of(10), &[bare("alice", Some(10_000), None)]);
+    let res = deliver_bare(&st, &message_of(10), &[bare("alice", Some(10_000), None)]);
     assert!(res[0].is_ok(), "{res:?}");
     assert_eq!(
         fs::read_to_string(mb.join("maildirsize")).unwrap(),
@@ -878,7 +938,7 @@ fn stale_tmp_files_are_swept_on_first_touch() {
 }
 
 #[test]
-fn deliver_each_reports_every_recipient_once_with_its_own_outcome() {
+fn parallel_copies_report_every_recipient_once_with_its_own_outcome() {
     let dir = TempDir::new().unwrap();
     let target = dir.path().join("elsewhere");
     fs::create_dir(&target).unwrap();
@@ -889,19 +949,11 @@ fn deliver_each_reports_every_recipient_once_with_its_own_outcome() {
         .iter()
         .map(|l| rcpt(l))
         .collect();
-    let env = Envelope::default();
-    let body = MemoryBody(BODY.to_vec());
-    let msg = Message::new(&env, &body);
-    let mut seen = Vec::new();
-    st.deliver_each(&msg, &list, &mut |i, r| {
-        seen.push((i, code(&r)));
-        true
-    });
-    seen.sort_by_key(|(i, _)| *i);
-    let want: Vec<(usize, Option<(u16, Enhanced)>)> = (0..list.len())
-        .map(|i| (i, if i == 2 { LOCAL_ERROR } else { None }))
+    let seen: Vec<Option<(u16, Enhanced)>> = deliver(&st, &list).iter().map(code).collect();
+    let want: Vec<Option<(u16, Enhanced)>> = (0..list.len())
+        .map(|i| if i == 2 { LOCAL_ERROR } else { None })
         .collect();
-    assert_eq!(seen, want, "each index once, only mallory failed");
+    assert_eq!(seen, want, "in RCPT order, only mallory failed");
     for (who, n) in [("a", 2), ("b", 1), ("c", 1), ("d", 1), ("e", 1)] {
         assert_eq!(names(&mailbox(&dir, who).join("new")).len(), n, "{who}");
         assert!(
@@ -911,3 +963,78 @@ fn deliver_each_reports_every_recipient_once_with_its_own_outcome() {
     }
     assert!(names(&target).is_empty());
 }
+
+#[test]
+fn a_copy_with_flags_goes_to_cur_with_its_info_letters() {
+    let dir = TempDir::new().unwrap();
+    let st = store(dir.path());
+    let r = rcpt("alice");
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let flags = Flags::of(&[lmtpd_store::Flag::Seen, lmtpd_store::Flag::Answered]);
+    let d = Delivery::new(&r, TRACE.to_vec(), vec![Target::inbox().with_flags(flags)]);
+    assert!(testing::deliver(&*st, &Message::new(&env, &body), &[d])[0].is_ok());
+    let mb = mailbox(&dir, "alice");
+    assert!(names(&mb.join("new")).is_empty());
+    let cur = names(&mb.join("cur"));
+    assert_eq!(cur.len(), 1);
+    assert!(cur[0].ends_with(":2,RS"), "{}", cur[0]);
+    assert_eq!(
+        fs::read(mb.join("cur").join(&cur[0])).unwrap(),
+        [TRACE, BODY].concat()
+    );
+}
+
+// ---- the store contract suite --------------------------------------------------------------
+
+/// The contract suite's view of a Maildir store under a temporary directory.
+struct Harness {
+    dir: TempDir,
+    st: MaildirStore,
+}
+
+fn harness() -> Harness {
+    let dir = TempDir::new().unwrap();
+    let st = store(dir.path()).st;
+    Harness { dir, st }
+}
+
+impl testing::Harness for Harness {
+    fn store(&self) -> &dyn MailStore {
+        &self.st
+    }
+
+    fn read(&self, r: &Recipient, folder: Option<&str>) -> Vec<testing::Visible> {
+        let root = mailbox(&self.dir, &r.local);
+        let md = match folder {
+            None => root,
+            Some(name) => root.join(format!(".{name}")),
+        };
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            for name in names(&md.join(sub)) {
+                let info = name.split_once(":2,").map_or("", |(_, i)| i);
+                let mut flags = Flags::NONE;
+                for f in lmtpd_store::Flag::ALL {
+                    if info.contains(f.maildir_letter()) {
+                        flags.insert(f);
+                    }
+                }
+                out.push(testing::Visible {
+                    bytes: fs::read(md.join(sub).join(&name)).unwrap(),
+                    flags: flags.imap_list(),
+                });
+            }
+        }
+        out
+    }
+
+    fn break_mailbox(&self, r: &Recipient) {
+        // The maildir path is a regular file: nothing can be stored there.
+        let path = mailbox(&self.dir, &r.local);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, b"not a maildir").unwrap();
+    }
+}
+
+lmtpd_store::contract_suite!(harness);

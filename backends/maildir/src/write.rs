@@ -1,13 +1,13 @@
-//! Storing one copy: unique file in `tmp/`, stream + fsync, hard link into `new/`, fsync
-//! `new/` (shared with concurrent deliveries), unlink the tmp file; on any failure nothing
-//! is left behind.
+//! Storing one copy: unique file in `tmp/`, stream + fsync, hard link into `new/` (or, for a
+//! copy with flags, into `cur/` as `<name>:2,<flags>`), fsync that directory (shared with
+//! concurrent deliveries), unlink the tmp file; on any failure nothing is left behind.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use lmtpd_store::{pump, Message, PumpError, Recipient};
+use lmtpd_store::{pump, Flag, Flags, Message, PumpError};
 
 use crate::dirsync::DirSyncs;
 use crate::error::{io_at, Failure};
@@ -80,25 +80,39 @@ fn copy(mut reader: impl Read, file: &mut File, path: &Path) -> Result<u64, Fail
     })
 }
 
-/// Stores `rcpt`'s copy of `msg` in the maildir `dir` (which must exist with `tmp/` and
-/// `new/`). Returns the file name in `new/`. `host` is the escaped host name.
+/// Stores the copy `trace` + body of `msg` in the maildir `dir` (which must exist with
+/// `tmp/`, `new/` and `cur/`). Without flags the copy goes to `new/`; with flags it goes to
+/// `cur/` with the info `:2,<letters>` (Maildir flags are only valid in `cur/`). Returns the
+/// path relative to `dir`, e.g. `new/<name>`. `host` is the escaped host name.
 pub(crate) fn store_copy(
     dir: &Path,
     host: &str,
     syncs: &DirSyncs,
     msg: &Message<'_>,
-    rcpt: &Recipient,
+    trace: &[u8],
+    flags: Flags,
 ) -> Result<String, Failure> {
     let tmp_dir = dir.join("tmp");
-    let new_dir = dir.join("new");
-    let size = msg.copy_size(rcpt);
-    let crlf_size = size.saturating_add(msg.copy_lines(rcpt));
+    let (sub, info) = if flags.is_empty() {
+        ("new", String::new())
+    } else {
+        (
+            "cur",
+            format!(
+                ":2,{}",
+                flags.iter().map(Flag::maildir_letter).collect::<String>()
+            ),
+        )
+    };
+    let new_dir = dir.join(sub);
+    let size = msg.copy_size(trace);
+    let crlf_size = size.saturating_add(msg.copy_lines(trace));
 
     let mut cleanup = Cleanup::default();
     let (mut base, tmp_path, mut file) = create_tmp(&tmp_dir, host)?;
     cleanup.tmp = Some(tmp_path.clone());
 
-    let reader = msg.reader(rcpt).map_err(|err| Failure::Io {
+    let reader = msg.reader(trace).map_err(|err| Failure::Io {
         what: "open message spool".into(),
         err,
     })?;
@@ -114,7 +128,7 @@ pub(crate) fn store_copy(
     // link() never replaces an existing file; on the (unexpected) EEXIST pick a new name.
     let mut tries = 0;
     let (new_name, new_path) = loop {
-        let new_name = format!("{base},S={size},W={crlf_size}");
+        let new_name = format!("{base},S={size},W={crlf_size}{info}");
         let new_path = new_dir.join(&new_name);
         match fs::hard_link(&tmp_path, &new_path) {
             Ok(()) => break (new_name, new_path),
@@ -126,11 +140,11 @@ pub(crate) fn store_copy(
         }
     };
     cleanup.new = Some(new_path);
-    // Shared with concurrent deliveries into the same new/: returns after an fsync of new/
-    // that began after our link.
+    // Shared with concurrent deliveries into the same directory: returns after an fsync of
+    // it that began after our link.
     syncs.sync(&new_dir).map_err(io_at("fsync", &new_dir))?;
     fs::remove_file(&tmp_path).map_err(io_at("unlink", &tmp_path))?;
     cleanup.tmp = None;
     cleanup.new = None;
-    Ok(new_name)
+    Ok(format!("{sub}/{new_name}"))
 }

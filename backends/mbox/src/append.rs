@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use lmtpd_store::{pump, Message, PumpError, Recipient};
+use lmtpd_store::{pump, Flag, Flags, Message, PumpError};
 
 use crate::error::{io_at, Failure};
 use lmtpd_store::mboxrd::{self, Filter, BUF_SIZE};
@@ -40,13 +40,42 @@ fn padding(file: &File, end: u64, path: &Path) -> Result<&'static [u8], Failure>
     })
 }
 
-/// Writes `rcpt`'s copy of `msg` at `end` of the locked, open mailbox.
+/// The header lines that carry `flags` in mbox (the form mutt, Dovecot and Thunderbird
+/// read): `Status: R` for `\Seen`, `X-Status:` with `A` (answered), `F` (flagged), `T`
+/// (draft), `D` (deleted). Empty without flags. Written right after the separator line,
+/// outside the filter that removes such fields from the incoming message.
+pub(crate) fn flag_lines(flags: Flags) -> String {
+    let mut out = String::new();
+    if flags.contains(Flag::Seen) {
+        out.push_str("Status: R\n");
+    }
+    let x: String = [
+        (Flag::Answered, 'A'),
+        (Flag::Flagged, 'F'),
+        (Flag::Draft, 'T'),
+        (Flag::Deleted, 'D'),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, c)| c)
+    .collect();
+    if !x.is_empty() {
+        out.push_str("X-Status: ");
+        out.push_str(&x);
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes the copy (`trace` + body of `msg`, with `flags`) at `end` of the locked, open
+/// mailbox.
 fn write_copy(
     file: &File,
     end: u64,
     path: &Path,
     msg: &Message<'_>,
-    rcpt: &Recipient,
+    trace: &[u8],
+    flags: Flags,
 ) -> Result<u64, Failure> {
     let pad = padding(file, end, path)?;
     let mut out = file;
@@ -57,7 +86,10 @@ fn write_copy(
     let write_err = |err| io_at("write", path)(err);
     filter.raw(pad).map_err(write_err)?;
     filter.raw(head.as_bytes()).map_err(write_err)?;
-    let mut reader = msg.reader(rcpt).map_err(|err| Failure::Io {
+    filter
+        .raw(flag_lines(flags).as_bytes())
+        .map_err(write_err)?;
+    let mut reader = msg.reader(trace).map_err(|err| Failure::Io {
         what: "open message spool".into(),
         err,
     })?;
@@ -98,14 +130,15 @@ impl Drop for UnwindGuard<'_> {
     }
 }
 
-/// Appends `rcpt`'s copy of `msg` to the locked, open mailbox `file` at `path`, not yet
+/// Appends the copy (`trace` + body of `msg`, with `flags`) to the locked, open mailbox `file` at `path`, not yet
 /// durable: [`sync`] must follow before the copy counts as delivered. On failure the mailbox
 /// is truncated back to its previous size and fsynced.
 pub(crate) fn append(
     file: &File,
     path: &Path,
     msg: &Message<'_>,
-    rcpt: &Recipient,
+    trace: &[u8],
+    flags: Flags,
 ) -> Result<Appended, AppendFailed> {
     let start = file
         .metadata()
@@ -120,7 +153,7 @@ pub(crate) fn append(
         start,
         armed: true,
     };
-    let written = write_copy(file, start, path, msg, rcpt);
+    let written = write_copy(file, start, path, msg, trace, flags);
     guard.armed = false;
     match written {
         Ok(bytes) => Ok(Appended { start, bytes }),

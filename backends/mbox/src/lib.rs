@@ -24,7 +24,7 @@
 //! local problem `451 4.3.0`.
 //!
 //! Layout of this crate: `template` (path templates), `mailbox` (folder choice, safe open),
-//! `lock` (in-process queue, file locks, batches), `append` (write + roll back), `quota`
+//! `queue` (the in-process queue and batches), `lock` (file locks), `append` (write + roll back), `quota`
 //! (count sidecar), `sys` (the libc calls), `error`. The separator line and the mboxrd filter
 //! are [`lmtpd_store::mboxrd`], shared with the SQLite export.
 mod append;
@@ -32,6 +32,7 @@ mod error;
 
 mod lock;
 mod mailbox;
+mod queue;
 mod quota;
 mod sys;
 mod template;
@@ -46,13 +47,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use lmtpd_store::{DeliveryError, MailStore, Message, Outcomes, Recipient};
+use lmtpd_store::{
+    combine, Delivery, DeliveryError, Folder, MailStore, Message, Recipient, Reporter, Request,
+    Target,
+};
 
 use crate::error::{io_at, Failure};
-
-/// What a `+detail` does (shared by every store): here it may select the mbox folder file
-/// `<detail>` next to the inbox, when the template gives each user a directory.
-pub use lmtpd_store::DetailMailbox;
 
 /// A dotlock whose ctime is older than this is stale and removed (sendmail mail.local,
 /// liblockfile: 5 minutes).
@@ -124,10 +124,6 @@ pub struct MboxConfig {
     pub locks: Vec<LockKind>,
     /// Bound on the whole wait (in-process queue and file locks) before `450 4.2.0`.
     pub lock_timeout: Duration,
-    /// What `+detail` does. Folder files are only used when the template's directory part
-    /// contains `%u` or `%n` (a per-user mail directory); with a shared spool such as
-    /// `/var/mail/%n` the detail is ignored.
-    pub detail_mailbox: DetailMailbox,
     /// Over quota is `552 5.2.2` (permanent) instead of `452 4.2.2`.
     pub quota_permfail: bool,
 }
@@ -185,20 +181,17 @@ impl MboxStore {
             .map_err(|why| DeliveryError::local_error().with_source(why))
     }
 
-    /// The file this recipient's copy goes to (inbox or `+detail` folder).
-    fn target(&self, rcpt: &Recipient) -> Result<PathBuf, Failure> {
+    /// The file a copy for `folder` goes to: the inbox, or a folder file next to it (only
+    /// when the template's directory part contains `%u` or `%n`, a per-user mail directory;
+    /// with a shared spool such as `/var/mail/%n` every copy goes to the inbox).
+    fn target(&self, rcpt: &Recipient, folder: &Folder) -> Result<PathBuf, Failure> {
         let inbox = template::expand(&self.cfg.template, rcpt).map_err(Failure::Local)?;
-        mailbox::resolve_target(
-            &inbox,
-            rcpt.detail.as_deref(),
-            self.cfg.detail_mailbox,
-            self.per_user_dir,
-            &rcpt.user,
-        )
+        mailbox::resolve_target(&inbox, folder, self.per_user_dir, &rcpt.user)
     }
 
+    /// The RCPT-time check looks at the inbox (the folder is known only after the dot).
     fn check_inner(&self, rcpt: &Recipient) -> Result<(), Failure> {
-        let target = self.target(rcpt)?;
+        let target = self.target(rcpt, &Folder::Inbox)?;
         let meta = match fs::symlink_metadata(&target) {
             Ok(meta) => Some(meta),
             Err(err) if err.kind() == io::ErrorKind::NotFound => None,
@@ -231,7 +224,7 @@ impl MboxStore {
             return count;
         }
         let key = mailbox::queue_key(target);
-        let Some(turn) = lock::queue(&key, Instant::now()) else {
+        let Some(turn) = queue::queue(&key, Instant::now()) else {
             return 0;
         };
         if turn.batch().is_some() {
@@ -257,8 +250,14 @@ impl MboxStore {
         })
     }
 
-    fn deliver_inner(&self, msg: &Message<'_>, rcpt: &Recipient) -> Result<String, Failure> {
-        let target = self.target(rcpt)?;
+    /// Stores one copy of `d` at `want`; returns what was done, for the log.
+    fn deliver_target(
+        &self,
+        msg: &Message<'_>,
+        d: &Delivery<'_>,
+        want: &Target,
+    ) -> Result<String, Failure> {
+        let target = self.target(d.rcpt, &want.folder)?;
         let deadline = Instant::now() + self.cfg.lock_timeout;
         mailbox::ensure_parent(&target)?;
         let key = mailbox::queue_key(&target);
@@ -268,14 +267,14 @@ impl MboxStore {
                 target.display()
             ))
         };
-        let turn = lock::queue(&key, deadline).ok_or_else(busy)?;
+        let turn = queue::queue(&key, deadline).ok_or_else(busy)?;
         if let Some(batch) = turn.batch() {
             // A leader holds the locks: append under them and share its fsync. Our handle on
             // the file is gone before the turn passes on (see `Batch::file`).
             let file = batch.file().ok_or_else(|| {
                 Failure::Local(format!("batch on {} already closed", target.display()))
             })?;
-            let appended = self.append_locked(&file, &target, msg, rcpt, Some(&batch));
+            let appended = self.append_locked(&file, &target, msg, d, want, Some(&batch));
             drop(file);
             drop(turn);
             let done = appended?;
@@ -299,7 +298,7 @@ impl MboxStore {
                 );
                 continue;
             }
-            let done = self.append_locked(&file, &target, msg, rcpt, None)?;
+            let done = self.append_locked(&file, &target, msg, d, want, None)?;
             if !turn.others_waiting() {
                 append::sync(&file, done.start, &target)?;
                 drop(held);
@@ -308,8 +307,8 @@ impl MboxStore {
             // Lead a batch: the threads queued now append under our locks, then we fsync
             // once for all of them (or give all of them up if one member's failed append
             // could not be truncated back durably).
-            let batch = lock::Batch::new(Arc::clone(&file));
-            let guard = lock::LeaderGuard(Arc::clone(&batch));
+            let batch = queue::Batch::new(Arc::clone(&file));
+            let guard = queue::LeaderGuard(Arc::clone(&batch));
             let again = turn.lead_batch(Arc::clone(&batch));
             let synced = if batch.is_poisoned() {
                 Err(append::discard(
@@ -344,15 +343,16 @@ impl MboxStore {
         file: &fs::File,
         target: &Path,
         msg: &Message<'_>,
-        rcpt: &Recipient,
-        batch: Option<&lock::Batch>,
+        d: &Delivery<'_>,
+        want: &Target,
+        batch: Option<&queue::Batch>,
     ) -> Result<append::Appended, Failure> {
-        let count = if rcpt.quota.is_limited() {
-            Some(self.check_quota(file, target, msg, rcpt)?)
+        let count = if d.rcpt.quota.is_limited() {
+            Some(self.check_quota(file, target, msg, d, want)?)
         } else {
             None
         };
-        let done = append::append(file, target, msg, rcpt).map_err(|failed| {
+        let done = append::append(file, target, msg, &d.trace, want.flags).map_err(|failed| {
             if !failed.clean {
                 if let Some(batch) = batch {
                     batch.poison();
@@ -376,8 +376,10 @@ impl MboxStore {
         file: &fs::File,
         target: &Path,
         msg: &Message<'_>,
-        rcpt: &Recipient,
+        d: &Delivery<'_>,
+        want: &Target,
     ) -> Result<u64, Failure> {
+        let rcpt = d.rcpt;
         let meta = file.metadata().map_err(io_at("fstat", target))?;
         let count = match quota::cached(target, &meta) {
             Some(count) => count,
@@ -387,11 +389,13 @@ impl MboxStore {
                 count
             }
         };
-        // The separator line, the copy and the final empty line (quoting adds a byte per
-        // quoted line, header removal takes some away: close enough for a quota).
+        // The separator line, the flag lines, the copy and the final empty line (quoting
+        // adds a byte per quoted line, header removal takes some away: close enough for a
+        // quota).
         let from =
             lmtpd_store::mboxrd::from_line(msg.envelope.sender.as_deref(), SystemTime::now());
-        let size = from.len() as u64 + msg.copy_size(rcpt) + 1;
+        let flags = append::flag_lines(want.flags).len() as u64;
+        let size = from.len() as u64 + flags + d.copy_size(msg) + 1;
         if rcpt.quota.would_exceed(meta.len(), count, size) {
             return Err(Failure::OverQuota(format!(
                 "{size}-byte message exceeds the quota of {} ({} bytes, {count} messages)",
@@ -437,21 +441,55 @@ impl MailStore for MboxStore {
         })
     }
 
-    fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes {
-        Outcomes::from_fn(rcpts, |rcpt| match self.deliver_inner(msg, rcpt) {
+    /// One recipient after the other (each queues for its mailbox, sharing fsyncs with
+    /// other sessions' deliveries to it through batches), each target in turn; stops before
+    /// the next recipient once the client is gone.
+    fn deliver(&self, req: &Request<'_>, reporter: &Reporter) {
+        for (i, d) in req.deliveries.iter().enumerate() {
+            if reporter.client_gone() {
+                return;
+            }
+            let results = d
+                .targets
+                .iter()
+                .map(|want| self.deliver_logged(&req.message, d, want))
+                .collect();
+            if !reporter.report(i, combine(results)) {
+                return;
+            }
+        }
+    }
+}
+
+impl MboxStore {
+    /// One copy, logged, as a delivery result.
+    fn deliver_logged(
+        &self,
+        msg: &Message<'_>,
+        d: &Delivery<'_>,
+        want: &Target,
+    ) -> Result<(), DeliveryError> {
+        let user = &d.rcpt.user;
+        match self.deliver_target(msg, d, want) {
             Ok(what) => {
-                log::debug!("mbox: {}: stored {what}", rcpt.user);
+                log::debug!("mbox: {user}: stored {what}");
                 Ok(())
             }
             Err(failure) => {
                 match &failure {
                     Failure::OverQuota(_) | Failure::Busy(_) => {
-                        log::info!("mbox: {}: delivery failed: {failure}", rcpt.user)
+                        log::info!(
+                            "mbox: {user}: delivery to {} failed: {failure}",
+                            want.folder
+                        )
                     }
-                    _ => log::warn!("mbox: {}: delivery failed: {failure}", rcpt.user),
+                    _ => log::warn!(
+                        "mbox: {user}: delivery to {} failed: {failure}",
+                        want.folder
+                    ),
                 }
                 Err(failure.into_delivery(self.cfg.quota_permfail))
             }
-        })
+        }
     }
 }

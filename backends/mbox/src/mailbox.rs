@@ -8,7 +8,8 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_at, Failure};
-use crate::{quota, DetailMailbox};
+use crate::quota;
+use lmtpd_store::{DetailMailbox, Folder};
 
 /// Attempts at opening when the path keeps changing under us.
 const OPEN_TRIES: usize = 5;
@@ -24,24 +25,24 @@ pub(crate) fn check_detail(detail: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Picks the mbox file this recipient's copy goes into: the inbox, or the folder file
-/// `<directory of the inbox>/<detail>` when `per_user_dir` (the template gives every user a
-/// directory of their own), the detail is safe, and the folder is an existing regular file
-/// (or missing with [`DetailMailbox::Create`]; it is then created by [`open`]). Creates
-/// nothing itself.
+/// Picks the mbox file a copy goes into: the inbox, or the folder file
+/// `<directory of the inbox>/<name>` when `per_user_dir` (the template gives every user a
+/// directory of their own), the name is safe, and the folder is an existing regular file
+/// (or missing with `create`; it is then created by [`open`]). Creates nothing itself.
 pub(crate) fn resolve_target(
     inbox: &Path,
-    detail: Option<&str>,
-    mode: DetailMailbox,
+    folder: &Folder,
     per_user_dir: bool,
     user: &str,
 ) -> Result<PathBuf, Failure> {
-    let Some(detail) = detail else {
-        return Ok(inbox.to_path_buf());
+    let (detail, mode) = match folder {
+        Folder::Inbox => return Ok(inbox.to_path_buf()),
+        Folder::Named { name, create: true } => (name.as_str(), DetailMailbox::Create),
+        Folder::Named {
+            name,
+            create: false,
+        } => (name.as_str(), DetailMailbox::Yes),
     };
-    if mode == DetailMailbox::No {
-        return Ok(inbox.to_path_buf());
-    }
     if !per_user_dir {
         log::debug!(
             "mbox: {user}: the mbox template has no per-user directory; \

@@ -12,13 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lmtpd_store::{
-    Body, DeliveryError, Enhanced, Envelope, MailStore, MemoryBody, Message, Quota, Recipient,
+    testing, Body, Delivery, DeliveryError, DetailMailbox, Enhanced, Envelope, Flag, Flags,
+    MailStore, MemoryBody, Message, Quota, Recipient, Target,
 };
 use tempfile::TempDir;
 
-use crate::{
-    default_locks, lock, quota, DetailMailbox, LockKind, MboxConfig, MboxStore, DOTLOCK_STALE,
-};
+use crate::{default_locks, lock, queue, quota, LockKind, MboxConfig, MboxStore, DOTLOCK_STALE};
 use lmtpd_store::date;
 use lmtpd_store::mboxrd::{self, Filter};
 
@@ -36,7 +35,6 @@ fn config(template: String) -> MboxConfig {
         template,
         locks: default_locks(),
         lock_timeout: Duration::from_secs(10),
-        detail_mailbox: DetailMailbox::Yes,
         quota_permfail: false,
     }
 }
@@ -55,9 +53,43 @@ fn store_with(dir: &Path, locks: &[LockKind], timeout: Duration) -> MboxStore {
 }
 
 fn rcpt(local: &str) -> Recipient {
-    Recipient {
-        trace: TRACE.to_vec(),
-        ..Recipient::new(local, "example.org")
+    Recipient::new(local, "example.org")
+}
+
+/// A store and the `detail_mailbox` rule the server would apply to its recipients' `+detail`
+/// (the store itself only sees targets).
+struct Modal {
+    st: MboxStore,
+    mode: DetailMailbox,
+}
+
+/// What the test helpers deliver through: a bare store uses `detail_mailbox = yes`.
+trait Under {
+    fn parts(&self) -> (&MboxStore, DetailMailbox);
+}
+
+impl Under for Modal {
+    fn parts(&self) -> (&MboxStore, DetailMailbox) {
+        (&self.st, self.mode)
+    }
+}
+
+impl Under for MboxStore {
+    fn parts(&self) -> (&MboxStore, DetailMailbox) {
+        (self, DetailMailbox::Yes)
+    }
+}
+
+impl<T: Under> Under for Arc<T> {
+    fn parts(&self) -> (&MboxStore, DetailMailbox) {
+        (**self).parts()
+    }
+}
+
+impl std::ops::Deref for Modal {
+    type Target = MboxStore;
+    fn deref(&self) -> &MboxStore {
+        &self.st
     }
 }
 
@@ -82,27 +114,40 @@ fn env_from(sender: Option<&str>) -> Envelope {
     }
 }
 
+/// Delivers through the real path (`MailStore::deliver` and a reporter), every copy starting
+/// with [`TRACE`], each recipient's `+detail` turned into its target as the server does.
 fn deliver_env(
-    st: &MboxStore,
+    st: &impl Under,
     env: &Envelope,
     body: &dyn Body,
     rcpts: &[Recipient],
 ) -> Vec<Result<(), DeliveryError>> {
+    let (st, mode) = st.parts();
     let msg = Message::new(env, body);
-    let out = st.deliver(&msg, rcpts);
+    let ds: Vec<Delivery<'_>> = rcpts
+        .iter()
+        .map(|r| {
+            Delivery::new(
+                r,
+                TRACE.to_vec(),
+                vec![Target::for_detail(r.detail.as_deref(), mode)],
+            )
+        })
+        .collect();
+    let out = testing::deliver(st, &msg, &ds);
     assert_eq!(out.len(), rcpts.len());
-    out.into_results()
+    out
 }
 
 fn deliver_body(
-    st: &MboxStore,
+    st: &impl Under,
     body: &dyn Body,
     rcpts: &[Recipient],
 ) -> Vec<Result<(), DeliveryError>> {
     deliver_env(st, &env_from(Some("s@x.org")), body, rcpts)
 }
 
-fn deliver(st: &MboxStore, rcpts: &[Recipient]) -> Vec<Result<(), DeliveryError>> {
+fn deliver(st: &impl Under, rcpts: &[Recipient]) -> Vec<Result<(), DeliveryError>> {
     deliver_body(st, &MemoryBody(BODY.to_vec()), rcpts)
 }
 
@@ -953,7 +998,7 @@ impl HeldLeader {
     /// Waits until `n` deliveries are queued behind the leader.
     fn wait_queued(&self, n: usize) {
         let t0 = Instant::now();
-        while lock::waiting(&self.key) < n {
+        while queue::waiting(&self.key) < n {
             assert!(t0.elapsed() < Duration::from_secs(10), "{n} never queued");
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -973,7 +1018,9 @@ fn spawn_delivery(
     let st = Arc::clone(st);
     std::thread::spawn(move || {
         let env = env_from(Some("s@x.org"));
-        st.deliver_inner(&Message::new(&env, &body), &rcpt("alice"))
+        let alice = rcpt("alice");
+        let d = Delivery::new(&alice, TRACE.to_vec(), vec![Target::inbox()]);
+        st.deliver_target(&Message::new(&env, &body), &d, &Target::inbox())
     })
 }
 
@@ -1267,11 +1314,9 @@ fn new_mailbox_is_created_0600_in_a_new_0700_directory() {
     );
 }
 
-fn detail_store(dir: &Path, mode: DetailMailbox) -> MboxStore {
-    MboxStore::new(MboxConfig {
-        detail_mailbox: mode,
-        ..config(format!("{}/%d/%n/INBOX", dir.display()))
-    })
+fn detail_store(dir: &Path, mode: DetailMailbox) -> Modal {
+    let st = MboxStore::new(config(format!("{}/%d/%n/INBOX", dir.display())));
+    Modal { st, mode }
 }
 
 fn count_in(path: &Path) -> usize {
@@ -1336,10 +1381,10 @@ fn detail_create_makes_a_private_folder_file() {
 #[test]
 fn detail_is_ignored_with_a_shared_spool_template() {
     let dir = TempDir::new().unwrap();
-    let st = MboxStore::new(MboxConfig {
-        detail_mailbox: DetailMailbox::Create,
-        ..config(format!("{}/%d/%n", dir.path().display()))
-    });
+    let st = Modal {
+        st: MboxStore::new(config(format!("{}/%d/%n", dir.path().display()))),
+        mode: DetailMailbox::Create,
+    };
     // In <dir>/example.org/ the "folder" bob would be bob's inbox.
     assert!(deliver(&st, &[rcpt("bob")])[0].is_ok());
     assert!(deliver(&st, &[with_detail("alice", "bob")])[0].is_ok());
@@ -1437,9 +1482,9 @@ fn config_lock_words_and_validation() {
 #[test]
 fn in_process_queue_times_out_and_is_first_come_first_served() {
     let key = PathBuf::from("/nonexistent/lmtpd-mbox-test-queue");
-    let first = lock::queue(&key, Instant::now() + Duration::from_secs(1)).unwrap();
+    let first = queue::queue(&key, Instant::now() + Duration::from_secs(1)).unwrap();
     let t0 = Instant::now();
-    assert!(lock::queue(&key, Instant::now() + Duration::from_millis(100)).is_none());
+    assert!(queue::queue(&key, Instant::now() + Duration::from_millis(100)).is_none());
     assert!(t0.elapsed() >= Duration::from_millis(100));
     let order = Arc::new(Mutex::new(Vec::new()));
     let waiters: Vec<_> = (0..4)
@@ -1447,7 +1492,7 @@ fn in_process_queue_times_out_and_is_first_come_first_served() {
             let key = key.clone();
             let order = Arc::clone(&order);
             let h = std::thread::spawn(move || {
-                let _turn = lock::queue(&key, Instant::now() + Duration::from_secs(10)).unwrap();
+                let _turn = queue::queue(&key, Instant::now() + Duration::from_secs(10)).unwrap();
                 order.lock().unwrap().push(n);
             });
             std::thread::sleep(Duration::from_millis(30)); // enqueue in order
@@ -1545,4 +1590,113 @@ fn dotlock_of_a_dead_process_is_broken_but_a_live_ones_is_kept() {
     assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     assert!(!lockfile.exists());
+}
+
+// ---- the store contract suite --------------------------------------------------------------
+
+/// The contract suite's view of an mbox store with a per-user directory
+/// (`<dir>/<domain>/<local>/INBOX`, folders beside it).
+struct Harness {
+    dir: TempDir,
+    st: MboxStore,
+}
+
+fn harness() -> Harness {
+    let dir = TempDir::new().unwrap();
+    let st = MboxStore::new(config(format!("{}/%d/%n/INBOX", dir.path().display())));
+    Harness { dir, st }
+}
+
+impl Harness {
+    fn path(&self, r: &Recipient, folder: Option<&str>) -> PathBuf {
+        let home = self.dir.path().join(&r.domain).join(&r.local);
+        home.join(folder.unwrap_or("INBOX"))
+    }
+}
+
+/// Splits the flag lines our store writes after the separator off a message's content.
+fn split_flags(mut content: &[u8]) -> (Flags, &[u8]) {
+    let mut flags = Flags::NONE;
+    loop {
+        if let Some(rest) = content.strip_prefix(b"Status: R\n".as_slice()) {
+            flags.insert(Flag::Seen);
+            content = rest;
+        } else if let Some(rest) = content.strip_prefix(b"X-Status: ".as_slice()) {
+            let end = rest.iter().position(|&b| b == b'\n').unwrap();
+            for c in &rest[..end] {
+                flags.insert(match c {
+                    b'A' => Flag::Answered,
+                    b'F' => Flag::Flagged,
+                    b'T' => Flag::Draft,
+                    b'D' => Flag::Deleted,
+                    other => panic!("unknown X-Status letter {other}"),
+                });
+            }
+            content = &rest[end + 1..];
+        } else {
+            return (flags, content);
+        }
+    }
+}
+
+impl testing::Harness for Harness {
+    fn store(&self) -> &dyn MailStore {
+        &self.st
+    }
+
+    fn read(&self, r: &Recipient, folder: Option<&str>) -> Vec<testing::Visible> {
+        let path = self.path(r, folder);
+        // A delivery in progress holds the dotlock: a reader honouring it sees nothing yet.
+        let mut lock = path.clone().into_os_string();
+        lock.push(".lock");
+        if Path::new(&lock).exists() {
+            return Vec::new();
+        }
+        let Ok(data) = fs::read(&path) else {
+            return Vec::new();
+        };
+        parse(&data)
+            .iter()
+            .map(|m| {
+                let (flags, content) = split_flags(&m.content);
+                testing::Visible {
+                    bytes: unquote(content),
+                    flags: flags.imap_list(),
+                }
+            })
+            .collect()
+    }
+
+    fn break_mailbox(&self, r: &Recipient) {
+        // The inbox is a symlink: refused (550 5.2.0), and nothing is written through it.
+        let path = self.path(r, None);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let elsewhere = self.dir.path().join("elsewhere");
+        fs::write(&elsewhere, b"").unwrap();
+        symlink(&elsewhere, path).unwrap();
+    }
+}
+
+lmtpd_store::contract_suite!(harness);
+
+#[test]
+fn flags_are_written_as_status_lines_after_the_separator() {
+    let dir = TempDir::new().unwrap();
+    let st = store(dir.path());
+    let r = rcpt("alice");
+    let env = env_from(Some("s@x.org"));
+    let body = MemoryBody(b"Status: RO\nSubject: hi\n\nhello\n".to_vec());
+    let flags = Flags::of(&[Flag::Seen, Flag::Flagged, Flag::Answered]);
+    let d = Delivery::new(&r, TRACE.to_vec(), vec![Target::inbox().with_flags(flags)]);
+    assert!(testing::deliver(&st, &Message::new(&env, &body), &[d])[0].is_ok());
+    let msgs = parse(&fs::read(mbox(&dir, "alice")).unwrap());
+    assert_eq!(msgs.len(), 1);
+    // Our own lines first; the message's own Status field is removed as always.
+    let want = [
+        b"Status: R\nX-Status: AF\n".as_slice(),
+        TRACE,
+        b"Subject: hi\n\nhello\n",
+    ]
+    .concat();
+    assert_eq!(msgs[0].content, want);
 }

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 
-use lmtpd_store::{pump, DetailMailbox, Message, PumpError, Recipient};
+use lmtpd_store::{pump, Delivery, Folder, Message, PumpError, Target};
 use rusqlite::blob::ZeroBlob;
 use rusqlite::{params, Connection, OptionalExtension, MAIN_DB};
 
@@ -40,18 +40,19 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Stores `rcpt`'s copy on `tx`, which is inside the recipient's savepoint of an open
-/// transaction; the body row is inserted by the first recipient whose step gets that far
-/// (and is rolled back with that step), so no recipient's failure can leave an orphan body.
+/// Stores one copy of `d` at `target` on `tx`, which is inside the copy's savepoint of an
+/// open transaction; the body row is inserted by the first copy whose step gets that far
+/// (and is rolled back with that step), so no copy's failure can leave an orphan body.
 /// The copy is durable only once the group transaction commits.
 pub(crate) fn stage_one(
     tx: &Connection,
     shared: &mut Shared<'_>,
-    rcpt: &Recipient,
-    detail_mailbox: DetailMailbox,
+    d: &Delivery<'_>,
+    target: &Target,
     now: i64,
 ) -> Result<Stored, Failure> {
-    let size = shared.msg.copy_size(rcpt);
+    let rcpt = d.rcpt;
+    let size = d.copy_size(shared.msg);
 
     let row: Option<(i64, i64, i64, i64)> = tx
         .query_row(
@@ -83,7 +84,7 @@ pub(crate) fn stage_one(
             (tx.last_insert_rowid(), 1)
         }
     };
-    let folder = resolve_folder(tx, mailbox, rcpt.detail.as_deref(), detail_mailbox, now)?;
+    let folder = resolve_folder(tx, mailbox, &target.folder, now)?;
 
     let message = match shared.body_row {
         Some(id) if body_exists(tx, id)? => id,
@@ -92,8 +93,8 @@ pub(crate) fn stage_one(
 
     tx.execute(
         "INSERT INTO deliveries \
-         (mailbox_id, message_id, folder, uid, recipient, size, delivered, trace) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         (mailbox_id, message_id, folder, uid, recipient, size, flags, delivered, trace) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             mailbox,
             message,
@@ -101,8 +102,9 @@ pub(crate) fn stage_one(
             uid,
             rcpt.address,
             to_i64(size),
+            target.flags.imap_list(),
             now,
-            rcpt.trace
+            d.trace
         ],
     )
     .map_err(Failure::sql("insert delivery"))?;
@@ -125,25 +127,24 @@ pub(crate) fn stage_one(
     })
 }
 
-/// The folder a `+detail` selects: INBOX without a detail or with `DetailMailbox::No`; the
-/// detail's folder with `Create` (recording it in `folders`), or with `Yes` when the folder
-/// already exists (a `folders` row or any delivery in it), else INBOX.
+/// The folder a target names: INBOX for the inbox (or an empty name); a named folder with
+/// `create` (recording it in `folders`), or without when the folder already exists (a
+/// `folders` row or any delivery in it), else INBOX.
 fn resolve_folder(
     tx: &Connection,
     mailbox: i64,
-    detail: Option<&str>,
-    mode: DetailMailbox,
+    folder: &Folder,
     now: i64,
 ) -> Result<String, Failure> {
-    let name = match detail {
-        Some(d) if mode != DetailMailbox::No && !d.is_empty() => d,
+    let (name, create) = match folder {
+        Folder::Named { name, create } if !name.is_empty() => (name.as_str(), *create),
         _ => return Ok(INBOX.to_string()),
     };
     if name.eq_ignore_ascii_case(INBOX) {
         return Ok(INBOX.to_string());
     }
-    match mode {
-        DetailMailbox::Create => {
+    match create {
+        true => {
             tx.execute(
                 "INSERT OR IGNORE INTO folders (mailbox_id, name, created) VALUES (?1, ?2, ?3)",
                 params![mailbox, name, now],
@@ -151,7 +152,7 @@ fn resolve_folder(
             .map_err(Failure::sql("create folder"))?;
             Ok(name.to_string())
         }
-        _ => {
+        false => {
             let exists: bool = tx
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM folders WHERE mailbox_id = ?1 AND name = ?2) \

@@ -38,7 +38,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lmtpd_store::{DeliveryError, MailStore, Message, Outcomes, Recipient};
+use lmtpd_store::{combine, DeliveryError, MailStore, Recipient, Reporter, Request};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension};
 
@@ -48,9 +48,6 @@ use crate::group::Writer;
 
 pub use crate::export::{export, ExportFormat};
 pub use crate::migrate::schema_status;
-/// What a `+detail` does (shared by every store): here it selects the `deliveries.folder`
-/// value.
-pub use lmtpd_store::DetailMailbox;
 
 /// Default `busy_timeout`: how long a writer waits for SQLite's write lock.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,23 +63,18 @@ pub struct SqliteConfig {
     /// How long a connection waits for a lock before the delivery fails with 451 4.3.0
     /// (also how long a delivery waits for a free pooled connection).
     pub busy_timeout: Duration,
-    /// What `+detail` does: `No` → INBOX; `Yes` → the detail's folder when it exists for the
-    /// mailbox (a `folders` row or a delivery in it), else INBOX; `Create` → always the
-    /// detail's folder.
-    pub detail_mailbox: DetailMailbox,
     /// Over quota is `552 5.2.2` (permanent) instead of `452 4.2.2`.
     pub quota_permfail: bool,
 }
 
 impl SqliteConfig {
-    /// A configuration with the defaults: pool of 4, 30 s busy timeout, `+detail` folders
-    /// when they exist, temporary over-quota replies.
+    /// A configuration with the defaults: pool of 4, 30 s busy timeout, temporary
+    /// over-quota replies.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SqliteConfig {
             path: path.into(),
             pool_size: 4,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
-            detail_mailbox: DetailMailbox::Yes,
             quota_permfail: false,
         }
     }
@@ -237,44 +229,24 @@ impl MailStore for SqliteStore {
             .map_err(|failure| self.fail(rcpt, "check", failure))
     }
 
-    /// Every recipient in its own savepoint of the group transaction, all `Ok`s after the
-    /// `COMMIT` that contains them. The body is inserted once per call (by the first
-    /// recipient that gets that far); separate calls for the same message store separate
-    /// bodies.
-    fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes {
-        let mut results: Vec<Option<Result<(), DeliveryError>>> =
-            rcpts.iter().map(|_| None).collect();
-        self.deliver_each(msg, rcpts, &mut |i, r| {
-            if let Some(slot) = results.get_mut(i) {
-                *slot = Some(r);
-            }
-            true
-        });
-        let mut results = results.into_iter();
-        Outcomes::from_fn(rcpts, |_| {
-            results.next().flatten().unwrap_or_else(|| {
-                Err(DeliveryError::local_error().with_source("no outcome reported"))
-            })
-        })
-    }
-
-    /// One body row for all of `rcpts`, every recipient staged in its own savepoint of the
-    /// shared group transaction; the outcomes are reported once the `COMMIT` covering them
-    /// returned (successes) or at once (failures of a single recipient).
-    fn deliver_each(
-        &self,
-        msg: &Message<'_>,
-        rcpts: &[Recipient],
-        report: &mut dyn FnMut(usize, Result<(), DeliveryError>) -> bool,
-    ) {
+    /// One body row for the whole request; every copy (one per recipient and target) in
+    /// its own savepoint of the shared group transaction, so a failing copy rolls back alone.
+    /// Outcomes are reported once the `COMMIT` covering them returned (the epoch of every
+    /// staged copy is waited for, even if the client is gone: an open transaction must never
+    /// be left holding the write lock). Nothing is staged for a client already gone.
+    fn deliver(&self, req: &Request<'_>, reporter: &Reporter) {
+        if reporter.client_gone() {
+            return;
+        }
+        let msg = &req.message;
         let meta = match headers::extract(msg.body) {
             Ok(meta) => meta,
             Err(err) => {
                 log::warn!("sqlite: cannot read the spooled body: {err}");
-                for i in 0..rcpts.len() {
+                for i in 0..req.deliveries.len() {
                     let e = DeliveryError::from_io(&err, self.cfg.quota_permfail)
                         .with_source(format_args!("read spooled body: {err}"));
-                    if !report(i, Err(e)) {
+                    if !reporter.report(i, Err(e)) {
                         break;
                     }
                 }
@@ -287,26 +259,28 @@ impl MailStore for SqliteStore {
             received: unix_now(),
             body_row: None,
         };
-        let mode = self.cfg.detail_mailbox;
-        let staged = self.writer.stage(rcpts, |conn, rcpt| {
-            deliver::stage_one(conn, &mut shared, rcpt, mode, unix_now())
+        let copies: Vec<(usize, &lmtpd_store::Target)> = req
+            .deliveries
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| d.targets.iter().map(move |t| (i, t)))
+            .collect();
+        let staged = self.writer.stage(copies.iter(), |conn, &(i, target)| {
+            deliver::stage_one(conn, &mut shared, &req.deliveries[i], target, unix_now())
         });
-        // Every staged copy's epoch is waited for (and so committed) before anything is
-        // reported, even if the client is gone: an open transaction must never be left
-        // behind holding the write lock.
-        let results: Vec<Result<deliver::Stored, Failure>> = staged
-            .into_iter()
-            .map(|(result, epoch)| match (result, epoch) {
+        let mut results: Vec<Vec<Result<(), DeliveryError>>> =
+            req.deliveries.iter().map(|_| Vec::new()).collect();
+        for (&(i, target), (result, epoch)) in copies.iter().zip(staged) {
+            let result = match (result, epoch) {
                 (Ok(stored), Some(epoch)) => self
                     .writer
                     .wait(&epoch)
                     .map(|()| stored)
                     .map_err(Failure::Group),
                 (result, _) => result,
-            })
-            .collect();
-        for (i, (rcpt, result)) in rcpts.iter().zip(results).enumerate() {
-            let result = match result {
+            };
+            let rcpt = req.deliveries[i].rcpt;
+            results[i].push(match result {
                 Ok(s) => {
                     log::debug!(
                         "sqlite: {}: stored uid {} in {} (message {})",
@@ -317,11 +291,16 @@ impl MailStore for SqliteStore {
                     );
                     Ok(())
                 }
-                Err(failure) => Err(self.fail(rcpt, "delivery failed", failure)),
-            };
-            if !report(i, result) {
-                return;
-            }
+                Err(failure) => {
+                    let stage = format!("delivery to {} failed", target.folder);
+                    Err(self.fail(rcpt, &stage, failure))
+                }
+            });
+        }
+        // Every copy here is committed or failed: report them all, client gone or not (the
+        // log and the metrics must say what happened).
+        for (i, r) in results.into_iter().enumerate() {
+            reporter.report(i, combine(r));
         }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lmtpd_store::{
-    Body, DeliveryError, Enhanced, Envelope, ErrorKind, MailStore, MemoryBody, Message, Quota,
-    Recipient,
+    testing, Body, Delivery, DeliveryError, DetailMailbox, Enhanced, Envelope, ErrorKind, Flag,
+    Flags, MailStore, MemoryBody, Message, Quota, Recipient, Target,
 };
 use rusqlite::Connection;
 use tempfile::TempDir;
@@ -21,7 +21,7 @@ use tempfile::TempDir;
 use crate::error::Failure;
 use crate::headers::{self, Meta};
 use crate::migrate::{self, MIGRATIONS};
-use crate::{export, schema_status, DetailMailbox, ExportFormat, SqliteConfig, SqliteStore};
+use crate::{export, schema_status, ExportFormat, SqliteConfig, SqliteStore};
 
 const BODY: &[u8] = b"Message-ID: <m1@x.org>\nSubject: hi\n there\n\nhello\n";
 
@@ -41,9 +41,45 @@ fn open(path: &Path) -> SqliteStore {
 }
 
 fn rcpt(local: &str) -> Recipient {
-    Recipient {
-        trace: format!("Return-Path: <s@x.org>\nDelivered-To: {local}@example.org\n").into_bytes(),
-        ..Recipient::new(local, "example.org")
+    Recipient::new(local, "example.org")
+}
+
+/// The trace block the tests deliver `r`'s copies with.
+fn trace_of(r: &Recipient) -> Vec<u8> {
+    format!(
+        "Return-Path: <s@x.org>\nDelivered-To: {}@example.org\n",
+        r.local
+    )
+    .into_bytes()
+}
+
+/// A store and the `detail_mailbox` rule the server would apply to its recipients' `+detail`
+/// (the store itself only sees targets).
+struct Modal {
+    st: SqliteStore,
+    mode: DetailMailbox,
+}
+
+/// What the test helpers deliver through: a bare store uses `detail_mailbox = yes`.
+trait Under {
+    fn parts(&self) -> (&SqliteStore, DetailMailbox);
+}
+
+impl Under for Modal {
+    fn parts(&self) -> (&SqliteStore, DetailMailbox) {
+        (&self.st, self.mode)
+    }
+}
+
+impl Under for SqliteStore {
+    fn parts(&self) -> (&SqliteStore, DetailMailbox) {
+        (self, DetailMailbox::Yes)
+    }
+}
+
+impl<T: Under> Under for Arc<T> {
+    fn parts(&self) -> (&SqliteStore, DetailMailbox) {
+        (**self).parts()
     }
 }
 
@@ -70,20 +106,33 @@ fn envelope(sender: Option<&str>) -> Envelope {
     }
 }
 
+/// Delivers through the real path (`MailStore::deliver` and a reporter), each copy starting
+/// with [`trace_of`] its recipient, each `+detail` turned into its target as the server does.
 fn deliver_env(
-    st: &SqliteStore,
+    st: &impl Under,
     env: &Envelope,
     body: &dyn Body,
     rcpts: &[Recipient],
 ) -> Vec<Result<(), DeliveryError>> {
+    let (st, mode) = st.parts();
     let msg = Message::new(env, body);
-    let out = st.deliver(&msg, rcpts);
+    let ds: Vec<Delivery<'_>> = rcpts
+        .iter()
+        .map(|r| {
+            Delivery::new(
+                r,
+                trace_of(r),
+                vec![Target::for_detail(r.detail.as_deref(), mode)],
+            )
+        })
+        .collect();
+    let out = testing::deliver(st, &msg, &ds);
     assert_eq!(out.len(), rcpts.len());
-    out.into_results()
+    out
 }
 
 fn deliver_body(
-    st: &SqliteStore,
+    st: &impl Under,
     body: &[u8],
     rcpts: &[Recipient],
 ) -> Vec<Result<(), DeliveryError>> {
@@ -95,7 +144,7 @@ fn deliver_body(
     )
 }
 
-fn deliver(st: &SqliteStore, rcpts: &[Recipient]) -> Vec<Result<(), DeliveryError>> {
+fn deliver(st: &impl Under, rcpts: &[Recipient]) -> Vec<Result<(), DeliveryError>> {
     deliver_body(st, BODY, rcpts)
 }
 
@@ -124,7 +173,7 @@ fn assert_integrity(path: &Path) {
 }
 
 fn copy(rcpt: &Recipient, body: &[u8]) -> Vec<u8> {
-    [&rcpt.trace[..], body].concat()
+    [&trace_of(rcpt)[..], body].concat()
 }
 
 /// Exports `addr` as .eml files and returns them by uid.
@@ -438,7 +487,7 @@ fn one_delivery_is_visible_from_a_second_connection_with_exact_bytes() {
         .unwrap();
     assert_eq!(folder, "INBOX");
     assert_eq!(recipient, "alice@example.org");
-    assert_eq!(dsize, (alice.trace.len() + BODY.len()) as i64);
+    assert_eq!(dsize, (trace_of(&alice).len() + BODY.len()) as i64);
     assert_eq!(flags, "");
     let (used_b, used_m): (i64, i64) = raw(&db)
         .query_row("SELECT used_bytes, used_messages FROM mailboxes", [], |r| {
@@ -548,7 +597,7 @@ fn quota_check_at_rcpt_and_at_delivery() {
     );
 
     // Bytes: check passes while not full, delivery refuses a copy that would exceed.
-    let size = (rcpt("bob").trace.len() + BODY.len()) as u64;
+    let size = (trace_of(&rcpt("bob")).len() + BODY.len()) as u64;
     let b = with_quota("bob", Some(size + 10), None);
     assert!(deliver(&st, std::slice::from_ref(&b))[0].is_ok());
     assert!(st.check(&b).is_ok());
@@ -656,21 +705,19 @@ fn folder_from_detail_no_yes_create() {
 
     // No: the detail is ignored.
     let db = dir.path().join("no.db");
-    let st = SqliteStore::open(SqliteConfig {
-        detail_mailbox: DetailMailbox::No,
-        ..config(&db)
-    })
-    .unwrap();
+    let st = Modal {
+        st: open(&db),
+        mode: DetailMailbox::No,
+    };
     assert!(deliver(&st, &[with_detail("alice", "lists")])[0].is_ok());
     assert_eq!(folder_of(&db, 1), "INBOX");
 
     // Yes: INBOX until the folder exists (a folders row or a message in it).
     let db = dir.path().join("yes.db");
-    let st = SqliteStore::open(SqliteConfig {
-        detail_mailbox: DetailMailbox::Yes,
-        ..config(&db)
-    })
-    .unwrap();
+    let st = Modal {
+        st: open(&db),
+        mode: DetailMailbox::Yes,
+    };
     assert!(deliver(&st, &[with_detail("alice", "lists")])[0].is_ok());
     assert_eq!(folder_of(&db, 1), "INBOX");
     raw(&db)
@@ -691,11 +738,10 @@ fn folder_from_detail_no_yes_create() {
 
     // Create: always the detail's folder, recorded in folders.
     let db = dir.path().join("create.db");
-    let st = SqliteStore::open(SqliteConfig {
-        detail_mailbox: DetailMailbox::Create,
-        ..config(&db)
-    })
-    .unwrap();
+    let st = Modal {
+        st: open(&db),
+        mode: DetailMailbox::Create,
+    };
     assert!(
         deliver(&st, &[with_detail("alice", "lists"), rcpt("alice")])
             .iter()
@@ -1278,4 +1324,80 @@ fn throughput_8_threads() {
     }
     let secs = start.elapsed().as_secs_f64();
     eprintln!("2000 deliveries in {secs:.2} s = {:.0}/s", 2000.0 / secs);
+}
+
+// ---- the store contract suite --------------------------------------------------------------
+
+/// The contract suite's view of a SQLite store in a temporary directory; reads go through a
+/// second, independent connection, as a mail reader's would.
+struct Harness {
+    _dir: TempDir,
+    db: PathBuf,
+    st: SqliteStore,
+}
+
+fn harness() -> Harness {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open(&db);
+    Harness { _dir: dir, db, st }
+}
+
+impl testing::Harness for Harness {
+    fn store(&self) -> &dyn MailStore {
+        &self.st
+    }
+
+    fn read(&self, r: &Recipient, folder: Option<&str>) -> Vec<testing::Visible> {
+        let conn = raw(&self.db);
+        let mut q = conn
+            .prepare(
+                "SELECT CAST(d.trace || m.body AS BLOB), d.flags FROM deliveries d \
+                 JOIN mailboxes b ON b.id = d.mailbox_id JOIN messages m ON m.id = d.message_id \
+                 WHERE b.address = ?1 AND d.folder = ?2",
+            )
+            .unwrap();
+        q.query_map(
+            rusqlite::params![r.user, folder.unwrap_or("INBOX")],
+            |row| {
+                Ok(testing::Visible {
+                    bytes: row.get(0)?,
+                    flags: row.get(1)?,
+                })
+            },
+        )
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    fn break_mailbox(&self, r: &Recipient) {
+        // Every delivery row for this recipient is refused inside its savepoint.
+        raw(&self.db)
+            .execute_batch(&format!(
+                "CREATE TRIGGER break_{0} BEFORE INSERT ON deliveries \
+                 WHEN NEW.recipient = '{1}' BEGIN SELECT RAISE(ABORT, 'injected'); END",
+                r.local, r.address
+            ))
+            .unwrap();
+    }
+}
+
+lmtpd_store::contract_suite!(harness);
+
+#[test]
+fn flags_are_stored_in_the_flags_column_as_imap_names() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open(&db);
+    let r = rcpt("alice");
+    let env = envelope(Some("s@x.org"));
+    let body = MemoryBody(BODY.to_vec());
+    let flags = Flags::of(&[Flag::Seen, Flag::Flagged]);
+    let d = Delivery::new(&r, trace_of(&r), vec![Target::inbox().with_flags(flags)]);
+    assert!(testing::deliver(&st, &Message::new(&env, &body), &[d])[0].is_ok());
+    let got: String = raw(&db)
+        .query_row("SELECT flags FROM deliveries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(got, "\\Flagged \\Seen");
 }

@@ -1,13 +1,31 @@
 //! The `MailStore` contract shared by every lmtpd mailbox backend: envelopes, recipients,
-//! spooled messages, per-recipient outcomes and classified delivery errors.
+//! spooled messages, delivery requests with their targets, the per-recipient reporter and
+//! classified delivery errors.
 //!
 //! The LMTP rule this crate protects: after the final dot the server answers once per
-//! accepted recipient, in RCPT order. [`Outcomes`] can therefore only be built with exactly
-//! one result per recipient, and a [`DeliveryError`] carries the reply code the client sees.
+//! accepted recipient, in RCPT order (RFC 2033 §4.2). A store gets one [`Request`] (the
+//! message and one [`Delivery`] per recipient, each with one or more [`Target`]s) and a
+//! [`Reporter`]; it reports each recipient's outcome once, in any order, from any thread. The
+//! reporter, not the store, releases the outcomes to the server in RCPT order, ignores second
+//! reports and answers `451 4.3.0` for any recipient the store never reported, so the rule
+//! holds whatever a store does. A [`DeliveryError`] carries the reply code the client sees.
+//!
+//! Modules: [`delivery`] (requests, targets, flags), [`report`] (the reporter), [`group`]
+//! (one fsync or COMMIT shared by concurrent writers), [`template`] (path templates and the
+//! path-component rule), [`mboxrd`] and [`date`] (mbox format), and with the `testing`
+//! feature [`testing`], the contract suite every backend runs.
 
 pub mod date;
+pub mod delivery;
+pub mod group;
 pub mod mboxrd;
+pub mod report;
 pub mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use crate::delivery::{combine, Delivery, Flag, Flags, Folder, Request, Target};
+pub use crate::report::{reporter, CloseOnDrop, Outcome, Replies, Reporter};
 
 use std::fmt;
 use std::io::{self, Cursor, Read};
@@ -204,18 +222,16 @@ pub struct Recipient {
     pub local: String,
     /// Domain of `user`, lower case (`%d`).
     pub domain: String,
-    /// The `+detail` of the address, if any; backends map it to a folder.
+    /// The `+detail` of the address, if any. Stores do not read it: the server turns it into
+    /// the delivery's [`Target`] (`detail_mailbox`).
     pub detail: Option<String>,
     /// Quota limits for this user.
     pub quota: Quota,
-    /// Trace header block (Return-Path, Delivered-To, Received) that starts this recipient's
-    /// copy, with LF line endings. Empty at RCPT time; filled before `deliver`.
-    pub trace: Vec<u8>,
 }
 
 impl Recipient {
     /// The plainest recipient of `local@domain`: the address is the user, no `+detail`, no
-    /// quota, no trace headers yet. For tools and tests; the server builds its recipients
+    /// quota. For tools and tests; the server builds its recipients
     /// from the users file.
     pub fn new(local: &str, domain: &str) -> Recipient {
         let address = format!("{local}@{domain}");
@@ -226,7 +242,6 @@ impl Recipient {
             domain: domain.into(),
             detail: None,
             quota: Quota::default(),
-            trace: Vec::new(),
         }
     }
 }
@@ -318,7 +333,8 @@ impl Body for MemoryBody {
 }
 
 /// The message handed to a store after the final dot: the envelope plus the spooled body.
-/// Each recipient's copy is that recipient's `trace` followed by the body.
+/// Each recipient's copy is that recipient's trace prefix ([`Delivery::trace`]) followed by
+/// the body.
 pub struct Message<'a> {
     /// The envelope of the transaction.
     pub envelope: &'a Envelope,
@@ -332,56 +348,19 @@ impl<'a> Message<'a> {
         Message { envelope, body }
     }
 
-    /// Size in bytes of `rcpt`'s copy (trace headers plus body), as stored.
-    pub fn copy_size(&self, rcpt: &Recipient) -> u64 {
-        rcpt.trace.len() as u64 + self.body.len()
+    /// Size in bytes of a copy that starts with `prefix` (trace headers), as stored.
+    pub fn copy_size(&self, prefix: &[u8]) -> u64 {
+        prefix.len() as u64 + self.body.len()
     }
 
-    /// Number of LF line ends in `rcpt`'s copy.
-    pub fn copy_lines(&self, rcpt: &Recipient) -> u64 {
-        rcpt.trace.iter().filter(|&&b| b == b'\n').count() as u64 + self.body.lines()
+    /// Number of LF line ends in a copy that starts with `prefix`.
+    pub fn copy_lines(&self, prefix: &[u8]) -> u64 {
+        prefix.iter().filter(|&&b| b == b'\n').count() as u64 + self.body.lines()
     }
 
-    /// A reader over `rcpt`'s whole copy: trace headers, then the body.
-    pub fn reader(&self, rcpt: &'a Recipient) -> io::Result<impl Read + '_> {
-        Ok(Cursor::new(&rcpt.trace[..]).chain(self.body.open()?))
-    }
-}
-
-/// One result per recipient, in the order of the recipients given to the store.
-///
-/// There is no way to build an `Outcomes` with a different length than the recipient
-/// slice, which is how the one-reply-per-RCPT rule is kept by construction.
-#[derive(Debug)]
-pub struct Outcomes(Vec<Result<(), DeliveryError>>);
-
-impl Outcomes {
-    /// Calls `f` once for each recipient, in order, and collects the results.
-    pub fn from_fn(
-        rcpts: &[Recipient],
-        f: impl FnMut(&Recipient) -> Result<(), DeliveryError>,
-    ) -> Self {
-        Outcomes(rcpts.iter().map(f).collect())
-    }
-
-    /// The same error for every recipient (e.g. the spool could not be read).
-    pub fn all(rcpts: &[Recipient], err: impl Fn() -> DeliveryError) -> Self {
-        Outcomes(rcpts.iter().map(|_| Err(err())).collect())
-    }
-
-    /// Number of results (equal to the number of recipients).
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True for a transaction with no recipients.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The results, in recipient order.
-    pub fn into_results(self) -> Vec<Result<(), DeliveryError>> {
-        self.0
+    /// A reader over a whole copy: `prefix`, then the body.
+    pub fn reader<'p>(&'p self, prefix: &'p [u8]) -> io::Result<impl Read + 'p> {
+        Ok(Cursor::new(prefix).chain(self.body.open()?))
     }
 }
 
@@ -395,50 +374,21 @@ pub trait MailStore: Send + Sync {
     /// already over quota.) Must be cheap: it runs once per RCPT.
     fn check(&self, rcpt: &Recipient) -> Result<(), DeliveryError>;
 
-    /// After the final dot: stores one copy per recipient and returns one outcome per
-    /// recipient, same length and order as `rcpts`. `Ok` means the copy is durable.
-    /// One recipient's failure never changes another's outcome.
-    fn deliver(&self, msg: &Message<'_>, rcpts: &[Recipient]) -> Outcomes;
-
-    /// Like [`MailStore::deliver`], but reports each recipient's outcome through `report`
-    /// (with its index in `rcpts`, exactly once each, in any order: the server still replies
-    /// in RCPT order) as soon as it is known, so the server can write and flush replies
-    /// while later copies are still being stored (RFC 2033 §5). `report` returns false when the client is gone: the store should then
-    /// stop, since nobody would learn of the remaining copies (they would be delivered twice
-    /// on retry). The default stores one recipient per `deliver` call; a store that shares
-    /// work across recipients (one SQLite body row per transaction) overrides it.
-    fn deliver_each(
-        &self,
-        msg: &Message<'_>,
-        rcpts: &[Recipient],
-        report: &mut dyn FnMut(usize, Result<(), DeliveryError>) -> bool,
-    ) {
-        for (i, rcpt) in rcpts.iter().enumerate() {
-            let result = self
-                .deliver(msg, std::slice::from_ref(rcpt))
-                .into_results()
-                .pop()
-                .unwrap_or_else(|| {
-                    Err(DeliveryError::local_error().with_source("store returned no outcome"))
-                });
-            if !report(i, result) {
-                return;
-            }
-        }
-    }
+    /// After the final dot: stores every delivery's copies (one per target) and reports each
+    /// delivery's one outcome through `reporter`, by its index in `req.deliveries`, as soon
+    /// as it is known: `Ok` only once the copies it covers are durable (fsynced file and
+    /// directory, or a committed transaction), combined over the targets with [`combine`].
+    /// One recipient's failure never changes another's outcome. When
+    /// [`Reporter::report`] returns false (or [`Reporter::client_gone`] is true) the client is
+    /// gone: start no further copy, since nobody would learn of it and the client retries
+    /// them all; still report every copy already stored (the log must be true). Anything
+    /// left unreported when this returns gets `451 4.3.0`.
+    fn deliver(&self, req: &Request<'_>, reporter: &Reporter);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rcpt(addr: &str) -> Recipient {
-        let (local, domain) = addr.split_once('@').unwrap_or((addr, ""));
-        Recipient {
-            trace: b"X-T: 1\n".to_vec(),
-            ..Recipient::new(local, domain)
-        }
-    }
 
     /// A reader that is interrupted before every chunk and fails after `fail_after` bytes.
     struct Flaky {
@@ -496,23 +446,6 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_have_one_result_per_recipient_in_order() {
-        let rcpts = vec![rcpt("a@b"), rcpt("c@d"), rcpt("e@f")];
-        let out = Outcomes::from_fn(&rcpts, |r| {
-            if r.address == "c@d" {
-                Err(DeliveryError::over_quota(false))
-            } else {
-                Ok(())
-            }
-        });
-        let res = out.into_results();
-        assert_eq!(res.len(), 3);
-        assert!(res[0].is_ok());
-        assert_eq!(res[1].as_ref().map_err(|e| e.code), Err(452));
-        assert!(res[2].is_ok());
-    }
-
-    #[test]
     fn io_errors_are_classified_once() {
         let full = io::Error::from_raw_os_error(ENOSPC);
         let e = DeliveryError::from_io(&full, false);
@@ -546,13 +479,13 @@ mod tests {
         let env = Envelope::default();
         let body = MemoryBody(b"Subject: x\n\nhi\n".to_vec());
         let msg = Message::new(&env, &body);
-        let r = rcpt("a@b");
+        let trace = b"X-T: 1\n";
         let mut out = Vec::new();
-        msg.reader(&r)
+        msg.reader(trace)
             .and_then(|mut rd| rd.read_to_end(&mut out))
             .ok();
         assert_eq!(out, b"X-T: 1\nSubject: x\n\nhi\n");
-        assert_eq!(msg.copy_size(&r), out.len() as u64);
-        assert_eq!(msg.copy_lines(&r), 4);
+        assert_eq!(msg.copy_size(trace), out.len() as u64);
+        assert_eq!(msg.copy_lines(trace), 4);
     }
 }

@@ -1,0 +1,485 @@
+//! The store contract suite (feature `testing`): the rules every [`MailStore`] must keep,
+//! run through the same path the server uses ([`MailStore::deliver`] with a [`Reporter`]).
+//! A backend implements [`Harness`] (a fresh store plus a way to read back what it made
+//! visible, and to break one recipient's mailbox) and expands [`contract_suite!`] in its
+//! tests, which gives one named test per rule:
+//!
+//! - exact bytes: the stored copy is the trace prefix followed by the body, byte for byte;
+//! - one outcome per recipient, reported once;
+//! - per-recipient independence: an injected failure or a full quota fails only its own
+//!   recipient, with the right code;
+//! - several targets per recipient (folders, flags), one combined outcome;
+//! - a missing folder without `create` means the inbox;
+//! - concurrent deliveries into one mailbox: every copy stored, none mixed up;
+//! - nothing visible before the copy is complete, nothing at all after a failed body read;
+//! - a client gone before delivery starts: nothing stored, every recipient `451 4.3.0`;
+//!   gone part-way: a copy is stored exactly when its recipient's outcome is `Ok`.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // a failed unwrap is a failed test
+
+use std::collections::BTreeSet;
+use std::io::{self, Read};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use crate::{
+    reporter, Body, Delivery, DeliveryError, Enhanced, Envelope, Flag, Flags, MailStore,
+    MemoryBody, Message, Outcome, Quota, Recipient, Request, Target,
+};
+
+/// One message a store made visible in a folder, as a mail reader would get it back: the
+/// copy's bytes (trace and body, with the store's own encoding undone: mbox's separator line,
+/// `>From ` quoting, flag header lines and final empty line) and its flags.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Visible {
+    /// The copy as delivered.
+    pub bytes: Vec<u8>,
+    /// Its flags, as IMAP names in [`Flag::ALL`] order (e.g. `\Flagged \Seen`).
+    pub flags: String,
+}
+
+/// What a backend gives the contract suite.
+pub trait Harness: Sync {
+    /// The store under test (fresh: its own directory or database).
+    fn store(&self) -> &dyn MailStore;
+    /// Every message visible in `rcpt`'s `folder` (`None` = the inbox), in any order. For
+    /// mbox, a mailbox locked by a delivery in progress shows nothing (a reader honouring
+    /// the locks waits).
+    fn read(&self, rcpt: &Recipient, folder: Option<&str>) -> Vec<Visible>;
+    /// Makes every later copy for `rcpt` fail, without touching any other recipient.
+    fn break_mailbox(&self, rcpt: &Recipient);
+}
+
+/// Delivers `msg` to `deliveries` through `store` exactly as the server does, and returns
+/// the outcomes in RCPT order. Fails the test when the store reported a recipient twice.
+pub fn deliver(
+    store: &dyn MailStore,
+    msg: &Message<'_>,
+    deliveries: &[Delivery<'_>],
+) -> Vec<Outcome> {
+    let (rep, replies) = reporter(deliveries.len());
+    let req = Request {
+        message: Message::new(msg.envelope, msg.body),
+        deliveries,
+    };
+    store.deliver(&req, &rep);
+    drop(rep);
+    let out: Vec<Outcome> = std::iter::from_fn(|| replies.next())
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(
+        replies.ignored(),
+        0,
+        "{}: a recipient was reported twice",
+        store.name()
+    );
+    out
+}
+
+/// A recipient `local@example.org`.
+pub fn rcpt(local: &str) -> Recipient {
+    Recipient::new(local, "example.org")
+}
+
+/// The trace block the suite delivers with for `rcpt`.
+pub fn trace(rcpt: &Recipient) -> Vec<u8> {
+    format!(
+        "Return-Path: <sender@example.net>\nDelivered-To: {}\nReceived: from client by contract\n",
+        rcpt.address
+    )
+    .into_bytes()
+}
+
+/// A body with the lines mail formats trip over: `From ` at a line start, a quoted
+/// `>From `, a lone dot, a header that looks like a status line inside the body.
+pub const BODY: &[u8] = b"Subject: contract\nMessage-ID: <c1@example.net>\n\nFrom the start\n>From quoted\n.\nStatus: not a header here\nend\n";
+
+fn inbox(rcpt: &Recipient) -> Delivery<'_> {
+    Delivery::new(rcpt, trace(rcpt), vec![Target::inbox()])
+}
+
+fn expected(rcpt: &Recipient, body: &[u8], flags: Flags) -> Visible {
+    Visible {
+        bytes: [&trace(rcpt)[..], body].concat(),
+        flags: flags.imap_list(),
+    }
+}
+
+fn code(o: &Outcome) -> Option<(u16, Enhanced)> {
+    o.as_ref().err().map(|e| (e.code, e.enhanced))
+}
+
+/// The stored copy is the trace prefix and the body, byte for byte, in the inbox only.
+pub fn exact_bytes(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let a = rcpt("alice");
+    let out = deliver(h.store(), &Message::new(&env, &body), &[inbox(&a)]);
+    assert!(out[0].is_ok(), "{out:?}");
+    assert_eq!(h.read(&a, None), vec![expected(&a, BODY, Flags::NONE)]);
+}
+
+/// Five recipients, five outcomes, each copy in its own mailbox once.
+pub fn one_outcome_per_recipient(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let rcpts: Vec<Recipient> = (0..5).map(|i| rcpt(&format!("u{i}"))).collect();
+    let ds: Vec<Delivery<'_>> = rcpts.iter().map(inbox).collect();
+    let out = deliver(h.store(), &Message::new(&env, &body), &ds);
+    assert_eq!(out.len(), 5);
+    for (r, o) in rcpts.iter().zip(&out) {
+        assert!(o.is_ok(), "{}: {o:?}", r.address);
+        assert_eq!(
+            h.read(r, None),
+            vec![expected(r, BODY, Flags::NONE)],
+            "{}",
+            r.address
+        );
+    }
+}
+
+/// A broken mailbox fails its own recipient only; the others' copies are exact.
+pub fn injected_failure_is_per_recipient(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let (a, b, c) = (rcpt("a"), rcpt("broken"), rcpt("c"));
+    h.break_mailbox(&b);
+    let out = deliver(
+        h.store(),
+        &Message::new(&env, &body),
+        &[inbox(&a), inbox(&b), inbox(&c)],
+    );
+    assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
+    let err = out[1].as_ref().expect_err("the broken mailbox fails");
+    assert!((400..600).contains(&err.code), "{err}");
+    assert_eq!(
+        err.enhanced.0 as u16,
+        err.code / 100,
+        "class matches: {err}"
+    );
+    assert!(h.read(&b, None).is_empty());
+    assert_eq!(h.read(&a, None), vec![expected(&a, BODY, Flags::NONE)]);
+    assert_eq!(h.read(&c, None), vec![expected(&c, BODY, Flags::NONE)]);
+}
+
+/// A recipient at its quota gets `452 4.2.2`; its neighbours are stored.
+pub fn quota_failure_is_per_recipient(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let full = Recipient {
+        quota: Quota {
+            bytes: None,
+            messages: Some(0),
+        },
+        ..rcpt("full")
+    };
+    let (a, c) = (rcpt("a"), rcpt("c"));
+    let out = deliver(
+        h.store(),
+        &Message::new(&env, &body),
+        &[inbox(&a), inbox(&full), inbox(&c)],
+    );
+    assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
+    assert_eq!(code(&out[1]), Some((452, Enhanced(4, 2, 2))));
+    assert!(h.read(&full, None).is_empty());
+    assert_eq!(h.read(&c, None).len(), 1);
+}
+
+/// Two targets (the inbox, and a folder created with flags): one `Ok`, both copies stored
+/// with their own flags.
+pub fn several_targets_one_outcome(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let a = rcpt("alice");
+    let flags = Flags::of(&[Flag::Seen, Flag::Flagged]);
+    let d = Delivery::new(
+        &a,
+        trace(&a),
+        vec![
+            Target::inbox(),
+            Target::folder("Work", true).with_flags(flags),
+        ],
+    );
+    let out = deliver(h.store(), &Message::new(&env, &body), &[d]);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].is_ok(), "{out:?}");
+    assert_eq!(h.read(&a, None), vec![expected(&a, BODY, Flags::NONE)]);
+    assert_eq!(h.read(&a, Some("Work")), vec![expected(&a, BODY, flags)]);
+}
+
+/// A folder that does not exist, without `create`, means the inbox; with flags they stay.
+pub fn missing_folder_means_inbox(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let a = rcpt("alice");
+    let seen = Flags::of(&[Flag::Seen]);
+    let d = Delivery::new(
+        &a,
+        trace(&a),
+        vec![Target::folder("Nope", false).with_flags(seen)],
+    );
+    let out = deliver(h.store(), &Message::new(&env, &body), &[d]);
+    assert!(out[0].is_ok(), "{out:?}");
+    assert_eq!(h.read(&a, None), vec![expected(&a, BODY, seen)]);
+    assert!(h.read(&a, Some("Nope")).is_empty());
+}
+
+/// Eight threads deliver five distinct messages each into one mailbox at once: forty
+/// copies, each exact.
+pub fn concurrent_deliveries_to_one_mailbox(h: &impl Harness) {
+    let a = rcpt("shared");
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let a = &a;
+            s.spawn(move || {
+                for m in 0..5 {
+                    let env = Envelope::default();
+                    let body =
+                        MemoryBody(format!("Subject: {t}/{m}\n\nbody {t} {m}\n").into_bytes());
+                    let out = deliver(h.store(), &Message::new(&env, &body), &[inbox(a)]);
+                    assert!(out[0].is_ok(), "{t}/{m}: {out:?}");
+                }
+            });
+        }
+    });
+    let got: BTreeSet<Vec<u8>> = h.read(&a, None).into_iter().map(|v| v.bytes).collect();
+    let want: BTreeSet<Vec<u8>> = (0..8)
+        .flat_map(|t| (0..5).map(move |m| (t, m)))
+        .map(|(t, m)| {
+            [
+                &trace(&a)[..],
+                format!("Subject: {t}/{m}\n\nbody {t} {m}\n").as_bytes(),
+            ]
+            .concat()
+        })
+        .collect();
+    assert_eq!(got.len(), 40, "forty distinct copies");
+    assert_eq!(got, want);
+}
+
+/// A body that hands out its first half, tells the test, and waits for the go-ahead before
+/// the rest (or fails there, if `fail`).
+struct Gated {
+    data: Vec<u8>,
+    reached: Mutex<Option<mpsc::Sender<()>>>,
+    go: Mutex<Option<mpsc::Receiver<()>>>,
+    fail: bool,
+}
+
+struct GatedReader<'a> {
+    body: &'a Gated,
+    pos: usize,
+}
+
+impl Read for GatedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let half = self.body.data.len() / 2;
+        if self.pos == half {
+            if let Some(tx) = self.body.reached.lock().unwrap().take() {
+                let _ = tx.send(());
+                if let Some(rx) = self.body.go.lock().unwrap().take() {
+                    let _ = rx.recv();
+                }
+            }
+            if self.body.fail {
+                return Err(io::Error::other("spool disk failed"));
+            }
+        }
+        let end = if self.pos < half {
+            half
+        } else {
+            self.body.data.len()
+        };
+        let n = buf.len().min(end - self.pos);
+        buf[..n].copy_from_slice(&self.body.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Body for Gated {
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(GatedReader { body: self, pos: 0 }))
+    }
+    fn lines(&self) -> u64 {
+        self.data.iter().filter(|&&b| b == b'\n').count() as u64
+    }
+}
+
+fn gated(fail: bool) -> (Gated, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (reached_tx, reached_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let mut data = BODY.to_vec();
+    data.extend(std::iter::repeat_n(b"filler line\n".as_slice(), 2000).flatten());
+    let body = Gated {
+        data,
+        reached: Mutex::new(Some(reached_tx)),
+        go: Mutex::new(Some(go_rx)),
+        fail,
+    };
+    (body, reached_rx, go_tx)
+}
+
+/// While a copy is half written nothing is visible; once its `Ok` is out, all of it is.
+pub fn nothing_visible_before_complete(h: &impl Harness) {
+    let (body, reached, go) = gated(false);
+    let a = rcpt("alice");
+    let env = Envelope::default();
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| deliver(h.store(), &Message::new(&env, &body), &[inbox(&a)]));
+        reached.recv().unwrap();
+        assert!(h.read(&a, None).is_empty(), "half a copy is visible");
+        go.send(()).unwrap();
+        let out = worker.join().unwrap();
+        assert!(out[0].is_ok(), "{out:?}");
+    });
+    assert_eq!(
+        h.read(&a, None),
+        vec![expected(&a, &body.data, Flags::NONE)]
+    );
+}
+
+/// The body cannot be read to its end: every recipient gets a temporary error and nothing
+/// is left in any mailbox.
+pub fn failed_body_read_leaves_nothing(h: &impl Harness) {
+    let (body, reached, go) = gated(true);
+    let (a, b) = (rcpt("a"), rcpt("b"));
+    let env = Envelope::default();
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            deliver(
+                h.store(),
+                &Message::new(&env, &body),
+                &[inbox(&a), inbox(&b)],
+            )
+        });
+        // Each recipient's copy may read the body (SQLite reads it once for all).
+        reached.recv().unwrap();
+        go.send(()).unwrap();
+        let out = worker.join().unwrap();
+        for o in &out {
+            let e = o.as_ref().expect_err("no copy without its body");
+            assert_eq!(e.code / 100, 4, "temporary: {e}");
+        }
+    });
+    assert!(h.read(&a, None).is_empty());
+    assert!(h.read(&b, None).is_empty());
+}
+
+/// The client is gone before the store starts: nothing is stored, every recipient ends in
+/// `451 4.3.0` (from the reporter), so a retry cannot duplicate anything.
+pub fn client_gone_before_start_stores_nothing(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let rcpts: Vec<Recipient> = (0..3).map(|i| rcpt(&format!("g{i}"))).collect();
+    let ds: Vec<Delivery<'_>> = rcpts.iter().map(inbox).collect();
+    let (rep, replies) = reporter(ds.len());
+    replies.client_gone();
+    let req = Request {
+        message: Message::new(&env, &body),
+        deliveries: &ds,
+    };
+    h.store().deliver(&req, &rep);
+    drop(rep);
+    for (i, o) in std::iter::from_fn(|| replies.next()) {
+        assert_eq!(code(&o), Some((451, Enhanced(4, 3, 0))), "recipient {i}");
+        assert!(h.read(&rcpts[i], None).is_empty(), "recipient {i} stored");
+    }
+}
+
+/// The client goes away after the first reply: whatever the store still finishes, a copy is
+/// stored exactly when its recipient's outcome is `Ok`.
+pub fn client_gone_midway_keeps_outcomes_true(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let rcpts: Vec<Recipient> = (0..6).map(|i| rcpt(&format!("m{i}"))).collect();
+    let ds: Vec<Delivery<'_>> = rcpts.iter().map(inbox).collect();
+    let (rep, replies) = reporter(ds.len());
+    let outcomes: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let req = Request {
+                message: Message::new(&env, &body),
+                deliveries: &ds,
+            };
+            h.store().deliver(&req, &rep);
+            drop(rep);
+        });
+        let mut first = true;
+        while let Some((i, o)) = replies.next() {
+            if first {
+                replies.client_gone();
+                first = false;
+            }
+            outcomes.lock().unwrap().push((i, o.is_ok()));
+        }
+    });
+    for (i, ok) in outcomes.lock().unwrap().iter() {
+        let stored = h.read(&rcpts[*i], None).len();
+        assert_eq!(
+            stored,
+            usize::from(*ok),
+            "recipient {i}: ok={ok}, stored {stored}"
+        );
+    }
+}
+
+/// Checks that `e` is a delivery error with a class matching its code (used by backends'
+/// own tests too).
+pub fn assert_consistent(e: &DeliveryError) {
+    assert_eq!(u16::from(e.enhanced.0), e.code / 100, "{e}");
+}
+
+/// One `#[test]` per contract rule for the harness `$make()` returns (a fresh one per test).
+#[macro_export]
+macro_rules! contract_suite {
+    ($make:expr) => {
+        #[test]
+        fn contract_exact_bytes() {
+            $crate::testing::exact_bytes(&$make());
+        }
+        #[test]
+        fn contract_one_outcome_per_recipient() {
+            $crate::testing::one_outcome_per_recipient(&$make());
+        }
+        #[test]
+        fn contract_injected_failure_is_per_recipient() {
+            $crate::testing::injected_failure_is_per_recipient(&$make());
+        }
+        #[test]
+        fn contract_quota_failure_is_per_recipient() {
+            $crate::testing::quota_failure_is_per_recipient(&$make());
+        }
+        #[test]
+        fn contract_several_targets_one_outcome() {
+            $crate::testing::several_targets_one_outcome(&$make());
+        }
+        #[test]
+        fn contract_missing_folder_means_inbox() {
+            $crate::testing::missing_folder_means_inbox(&$make());
+        }
+        #[test]
+        fn contract_concurrent_deliveries_to_one_mailbox() {
+            $crate::testing::concurrent_deliveries_to_one_mailbox(&$make());
+        }
+        #[test]
+        fn contract_nothing_visible_before_complete() {
+            $crate::testing::nothing_visible_before_complete(&$make());
+        }
+        #[test]
+        fn contract_failed_body_read_leaves_nothing() {
+            $crate::testing::failed_body_read_leaves_nothing(&$make());
+        }
+        #[test]
+        fn contract_client_gone_before_start_stores_nothing() {
+            $crate::testing::client_gone_before_start_stores_nothing(&$make());
+        }
+        #[test]
+        fn contract_client_gone_midway_keeps_outcomes_true() {
+            $crate::testing::client_gone_midway_keeps_outcomes_true(&$make());
+        }
+    };
+}
