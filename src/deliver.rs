@@ -108,8 +108,7 @@ fn open_sqlite(_cfg: &Config) -> Result<Arc<dyn MailStore>, String> {
 
 /// Converts a store's error into the reply the client sees.
 pub fn error_reply(e: &DeliveryError) -> Reply {
-    let lmtpd_store::Enhanced(class, subject, detail) = e.enhanced;
-    Reply::new(e.code, Enhanced(class, subject, detail), e.text.clone())
+    Reply::new(e.code, e.enhanced, e.text.clone())
 }
 
 /// What one transaction's delivery needs besides the recipients.

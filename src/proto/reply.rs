@@ -1,19 +1,12 @@
 //! Server replies: the [`Reply`] value, enhanced status codes ([`Enhanced`]) and their wire form.
 
-use std::fmt;
+// The one enhanced-status-code type of the workspace is defined in the store crate, because
+// the backends build their `DeliveryError`s with it and cannot depend on this crate. Re-using
+// it keeps `proto` free of I/O: `lmtpd-store` depends only on `std` and `log`.
+pub use lmtpd_store::Enhanced;
 
 /// Longest reply line we ever emit, including the trailing CRLF (RFC 5321 §4.5.3.1.5).
 pub const MAX_REPLY_LINE: usize = 512;
-
-/// An RFC 3463 enhanced status code `class.subject.detail`, displayed as e.g. `4.2.2`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Enhanced(pub u8, pub u16, pub u16);
-
-impl fmt::Display for Enhanced {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
 
 /// One complete (possibly multi-line) reply: a basic code, an optional enhanced code repeated on
 /// every line, and the text lines.
