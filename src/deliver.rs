@@ -261,11 +261,7 @@ impl<'j, 'r, F: FnMut(Reply) -> Result<(), E>, E> Ordered<'j, 'r, F, E> {
 
 fn outcome_reply(env: &Envelope, rcpt: &Recipient, result: &Result<(), DeliveryError>) -> Reply {
     match result {
-        Ok(()) => Reply::new(
-            250,
-            Enhanced(2, 0, 0),
-            format!("<{}> {} Saved", rcpt.address, env.id),
-        ),
+        Ok(()) => Reply::saved(&rcpt.address, &env.id),
         Err(e) => error_reply(e),
     }
 }
