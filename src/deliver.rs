@@ -111,12 +111,6 @@ fn open_sqlite(_cfg: &Config) -> Result<Arc<dyn MailStore>, String> {
     Err("this lmtpd was built without SQLite support".into())
 }
 
-/// Converts a store's error into the reply the client sees.
-pub fn error_reply(e: &DeliveryError) -> Reply {
-    let lmtpd_store::Enhanced(class, subject, detail) = e.enhanced;
-    Reply::new(e.code, Enhanced(class, subject, detail), e.text.clone())
-}
-
 /// What one transaction's delivery needs besides the recipients.
 pub struct Job<'a> {
     /// The stores.
@@ -181,12 +175,8 @@ pub fn deliver_all<E>(
             }),
             None => {
                 for i in 0..run.len() {
-                    let err = DeliveryError::new(
-                        451,
-                        lmtpd_store::Enhanced(4, 3, 5),
-                        "Mail system configuration error",
-                    )
-                    .with_source(format!("store {} is not open", kind.name()));
+                    let err = DeliveryError::config_error()
+                        .with_source(format!("store {} is not open", kind.name()));
                     rep.report(i, Err(err));
                 }
                 rep.close();
@@ -265,7 +255,7 @@ impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
     fn send(&mut self, store: StoreKind, d: &Delivery<'_>, outcome: Outcome) -> bool {
         let rp = outcome_reply(self.job.env, d.rcpt, &outcome);
         log_outcome(self.job, d.rcpt, store.name(), &rp, &outcome, self.started);
-        // Every post-DATA reply carries an enhanced code (outcome_reply, error_reply).
+        // Every post-DATA reply carries an enhanced code (outcome_reply, Reply::delivery_error).
         let status = rp.enhanced.unwrap_or(Enhanced(4, 3, 0));
         crate::metrics::get().delivery(store, status, self.job.dot.elapsed());
         self.started = Instant::now();
@@ -287,12 +277,8 @@ impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
 
 fn outcome_reply(env: &Envelope, rcpt: &Recipient, result: &Result<(), DeliveryError>) -> Reply {
     match result {
-        Ok(()) => Reply::new(
-            250,
-            Enhanced(2, 0, 0),
-            format!("<{}> {} Saved", rcpt.address, env.id),
-        ),
-        Err(e) => error_reply(e),
+        Ok(()) => Reply::saved(&rcpt.address, &env.id),
+        Err(e) => Reply::delivery_error(e),
     }
 }
 

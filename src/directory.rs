@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
+use lmtpd_store::path::is_safe_component;
 use lmtpd_store::{DeliveryError, Enhanced, Quota, Recipient};
 
 use crate::config::{parse_size, Config, StoreKind};
@@ -57,15 +58,6 @@ fn unsafe_address() -> DeliveryError {
         Enhanced(5, 1, 3),
         "Bad destination mailbox address syntax",
     )
-}
-
-/// True when `s` is safe to use as one path component built from an address: non-empty,
-/// no `/`, no NUL or control characters, no leading dot, no `..`.
-pub fn is_safe_component(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with('.')
-        && !s.contains("..")
-        && !s.chars().any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 impl Directory {

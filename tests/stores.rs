@@ -644,7 +644,7 @@ fn one_transaction_over_maildir_mbox_and_sqlite_replies_in_rcpt_order() {
     );
     srv.stop();
     // mbox and maildir recipients sit between the two SQLite ones, so each SQLite
-    // recipient was its own deliver_each call with its own body row.
+    // recipient was its own store call with its own body row.
     if let Some(v) = sql(
         &srv.db(),
         &[
@@ -813,7 +813,7 @@ fn sqlite_eight_connections_200_messages_3_recipients_exact_rows_and_bodies() {
             "SELECT count(*) FROM mailboxes",
             "SELECT count(*) FROM deliveries",
             // One body row per transaction: all three recipients went to one
-            // deliver_each call.
+            // store call.
             "SELECT count(*) FROM messages",
             "SELECT count(*) FROM (SELECT message_id FROM deliveries GROUP BY message_id \
              HAVING count(*) = 3 AND count(DISTINCT mailbox_id) = 3)",

@@ -2,7 +2,7 @@
 //! command line (LHLO, MAIL with SIZE/BODY/SMTPUTF8, RCPT, DATA, RSET, NOOP, VRFY, HELP, QUIT…).
 
 use super::address::{parse_path, AddressError, Mailbox, PathKind};
-use super::reply::{Enhanced, Reply};
+use super::reply::Reply;
 use super::session::MailFrom;
 
 /// Longest command line accepted, including CRLF: 512 + 26 (SIZE) + 10 (SMTPUTF8) + 16 (BODY).
@@ -75,19 +75,6 @@ pub struct ParseContext {
     pub smtputf8: bool,
 }
 
-fn r(code: u16, e: (u8, u16, u16), text: &str) -> Reply {
-    Reply::new(code, Enhanced(e.0, e.1, e.2), text)
-}
-
-fn syntax_501(text: &str) -> Reply {
-    r(501, (5, 5, 4), text)
-}
-
-/// The reply for an unrecognised command (`500 5.5.2`).
-pub fn unrecognised() -> Reply {
-    r(500, (5, 5, 2), "Error: command not recognized")
-}
-
 /// Splits a command line (without CRLF, trailing whitespace already removed) into its verb and
 /// argument bytes (after the single separating space). `None` if the verb is unknown.
 pub fn split_verb(line: &[u8]) -> Option<(Verb, &[u8])> {
@@ -130,10 +117,10 @@ pub fn trim_trailing_ws(line: &[u8]) -> &[u8] {
 /// Parses one command line (CRLF removed). Errors are the reply to send.
 pub fn parse(line: &[u8], ctx: &ParseContext) -> Result<Command, Reply> {
     if line.iter().any(|&b| b == b'\r' || b == b'\n') {
-        return Err(r(500, (5, 5, 2), "Error: bare <CR> or <LF> in command"));
+        return Err(Reply::bare_newline_in_command());
     }
     let line = trim_trailing_ws(line);
-    let (verb, args) = split_verb(line).ok_or_else(unrecognised)?;
+    let (verb, args) = split_verb(line).ok_or_else(Reply::unrecognised)?;
     match verb {
         Verb::Lhlo => parse_lhlo(args).map(Command::Lhlo),
         Verb::Helo => Ok(Command::Helo),
@@ -148,7 +135,7 @@ pub fn parse(line: &[u8], ctx: &ParseContext) -> Result<Command, Reply> {
         Verb::Expn => Ok(Command::Expn),
         Verb::Vrfy => {
             if args.iter().all(|&b| b == b' ') {
-                Err(syntax_501("Syntax: VRFY address"))
+                Err(Reply::syntax_error("Syntax: VRFY address"))
             } else {
                 Ok(Command::Vrfy)
             }
@@ -156,18 +143,18 @@ pub fn parse(line: &[u8], ctx: &ParseContext) -> Result<Command, Reply> {
     }
 }
 
-fn no_args(args: &[u8], c: Command, text: &str) -> Result<Command, Reply> {
+fn no_args(args: &[u8], c: Command, text: &'static str) -> Result<Command, Reply> {
     if args.is_empty() {
         Ok(c)
     } else {
-        Err(syntax_501(text))
+        Err(Reply::syntax_error(text))
     }
 }
 
 /// LHLO argument: one token of letters, digits, `.-_:[]` or non-ASCII UTF-8 (domain or
 /// address literal). Refusing other characters keeps it safe to put in a Received header.
 fn parse_lhlo(args: &[u8]) -> Result<String, Reply> {
-    let bad = || syntax_501("Syntax: LHLO hostname");
+    let bad = || Reply::syntax_error("Syntax: LHLO hostname");
     let args = trim_leading_sp(args);
     if args.is_empty() {
         return Err(bad());
@@ -203,10 +190,10 @@ fn strip_prefix_ci<'a>(args: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
 fn parse_mail(args: &[u8], ctx: &ParseContext) -> Result<MailFrom, Reply> {
     let path = strip_prefix_ci(args, b"FROM:")
         .filter(|p| p.first() == Some(&b'<'))
-        .ok_or_else(|| syntax_501("Syntax: MAIL FROM:<address>"))?;
+        .ok_or_else(|| Reply::syntax_error("Syntax: MAIL FROM:<address>"))?;
     let (sender, rest) = parse_path(path, PathKind::Reverse).map_err(|e| match e {
-        AddressError::Syntax => r(501, (5, 1, 7), "Bad sender address syntax"),
-        AddressError::TooLong => r(501, (5, 1, 7), "Path too long"),
+        AddressError::Syntax => Reply::bad_sender_syntax(),
+        AddressError::TooLong => Reply::sender_too_long(),
     })?;
     let mut mail = MailFrom {
         sender,
@@ -217,11 +204,11 @@ fn parse_mail(args: &[u8], ctx: &ParseContext) -> Result<MailFrom, Reply> {
     for (key, value) in params {
         if key.eq_ignore_ascii_case(b"SIZE") {
             if std::mem::replace(&mut seen_size, true) {
-                return Err(syntax_501("Duplicate SIZE parameter"));
+                return Err(Reply::syntax_error("Duplicate SIZE parameter"));
             }
-            let v = value.ok_or_else(|| syntax_501("Bad SIZE parameter"))?;
+            let v = value.ok_or_else(|| Reply::syntax_error("Bad SIZE parameter"))?;
             if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
-                return Err(syntax_501("Bad SIZE parameter"));
+                return Err(Reply::syntax_error("Bad SIZE parameter"));
             }
             let n = v.iter().fold(0u64, |acc, &d| {
                 acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
@@ -229,36 +216,36 @@ fn parse_mail(args: &[u8], ctx: &ParseContext) -> Result<MailFrom, Reply> {
             mail.size = Some(n);
         } else if key.eq_ignore_ascii_case(b"BODY") {
             if std::mem::replace(&mut seen_body, true) {
-                return Err(syntax_501("Duplicate BODY parameter"));
+                return Err(Reply::syntax_error("Duplicate BODY parameter"));
             }
-            let v = value.ok_or_else(|| syntax_501("Bad BODY parameter"))?;
+            let v = value.ok_or_else(|| Reply::syntax_error("Bad BODY parameter"))?;
             if v.eq_ignore_ascii_case(b"7BIT") {
                 mail.eight_bit = false;
             } else if v.eq_ignore_ascii_case(b"8BITMIME") {
                 mail.eight_bit = true;
             } else {
-                return Err(r(555, (5, 5, 4), "Unsupported BODY parameter"));
+                return Err(Reply::unsupported_body());
             }
         } else if key.eq_ignore_ascii_case(b"SMTPUTF8") {
             if std::mem::replace(&mut seen_utf8, true) {
-                return Err(syntax_501("Duplicate SMTPUTF8 parameter"));
+                return Err(Reply::syntax_error("Duplicate SMTPUTF8 parameter"));
             }
             if value.is_some() {
-                return Err(syntax_501("SMTPUTF8 takes no value"));
+                return Err(Reply::syntax_error("SMTPUTF8 takes no value"));
             }
             mail.smtputf8 = true;
         } else {
-            return Err(r(555, (5, 5, 4), "Unsupported option"));
+            return Err(Reply::unsupported_option());
         }
     }
     if let Some(n) = mail.size {
         if ctx.max_message_size != 0 && n > ctx.max_message_size {
-            return Err(r(552, (5, 3, 4), "Message size exceeds fixed limit"));
+            return Err(Reply::message_too_big());
         }
     }
     if let Some(m) = &mail.sender {
         if !m.is_ascii() && !mail.smtputf8 {
-            return Err(r(550, (5, 6, 7), "Non-ASCII sender requires SMTPUTF8"));
+            return Err(Reply::non_ascii_sender());
         }
     }
     Ok(mail)
@@ -267,18 +254,18 @@ fn parse_mail(args: &[u8], ctx: &ParseContext) -> Result<MailFrom, Reply> {
 fn parse_rcpt(args: &[u8], ctx: &ParseContext) -> Result<Mailbox, Reply> {
     let path = strip_prefix_ci(args, b"TO:")
         .filter(|p| p.first() == Some(&b'<'))
-        .ok_or_else(|| syntax_501("Syntax: RCPT TO:<address>"))?;
+        .ok_or_else(|| Reply::syntax_error("Syntax: RCPT TO:<address>"))?;
     let (mbox, rest) = parse_path(path, PathKind::Forward).map_err(|e| match e {
-        AddressError::Syntax => r(501, (5, 1, 3), "Bad recipient address syntax"),
-        AddressError::TooLong => r(501, (5, 1, 3), "Path too long"),
+        AddressError::Syntax => Reply::bad_recipient_syntax(),
+        AddressError::TooLong => Reply::recipient_too_long(),
     })?;
     let params = split_params(rest)?;
     if !params.is_empty() {
-        return Err(r(555, (5, 5, 4), "Unsupported option"));
+        return Err(Reply::unsupported_option());
     }
-    let mbox = mbox.ok_or_else(|| r(501, (5, 1, 3), "Bad recipient address syntax"))?;
+    let mbox = mbox.ok_or_else(Reply::bad_recipient_syntax)?;
     if !mbox.is_ascii() && !ctx.smtputf8 {
-        return Err(r(553, (5, 6, 7), "Non-ASCII recipient requires SMTPUTF8"));
+        return Err(Reply::non_ascii_recipient());
     }
     Ok(mbox)
 }
@@ -289,7 +276,7 @@ type Param<'a> = (&'a [u8], Option<&'a [u8]>);
 /// or start with a space; keyword = ALPHA/DIGIT *(ALPHA/DIGIT/"-"), value = printable ASCII
 /// except `=` and SP (RFC 5321 §4.1.2).
 fn split_params(rest: &[u8]) -> Result<Vec<Param<'_>>, Reply> {
-    let bad = || syntax_501("Bad parameter syntax");
+    let bad = || Reply::syntax_error("Bad parameter syntax");
     if rest.is_empty() {
         return Ok(Vec::new());
     }
@@ -322,6 +309,7 @@ fn split_params(rest: &[u8]) -> Result<Vec<Param<'_>>, Reply> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::proto::Enhanced;
 
     fn ctx() -> ParseContext {
         ParseContext {

@@ -4,7 +4,7 @@
 
 use super::command::{self, Command, ParseContext, Verb, MAX_COMMAND_LINE};
 use super::data::DataDecoder;
-use super::reply::{Enhanced, Reply};
+use super::reply::Reply;
 
 pub use super::address::Mailbox;
 
@@ -133,10 +133,6 @@ pub struct Session<R> {
     transactions: u64,
 }
 
-fn reply(code: u16, e: (u8, u16, u16), text: impl Into<String>) -> Reply {
-    Reply::new(code, Enhanced(e.0, e.1, e.2), text)
-}
-
 fn find_crlf(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\r\n")
 }
@@ -159,7 +155,7 @@ impl<R> Session<R> {
             transactions: 0,
             cfg,
         };
-        let greeting = Reply::plain(220, format!("{} LMTP ready", s.cfg.hostname));
+        let greeting = Reply::greeting(&s.cfg.hostname);
         greeting.write_to(&mut s.out);
         s
     }
@@ -260,8 +256,7 @@ impl<R> Session<R> {
         if r.code >= 400 {
             self.errors = self.errors.saturating_add(1);
             if self.cfg.max_errors != 0 && self.errors >= self.cfg.max_errors {
-                let text = format!("{} Error: too many errors", self.cfg.hostname);
-                self.send(&reply(421, (4, 7, 0), text));
+                self.send(&Reply::too_many_errors(&self.cfg.hostname));
                 self.close();
             }
         } else {
@@ -288,7 +283,7 @@ impl<R> Session<R> {
 
     fn handle_line(&mut self, line: Option<Vec<u8>>) -> Option<Event<'static, R>> {
         let Some(line) = line else {
-            self.respond(reply(500, (5, 5, 2), "Error: line too long"));
+            self.respond(Reply::line_too_long());
             return None;
         };
         // Sequencing is checked on the verb before the arguments are parsed.
@@ -297,17 +292,15 @@ impl<R> Session<R> {
         if !has_bare {
             let seq = match verb {
                 Some(Verb::Mail | Verb::Rcpt | Verb::Data) if self.lhlo.is_none() => {
-                    Some("Error: send LHLO first")
+                    Some(Reply::lhlo_first())
                 }
-                Some(Verb::Mail) if self.mail.is_some() => Some("Error: nested MAIL command"),
-                Some(Verb::Rcpt | Verb::Data) if self.mail.is_none() => {
-                    Some("Error: need MAIL command")
-                }
-                Some(Verb::Data) if self.rcpts.is_empty() => Some("Error: no valid recipients"),
+                Some(Verb::Mail) if self.mail.is_some() => Some(Reply::nested_mail()),
+                Some(Verb::Rcpt | Verb::Data) if self.mail.is_none() => Some(Reply::need_mail()),
+                Some(Verb::Data) if self.rcpts.is_empty() => Some(Reply::no_valid_recipients()),
                 _ => None,
             };
-            if let Some(text) = seq {
-                self.respond(reply(503, (5, 5, 1), text));
+            if let Some(r) = seq {
+                self.respond(r);
                 return None;
             }
         }
@@ -326,60 +319,40 @@ impl<R> Session<R> {
             Command::Lhlo(name) => {
                 self.reset_transaction();
                 self.lhlo = Some(name);
-                let r = Reply {
-                    code: 250,
-                    enhanced: None,
-                    lines: vec![
-                        self.cfg.hostname.clone(),
-                        "PIPELINING".into(),
-                        "ENHANCEDSTATUSCODES".into(),
-                        "8BITMIME".into(),
-                        format!("SIZE {}", self.cfg.max_message_size),
-                        "SMTPUTF8".into(),
-                    ],
-                };
-                self.respond(r);
+                self.respond(Reply::lhlo(&self.cfg.hostname, self.cfg.max_message_size));
             }
             Command::Helo | Command::Ehlo => {
-                self.respond(reply(500, (5, 5, 1), "Error: this is LMTP, use LHLO"));
+                self.respond(Reply::not_lmtp());
             }
             Command::Mail(m) => {
                 self.rcpts.clear();
                 self.mail = Some(m);
                 self.transactions += 1;
-                self.respond(reply(250, (2, 1, 0), "Ok"));
+                self.respond(Reply::mail_ok());
             }
             Command::Rcpt(m) => {
                 if self.rcpts.len() >= self.cfg.max_recipients {
-                    self.respond(reply(452, (4, 5, 3), "Error: too many recipients"));
+                    self.respond(Reply::too_many_recipients());
                 } else {
                     self.phase = Phase::AwaitVerdict(m.clone());
                     return Some(Event::Recipient(m));
                 }
             }
             Command::Data => {
-                self.respond(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
+                self.respond(Reply::start_data());
                 self.phase = Phase::Data(DataDecoder::new(self.cfg.max_message_size));
                 return Some(Event::MessageStart);
             }
             Command::Rset => {
                 self.reset_transaction();
-                self.respond(reply(250, (2, 0, 0), "Ok"));
+                self.respond(Reply::ok());
             }
-            Command::Noop => self.respond(reply(250, (2, 0, 0), "Ok")),
-            Command::Vrfy => self.respond(reply(
-                252,
-                (2, 0, 0),
-                "Cannot VRFY user, but will accept message and attempt delivery",
-            )),
-            Command::Expn => self.respond(reply(502, (5, 5, 1), "Error: command not implemented")),
-            Command::Help => self.respond(reply(
-                214,
-                (2, 0, 0),
-                "Commands: LHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
-            )),
+            Command::Noop => self.respond(Reply::ok()),
+            Command::Vrfy => self.respond(Reply::cannot_vrfy()),
+            Command::Expn => self.respond(Reply::not_implemented()),
+            Command::Help => self.respond(Reply::help()),
             Command::Quit => {
-                self.respond(reply(221, (2, 0, 0), "Bye"));
+                self.respond(Reply::bye());
                 self.close();
             }
         }
@@ -398,9 +371,9 @@ impl<R> Session<R> {
             size: dec.size(),
         };
         let refusal = if dec.over_limit() {
-            Some(reply(552, (5, 3, 4), "Message size exceeds fixed limit"))
+            Some(Reply::message_too_big())
         } else if self.cfg.bare_newline == BareNewline::Reject && dec.saw_bare_newline() {
-            Some(reply(550, (5, 5, 2), "Bare <CR> or <LF> received"))
+            Some(Reply::bare_newline_refused())
         } else {
             None
         };
@@ -429,7 +402,7 @@ impl<R> Session<R> {
         match verdict {
             Ok(r) => {
                 self.rcpts.push(r);
-                self.respond(reply(250, (2, 1, 5), format!("<{m}> OK")));
+                self.respond(Reply::rcpt_ok(&m));
             }
             Err(r) => {
                 // A refused recipient is business as usual, not a protocol error: it neither
@@ -467,8 +440,7 @@ impl<R> Session<R> {
         if self.is_closed() {
             return;
         }
-        let text = format!("{} Error: timeout exceeded", self.cfg.hostname);
-        self.send(&reply(421, (4, 4, 2), text));
+        self.send(&Reply::timeout(&self.cfg.hostname));
         self.close();
     }
 
@@ -482,8 +454,7 @@ impl<R> Session<R> {
         if !self.is_idle() {
             return false;
         }
-        let text = format!("{} Service shutting down", self.cfg.hostname);
-        self.send(&reply(421, (4, 3, 2), text));
+        self.send(&Reply::shutting_down(&self.cfg.hostname));
         self.close();
         true
     }
@@ -542,6 +513,7 @@ impl<R> Session<R> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::proto::Enhanced;
 
     const GREETING: &str = "220 localhost LMTP ready\r\n";
     const LHLO_REPLY: &str = "250-localhost\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n\

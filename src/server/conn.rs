@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use lmtpd_store::{DeliveryError, Envelope};
 
 use super::{Context, Live};
-use crate::deliver::{self, error_reply};
+use crate::deliver;
 use crate::directory::Resolved;
-use crate::proto::{Event, Session, Transaction};
+use crate::proto::{Event, Reply, Session, Transaction};
 use crate::spool::{Spool, SpoolBody};
 
 /// How often a blocked read wakes up to look at the idle and shutdown deadlines.
@@ -146,17 +146,18 @@ impl Conn {
         }
     }
 
-    /// Writes one reply line (CRLF added) with a short write timeout and closes: for
-    /// connections that cannot be served.
-    pub fn refuse(&mut self, line: &str) {
-        self.say(line);
+    /// Writes `reply` with a short write timeout and closes: for connections that cannot be
+    /// served.
+    pub fn refuse(&mut self, reply: &Reply) {
+        self.say(reply);
         self.close();
     }
 
-    /// Writes one reply line (CRLF added) with a short write timeout.
-    pub fn say(&mut self, line: &str) {
+    /// Writes `reply` (outside any session, e.g. before a greeting) with a short write
+    /// timeout.
+    pub fn say(&mut self, reply: &Reply) {
         let _ = self.stream.set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = self.stream.write_all(format!("{line}\r\n").as_bytes());
+        let _ = self.stream.write_all(&reply.to_bytes());
     }
 
     /// Shuts the connection down in both directions (the client sees it end).
@@ -404,10 +405,7 @@ impl Driver<'_> {
         }
     }
 
-    fn check_recipient(
-        &mut self,
-        mailbox: &crate::proto::Mailbox,
-    ) -> Result<Resolved, crate::proto::Reply> {
+    fn check_recipient(&mut self, mailbox: &crate::proto::Mailbox) -> Result<Resolved, Reply> {
         if TEST_PANIC.get() == Some(&mailbox.local.as_str()) {
             panic!("test hook: RCPT TO:<{mailbox}>");
         }
@@ -420,7 +418,7 @@ impl Driver<'_> {
                 e.code,
                 e.enhanced
             );
-            error_reply(&e)
+            Reply::delivery_error(&e)
         })?;
         let Some(store) = live.stores.get(resolved.store) else {
             log::error!(
@@ -428,11 +426,7 @@ impl Driver<'_> {
                 self.conn_id,
                 resolved.store.name()
             );
-            return Err(crate::proto::Reply::new(
-                451,
-                crate::proto::Enhanced(4, 3, 5),
-                "Mail system configuration error",
-            ));
+            return Err(Reply::config_error());
         };
         store.check(&resolved.rcpt).map_err(|e| {
             log::info!(
@@ -440,7 +434,7 @@ impl Driver<'_> {
                 self.conn_id,
                 resolved.rcpt.user
             );
-            error_reply(&e)
+            Reply::delivery_error(&e)
         })?;
         Ok(resolved)
     }
@@ -468,11 +462,9 @@ impl Driver<'_> {
                 // The body could not be kept: every recipient gets the same temporary error.
                 log::warn!("conn={} id={} spool failed: {e}", self.conn_id, env.id);
                 let err = DeliveryError::from_io(&e, false);
-                let lmtpd_store::Enhanced(class, subject, detail) = err.enhanced;
-                let status = crate::proto::Enhanced(class, subject, detail);
                 for r in &tx.rcpts {
-                    crate::metrics::get().delivery(r.store, status, dot.elapsed());
-                    self.session.delivery_outcome(error_reply(&err));
+                    crate::metrics::get().delivery(r.store, err.enhanced, dot.elapsed());
+                    self.session.delivery_outcome(Reply::delivery_error(&err));
                 }
                 return flush(&mut self.session, stream);
             }

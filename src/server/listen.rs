@@ -19,6 +19,7 @@ use super::pool::{Pool, Refused};
 use super::Shutdown;
 use crate::config::Listen;
 use crate::metrics::RefuseReason;
+use crate::proto::Reply;
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -327,10 +328,7 @@ pub fn accept_loop(
                             };
                             m.refused(reason);
                             refusals.note(&conn, targets.pool.sessions());
-                            conn.refuse(&format!(
-                                "421 4.3.2 {} Too many connections, try again later",
-                                targets.hostname
-                            ));
+                            conn.refuse(&Reply::too_many_connections(targets.hostname));
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -347,10 +345,7 @@ pub fn accept_loop(
                                 while let Ok(mut conn) = l.accept() {
                                     m.connection(matches!(conn.stream, Stream::Unix(_)));
                                     m.refused(RefuseReason::Descriptors);
-                                    conn.refuse(&format!(
-                                        "421 4.3.2 {} Out of resources, try again later",
-                                        targets.hostname
-                                    ));
+                                    conn.refuse(&Reply::out_of_resources(targets.hostname));
                                 }
                             });
                         }

@@ -16,6 +16,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendErro
 
 use super::conn::Conn;
 use crate::metrics;
+use crate::proto::Reply;
 
 /// How long a worker thread waits for a connection before it exits.
 pub const IDLE_EXIT: Duration = Duration::from_secs(60);
@@ -248,7 +249,7 @@ fn run_caught(shared: &Shared, conn: &mut Conn) {
             conn.id,
             panic_text(&*payload)
         );
-        conn.say("421 4.3.0 Internal error, closing connection; try again later");
+        conn.say(&Reply::internal_error());
     }
 }
 

@@ -11,14 +11,15 @@
 //! holds whatever a store does. A [`DeliveryError`] carries the reply code the client sees.
 //!
 //! Modules: [`delivery`] (requests, targets, flags), [`report`] (the reporter), [`group`]
-//! (one fsync or COMMIT shared by concurrent writers), [`template`] (path templates and the
-//! path-component rule), [`mboxrd`] and [`date`] (mbox format), and with the `testing`
+//! (one fsync or COMMIT shared by concurrent writers), [`path`] (the one path-component
+//! rule), [`template`] (path templates), [`mboxrd`] and [`date`] (mbox format), and with the `testing`
 //! feature [`testing`], the contract suite every backend runs.
 
 pub mod date;
 pub mod delivery;
 pub mod group;
 pub mod mboxrd;
+pub mod path;
 pub mod report;
 pub mod template;
 #[cfg(feature = "testing")]
@@ -123,6 +124,11 @@ impl DeliveryError {
             Enhanced(4, 3, 0),
             "Local error in processing, try again later",
         )
+    }
+
+    /// `451 4.3.5`: the recipient is routed to a store that is not open (RFC 3463 X.3.5).
+    pub fn config_error() -> Self {
+        Self::new(451, Enhanced(4, 3, 5), "Mail system configuration error")
     }
 
     /// `550 5.2.0`: the mailbox exists but is unusable (a symlink, a hard link, not a file).

@@ -5,22 +5,9 @@ use std::path::PathBuf;
 
 use crate::Recipient;
 
-/// Why a value may not become a path component, or `Ok` when it may.
-pub fn check_component(value: &str) -> Result<(), &'static str> {
-    if value.is_empty() {
-        Err("empty")
-    } else if value == ".." {
-        Err("is \"..\"")
-    } else if value.starts_with('.') {
-        Err("starts with '.'")
-    } else if value.contains('/') {
-        Err("contains '/'")
-    } else if value.chars().any(|c| c == '\0' || c.is_control()) {
-        Err("contains a NUL or control character")
-    } else {
-        Ok(())
-    }
-}
+// The component and `+detail` rules live in `crate::path`; they are re-exported here
+// because the backends reach them through this module.
+pub use crate::path::{check_component, check_detail, MAX_DETAIL};
 
 /// Checks the template's escapes without a recipient (for configuration checks). `kind`
 /// names the store in messages (`maildir`, `mbox`).
@@ -71,26 +58,31 @@ pub fn expand(template: &str, kind: &str, rcpt: &Recipient) -> Result<PathBuf, S
     Ok(PathBuf::from(out))
 }
 
-/// Longest `+detail` (in bytes) that may name a folder; longer ones go to the inbox.
-pub const MAX_DETAIL: usize = 200;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Why a `+detail` may not name a folder (in any store), or `Ok` when it may: empty, longer
-/// than [`MAX_DETAIL`], a leading dot, `..`, `/`, NUL or control characters. Stores add
-/// their own rules on top.
-pub fn check_detail(detail: &str) -> Result<(), &'static str> {
-    if detail.is_empty() {
-        Err("empty")
-    } else if detail.len() > MAX_DETAIL {
-        Err("too long")
-    } else if detail.starts_with('.') {
-        Err("starts with '.'")
-    } else if detail.contains("..") {
-        Err("contains \"..\"")
-    } else if detail.contains('/') {
-        Err("contains '/'")
-    } else if detail.chars().any(|c| c == '\0' || c.is_control()) {
-        Err("contains a NUL or control character")
-    } else {
-        Ok(())
+    fn rcpt(local: &str, domain: &str) -> Recipient {
+        Recipient::new(local, domain)
+    }
+
+    #[test]
+    fn expansion_substitutes_checked_values() {
+        let p = expand("/m/%d/%n/%u%%", "maildir", &rcpt("alice", "example.org"));
+        assert_eq!(
+            p,
+            Ok(PathBuf::from("/m/example.org/alice/alice@example.org%"))
+        );
+    }
+
+    #[test]
+    fn expansion_refuses_what_the_component_rule_refuses() {
+        for local in ["", ".x", "..", "a..b", "a/b", "a\\b", "a\0b", "a\nb"] {
+            let r = expand("/m/%n", "mbox", &rcpt(local, "example.org"));
+            let err = r.expect_err(local);
+            assert!(err.starts_with("unsafe local part (%n)"), "{err}");
+            assert!(check_component(local).is_err(), "{local:?}");
+        }
+        assert!(expand("/m/%d", "mbox", &rcpt("a", "ex..org")).is_err());
     }
 }
