@@ -16,8 +16,22 @@
 //! - [`privileges`]: dropping root after binding.
 //! - [`sys`]: the few POSIX calls std lacks (the only `unsafe` in this crate).
 //!
-//! The mailbox backends live in their own crates: `lmtpd-store` (the `MailStore` trait)
-//! and `lmtpd-maildir`, `lmtpd-mbox`, `lmtpd-sqlite` (optional feature `sqlite`).
+//! The mailbox backends live in their own crates: `lmtpd-store` (the `MailStore` trait,
+//! the delivery request, the per-recipient reporter and the contract suite) and
+//! `lmtpd-maildir`, `lmtpd-mbox`, `lmtpd-sqlite` (optional feature `sqlite`).
+//!
+//! # The path of one message
+//!
+//! `server::listen` accepts, `server::pool` gives the connection a thread, and
+//! `server::conn` drives a [`proto::Session`] over the socket. At RCPT, [`directory`]
+//! resolves the address to a `Recipient` and a store, whose `check` decides the reply; DATA
+//! streams into the [`spool`]. After the dot, [`deliver`] gives each recipient a `Delivery`
+//! (trace headers from [`trace`], targets: INBOX or the `+detail` folder) and hands each run
+//! of recipients of one store to `MailStore::deliver` with a `Reporter`. The store reports
+//! each recipient's outcome once its copies are durable, in any order; the reporter releases
+//! them in RCPT order and [`deliver`] turns each into the reply that `server::conn` writes,
+//! a log line and the [`metrics`], while the store, on a helper thread, is still storing the
+//! next copies.
 pub mod config;
 pub mod deliver;
 pub mod directory;
