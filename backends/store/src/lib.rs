@@ -7,6 +7,7 @@
 
 pub mod date;
 pub mod mboxrd;
+pub mod open;
 pub mod template;
 
 use std::fmt;
