@@ -73,10 +73,10 @@ impl Directory {
     pub fn parse(text: &str, origin: &str, cfg: &Config) -> Result<Directory, Vec<String>> {
         let mut dir = Directory {
             users: HashMap::new(),
-            delimiters: cfg.recipient_delimiter.chars().collect(),
-            lowercase_localpart: cfg.lowercase_localpart,
-            default_store: cfg.store,
-            postmaster: cfg.postmaster.clone(),
+            delimiters: cfg.recipients.recipient_delimiter.chars().collect(),
+            lowercase_localpart: cfg.recipients.lowercase_localpart,
+            default_store: cfg.delivery.store,
+            postmaster: cfg.recipients.postmaster.clone(),
         };
         let mut errors = Vec::new();
         for (i, raw) in text.lines().enumerate() {
@@ -109,7 +109,7 @@ impl Directory {
 
     /// Reads and parses the users file named in the configuration.
     pub fn load(cfg: &Config) -> Result<Directory, Vec<String>> {
-        let path: &Path = &cfg.users;
+        let path: &Path = &cfg.recipients.users;
         let text = fs::read_to_string(path)
             .map_err(|e| vec![format!("{}: cannot read users file: {e}", path.display())])?;
         Directory::parse(&text, &path.display().to_string(), cfg)
@@ -322,15 +322,9 @@ mod tests {
     fn domains_compare_case_insensitively_and_local_parts_fold() {
         let d = dir("alice@example.org\n");
         assert!(d.resolve(&mb("ALICE", Some("EXAMPLE.org"))).is_ok());
-        let strict = Directory::parse(
-            "alice@example.org\n",
-            "u",
-            &Config {
-                lowercase_localpart: false,
-                ..Config::default()
-            },
-        )
-        .expect("valid");
+        let mut cfg = Config::default();
+        cfg.recipients.lowercase_localpart = false;
+        let strict = Directory::parse("alice@example.org\n", "u", &cfg).expect("valid");
         assert!(strict.resolve(&mb("Alice", Some("example.org"))).is_err());
         assert!(strict.resolve(&mb("alice", Some("Example.Org"))).is_ok());
     }
@@ -350,15 +344,9 @@ mod tests {
 
     #[test]
     fn several_delimiters_are_allowed() {
-        let d = Directory::parse(
-            "alice@example.org\n",
-            "u",
-            &Config {
-                recipient_delimiter: "+-".into(),
-                ..Config::default()
-            },
-        )
-        .expect("valid");
+        let mut cfg = Config::default();
+        cfg.recipients.recipient_delimiter = "+-".into();
+        let d = Directory::parse("alice@example.org\n", "u", &cfg).expect("valid");
         let r = d
             .resolve(&mb("alice-news", Some("example.org")))
             .expect("ok");
@@ -407,10 +395,8 @@ mod tests {
         let d = dir("postmaster@example.org\nalice@example.org\n");
         let r = d.resolve(&mb("Postmaster", None)).expect("postmaster");
         assert_eq!(r.rcpt.user, "postmaster@example.org");
-        let cfg = Config {
-            postmaster: "alice@example.org".into(),
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
+        cfg.recipients.postmaster = "alice@example.org".into();
         let d = Directory::parse("alice@example.org\n", "u", &cfg).expect("valid");
         assert_eq!(
             d.resolve(&mb("POSTMASTER", None)).expect("pm").rcpt.user,

@@ -198,7 +198,7 @@ pub fn serve(ctx: &Context, conn: &mut Conn) {
     // Limits and the idle timeout are fixed for the session when it starts; users, stores
     // and paths are looked up per transaction, so a SIGHUP reaches open sessions too.
     let live = ctx.live();
-    let timeout = live.config.timeout;
+    let timeout = live.config.limits.timeout;
     if let Err(e) = conn
         .stream
         .set_read_timeout(Some(TICK))
@@ -345,7 +345,7 @@ impl Driver<'_> {
                     self.session.recipient_verdict(verdict);
                 }
                 Event::MessageStart => {
-                    self.spool = Some(Spool::new(&self.live().config.spool_dir));
+                    self.spool = Some(Spool::new(&self.live().config.delivery.spool_dir));
                     self.spool_error = None;
                 }
                 Event::Body(chunk) => {

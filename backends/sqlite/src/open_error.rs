@@ -33,6 +33,58 @@ pub(crate) fn migration(path: &Path, message: String) -> OpenError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{SqliteConfig, SqliteStore};
+    use std::time::Duration;
+
+    fn open(path: &Path) -> Result<SqliteStore, OpenError> {
+        let mut cfg = SqliteConfig::new(path);
+        cfg.busy_timeout = Duration::ZERO;
+        SqliteStore::try_open(cfg)
+    }
+
+    fn kind(path: &Path) -> OpenErrorKind {
+        match open(path) {
+            Ok(_) => panic!("{} opened", path.display()),
+            Err(e) => e.kind(),
+        }
+    }
+
+    #[test]
+    fn a_database_held_by_another_writer_is_busy() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("mail.db");
+        drop(open(&db).expect("create"));
+        let holder = rusqlite::Connection::open(&db).expect("open");
+        holder.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+        assert_eq!(kind(&db), OpenErrorKind::Busy);
+        holder.execute_batch("COMMIT").expect("unlock");
+        assert!(open(&db).is_ok());
+    }
+
+    #[test]
+    fn a_database_that_is_not_ours_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("notes.db");
+        rusqlite::Connection::open(&db)
+            .and_then(|c| c.execute_batch("CREATE TABLE notes (x TEXT)"))
+            .expect("foreign database");
+        assert_eq!(kind(&db), OpenErrorKind::Refused);
+        let newer = dir.path().join("newer.db");
+        drop(open(&newer).expect("create"));
+        rusqlite::Connection::open(&newer)
+            .and_then(|c| c.pragma_update(None, "user_version", 1000))
+            .expect("bump");
+        assert_eq!(kind(&newer), OpenErrorKind::Refused);
+        assert_eq!(kind(dir.path()), OpenErrorKind::Refused, "a directory");
+    }
+
+    #[test]
+    fn a_path_the_system_refuses_is_unavailable() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").expect("write");
+        assert_eq!(kind(&file.join("mail.db")), OpenErrorKind::Unavailable);
+    }
 
     #[test]
     fn locks_are_busy_and_foreign_files_refused() {
