@@ -995,4 +995,98 @@ socket_group =
         assert!(check_template("/m/%x").is_err());
         assert!(check_template("/m/%").is_err());
     }
+
+    /// The keys a document lists, sorted, with any key listed twice reported.
+    fn listed(doc: &str, keys: Vec<String>) -> Vec<String> {
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let n = sorted.len();
+        sorted.dedup();
+        assert_eq!(sorted.len(), n, "{doc} lists a key twice: {keys:?}");
+        sorted
+    }
+
+    fn declared() -> Vec<String> {
+        let mut keys: Vec<String> = KEYS.iter().map(|k| k.name.to_string()).collect();
+        keys.sort();
+        keys
+    }
+
+    fn read_doc(rel: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn the_man_page_documents_exactly_the_declared_keys() {
+        // lmtpd.conf(5): one `.It Ic key No = ...` item per key, from DESCRIPTION up to the
+        // users file section.
+        let man = read_doc("man/lmtpd.conf.5");
+        let body = man
+            .split_once(".Sh DESCRIPTION")
+            .and_then(|(_, rest)| rest.split_once(".Sh USERS FILE"))
+            .map(|(keys, _)| keys)
+            .expect("DESCRIPTION and USERS FILE sections");
+        let keys = body
+            .lines()
+            .filter_map(|l| l.strip_prefix(".It Ic "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(String::from)
+            .collect();
+        assert_eq!(listed("lmtpd.conf.5", keys), declared());
+    }
+
+    #[test]
+    fn the_readme_table_documents_exactly_the_declared_keys() {
+        // README "Configuration file": the first column of each row names one or more keys
+        // in backquotes (`socket_owner`, `socket_group`).
+        let readme = read_doc("README.md");
+        let table = readme
+            .split_once("### Configuration file")
+            .map(|(_, rest)| rest)
+            .expect("a Configuration file section");
+        let mut keys = Vec::new();
+        for row in table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+        {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            keys.extend(first.split('`').skip(1).step_by(2).map(String::from));
+        }
+        assert_eq!(listed("README", keys), declared());
+    }
+
+    #[test]
+    fn lmtpd_8_names_exactly_the_restart_only_keys() {
+        // lmtpd(8), SIGHUP: "Listeners, .Ic socket_* , ... change only with a restart".
+        let man = read_doc("man/lmtpd.8");
+        let list = man
+            .split_once("\nListeners,\n")
+            .and_then(|(_, rest)| rest.split_once("change only with a restart"))
+            .map(|(list, _)| list)
+            .expect("the SIGHUP paragraph");
+        let mut named: Vec<String> = vec!["listen".into()];
+        for word in list
+            .lines()
+            .filter_map(|l| l.strip_prefix(".Ic "))
+            .filter_map(|l| l.split_whitespace().next())
+        {
+            match word.strip_suffix('*') {
+                Some(prefix) => named.extend(
+                    KEYS.iter()
+                        .filter(|k| k.name.starts_with(prefix))
+                        .map(|k| k.name.to_string()),
+                ),
+                None => named.push(word.into()),
+            }
+        }
+        let mut restart: Vec<String> = KEYS
+            .iter()
+            .filter(|k| k.apply == Apply::Restart)
+            .map(|k| k.name.to_string())
+            .collect();
+        restart.sort();
+        assert_eq!(listed("lmtpd.8", named), restart);
+    }
 }
