@@ -68,9 +68,47 @@ pub fn is_safe_component(s: &str) -> bool {
         && !s.chars().any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
+/// A problem with the users file, in the words `lmtpd` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UsersError {
+    /// The file cannot be read.
+    Unreadable {
+        /// The file.
+        path: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// A line that is refused: not an address, an unsafe one, a bad attribute, a repeat.
+    Line {
+        /// The file (or other source) of the line.
+        origin: String,
+        /// The line number, from 1.
+        line: usize,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for UsersError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsersError::Unreadable { path, reason } => {
+                write!(f, "{path}: cannot read users file: {reason}")
+            }
+            UsersError::Line {
+                origin,
+                line,
+                reason,
+            } => write!(f, "{origin}:{line}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for UsersError {}
+
 impl Directory {
     /// Parses users-file text; every bad line is reported with its number.
-    pub fn parse(text: &str, origin: &str, cfg: &Config) -> Result<Directory, Vec<String>> {
+    pub fn parse(text: &str, origin: &str, cfg: &Config) -> Result<Directory, Vec<UsersError>> {
         let mut dir = Directory {
             users: HashMap::new(),
             delimiters: cfg.recipients.recipient_delimiter.chars().collect(),
@@ -85,19 +123,24 @@ impl Directory {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            let refused = |reason: String| UsersError::Line {
+                origin: origin.into(),
+                line: lineno,
+                reason,
+            };
             match dir.parse_line(line) {
                 Ok(user) => {
                     let key = user.address();
                     match dir.users.entry(key) {
                         std::collections::hash_map::Entry::Occupied(e) => {
-                            errors.push(format!("{origin}:{lineno}: {} is listed twice", e.key()))
+                            errors.push(refused(format!("{} is listed twice", e.key())))
                         }
                         std::collections::hash_map::Entry::Vacant(e) => {
                             e.insert(user);
                         }
                     }
                 }
-                Err(e) => errors.push(format!("{origin}:{lineno}: {e}")),
+                Err(e) => errors.push(refused(e)),
             }
         }
         if errors.is_empty() {
@@ -108,10 +151,14 @@ impl Directory {
     }
 
     /// Reads and parses the users file named in the configuration.
-    pub fn load(cfg: &Config) -> Result<Directory, Vec<String>> {
+    pub fn load(cfg: &Config) -> Result<Directory, Vec<UsersError>> {
         let path: &Path = &cfg.recipients.users;
-        let text = fs::read_to_string(path)
-            .map_err(|e| vec![format!("{}: cannot read users file: {e}", path.display())])?;
+        let text = fs::read_to_string(path).map_err(|e| {
+            vec![UsersError::Unreadable {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }]
+        })?;
         Directory::parse(&text, &path.display().to_string(), cfg)
     }
 
@@ -314,8 +361,10 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(errs.len(), 5, "{errs:?}");
+        let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(errs[0].starts_with("u:2:"));
         assert!(errs[3].starts_with("u:5:"));
+        assert_eq!(errs[2], "u:4: ok@x is listed twice");
     }
 
     #[test]

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     let directory = match Directory::load(&config) {
         Ok(d) => Some(d),
         Err(e) => {
-            errors.extend(e);
+            errors.extend(e.iter().map(ToString::to_string));
             None
         }
     };
