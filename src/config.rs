@@ -1,14 +1,27 @@
 //! The configuration file (`key = value`, `#` comments) and command-line overrides, parsed
 //! into a validated [`Config`] that reports every problem with its line number, not just the
 //! first one.
+//!
+//! Every key is declared once, in the `config!` table below: its field in a typed section,
+//! its default, its name in the file, the codec that reads and prints it (with the wording
+//! of its refusals), its place in the output of `lmtpd -n`, and whether a SIGHUP applies it
+//! (`Reload`) or only a restart does (`Restart`). Parsing, `lmtpd -n`, [`Config::default`],
+//! the restart-only rule of a reload and the documentation check in the tests all read that
+//! table ([`KEYS`]).
 
-use std::fmt::Write as _;
+mod value;
+
+use std::fmt;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::proto::BareNewline;
+use value::{
+    Address, Checked, Codec, Count, Each, FilePath, Locks, Metrics, OctalMode, OneOf, Secs, Size,
+    Store, Text, YesNo,
+};
 
 /// Where to listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,75 +102,6 @@ pub use lmtpd_mbox::LockKind;
 /// `+detail` handling: deliver into a folder named by the detail?
 pub use lmtpd_store::DetailMailbox;
 
-/// The validated, effective configuration.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Listeners (`listen`, repeatable; `-l` adds more).
-    pub listen: Vec<Listen>,
-    /// Mode of created Unix sockets (`socket_mode`, octal).
-    pub socket_mode: u32,
-    /// Our host name for the greeting, Received headers and Maildir names.
-    pub hostname: String,
-    /// Path of the users file.
-    pub users: PathBuf,
-    /// The default store for users without a `store=` attribute.
-    pub store: StoreKind,
-    /// Maildir location template (`%u`, `%n`, `%d`).
-    pub maildir: String,
-    /// mbox location template (`%u`, `%n`, `%d`).
-    pub mbox: String,
-    /// mbox locks, taken in this order.
-    pub mbox_locks: Vec<LockKind>,
-    /// Total time to wait for mbox locks before `450 4.2.0`.
-    pub mbox_lock_timeout: Duration,
-    /// The SQLite database file.
-    pub sqlite: PathBuf,
-    /// How long a SQLite writer waits for the database lock before `451 4.3.0`.
-    pub sqlite_busy_timeout: Duration,
-    /// Directory for message spool files larger than the in-memory bound.
-    pub spool_dir: PathBuf,
-    /// Largest message accepted, in bytes (0 = unlimited); advertised as SIZE.
-    pub max_message_size: u64,
-    /// Most recipients in one transaction.
-    pub max_recipients: usize,
-    /// Concurrent sessions (worker threads, started on demand); one more gets `421 4.3.2`.
-    pub workers: usize,
-    /// The optional `GET /metrics` listener (loopback TCP or a Unix socket).
-    pub metrics: Option<Listen>,
-    /// Idle timeout per connection.
-    pub timeout: Duration,
-    /// How long SIGTERM waits for running sessions.
-    pub shutdown_timeout: Duration,
-    /// Characters that separate a local part from its detail (`alice+lists`).
-    pub recipient_delimiter: String,
-    /// Fold local parts to lower case before looking them up.
-    pub lowercase_localpart: bool,
-    /// Over-quota reply: `452 4.2.2` (false) or `552 5.2.2` (true).
-    pub quota_permfail: bool,
-    /// `+detail` folder delivery.
-    pub detail_mailbox: DetailMailbox,
-    /// Bare CR / LF policy for message content.
-    pub bare_newline: BareNewline,
-    /// Where `RCPT TO:<Postmaster>` goes; empty = the users-file entry `postmaster@...`.
-    pub postmaster: String,
-    /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
-    pub log_level: String,
-    /// Where the log goes.
-    pub log: LogTarget,
-    /// Syslog facility name (`mail`, `daemon`, `local0` … `local7`).
-    pub syslog_facility: String,
-    /// Run as this user after binding, when started as root.
-    pub user: String,
-    /// Run with this group (default: the user's primary group).
-    pub group: String,
-    /// Allow running as root (not recommended).
-    pub allow_root: bool,
-    /// Owner given to created Unix sockets (empty = unchanged).
-    pub socket_owner: String,
-    /// Group given to created Unix sockets (empty = unchanged).
-    pub socket_group: String,
-}
-
 /// Log destination (`log`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogTarget {
@@ -166,6 +110,325 @@ pub enum LogTarget {
     /// The local syslog socket.
     Syslog,
 }
+
+/// When a changed key takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Apply {
+    /// On the next SIGHUP.
+    Reload,
+    /// Only after a restart (sockets, threads, privileges, the log destination): a SIGHUP
+    /// logs the change and keeps the value lmtpd started with.
+    Restart,
+}
+
+/// One configuration key, as declared in the `config!` table: everything lmtpd knows about
+/// it besides its documentation.
+pub struct Key {
+    /// The key as written in the file.
+    pub name: &'static str,
+    /// When a new value takes effect.
+    pub apply: Apply,
+    /// Position in the output of `lmtpd -n`; `None` for an obsolete key, which is accepted
+    /// (its value still checked) and ignored.
+    order: Option<u8>,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+    dump: fn(&Config, &mut String),
+    differs: fn(&Config, &Config) -> bool,
+    restore: fn(&mut Config, &Config),
+}
+
+impl Key {
+    /// True for a key that is accepted only so that old files still load.
+    pub fn is_obsolete(&self) -> bool {
+        self.order.is_none()
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("name", &self.name)
+            .field("apply", &self.apply)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Declares the sections of [`Config`], each key in them, and [`KEYS`]. Per key:
+/// `field: Type = default, "name" @ position in -n, codec, Reload | Restart;`.
+macro_rules! config {
+    (
+        $(
+            $(#[$sdoc:meta])*
+            $sec:ident: $Sec:ident {
+                $(
+                    $(#[$fdoc:meta])*
+                    $field:ident: $ty:ty = $default:expr,
+                        $key:literal @ $order:literal, $codec:expr, $apply:ident;
+                )*
+            }
+        )*
+        @obsolete {
+            $( $(#[$odoc:meta])* $okey:literal: $oty:ty, $ocodec:expr; )*
+        }
+    ) => {
+        /// The validated, effective configuration, in typed sections. Reload compares
+        /// sections (and keys) with `==`; see [`KEYS`] for which keys need a restart.
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct Config {
+            $( $(#[$sdoc])* pub $sec: $Sec, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $sec: $Sec::default(), )* }
+            }
+        }
+
+        $(
+            $(#[$sdoc])*
+            #[derive(Clone, Debug, PartialEq)]
+            pub struct $Sec {
+                $( $(#[$fdoc])* pub $field: $ty, )*
+            }
+
+            impl Default for $Sec {
+                fn default() -> Self {
+                    $Sec { $( $field: $default, )* }
+                }
+            }
+        )*
+
+        /// Every key lmtpd accepts, in the order of the sections of [`Config`].
+        pub static KEYS: &[Key] = &[
+            $( $(
+                Key {
+                    name: $key,
+                    apply: Apply::$apply,
+                    order: Some($order),
+                    set: |c: &mut Config, text: &str| {
+                        Codec::set(&$codec, &mut c.$sec.$field, text)
+                    },
+                    dump: |c: &Config, out: &mut String| {
+                        Codec::dump(&$codec, $key, &c.$sec.$field, out)
+                    },
+                    differs: |a: &Config, b: &Config| a.$sec.$field != b.$sec.$field,
+                    restore: |c: &mut Config, from: &Config| {
+                        c.$sec.$field.clone_from(&from.$sec.$field)
+                    },
+                },
+            )* )*
+            $(
+                Key {
+                    name: $okey,
+                    apply: Apply::Reload,
+                    order: None,
+                    set: |_: &mut Config, text: &str| {
+                        <_ as Codec<$oty>>::parse(&$ocodec, text).map(drop)
+                    },
+                    dump: |_: &Config, _: &mut String| {},
+                    differs: |_: &Config, _: &Config| false,
+                    restore: |_: &mut Config, _: &Config| {},
+                },
+            )*
+        ];
+    };
+}
+
+config! {
+    /// Where lmtpd accepts connections (all restart-only: sockets are bound once, as root
+    /// when started as root).
+    listeners: Listeners {
+        /// Listeners (`listen`, repeatable; `-l` adds more).
+        listen: Vec<Listen> = Vec::new(), "listen" @ 0, Each(Address), Restart;
+        /// Mode of created Unix sockets (`socket_mode`, octal).
+        socket_mode: u32 = 0o660, "socket_mode" @ 1, OctalMode, Restart;
+        /// Owner given to created Unix sockets (empty = unchanged).
+        socket_owner: String = String::new(), "socket_owner" @ 30, Text, Restart;
+        /// Group given to created Unix sockets (empty = unchanged).
+        socket_group: String = String::new(), "socket_group" @ 31, Text, Restart;
+        /// The optional `GET /metrics` listener (loopback TCP or a Unix socket).
+        metrics: Option<Listen> = None, "metrics" @ 15, Metrics, Restart;
+    }
+
+    /// The process: who it runs as, how many sessions it serves, how it stops (all
+    /// restart-only).
+    process: Process {
+        /// Run as this user after binding, when started as root.
+        user: String = String::new(), "user" @ 27, Text, Restart;
+        /// Run with this group (default: the user's primary group).
+        group: String = String::new(), "group" @ 28, Text, Restart;
+        /// Allow running as root (not recommended).
+        allow_root: bool = false, "allow_root" @ 29, YesNo, Restart;
+        /// Concurrent sessions (worker threads, started on demand); one more gets `421 4.3.2`.
+        workers: usize = DEFAULT_WORKERS, "workers" @ 14, Count(1, MAX_WORKERS), Restart;
+        /// How long SIGTERM waits for running sessions.
+        shutdown_timeout: Duration = Duration::from_secs(30),
+            "shutdown_timeout" @ 17, Secs(0, 3600), Restart;
+    }
+
+    /// Logging: the level changes on SIGHUP, the destination only with a restart.
+    logging: Logging {
+        /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
+        log_level: String = "info".into(), "log_level" @ 24, Checked(check_log_level), Reload;
+        /// Where the log goes.
+        log: LogTarget = LogTarget::Stderr, "log" @ 25, OneOf {
+            words: &[("stderr", LogTarget::Stderr), ("syslog", LogTarget::Syslog)],
+            expected: "stderr or syslog",
+        }, Restart;
+        /// Syslog facility name (`mail`, `daemon`, `local0` … `local7`).
+        syslog_facility: String = "mail".into(),
+            "syslog_facility" @ 26, Checked(check_facility), Restart;
+    }
+
+    /// The limits a session enforces.
+    limits: Limits {
+        /// Largest message accepted, in bytes (0 = unlimited); advertised as SIZE.
+        max_message_size: u64 = 64 << 20, "max_message_size" @ 12, Size, Reload;
+        /// Most recipients in one transaction.
+        max_recipients: usize = 1000, "max_recipients" @ 13, Count(1, 100_000), Reload;
+        /// Idle timeout per connection.
+        timeout: Duration = Duration::from_secs(300), "timeout" @ 16, Secs(1, 86_400), Reload;
+        /// Bare CR / LF policy for message content.
+        bare_newline: BareNewline = BareNewline::Normalize, "bare_newline" @ 22, OneOf {
+            words: &[
+                ("normalize", BareNewline::Normalize),
+                ("normalise", BareNewline::Normalize),
+                ("reject", BareNewline::Reject),
+            ],
+            expected: "normalize or reject",
+        }, Reload;
+    }
+
+    /// Recipient resolution: the users file and how addresses are looked up in it.
+    recipients: Recipients {
+        /// Path of the users file.
+        users: PathBuf = PathBuf::from(DEFAULT_USERS), "users" @ 3, FilePath, Reload;
+        /// Characters that separate a local part from its detail (`alice+lists`).
+        recipient_delimiter: String = "+".into(),
+            "recipient_delimiter" @ 18, Checked(check_delimiter), Reload;
+        /// Fold local parts to lower case before looking them up.
+        lowercase_localpart: bool = true, "lowercase_localpart" @ 19, YesNo, Reload;
+        /// Where `RCPT TO:<Postmaster>` goes; empty = the users-file entry `postmaster@...`.
+        postmaster: String = String::new(), "postmaster" @ 23, Text, Reload;
+    }
+
+    /// Delivery: everything the stores are built from (our name, the body spool, `+detail`
+    /// folders, over-quota replies, the default store and where each store keeps its mail).
+    /// The fields carry the keys' own names, and [`Config`] dereferences to this section,
+    /// so `config.mbox` or `config.hostname` reach it directly; new code names the section
+    /// (`config.delivery.mbox`).
+    delivery: Delivery {
+        /// Our host name for the greeting, Received headers and Maildir names.
+        hostname: String = system_hostname(), "hostname" @ 2, Checked(check_hostname), Reload;
+        /// Directory for message spool files larger than the in-memory bound.
+        spool_dir: PathBuf = std::env::temp_dir(), "spool_dir" @ 11, FilePath, Reload;
+        /// Over-quota reply: `452 4.2.2` (false) or `552 5.2.2` (true).
+        quota_permfail: bool = false, "quota_full" @ 20, OneOf {
+            words: &[("tempfail", false), ("permfail", true)],
+            expected: "tempfail or permfail",
+        }, Reload;
+        /// `+detail` folder delivery.
+        detail_mailbox: DetailMailbox = DetailMailbox::Yes, "detail_mailbox" @ 21, OneOf {
+            words: &[
+                ("no", DetailMailbox::No),
+                ("yes", DetailMailbox::Yes),
+                ("create", DetailMailbox::Create),
+            ],
+            expected: "no, yes or create",
+        }, Reload;
+        /// The default store for users without a `store=` attribute.
+        store: StoreKind = StoreKind::Maildir, "store" @ 4, Store, Reload;
+        /// Maildir location template (`%u`, `%n`, `%d`).
+        maildir: String = "/var/vmail/%d/%n/Maildir".into(),
+            "maildir" @ 5, Checked(check_template), Reload;
+        /// mbox location template (`%u`, `%n`, `%d`).
+        mbox: String = "/var/mail/%n".into(), "mbox" @ 6, Checked(check_template), Reload;
+        /// mbox locks, taken in this order.
+        mbox_locks: Vec<LockKind> = lmtpd_mbox::default_locks(), "mbox_locks" @ 7, Locks, Reload;
+        /// Total time to wait for mbox locks before `450 4.2.0`.
+        mbox_lock_timeout: Duration = Duration::from_secs(30),
+            "mbox_lock_timeout" @ 8, Secs(0, 3600), Reload;
+        /// The SQLite database file.
+        sqlite: PathBuf = PathBuf::from("/var/lib/lmtpd/mail.db"), "sqlite" @ 9, FilePath, Reload;
+        /// How long a SQLite writer waits for the database lock before `451 4.3.0`.
+        sqlite_busy_timeout: Duration = Duration::from_secs(30),
+            "sqlite_busy_timeout" @ 10, Secs(0, 3600), Reload;
+    }
+
+    // Accepted so that old files still load, with their value checked, and ignored.
+    @obsolete {
+        // Connections no longer wait for a worker.
+        "queue": usize, Count(0, 100_000);
+    }
+}
+
+/// `config.mbox`, `config.hostname`, … reach [`Config::delivery`] directly: the store tests
+/// (tests/stores.rs) and the delivery code (`deliver` in src/server/conn.rs), which belong to
+/// the delivery rewrite, read and set them that way. New code names the section.
+impl std::ops::Deref for Config {
+    type Target = Delivery;
+    fn deref(&self) -> &Delivery {
+        &self.delivery
+    }
+}
+
+impl std::ops::DerefMut for Config {
+    fn deref_mut(&mut self) -> &mut Delivery {
+        &mut self.delivery
+    }
+}
+
+/// A problem with the configuration, where it was found, in the words `lmtpd` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    Unreadable {
+        /// The file.
+        path: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// A line that is not `key = value`.
+    Syntax {
+        /// The file (or other source) of the line.
+        origin: String,
+        /// The line number, from 1.
+        line: usize,
+    },
+    /// A key lmtpd does not know, or a value it refuses.
+    Value {
+        /// The file (or other source) of the line.
+        origin: String,
+        /// The line number, from 1.
+        line: usize,
+        /// The key as written.
+        key: String,
+        /// Why the value (or the key) is refused.
+        reason: String,
+    },
+    /// Settings that do not work together (no listener at all, an empty `spool_dir`).
+    Incomplete(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Unreadable { path, reason } => write!(f, "{path}: cannot read: {reason}"),
+            ConfigError::Syntax { origin, line } => {
+                write!(f, "{origin}:{line}: expected 'key = value'")
+            }
+            ConfigError::Value {
+                origin,
+                line,
+                key,
+                reason,
+            } => write!(f, "{origin}:{line}: {key}: {reason}"),
+            ConfigError::Incomplete(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// The default `workers`: above what Postfix (100 delivery processes, 20 per destination
 /// and cached connections), Exim beside it and a burst after a restart open at once; an
@@ -186,45 +449,6 @@ pub const DEFAULT_USERS: &str = match option_env!("LMTPD_DEFAULT_USERS") {
     Some(p) => p,
     None => "/usr/local/etc/lmtpd.users",
 };
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: Vec::new(),
-            socket_mode: 0o660,
-            hostname: system_hostname(),
-            users: PathBuf::from(DEFAULT_USERS),
-            store: StoreKind::Maildir,
-            maildir: "/var/vmail/%d/%n/Maildir".into(),
-            mbox: "/var/mail/%n".into(),
-            mbox_locks: lmtpd_mbox::default_locks(),
-            mbox_lock_timeout: Duration::from_secs(30),
-            sqlite: PathBuf::from("/var/lib/lmtpd/mail.db"),
-            sqlite_busy_timeout: Duration::from_secs(30),
-            spool_dir: std::env::temp_dir(),
-            max_message_size: 64 << 20,
-            max_recipients: 1000,
-            workers: DEFAULT_WORKERS,
-            metrics: None,
-            timeout: Duration::from_secs(300),
-            shutdown_timeout: Duration::from_secs(30),
-            recipient_delimiter: "+".into(),
-            lowercase_localpart: true,
-            quota_permfail: false,
-            detail_mailbox: DetailMailbox::Yes,
-            bare_newline: BareNewline::Normalize,
-            postmaster: String::new(),
-            log_level: "info".into(),
-            log: LogTarget::Stderr,
-            syslog_facility: "mail".into(),
-            user: String::new(),
-            group: String::new(),
-            allow_root: false,
-            socket_owner: String::new(),
-            socket_group: String::new(),
-        }
-    }
-}
 
 /// Reads the machine's host name without libc: `/proc/sys/kernel/hostname` on Linux,
 /// `/etc/hostname` or `/etc/myname` (OpenBSD) elsewhere, then `localhost`.
@@ -257,25 +481,50 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size '{s}' is too large"))
 }
 
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "yes" | "true" | "on" | "1" => Ok(true),
-        "no" | "false" | "off" | "0" => Ok(false),
-        _ => Err(format!("'{s}' is not yes or no")),
+fn check_hostname(value: &str) -> Result<(), String> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("hostname must be printable ASCII without spaces".into());
     }
+    Ok(())
 }
 
-fn parse_count(s: &str, min: u64, max: u64) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!("'{s}' is not a whole number from {min} to {max}")),
+fn check_delimiter(value: &str) -> Result<(), String> {
+    if value
+        .chars()
+        .any(|ch| ch.is_alphanumeric() || ch == '@' || ch.is_whitespace())
+    {
+        return Err("recipient_delimiter must be punctuation such as + or -".into());
     }
+    Ok(())
+}
+
+fn check_facility(value: &str) -> Result<(), String> {
+    if crate::logging::facility_code(value).is_none() {
+        return Err(format!(
+            "'{value}' is not a facility (mail, daemon, user, local0 … local7)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_log_level(value: &str) -> Result<(), String> {
+    if !matches!(value, "error" | "warn" | "info" | "debug" | "trace" | "off") {
+        return Err(format!(
+            "'{value}' is not error, warn, info, debug or trace"
+        ));
+    }
+    Ok(())
+}
+
+/// The declaration of `name`, if lmtpd knows that key.
+pub fn key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
 }
 
 impl Config {
     /// Parses configuration text. `origin` names the file in messages. Every problem is
     /// returned, each with its line number.
-    pub fn parse(text: &str, origin: &str) -> Result<Config, Vec<String>> {
+    pub fn parse(text: &str, origin: &str) -> Result<Config, Vec<ConfigError>> {
         let (c, errors) = Config::parse_lenient(text, origin);
         if errors.is_empty() {
             Ok(c)
@@ -286,156 +535,34 @@ impl Config {
 
     /// Like [`Config::parse`], but also returns the settings of every valid line, so that
     /// `lmtpd -t` can go on checking the users file and paths after a bad line.
-    pub fn parse_lenient(text: &str, origin: &str) -> (Config, Vec<String>) {
+    pub fn parse_lenient(text: &str, origin: &str) -> (Config, Vec<ConfigError>) {
         let mut c = Config::default();
         let mut errors = Vec::new();
-        let mut listen_set = false;
         for (i, raw) in text.lines().enumerate() {
-            let lineno = i + 1;
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+            let line = i + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let Some((key, value)) = line.split_once('=') else {
-                errors.push(format!("{origin}:{lineno}: expected 'key = value'"));
+            let Some((key, value)) = trimmed.split_once('=') else {
+                errors.push(ConfigError::Syntax {
+                    origin: origin.into(),
+                    line,
+                });
                 continue;
             };
-            let key = key.trim();
-            let value = value.trim();
-            let r: Result<(), String> = (|| {
-                match key {
-                    "listen" => {
-                        if !listen_set {
-                            c.listen.clear();
-                            listen_set = true;
-                        }
-                        c.listen.push(Listen::parse(value)?);
-                    }
-                    "socket_mode" => {
-                        c.socket_mode = u32::from_str_radix(value, 8)
-                            .ok()
-                            .filter(|m| *m <= 0o777)
-                            .ok_or_else(|| {
-                            format!("'{value}' is not an octal mode like 0660")
-                        })?
-                    }
-                    "hostname" => {
-                        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
-                            return Err("hostname must be printable ASCII without spaces".into());
-                        }
-                        c.hostname = value.into();
-                    }
-                    "users" => c.users = PathBuf::from(value),
-                    "store" => c.store = StoreKind::parse(value)?,
-                    "maildir" => {
-                        check_template(value)?;
-                        c.maildir = value.into();
-                    }
-                    "mbox" => {
-                        check_template(value)?;
-                        c.mbox = value.into();
-                    }
-                    "mbox_locks" => {
-                        let locks = value
-                            .split(|ch: char| ch == ',' || ch.is_whitespace())
-                            .filter(|w| !w.is_empty())
-                            .map(LockKind::parse)
-                            .collect::<Result<Vec<_>, _>>()?;
-                        if locks.is_empty() {
-                            return Err("name at least one of fcntl, flock, dotlock".into());
-                        }
-                        c.mbox_locks = locks;
-                    }
-                    "mbox_lock_timeout" => {
-                        c.mbox_lock_timeout = Duration::from_secs(parse_count(value, 0, 3600)?)
-                    }
-                    "sqlite" => c.sqlite = PathBuf::from(value),
-                    "sqlite_busy_timeout" => {
-                        c.sqlite_busy_timeout = Duration::from_secs(parse_count(value, 0, 3600)?)
-                    }
-                    "spool_dir" => c.spool_dir = PathBuf::from(value),
-                    "max_message_size" => c.max_message_size = parse_size(value)?,
-                    "max_recipients" => c.max_recipients = parse_count(value, 1, 100_000)? as usize,
-                    "workers" => c.workers = parse_count(value, 1, MAX_WORKERS)? as usize,
-                    // Obsolete (connections no longer wait for a worker): accepted so old
-                    // configurations still load, and ignored.
-                    "queue" => {
-                        parse_count(value, 0, 100_000)?;
-                    }
-                    "metrics" => c.metrics = parse_metrics(value)?,
-                    "timeout" => c.timeout = Duration::from_secs(parse_count(value, 1, 86_400)?),
-                    "shutdown_timeout" => {
-                        c.shutdown_timeout = Duration::from_secs(parse_count(value, 0, 3600)?)
-                    }
-                    "recipient_delimiter" => {
-                        if value
-                            .chars()
-                            .any(|ch| ch.is_alphanumeric() || ch == '@' || ch.is_whitespace())
-                        {
-                            return Err(
-                                "recipient_delimiter must be punctuation such as + or -".into()
-                            );
-                        }
-                        c.recipient_delimiter = value.into();
-                    }
-                    "lowercase_localpart" => c.lowercase_localpart = parse_bool(value)?,
-                    "quota_full" => {
-                        c.quota_permfail = match value {
-                            "tempfail" => false,
-                            "permfail" => true,
-                            _ => return Err(format!("'{value}' is not tempfail or permfail")),
-                        }
-                    }
-                    "detail_mailbox" => {
-                        c.detail_mailbox = match value {
-                            "no" => DetailMailbox::No,
-                            "yes" => DetailMailbox::Yes,
-                            "create" => DetailMailbox::Create,
-                            _ => return Err(format!("'{value}' is not no, yes or create")),
-                        }
-                    }
-                    "bare_newline" => {
-                        c.bare_newline = match value {
-                            "normalize" | "normalise" => BareNewline::Normalize,
-                            "reject" => BareNewline::Reject,
-                            _ => return Err(format!("'{value}' is not normalize or reject")),
-                        }
-                    }
-                    "postmaster" => c.postmaster = value.into(),
-                    "log" => {
-                        c.log = match value {
-                            "stderr" => LogTarget::Stderr,
-                            "syslog" => LogTarget::Syslog,
-                            _ => return Err(format!("'{value}' is not stderr or syslog")),
-                        }
-                    }
-                    "syslog_facility" => {
-                        if crate::logging::facility_code(value).is_none() {
-                            return Err(format!(
-                                "'{value}' is not a facility (mail, daemon, user, local0 … local7)"
-                            ));
-                        }
-                        c.syslog_facility = value.into();
-                    }
-                    "user" => c.user = value.into(),
-                    "group" => c.group = value.into(),
-                    "allow_root" => c.allow_root = parse_bool(value)?,
-                    "socket_owner" => c.socket_owner = value.into(),
-                    "socket_group" => c.socket_group = value.into(),
-                    "log_level" => {
-                        if !matches!(value, "error" | "warn" | "info" | "debug" | "trace" | "off") {
-                            return Err(format!(
-                                "'{value}' is not error, warn, info, debug or trace"
-                            ));
-                        }
-                        c.log_level = value.into();
-                    }
-                    _ => return Err(format!("unknown key '{key}'")),
-                }
-                Ok(())
-            })();
-            if let Err(e) = r {
-                errors.push(format!("{origin}:{lineno}: {key}: {e}"));
+            let (key, value) = (key.trim(), value.trim());
+            let r = match self::key(key) {
+                Some(k) => (k.set)(&mut c, value),
+                None => Err(format!("unknown key '{key}'")),
+            };
+            if let Err(reason) = r {
+                errors.push(ConfigError::Value {
+                    origin: origin.into(),
+                    line,
+                    key: key.into(),
+                    reason,
+                });
             }
         }
         (c, errors)
@@ -443,7 +570,7 @@ impl Config {
 
     /// Reads and parses a configuration file. Relative paths inside it stay relative to the
     /// working directory, as documented.
-    pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         let (c, errors) = Config::load_lenient(path);
         if errors.is_empty() {
             Ok(c)
@@ -453,12 +580,15 @@ impl Config {
     }
 
     /// Reads a configuration file leniently (see [`Config::parse_lenient`]).
-    pub fn load_lenient(path: &Path) -> (Config, Vec<String>) {
+    pub fn load_lenient(path: &Path) -> (Config, Vec<ConfigError>) {
         match fs::read_to_string(path) {
             Ok(text) => Config::parse_lenient(&text, &path.display().to_string()),
             Err(e) => (
                 Config::default(),
-                vec![format!("{}: cannot read: {e}", path.display())],
+                vec![ConfigError::Unreadable {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                }],
             ),
         }
     }
@@ -466,13 +596,15 @@ impl Config {
     /// Checks what can only be checked as a whole (after `-l` flags were added). `stdio`:
     /// the server runs one session on standard input (`-i`) and needs no listener; under
     /// socket activation (`LISTEN_FDS`) the listeners are inherited.
-    pub fn validate(&self, stdio: bool) -> Result<(), Vec<String>> {
+    pub fn validate(&self, stdio: bool) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        if self.listen.is_empty() && !stdio && std::env::var_os("LISTEN_FDS").is_none() {
-            errors.push("no listener: set 'listen' in the config file or pass -l".into());
+        if self.listeners.listen.is_empty() && !stdio && std::env::var_os("LISTEN_FDS").is_none() {
+            errors.push(ConfigError::Incomplete(
+                "no listener: set 'listen' in the config file or pass -l".into(),
+            ));
         }
-        if self.spool_dir.as_os_str().is_empty() {
-            errors.push("spool_dir is empty".into());
+        if self.delivery.spool_dir.as_os_str().is_empty() {
+            errors.push(ConfigError::Incomplete("spool_dir is empty".into()));
         }
         if errors.is_empty() {
             Ok(())
@@ -483,100 +615,33 @@ impl Config {
 
     /// The effective settings in config-file syntax (`lmtpd -n`).
     pub fn dump(&self) -> String {
+        let mut keys: Vec<(u8, &Key)> = KEYS
+            .iter()
+            .filter_map(|k| k.order.map(|o| (o, k)))
+            .collect();
+        keys.sort_by_key(|(o, _)| *o);
         let mut s = String::new();
-        for l in &self.listen {
-            let _ = writeln!(s, "listen = {l}");
+        for (_, k) in keys {
+            (k.dump)(self, &mut s);
         }
-        let _ = writeln!(s, "socket_mode = {:04o}", self.socket_mode);
-        let _ = writeln!(s, "hostname = {}", self.hostname);
-        let _ = writeln!(s, "users = {}", self.users.display());
-        let _ = writeln!(s, "store = {}", self.store.name());
-        let _ = writeln!(s, "maildir = {}", self.maildir);
-        let _ = writeln!(s, "mbox = {}", self.mbox);
-        let locks: Vec<&str> = self.mbox_locks.iter().map(|l| l.name()).collect();
-        let _ = writeln!(s, "mbox_locks = {}", locks.join(" "));
-        let _ = writeln!(
-            s,
-            "mbox_lock_timeout = {}",
-            self.mbox_lock_timeout.as_secs()
-        );
-        let _ = writeln!(s, "sqlite = {}", self.sqlite.display());
-        let _ = writeln!(
-            s,
-            "sqlite_busy_timeout = {}",
-            self.sqlite_busy_timeout.as_secs()
-        );
-        let _ = writeln!(s, "spool_dir = {}", self.spool_dir.display());
-        let _ = writeln!(s, "max_message_size = {}", self.max_message_size);
-        let _ = writeln!(s, "max_recipients = {}", self.max_recipients);
-        let _ = writeln!(s, "workers = {}", self.workers);
-        match &self.metrics {
-            Some(l) => {
-                let _ = writeln!(s, "metrics = {l}");
-            }
-            None => {
-                let _ = writeln!(s, "metrics = off");
-            }
-        }
-        let _ = writeln!(s, "timeout = {}", self.timeout.as_secs());
-        let _ = writeln!(s, "shutdown_timeout = {}", self.shutdown_timeout.as_secs());
-        let _ = writeln!(s, "recipient_delimiter = {}", self.recipient_delimiter);
-        let _ = writeln!(
-            s,
-            "lowercase_localpart = {}",
-            if self.lowercase_localpart {
-                "yes"
-            } else {
-                "no"
-            }
-        );
-        let _ = writeln!(
-            s,
-            "quota_full = {}",
-            if self.quota_permfail {
-                "permfail"
-            } else {
-                "tempfail"
-            }
-        );
-        let _ = writeln!(
-            s,
-            "detail_mailbox = {}",
-            match self.detail_mailbox {
-                DetailMailbox::No => "no",
-                DetailMailbox::Yes => "yes",
-                DetailMailbox::Create => "create",
-            }
-        );
-        let _ = writeln!(
-            s,
-            "bare_newline = {}",
-            match self.bare_newline {
-                BareNewline::Normalize => "normalize",
-                BareNewline::Reject => "reject",
-            }
-        );
-        let _ = writeln!(s, "postmaster = {}", self.postmaster);
-        let _ = writeln!(s, "log_level = {}", self.log_level);
-        let _ = writeln!(
-            s,
-            "log = {}",
-            match self.log {
-                LogTarget::Stderr => "stderr",
-                LogTarget::Syslog => "syslog",
-            }
-        );
-        let _ = writeln!(s, "syslog_facility = {}", self.syslog_facility);
-        let _ = writeln!(s, "user = {}", self.user);
-        let _ = writeln!(s, "group = {}", self.group);
-        let _ = writeln!(
-            s,
-            "allow_root = {}",
-            if self.allow_root { "yes" } else { "no" }
-        );
-        let _ = writeln!(s, "socket_owner = {}", self.socket_owner);
-        let _ = writeln!(s, "socket_group = {}", self.socket_group);
         s
+    }
+
+    /// The restart-only keys whose value differs between `self` (what lmtpd started with)
+    /// and `new`, by name, in the order of [`KEYS`].
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        KEYS.iter()
+            .filter(|k| k.apply == Apply::Restart && (k.differs)(self, new))
+            .map(|k| k.name)
+            .collect()
+    }
+
+    /// `new` with every restart-only key set back to its value in `self`.
+    pub fn keep_restart_only(&self, mut new: Config) -> Config {
+        for k in KEYS.iter().filter(|k| k.apply == Apply::Restart) {
+            (k.restore)(&mut new, self);
+        }
+        new
     }
 }
 
@@ -648,24 +713,239 @@ socket_owner = postfix
 socket_group = postfix
 ";
         let c = Config::parse(text, "t").expect("valid");
-        assert_eq!(c.listen.len(), 3);
-        assert_eq!(c.socket_mode, 0o600);
-        assert_eq!(c.max_message_size, 10 << 20);
-        assert_eq!(c.recipient_delimiter, "+-");
-        assert!(c.quota_permfail);
-        assert!(!c.lowercase_localpart);
-        assert_eq!(c.detail_mailbox, DetailMailbox::Create);
-        assert_eq!(c.bare_newline, BareNewline::Reject);
-        assert_eq!(c.store, StoreKind::Mbox);
-        assert_eq!(c.mbox_locks, vec![LockKind::Dotlock, LockKind::Flock]);
-        assert_eq!(c.sqlite_busy_timeout, Duration::from_secs(7));
+        assert_eq!(c.listeners.listen.len(), 3);
+        assert_eq!(c.listeners.socket_mode, 0o600);
+        assert_eq!(c.limits.max_message_size, 10 << 20);
+        assert_eq!(c.recipients.recipient_delimiter, "+-");
+        assert!(c.delivery.quota_permfail);
+        assert!(!c.recipients.lowercase_localpart);
+        assert_eq!(c.delivery.detail_mailbox, DetailMailbox::Create);
+        assert_eq!(c.limits.bare_newline, BareNewline::Reject);
+        assert_eq!(c.delivery.store, StoreKind::Mbox);
         assert_eq!(
-            c.metrics,
+            c.delivery.mbox_locks,
+            vec![LockKind::Dotlock, LockKind::Flock]
+        );
+        assert_eq!(c.delivery.sqlite_busy_timeout, Duration::from_secs(7));
+        assert_eq!(
+            c.listeners.metrics,
             Some(Listen::Tcp("127.0.0.1:9124".parse().expect("addr")))
         );
         // The dump is itself a valid config that yields the same settings.
         let again = Config::parse(&c.dump(), "dump").expect("dump parses");
         assert_eq!(again.dump(), c.dump());
+        assert_eq!(again, c);
+        // `lmtpd -n`, byte for byte as before the keys were declared in one table.
+        assert_eq!(
+            c.dump(),
+            "\
+listen = unix:/tmp/x.sock
+listen = 127.0.0.1:2424
+listen = [::1]:2424
+socket_mode = 0600
+hostname = mx.example.org
+users = /etc/lmtpd.users
+store = mbox
+maildir = /var/mail/%d/%n
+mbox = /var/mail/%n
+mbox_locks = dotlock flock
+mbox_lock_timeout = 5
+sqlite = /var/lib/lmtpd/x.db
+sqlite_busy_timeout = 7
+spool_dir = /var/tmp
+max_message_size = 10485760
+max_recipients = 50
+workers = 4
+metrics = 127.0.0.1:9124
+timeout = 60
+shutdown_timeout = 5
+recipient_delimiter = +-
+lowercase_localpart = no
+quota_full = permfail
+detail_mailbox = create
+bare_newline = reject
+postmaster = root@example.org
+log_level = debug
+log = syslog
+syslog_facility = local3
+user = vmail
+group = vmail
+allow_root = no
+socket_owner = postfix
+socket_group = postfix
+"
+        );
+    }
+
+    #[test]
+    fn defaults_print_as_before() {
+        let mut c = Config::default();
+        c.delivery.hostname = "h.test".into();
+        c.delivery.spool_dir = "/tmp".into();
+        c.delivery.mbox_locks = vec![LockKind::Fcntl, LockKind::Dotlock];
+        let users = DEFAULT_USERS;
+        assert_eq!(
+            c.dump(),
+            format!(
+                "\
+socket_mode = 0660
+hostname = h.test
+users = {users}
+store = maildir
+maildir = /var/vmail/%d/%n/Maildir
+mbox = /var/mail/%n
+mbox_locks = fcntl dotlock
+mbox_lock_timeout = 30
+sqlite = /var/lib/lmtpd/mail.db
+sqlite_busy_timeout = 30
+spool_dir = /tmp
+max_message_size = 67108864
+max_recipients = 1000
+workers = 512
+metrics = off
+timeout = 300
+shutdown_timeout = 30
+recipient_delimiter = +
+lowercase_localpart = yes
+quota_full = tempfail
+detail_mailbox = yes
+bare_newline = normalize
+postmaster = 
+log_level = info
+log = stderr
+syslog_facility = mail
+user = 
+group = 
+allow_root = no
+socket_owner = 
+socket_group = 
+"
+            )
+        );
+        assert_eq!(Config::parse(&c.dump(), "dump").expect("parses"), c);
+    }
+
+    #[test]
+    fn every_key_is_declared_once_with_a_unique_place_in_the_dump() {
+        let mut names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "a key is declared twice");
+        let mut order: Vec<u8> = KEYS.iter().filter_map(|k| k.order).collect();
+        order.sort_unstable();
+        let expected: Vec<u8> = (0..).take(order.len()).collect();
+        assert_eq!(order, expected, "-n positions are 0, 1, 2, … without gaps");
+        assert!(key("queue").is_some_and(Key::is_obsolete));
+        assert_eq!(key("workers").map(|k| k.apply), Some(Apply::Restart));
+        assert_eq!(key("log_level").map(|k| k.apply), Some(Apply::Reload));
+    }
+
+    #[test]
+    fn refusals_keep_their_wording() {
+        let cases = [
+            (
+                "socket_mode = 0999",
+                "socket_mode: '0999' is not an octal mode like 0660",
+            ),
+            (
+                "hostname = a b",
+                "hostname: hostname must be printable ASCII without spaces",
+            ),
+            (
+                "lowercase_localpart = maybe",
+                "lowercase_localpart: 'maybe' is not yes or no",
+            ),
+            (
+                "workers = 0",
+                "workers: '0' is not a whole number from 1 to 4096",
+            ),
+            (
+                "timeout = 0",
+                "timeout: '0' is not a whole number from 1 to 86400",
+            ),
+            (
+                "queue = x",
+                "queue: 'x' is not a whole number from 0 to 100000",
+            ),
+            (
+                "quota_full = maybe",
+                "quota_full: 'maybe' is not tempfail or permfail",
+            ),
+            (
+                "detail_mailbox = 2",
+                "detail_mailbox: '2' is not no, yes or create",
+            ),
+            (
+                "bare_newline = keep",
+                "bare_newline: 'keep' is not normalize or reject",
+            ),
+            ("log = file", "log: 'file' is not stderr or syslog"),
+            (
+                "log_level = loud",
+                "log_level: 'loud' is not error, warn, info, debug or trace",
+            ),
+            (
+                "mbox_locks = ,",
+                "mbox_locks: name at least one of fcntl, flock, dotlock",
+            ),
+            (
+                "recipient_delimiter = a",
+                "recipient_delimiter: recipient_delimiter must be punctuation such as + or -",
+            ),
+            ("nokey = 1", "nokey: unknown key 'nokey'"),
+        ];
+        for (line, want) in cases {
+            let errs = Config::parse(line, "f").expect_err(line);
+            assert_eq!(
+                errs,
+                vec![ConfigError::Value {
+                    origin: "f".into(),
+                    line: 1,
+                    key: line.split(' ').next().unwrap_or_default().into(),
+                    reason: want
+                        .split_once(": ")
+                        .map(|(_, r)| r.to_string())
+                        .unwrap_or_default(),
+                }],
+                "{line}"
+            );
+            assert_eq!(errs[0].to_string(), format!("f:1: {want}"));
+        }
+        // `normalise` is accepted and printed as `normalize`; `listen` lines add up.
+        let c = Config::parse(
+            "bare_newline = normalise\nlisten = unix:/a\nlisten = unix:/b\n",
+            "f",
+        )
+        .expect("valid");
+        assert_eq!(c.limits.bare_newline, BareNewline::Normalize);
+        assert_eq!(c.listeners.listen.len(), 2);
+    }
+
+    #[test]
+    fn restart_only_keys_are_the_sockets_the_process_and_the_log_destination() {
+        let restart: Vec<&str> = KEYS
+            .iter()
+            .filter(|k| k.apply == Apply::Restart)
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(
+            restart,
+            [
+                "listen",
+                "socket_mode",
+                "socket_owner",
+                "socket_group",
+                "metrics",
+                "user",
+                "group",
+                "allow_root",
+                "workers",
+                "shutdown_timeout",
+                "log",
+                "syslog_facility"
+            ]
+        );
     }
 
     #[test]
@@ -673,10 +953,12 @@ socket_group = postfix
         let text = "listen = 127.0.0.1:25\nbogus = 1\nmax_message_size = lots\nnoequals\n";
         let errs = Config::parse(text, "f.conf").expect_err("invalid");
         assert_eq!(errs.len(), 4, "{errs:?}");
+        let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(errs[0].starts_with("f.conf:1: listen: port 25"));
         assert!(errs[1].starts_with("f.conf:2:"));
         assert!(errs[2].starts_with("f.conf:3:"));
         assert!(errs[3].starts_with("f.conf:4:"));
+        assert_eq!(errs[3], "f.conf:4: expected 'key = value'");
     }
 
     #[test]
@@ -691,7 +973,7 @@ socket_group = postfix
     #[test]
     fn default_workers_serve_what_real_mtas_open() {
         // Issue 12: at least 256 concurrent sessions with the shipped defaults.
-        assert!(Config::default().workers >= 256);
+        assert!(Config::default().process.workers >= 256);
         assert!(Config::parse("workers = 4096\n", "t").is_ok());
         assert!(Config::parse("workers = 4097\n", "t").is_err());
         // An old configuration with the obsolete key still loads.
@@ -712,5 +994,99 @@ socket_group = postfix
         assert!(check_template("/m/%d/%n/%u/%%").is_ok());
         assert!(check_template("/m/%x").is_err());
         assert!(check_template("/m/%").is_err());
+    }
+
+    /// The keys a document lists, sorted, with any key listed twice reported.
+    fn listed(doc: &str, keys: Vec<String>) -> Vec<String> {
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let n = sorted.len();
+        sorted.dedup();
+        assert_eq!(sorted.len(), n, "{doc} lists a key twice: {keys:?}");
+        sorted
+    }
+
+    fn declared() -> Vec<String> {
+        let mut keys: Vec<String> = KEYS.iter().map(|k| k.name.to_string()).collect();
+        keys.sort();
+        keys
+    }
+
+    fn read_doc(rel: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn the_man_page_documents_exactly_the_declared_keys() {
+        // lmtpd.conf(5): one `.It Ic key No = ...` item per key, from DESCRIPTION up to the
+        // users file section.
+        let man = read_doc("man/lmtpd.conf.5");
+        let body = man
+            .split_once(".Sh DESCRIPTION")
+            .and_then(|(_, rest)| rest.split_once(".Sh USERS FILE"))
+            .map(|(keys, _)| keys)
+            .expect("DESCRIPTION and USERS FILE sections");
+        let keys = body
+            .lines()
+            .filter_map(|l| l.strip_prefix(".It Ic "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(String::from)
+            .collect();
+        assert_eq!(listed("lmtpd.conf.5", keys), declared());
+    }
+
+    #[test]
+    fn the_readme_table_documents_exactly_the_declared_keys() {
+        // README "Configuration file": the first column of each row names one or more keys
+        // in backquotes (`socket_owner`, `socket_group`).
+        let readme = read_doc("README.md");
+        let table = readme
+            .split_once("### Configuration file")
+            .map(|(_, rest)| rest)
+            .expect("a Configuration file section");
+        let mut keys = Vec::new();
+        for row in table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+        {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            keys.extend(first.split('`').skip(1).step_by(2).map(String::from));
+        }
+        assert_eq!(listed("README", keys), declared());
+    }
+
+    #[test]
+    fn lmtpd_8_names_exactly_the_restart_only_keys() {
+        // lmtpd(8), SIGHUP: "Listeners, .Ic socket_* , ... change only with a restart".
+        let man = read_doc("man/lmtpd.8");
+        let list = man
+            .split_once("\nListeners,\n")
+            .and_then(|(_, rest)| rest.split_once("change only with a restart"))
+            .map(|(list, _)| list)
+            .expect("the SIGHUP paragraph");
+        let mut named: Vec<String> = vec!["listen".into()];
+        for word in list
+            .lines()
+            .filter_map(|l| l.strip_prefix(".Ic "))
+            .filter_map(|l| l.split_whitespace().next())
+        {
+            match word.strip_suffix('*') {
+                Some(prefix) => named.extend(
+                    KEYS.iter()
+                        .filter(|k| k.name.starts_with(prefix))
+                        .map(|k| k.name.to_string()),
+                ),
+                None => named.push(word.into()),
+            }
+        }
+        let mut restart: Vec<String> = KEYS
+            .iter()
+            .filter(|k| k.apply == Apply::Restart)
+            .map(|k| k.name.to_string())
+            .collect();
+        restart.sort();
+        assert_eq!(listed("lmtpd.8", named), restart);
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, SystemTime};
 
+use lmtpd_store::open::OpenError;
 use lmtpd_store::{
     reporter, Body, CloseOnDrop, Delivery, DeliveryError, DetailMailbox, Envelope, MailStore,
     Message, Outcome, Recipient, Replies, Reporter, Request, Target,
@@ -32,30 +33,29 @@ pub struct Stores {
 
 impl Stores {
     /// Builds every store the configuration and the users table route to. Fails when a
-    /// store cannot be opened (for SQLite: the database or its migrations). On a reload,
-    /// `previous` (the old configuration and stores) lets an unchanged SQLite store, with its
-    /// pool, be kept instead of opened again.
+    /// store cannot be opened (for SQLite: the database or its migrations), with the kind
+    /// of failure (see [`lmtpd_store::open::OpenErrorKind`]). On a reload, `previous` (the
+    /// old configuration and stores) lets an unchanged SQLite store, with its pool, be kept
+    /// instead of opened again.
     pub fn open(
         cfg: &Config,
         directory: &Directory,
         previous: Option<(&Config, &Stores)>,
-    ) -> Result<Stores, String> {
+    ) -> Result<Stores, OpenError> {
+        let d = &cfg.delivery;
         let maildir = lmtpd_maildir::MaildirStore::new(lmtpd_maildir::MaildirConfig {
-            template: cfg.maildir.clone(),
-            hostname: cfg.hostname.clone(),
-            quota_permfail: cfg.quota_permfail,
+            template: d.maildir.clone(),
+            hostname: d.hostname.clone(),
+            quota_permfail: d.quota_permfail,
         });
         let mbox = lmtpd_mbox::MboxStore::new(lmtpd_mbox::MboxConfig {
-            template: cfg.mbox.clone(),
-            locks: cfg.mbox_locks.clone(),
-            lock_timeout: cfg.mbox_lock_timeout,
-            quota_permfail: cfg.quota_permfail,
+            template: d.mbox.clone(),
+            locks: d.mbox_locks.clone(),
+            lock_timeout: d.mbox_lock_timeout,
+            quota_permfail: d.quota_permfail,
         });
         let reusable = previous.and_then(|(old_cfg, old)| {
-            let same = old_cfg.sqlite == cfg.sqlite
-                && old_cfg.sqlite_busy_timeout == cfg.sqlite_busy_timeout
-                && old_cfg.quota_permfail == cfg.quota_permfail
-                && sqlite_readers(old_cfg.workers) == sqlite_readers(cfg.workers);
+            let same = SqliteSettings::of(old_cfg) == SqliteSettings::of(cfg);
             old.sqlite.clone().filter(|_| same)
         });
         let sqlite = if !uses(cfg, directory, StoreKind::Sqlite) {
@@ -84,18 +84,41 @@ impl Stores {
 
 /// Does the configuration or any user route mail to `kind`?
 pub fn uses(cfg: &Config, directory: &Directory, kind: StoreKind) -> bool {
-    cfg.store == kind || directory.users().any(|u| u.store == Some(kind))
+    cfg.delivery.store == kind || directory.users().any(|u| u.store == Some(kind))
+}
+
+/// Everything the SQLite store is opened with: a reload keeps the open store (and its
+/// pool) exactly when this is unchanged.
+#[derive(Clone, Debug, PartialEq)]
+struct SqliteSettings {
+    path: std::path::PathBuf,
+    busy_timeout: std::time::Duration,
+    quota_permfail: bool,
+    readers: u32,
+}
+
+impl SqliteSettings {
+    fn of(cfg: &Config) -> SqliteSettings {
+        let d = &cfg.delivery;
+        SqliteSettings {
+            path: d.sqlite.clone(),
+            busy_timeout: d.sqlite_busy_timeout,
+            quota_permfail: d.quota_permfail,
+            readers: sqlite_readers(cfg.process.workers),
+        }
+    }
 }
 
 #[cfg(feature = "sqlite")]
-fn open_sqlite(cfg: &Config) -> Result<Arc<dyn MailStore>, String> {
-    let store = lmtpd_sqlite::SqliteStore::open(lmtpd_sqlite::SqliteConfig {
-        path: cfg.sqlite.clone(),
-        pool_size: sqlite_readers(cfg.workers),
-        busy_timeout: cfg.sqlite_busy_timeout,
-        quota_permfail: cfg.quota_permfail,
+fn open_sqlite(cfg: &Config) -> Result<Arc<dyn MailStore>, OpenError> {
+    let s = SqliteSettings::of(cfg);
+    let store = lmtpd_sqlite::SqliteStore::try_open(lmtpd_sqlite::SqliteConfig {
+        path: s.path.clone(),
+        pool_size: s.readers,
+        busy_timeout: s.busy_timeout,
+        quota_permfail: s.quota_permfail,
     })
-    .map_err(|e| format!("{}: {e}", cfg.sqlite.display()))?;
+    .map_err(|e| e.context(s.path.display()))?;
     Ok(Arc::new(store))
 }
 
@@ -107,8 +130,11 @@ pub fn sqlite_readers(workers: usize) -> u32 {
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn open_sqlite(_cfg: &Config) -> Result<Arc<dyn MailStore>, String> {
-    Err("this lmtpd was built without SQLite support".into())
+fn open_sqlite(_cfg: &Config) -> Result<Arc<dyn MailStore>, OpenError> {
+    Err(OpenError::new(
+        lmtpd_store::open::OpenErrorKind::Refused,
+        "this lmtpd was built without SQLite support",
+    ))
 }
 
 /// What one transaction's delivery needs besides the recipients.
@@ -329,10 +355,8 @@ mod tests {
     /// Runs `f` with a job over stores writing under a temporary directory.
     fn with_job(f: impl FnOnce(&Job<'_>)) {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            maildir: format!("{}/%d/%n", dir.path().display()),
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
+        cfg.delivery.maildir = format!("{}/%d/%n", dir.path().display());
         let users = Directory::parse("", "u", &cfg).expect("users");
         let stores = Stores::open(&cfg, &users, None).expect("stores");
         let env = Envelope::default();

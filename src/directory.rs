@@ -60,15 +60,53 @@ fn unsafe_address() -> DeliveryError {
     )
 }
 
+/// A problem with the users file, in the words `lmtpd` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UsersError {
+    /// The file cannot be read.
+    Unreadable {
+        /// The file.
+        path: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// A line that is refused: not an address, an unsafe one, a bad attribute, a repeat.
+    Line {
+        /// The file (or other source) of the line.
+        origin: String,
+        /// The line number, from 1.
+        line: usize,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for UsersError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsersError::Unreadable { path, reason } => {
+                write!(f, "{path}: cannot read users file: {reason}")
+            }
+            UsersError::Line {
+                origin,
+                line,
+                reason,
+            } => write!(f, "{origin}:{line}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for UsersError {}
+
 impl Directory {
     /// Parses users-file text; every bad line is reported with its number.
-    pub fn parse(text: &str, origin: &str, cfg: &Config) -> Result<Directory, Vec<String>> {
+    pub fn parse(text: &str, origin: &str, cfg: &Config) -> Result<Directory, Vec<UsersError>> {
         let mut dir = Directory {
             users: HashMap::new(),
-            delimiters: cfg.recipient_delimiter.chars().collect(),
-            lowercase_localpart: cfg.lowercase_localpart,
-            default_store: cfg.store,
-            postmaster: cfg.postmaster.clone(),
+            delimiters: cfg.recipients.recipient_delimiter.chars().collect(),
+            lowercase_localpart: cfg.recipients.lowercase_localpart,
+            default_store: cfg.delivery.store,
+            postmaster: cfg.recipients.postmaster.clone(),
         };
         let mut errors = Vec::new();
         for (i, raw) in text.lines().enumerate() {
@@ -77,19 +115,24 @@ impl Directory {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            let refused = |reason: String| UsersError::Line {
+                origin: origin.into(),
+                line: lineno,
+                reason,
+            };
             match dir.parse_line(line) {
                 Ok(user) => {
                     let key = user.address();
                     match dir.users.entry(key) {
                         std::collections::hash_map::Entry::Occupied(e) => {
-                            errors.push(format!("{origin}:{lineno}: {} is listed twice", e.key()))
+                            errors.push(refused(format!("{} is listed twice", e.key())))
                         }
                         std::collections::hash_map::Entry::Vacant(e) => {
                             e.insert(user);
                         }
                     }
                 }
-                Err(e) => errors.push(format!("{origin}:{lineno}: {e}")),
+                Err(e) => errors.push(refused(e)),
             }
         }
         if errors.is_empty() {
@@ -100,10 +143,14 @@ impl Directory {
     }
 
     /// Reads and parses the users file named in the configuration.
-    pub fn load(cfg: &Config) -> Result<Directory, Vec<String>> {
-        let path: &Path = &cfg.users;
-        let text = fs::read_to_string(path)
-            .map_err(|e| vec![format!("{}: cannot read users file: {e}", path.display())])?;
+    pub fn load(cfg: &Config) -> Result<Directory, Vec<UsersError>> {
+        let path: &Path = &cfg.recipients.users;
+        let text = fs::read_to_string(path).map_err(|e| {
+            vec![UsersError::Unreadable {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }]
+        })?;
         Directory::parse(&text, &path.display().to_string(), cfg)
     }
 
@@ -305,23 +352,19 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(errs.len(), 5, "{errs:?}");
+        let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(errs[0].starts_with("u:2:"));
         assert!(errs[3].starts_with("u:5:"));
+        assert_eq!(errs[2], "u:4: ok@x is listed twice");
     }
 
     #[test]
     fn domains_compare_case_insensitively_and_local_parts_fold() {
         let d = dir("alice@example.org\n");
         assert!(d.resolve(&mb("ALICE", Some("EXAMPLE.org"))).is_ok());
-        let strict = Directory::parse(
-            "alice@example.org\n",
-            "u",
-            &Config {
-                lowercase_localpart: false,
-                ..Config::default()
-            },
-        )
-        .expect("valid");
+        let mut cfg = Config::default();
+        cfg.recipients.lowercase_localpart = false;
+        let strict = Directory::parse("alice@example.org\n", "u", &cfg).expect("valid");
         assert!(strict.resolve(&mb("Alice", Some("example.org"))).is_err());
         assert!(strict.resolve(&mb("alice", Some("Example.Org"))).is_ok());
     }
@@ -341,15 +384,9 @@ mod tests {
 
     #[test]
     fn several_delimiters_are_allowed() {
-        let d = Directory::parse(
-            "alice@example.org\n",
-            "u",
-            &Config {
-                recipient_delimiter: "+-".into(),
-                ..Config::default()
-            },
-        )
-        .expect("valid");
+        let mut cfg = Config::default();
+        cfg.recipients.recipient_delimiter = "+-".into();
+        let d = Directory::parse("alice@example.org\n", "u", &cfg).expect("valid");
         let r = d
             .resolve(&mb("alice-news", Some("example.org")))
             .expect("ok");
@@ -398,10 +435,8 @@ mod tests {
         let d = dir("postmaster@example.org\nalice@example.org\n");
         let r = d.resolve(&mb("Postmaster", None)).expect("postmaster");
         assert_eq!(r.rcpt.user, "postmaster@example.org");
-        let cfg = Config {
-            postmaster: "alice@example.org".into(),
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
+        cfg.recipients.postmaster = "alice@example.org".into();
         let d = Directory::parse("alice@example.org\n", "u", &cfg).expect("valid");
         assert_eq!(
             d.resolve(&mb("POSTMASTER", None)).expect("pm").rcpt.user,

@@ -20,8 +20,8 @@ pub enum Finding {
 /// Runs every check and returns the findings in a stable order.
 pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
     let mut out = Vec::new();
-    check_dir_writable("spool_dir", &cfg.spool_dir, &mut out);
-    for l in &cfg.listen {
+    check_dir_writable("spool_dir", &cfg.delivery.spool_dir, &mut out);
+    for l in &cfg.listeners.listen {
         if let Listen::Unix(p) = l {
             let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
             if let Some(parent) = parent {
@@ -37,28 +37,28 @@ pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
     postfix_chroot(cfg, Path::new("/etc/postfix/master.cf"), &mut out);
     // The server raises its soft limit toward the hard one at start; warn when even that
     // is not enough for `workers` sessions.
-    if let Some(w) = crate::server::limits::check(cfg.workers) {
+    if let Some(w) = crate::server::limits::check(cfg.process.workers) {
         out.push(Finding::Note(w));
     }
     if directory.is_empty() {
         out.push(Finding::Note(format!(
             "{}: no users: every RCPT will get 550 5.1.1",
-            cfg.users.display()
+            cfg.recipients.users.display()
         )));
     }
     if uses(cfg, directory, StoreKind::Maildir) {
         let mc = lmtpd_maildir::MaildirConfig {
-            template: cfg.maildir.clone(),
-            hostname: cfg.hostname.clone(),
-            quota_permfail: cfg.quota_permfail,
+            template: cfg.delivery.maildir.clone(),
+            hostname: cfg.delivery.hostname.clone(),
+            quota_permfail: cfg.delivery.quota_permfail,
         };
         if let Err(e) = mc.validate() {
             out.push(Finding::Problem(format!("maildir: {e}")));
         }
-        check_template_base(cfg, "maildir", &cfg.maildir, &mut out);
+        check_template_base(cfg, "maildir", &cfg.delivery.maildir, &mut out);
     }
     if uses(cfg, directory, StoreKind::Mbox) {
-        check_template_base(cfg, "mbox", &cfg.mbox, &mut out);
+        check_template_base(cfg, "mbox", &cfg.delivery.mbox, &mut out);
     }
     if uses(cfg, directory, StoreKind::Sqlite) {
         sqlite_status(cfg, &mut out);
@@ -68,27 +68,32 @@ pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
 
 #[cfg(feature = "sqlite")]
 fn sqlite_status(cfg: &Config, out: &mut Vec<Finding>) {
-    if !cfg.sqlite.exists() {
-        match cfg.sqlite.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if !cfg.delivery.sqlite.exists() {
+        match cfg
+            .delivery
+            .sqlite
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             Some(dir) if !dir.is_dir() => out.push(Finding::Problem(format!(
                 "sqlite: directory {} does not exist",
                 dir.display()
             ))),
             _ => out.push(Finding::Note(format!(
                 "sqlite: {} will be created at start-up",
-                cfg.sqlite.display()
+                cfg.delivery.sqlite.display()
             ))),
         }
         return;
     }
-    match lmtpd_sqlite::schema_status(&cfg.sqlite) {
+    match lmtpd_sqlite::schema_status(&cfg.delivery.sqlite) {
         Ok(s) => out.push(Finding::Note(format!(
             "sqlite: {}: {s}",
-            cfg.sqlite.display()
+            cfg.delivery.sqlite.display()
         ))),
         Err(e) => out.push(Finding::Problem(format!(
             "sqlite: {}: {e}",
-            cfg.sqlite.display()
+            cfg.delivery.sqlite.display()
         ))),
     }
 }
@@ -114,7 +119,7 @@ fn postfix_chroot(cfg: &Config, master_cf: &Path, out: &mut Vec<Finding>) {
     if !chrooted {
         return;
     }
-    for l in &cfg.listen {
+    for l in &cfg.listeners.listen {
         if let Listen::Unix(p) = l {
             if !p.starts_with("/var/spool/postfix/") {
                 out.push(Finding::Note(format!(
@@ -172,17 +177,19 @@ fn check_template_base(cfg: &Config, key: &str, template: &str, out: &mut Vec<Fi
 /// When a run `user` is configured, checks the directory's owner and mode bits for it.
 fn not_writable_by_run_user(cfg: &Config, dir: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    if cfg.user.is_empty() {
+    if cfg.process.user.is_empty() {
         return None;
     }
-    let account = match crate::sys::lookup_user(&cfg.user) {
+    let account = match crate::sys::lookup_user(&cfg.process.user) {
         Ok(Some(a)) => a,
-        _ => return Some(format!("user '{}' does not exist", cfg.user)),
+        _ => return Some(format!("user '{}' does not exist", cfg.process.user)),
     };
-    let gid = if cfg.group.is_empty() {
+    let gid = if cfg.process.group.is_empty() {
         account.gid
     } else {
-        crate::sys::lookup_group(&cfg.group).ok().flatten()?
+        crate::sys::lookup_group(&cfg.process.group)
+            .ok()
+            .flatten()?
     };
     let meta = fs::metadata(dir).ok()?;
     let mode = meta.mode();
@@ -236,11 +243,9 @@ mod tests {
     #[test]
     fn missing_spool_dir_parent_is_a_problem() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let cfg = Config {
-            spool_dir: tmp.path().join("no/such/dir"),
-            maildir: format!("{}/mail/%d/%n", tmp.path().display()),
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
+        cfg.delivery.spool_dir = tmp.path().join("no/such/dir");
+        cfg.delivery.maildir = format!("{}/mail/%d/%n", tmp.path().display());
         let d = Directory::parse("a@b\n", "u", &cfg).expect("users");
         let f = check(&cfg, &d);
         assert!(
@@ -253,12 +258,10 @@ mod tests {
     #[test]
     fn good_config_has_no_problems() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let cfg = Config {
-            spool_dir: tmp.path().to_path_buf(),
-            maildir: format!("{}/mail/%d/%n", tmp.path().display()),
-            listen: vec![Listen::Unix(tmp.path().join("s.sock"))],
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
+        cfg.delivery.spool_dir = tmp.path().to_path_buf();
+        cfg.delivery.maildir = format!("{}/mail/%d/%n", tmp.path().display());
+        cfg.listeners.listen = vec![Listen::Unix(tmp.path().join("s.sock"))];
         let d = Directory::parse("a@b\n", "u", &cfg).expect("users");
         let f = check(&cfg, &d);
         assert!(!f.iter().any(|x| matches!(x, Finding::Problem(_))), "{f:?}");
@@ -273,19 +276,17 @@ mod tests {
             "smtp inet n - y - - smtpd\nlmtp unix - - y - - lmtp\n",
         )
         .expect("w");
-        let mut cfg = Config {
-            listen: vec![Listen::Unix("/run/lmtpd/lmtp.sock".into())],
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
+        cfg.listeners.listen = vec![Listen::Unix("/run/lmtpd/lmtp.sock".into())];
         let mut out = Vec::new();
         postfix_chroot(&cfg, &master, &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
-        cfg.listen = vec![Listen::Unix("/var/spool/postfix/private/lmtpd".into())];
+        cfg.listeners.listen = vec![Listen::Unix("/var/spool/postfix/private/lmtpd".into())];
         out.clear();
         postfix_chroot(&cfg, &master, &mut out);
         assert!(out.is_empty());
         fs::write(&master, "lmtp unix - - n - - lmtp\n").expect("w");
-        cfg.listen = vec![Listen::Unix("/run/x.sock".into())];
+        cfg.listeners.listen = vec![Listen::Unix("/run/x.sock".into())];
         postfix_chroot(&cfg, &master, &mut out);
         assert!(out.is_empty(), "not chrooted: no warning");
     }
@@ -296,10 +297,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         // "nobody" exists on Debian and the BSDs; the temp dir is owned by the test user.
-        let cfg = Config {
-            user: "nobody".into(),
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
+        cfg.process.user = "nobody".into();
         if crate::sys::lookup_user("nobody").ok().flatten().is_some() && crate::sys::euid() == 0 {
             assert!(not_writable_by_run_user(&cfg, tmp.path()).is_some());
             fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).expect("chmod");

@@ -103,11 +103,11 @@ impl Log for Syslog {
 /// Installs the logger the configuration asks for. `LMTPD_LOG` overrides the level filter
 /// (env_logger syntax) on stderr.
 pub fn init(cfg: &Config) {
-    let level: LevelFilter = cfg.log_level.parse().unwrap_or(LevelFilter::Info);
-    match cfg.log {
+    let level: LevelFilter = cfg.logging.log_level.parse().unwrap_or(LevelFilter::Info);
+    match cfg.logging.log {
         LogTarget::Stderr => {
             env_logger::Builder::new()
-                .parse_filters(&cfg.log_level)
+                .parse_filters(&cfg.logging.log_level)
                 .parse_env("LMTPD_LOG")
                 .format_timestamp_millis()
                 .init();
@@ -115,7 +115,7 @@ pub fn init(cfg: &Config) {
         LogTarget::Syslog => {
             let logger = Syslog {
                 sock: Mutex::new(connect()),
-                facility: facility_code(&cfg.syslog_facility).unwrap_or(2),
+                facility: facility_code(&cfg.logging.syslog_facility).unwrap_or(2),
                 level,
             };
             if log::set_boxed_logger(Box::new(logger)).is_ok() {

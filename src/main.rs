@@ -9,14 +9,28 @@ use getopts::Options;
 use lmtpd::config::{Config, Listen, DEFAULT_CONFIG};
 use lmtpd::directory::Directory;
 use lmtpd::server::{Context, Server};
+use lmtpd_store::open::OpenErrorKind;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// sysexits(3) codes.
 const EX_USAGE: u8 = 64;
 #[cfg(feature = "sqlite")]
 const EX_DATAERR: u8 = 65;
+const EX_UNAVAILABLE: u8 = 69;
 const EX_OSERR: u8 = 71;
+const EX_TEMPFAIL: u8 = 75;
 const EX_CONFIG: u8 = 78;
+
+/// The exit status for a store that cannot be opened: the configuration must change
+/// (`EX_CONFIG`), a lock may be gone on the next try (`EX_TEMPFAIL`), or the system refused
+/// (`EX_UNAVAILABLE`: permissions, an unwritable directory, an I/O error).
+fn open_failure_status(kind: OpenErrorKind) -> u8 {
+    match kind {
+        OpenErrorKind::Refused => EX_CONFIG,
+        OpenErrorKind::Busy => EX_TEMPFAIL,
+        OpenErrorKind::Unavailable => EX_UNAVAILABLE,
+    }
+}
 
 fn usage(opts: &Options) -> String {
     let brief = format!(
@@ -83,24 +97,24 @@ fn main() -> ExitCode {
     let path = PathBuf::from(m.opt_str("c").unwrap_or_else(|| DEFAULT_CONFIG.to_string()));
     let mut errors = Vec::new();
     let (mut config, config_errors) = Config::load_lenient(&path);
-    errors.extend(config_errors);
+    errors.extend(config_errors.iter().map(ToString::to_string));
     for l in m.opt_strs("l") {
         match Listen::parse(&l) {
-            Ok(l) => config.listen.push(l),
+            Ok(l) => config.listeners.listen.push(l),
             Err(e) => errors.push(format!("-l {l}: {e}")),
         }
     }
     if m.opt_present("d") {
-        config.log_level = "debug".into();
+        config.logging.log_level = "debug".into();
     }
     let stdio = m.opt_present("i");
     if let Err(e) = config.validate(stdio) {
-        errors.extend(e);
+        errors.extend(e.iter().map(ToString::to_string));
     }
     let directory = match Directory::load(&config) {
         Ok(d) => Some(d),
         Err(e) => {
-            errors.extend(e);
+            errors.extend(e.iter().map(ToString::to_string));
             None
         }
     };
@@ -136,7 +150,7 @@ fn main() -> ExitCode {
         println!(
             "lmtpd: {} and {} are valid ({} users)",
             path.display(),
-            config.users.display(),
+            config.recipients.users.display(),
             directory.len()
         );
         return ExitCode::SUCCESS;
@@ -149,7 +163,7 @@ fn main() -> ExitCode {
     lmtpd::sys::set_umask(0o077);
     if stdio {
         // Under inetd, standard error may be the connection itself: log to syslog.
-        config.log = lmtpd::config::LogTarget::Syslog;
+        config.logging.log = lmtpd::config::LogTarget::Syslog;
     }
     lmtpd::logging::init(&config);
     // A panic is a bug: log where it happened (the pool adds the connection id and closes
@@ -166,15 +180,15 @@ fn main() -> ExitCode {
     }));
     if !stdio {
         use lmtpd::server::limits;
-        match limits::raise(config.workers) {
+        match limits::raise(config.process.workers) {
             Ok((old, new)) if new > old => log::info!(
                 "descriptor limit (RLIMIT_NOFILE) raised from {old} to {new} for workers = {}",
-                config.workers
+                config.process.workers
             ),
             Ok((n, _)) => log::info!("descriptor limit (RLIMIT_NOFILE) {n}"),
             Err(e) => log::warn!("cannot read or raise RLIMIT_NOFILE: {e}"),
         }
-        if let Some(w) = limits::check(config.workers) {
+        if let Some(w) = limits::check(config.process.workers) {
             log::warn!("{w}");
         }
     }
@@ -212,7 +226,7 @@ fn main() -> ExitCode {
         Ok(c) => c.with_config_path(path.clone()),
         Err(e) => {
             log::error!("{e}");
-            return ExitCode::from(EX_CONFIG);
+            return ExitCode::from(open_failure_status(e.kind()));
         }
     };
     if stdio {

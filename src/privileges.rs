@@ -10,13 +10,16 @@ use crate::sys;
 /// Drops root privileges as configured. Does nothing when not running as root.
 pub fn drop_if_root(cfg: &Config) -> Result<(), String> {
     if sys::euid() != 0 {
-        if !cfg.user.is_empty() {
-            log::debug!("not started as root: 'user = {}' has no effect", cfg.user);
+        if !cfg.process.user.is_empty() {
+            log::debug!(
+                "not started as root: 'user = {}' has no effect",
+                cfg.process.user
+            );
         }
         return Ok(());
     }
-    if cfg.user.is_empty() {
-        if cfg.allow_root {
+    if cfg.process.user.is_empty() {
+        if cfg.process.allow_root {
             log::warn!("running as root (allow_root = yes)");
             return Ok(());
         }
@@ -26,20 +29,20 @@ pub fn drop_if_root(cfg: &Config) -> Result<(), String> {
                 .into(),
         );
     }
-    let account = sys::lookup_user(&cfg.user)
-        .map_err(|e| format!("user {}: {e}", cfg.user))?
-        .ok_or_else(|| format!("user '{}' does not exist", cfg.user))?;
-    let gid = if cfg.group.is_empty() {
+    let account = sys::lookup_user(&cfg.process.user)
+        .map_err(|e| format!("user {}: {e}", cfg.process.user))?
+        .ok_or_else(|| format!("user '{}' does not exist", cfg.process.user))?;
+    let gid = if cfg.process.group.is_empty() {
         account.gid
     } else {
-        sys::lookup_group(&cfg.group)
-            .map_err(|e| format!("group {}: {e}", cfg.group))?
-            .ok_or_else(|| format!("group '{}' does not exist", cfg.group))?
+        sys::lookup_group(&cfg.process.group)
+            .map_err(|e| format!("group {}: {e}", cfg.process.group))?
+            .ok_or_else(|| format!("group '{}' does not exist", cfg.process.group))?
     };
-    if account.uid == 0 && !cfg.allow_root {
+    if account.uid == 0 && !cfg.process.allow_root {
         return Err(format!(
             "user '{}' is root: choose an unprivileged user (or allow_root = yes)",
-            cfg.user
+            cfg.process.user
         ));
     }
     hand_over_spool_dir(cfg, account.uid, gid);
@@ -57,18 +60,21 @@ pub fn drop_if_root(cfg: &Config) -> Result<(), String> {
 /// root-owned directory, given to the run user, so it can spool large messages. Shared
 /// sticky directories such as /tmp are left alone.
 fn hand_over_spool_dir(cfg: &Config, uid: u32, gid: u32) {
-    if !cfg.spool_dir.exists() {
-        if let Err(e) = std::fs::create_dir_all(&cfg.spool_dir) {
-            log::warn!("cannot create {}: {e}", cfg.spool_dir.display());
+    if !cfg.delivery.spool_dir.exists() {
+        if let Err(e) = std::fs::create_dir_all(&cfg.delivery.spool_dir) {
+            log::warn!("cannot create {}: {e}", cfg.delivery.spool_dir.display());
         }
     }
-    let Ok(meta) = std::fs::symlink_metadata(&cfg.spool_dir) else {
+    let Ok(meta) = std::fs::symlink_metadata(&cfg.delivery.spool_dir) else {
         return;
     };
     let sticky_shared = meta.mode() & 0o1002 == 0o1002;
     if meta.is_dir() && meta.uid() == 0 && !sticky_shared {
-        if let Err(e) = std::os::unix::fs::chown(&cfg.spool_dir, Some(uid), Some(gid)) {
-            log::warn!("cannot give {} to uid {uid}: {e}", cfg.spool_dir.display());
+        if let Err(e) = std::os::unix::fs::chown(&cfg.delivery.spool_dir, Some(uid), Some(gid)) {
+            log::warn!(
+                "cannot give {} to uid {uid}: {e}",
+                cfg.delivery.spool_dir.display()
+            );
         }
     }
 }

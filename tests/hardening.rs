@@ -2343,15 +2343,13 @@ fn a_panicking_session_gets_421_4_3_0_and_the_pool_keeps_its_capacity() {
     let users = dir.path().join("users");
     fs::write(&users, "u0@example.org\n").expect("users");
     let sock = dir.path().join("lmtp.sock");
-    let cfg = lmtpd::config::Config {
-        listen: vec![lmtpd::config::Listen::Unix(sock.clone())],
-        hostname: "panic.test".into(),
-        users,
-        maildir: format!("{}/mail/%d/%n/Maildir", dir.path().display()),
-        spool_dir: dir.path().join("spool"),
-        workers: 2,
-        ..lmtpd::config::Config::default()
-    };
+    let mut cfg = lmtpd::config::Config::default();
+    cfg.listeners.listen = vec![lmtpd::config::Listen::Unix(sock.clone())];
+    cfg.delivery.hostname = "panic.test".into();
+    cfg.recipients.users = users;
+    cfg.delivery.maildir = format!("{}/mail/%d/%n/Maildir", dir.path().display());
+    cfg.delivery.spool_dir = dir.path().join("spool");
+    cfg.process.workers = 2;
     let directory = lmtpd::directory::Directory::load(&cfg).expect("users");
     let server =
         lmtpd::server::Server::bind(lmtpd::server::Context::new(cfg, directory).expect("context"))

@@ -283,7 +283,7 @@ fn fifty_concurrent_clients_ten_messages_each() {
 
 #[test]
 fn idle_client_gets_421_4_4_2() {
-    let srv = TestServer::start_with(|c| c.timeout = Duration::from_secs(1));
+    let srv = TestServer::start_with(|c| c.limits.timeout = Duration::from_secs(1));
     let mut c = srv.tcp();
     c.lhlo();
     let r = c.reply();
@@ -293,7 +293,7 @@ fn idle_client_gets_421_4_4_2() {
 
 #[test]
 fn full_pool_answers_421_4_3_2_at_once() {
-    let srv = TestServer::start_with(|c| c.workers = 1);
+    let srv = TestServer::start_with(|c| c.process.workers = 1);
     let mut first = srv.tcp();
     first.lhlo();
     let mut s = TcpStream::connect(srv.tcp).expect("connect");
@@ -320,17 +320,15 @@ fn shutdown_tells_idle_sessions_421_4_3_2() {
 fn stale_unix_socket_is_replaced_but_a_live_one_is_not() {
     let srv = TestServer::start();
     // A second server on the same live socket path must refuse to start.
-    let mut cfg = Config {
-        listen: vec![Listen::Unix(srv.sock.clone())],
-        users: srv.dir.path().join("users"),
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    cfg.listeners.listen = vec![Listen::Unix(srv.sock.clone())];
+    cfg.recipients.users = srv.dir.path().join("users");
     let d = Directory::load(&cfg).expect("users");
     assert!(Server::bind(Context::new(cfg.clone(), d).expect("context")).is_err());
     // A leftover socket file with nobody behind it is replaced.
     let stale = srv.dir.path().join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
-    cfg.listen = vec![Listen::Unix(stale.clone())];
+    cfg.listeners.listen = vec![Listen::Unix(stale.clone())];
     let d = Directory::load(&cfg).expect("users");
     let s = Server::bind(Context::new(cfg, d).expect("context")).expect("stale socket replaced");
     use std::os::unix::fs::PermissionsExt;
@@ -341,7 +339,7 @@ fn stale_unix_socket_is_replaced_but_a_live_one_is_not() {
 
 #[test]
 fn a_client_trickling_bytes_cannot_hold_a_worker_past_the_timeout() {
-    let srv = TestServer::start_with(|c| c.timeout = Duration::from_secs(2));
+    let srv = TestServer::start_with(|c| c.limits.timeout = Duration::from_secs(2));
     let mut s = TcpStream::connect(srv.tcp).expect("connect");
     s.set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");

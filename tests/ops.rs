@@ -354,3 +354,55 @@ fn man_pages_are_mandoc_lint_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Starts lmtpd on `s` and returns its exit status and standard error, killing it (and
+/// failing) if it is still running after 20 s.
+fn start_expecting_exit(s: &Setup) -> (Option<i32>, String) {
+    let mut child = spawn(&s.path("lmtpd.conf"), &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lmtpd did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    (status.code(), err)
+}
+
+#[test]
+fn a_store_that_cannot_open_exits_by_kind() {
+    // Not a database file at all: the configuration must change, EX_CONFIG.
+    let s = Setup::new("alice@example.org\n", "");
+    let conf = s.path("lmtpd.conf");
+    let base = fs::read_to_string(&conf).expect("conf");
+    let dir = s.path("db");
+    fs::create_dir(&dir).expect("mkdir");
+    fs::write(
+        &conf,
+        format!("{base}store = sqlite\nsqlite = {}\n", dir.display()),
+    )
+    .expect("conf");
+    let (code, err) = start_expecting_exit(&s);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    // A path the system refuses (its parent is a file): EX_UNAVAILABLE.
+    let under_file = s.path("users").join("mail.db");
+    fs::write(
+        &conf,
+        format!("{base}store = sqlite\nsqlite = {}\n", under_file.display()),
+    )
+    .expect("conf");
+    let (code, err) = start_expecting_exit(&s);
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("mail.db"), "{err}");
+}

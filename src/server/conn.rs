@@ -199,7 +199,7 @@ pub fn serve(ctx: &Context, conn: &mut Conn) {
     // Limits and the idle timeout are fixed for the session when it starts; users, stores
     // and paths are looked up per transaction, so a SIGHUP reaches open sessions too.
     let live = ctx.live();
-    let timeout = live.config.timeout;
+    let timeout = live.config.limits.timeout;
     if let Err(e) = conn
         .stream
         .set_read_timeout(Some(TICK))
@@ -346,7 +346,7 @@ impl Driver<'_> {
                     self.session.recipient_verdict(verdict);
                 }
                 Event::MessageStart => {
-                    self.spool = Some(Spool::new(&self.live().config.spool_dir));
+                    self.spool = Some(Spool::new(&self.live().config.delivery.spool_dir));
                     self.spool_error = None;
                 }
                 Event::Body(chunk) => {
@@ -472,8 +472,8 @@ impl Driver<'_> {
         let live = self.live();
         let job = deliver::Job {
             stores: &live.stores,
-            hostname: &live.config.hostname,
-            detail_mailbox: live.config.detail_mailbox,
+            hostname: &live.config.delivery.hostname,
+            detail_mailbox: live.config.delivery.detail_mailbox,
             conn: self.conn_id,
             env: &env,
             body: &body,

@@ -19,6 +19,7 @@ use crate::deliver::Stores;
 use crate::directory::Directory;
 use crate::proto::SessionConfig;
 pub use listen::Listener;
+use lmtpd_store::open::OpenError;
 
 /// A shutdown request that the accept loop and every session can see.
 #[derive(Default)]
@@ -83,65 +84,31 @@ pub struct Context {
 /// Protocol settings from a configuration.
 fn session_config(config: &Config) -> SessionConfig {
     SessionConfig {
-        hostname: config.hostname.clone(),
-        max_message_size: config.max_message_size,
-        max_recipients: config.max_recipients,
-        bare_newline: config.bare_newline,
+        hostname: config.delivery.hostname.clone(),
+        max_message_size: config.limits.max_message_size,
+        max_recipients: config.limits.max_recipients,
+        bare_newline: config.limits.bare_newline,
         ..SessionConfig::default()
     }
 }
 
 /// The keys whose new value needs a restart (sockets, threads, privileges, logging), by
-/// name, when they differ between `boot` and `new`.
+/// name, when they differ between `boot` and `new`. Which keys those are is declared with
+/// each key in [`crate::config::KEYS`].
 pub fn restart_only_changes(boot: &Config, new: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    let mut check = |name: &'static str, differs: bool| {
-        if differs {
-            out.push(name);
-        }
-    };
-    check("listen", boot.listen != new.listen);
-    check("socket_mode", boot.socket_mode != new.socket_mode);
-    check("socket_owner", boot.socket_owner != new.socket_owner);
-    check("socket_group", boot.socket_group != new.socket_group);
-    check("user", boot.user != new.user);
-    check("group", boot.group != new.group);
-    check("allow_root", boot.allow_root != new.allow_root);
-    check("workers", boot.workers != new.workers);
-    check("metrics", boot.metrics != new.metrics);
-    check(
-        "shutdown_timeout",
-        boot.shutdown_timeout != new.shutdown_timeout,
-    );
-    check("log", boot.log != new.log);
-    check(
-        "syslog_facility",
-        boot.syslog_facility != new.syslog_facility,
-    );
-    out
+    boot.restart_only_changes(new)
 }
 
 /// `new` with the restart-only keys set back to their `boot` values.
-fn keep_restart_only(boot: &Config, mut new: Config) -> Config {
-    new.listen = boot.listen.clone();
-    new.socket_mode = boot.socket_mode;
-    new.socket_owner = boot.socket_owner.clone();
-    new.socket_group = boot.socket_group.clone();
-    new.user = boot.user.clone();
-    new.group = boot.group.clone();
-    new.allow_root = boot.allow_root;
-    new.workers = boot.workers;
-    new.metrics = boot.metrics.clone();
-    new.shutdown_timeout = boot.shutdown_timeout;
-    new.log = boot.log;
-    new.syslog_facility = boot.syslog_facility.clone();
-    new
+fn keep_restart_only(boot: &Config, new: Config) -> Config {
+    boot.keep_restart_only(new)
 }
 
 impl Context {
     /// Builds the context from a configuration and a loaded users table, opening every
-    /// store the users are routed to.
-    pub fn new(config: Config, directory: Directory) -> Result<Context, String> {
+    /// store the users are routed to; fails with the kind of failure when one cannot be
+    /// opened.
+    pub fn new(config: Config, directory: Directory) -> Result<Context, OpenError> {
         let stores = Stores::open(&config, &directory, None)?;
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -235,8 +202,8 @@ impl Context {
         };
         let (added, removed, changed) = old.directory.diff(&directory);
         let n = directory.len();
-        let settings_changed = config.dump() != old.config.dump();
-        if let Ok(level) = config.log_level.parse::<log::LevelFilter>() {
+        let settings_changed = config != old.config;
+        if let Ok(level) = config.logging.log_level.parse::<log::LevelFilter>() {
             log::set_max_level(level);
         }
         let live = Live {
@@ -245,7 +212,7 @@ impl Context {
             stores: Arc::new(stores),
             directory: Arc::new(directory),
         };
-        let users = live.config.users.display().to_string();
+        let users = live.config.recipients.users.display().to_string();
         match self.live.write() {
             Ok(mut slot) => *slot = Arc::new(live),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(live),
@@ -264,7 +231,7 @@ impl Context {
 
 /// Resolves `socket_owner` / `socket_group` to ids.
 fn socket_perms(cfg: &Config) -> io::Result<listen::SocketPerms> {
-    let uid = match cfg.socket_owner.as_str() {
+    let uid = match cfg.listeners.socket_owner.as_str() {
         "" => None,
         name => Some(
             crate::sys::lookup_user(name)?
@@ -272,7 +239,7 @@ fn socket_perms(cfg: &Config) -> io::Result<listen::SocketPerms> {
                 .uid,
         ),
     };
-    let gid = match cfg.socket_group.as_str() {
+    let gid = match cfg.listeners.socket_group.as_str() {
         "" => None,
         name => Some(
             crate::sys::lookup_group(name)?
@@ -280,7 +247,7 @@ fn socket_perms(cfg: &Config) -> io::Result<listen::SocketPerms> {
         ),
     };
     Ok(listen::SocketPerms {
-        mode: cfg.socket_mode,
+        mode: cfg.listeners.socket_mode,
         uid,
         gid,
     })
@@ -303,7 +270,7 @@ pub fn bind_listeners(config: &Config) -> io::Result<Vec<Listener>> {
         return Ok(listeners);
     }
     let perms = socket_perms(config)?;
-    for spec in &config.listen {
+    for spec in &config.listeners.listen {
         let l = Listener::bind(spec, &perms)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {spec}: {e}")))?;
         listeners.push(l);
@@ -314,7 +281,7 @@ pub fn bind_listeners(config: &Config) -> io::Result<Vec<Listener>> {
 /// Binds the `metrics` listener, if one is configured (before dropping root, like the
 /// LMTP listeners; a Unix socket gets the same mode and owner).
 pub fn bind_metrics(config: &Config) -> io::Result<Option<Listener>> {
-    let Some(spec) = &config.metrics else {
+    let Some(spec) = &config.listeners.metrics else {
         return Ok(None);
     };
     let perms = socket_perms(config)?;
@@ -348,7 +315,7 @@ impl Server {
     /// Builds the server from a context and bound listeners: creates the spool directory
     /// (a warning, not an error, when it cannot) and sweeps stale spool files.
     pub fn new(ctx: Context, listeners: Vec<Listener>) -> io::Result<Server> {
-        let spool = ctx.live().config.spool_dir.clone();
+        let spool = ctx.live().config.delivery.spool_dir.clone();
         if let Err(e) = std::fs::create_dir_all(&spool) {
             // Only messages over the in-memory bound need it; those get 451 until fixed.
             log::warn!(
@@ -384,7 +351,7 @@ impl Server {
         let ctx = Arc::clone(&self.ctx);
         let handler_ctx = Arc::clone(&self.ctx);
         let pool = pool::Pool::start(
-            ctx.config.workers,
+            ctx.config.process.workers,
             Arc::new(move |c: &mut conn::Conn| conn::serve(&handler_ctx, c)),
         )?;
         for l in &self.listeners {
@@ -412,7 +379,7 @@ impl Server {
         let targets = listen::Targets {
             pool: &pool,
             metrics: self.metrics.as_ref().map(|l| (l, &metrics_tx)),
-            hostname: &ctx.config.hostname,
+            hostname: &ctx.config.delivery.hostname,
         };
         let r = listen::accept_loop(&self.listeners, &targets, &ctx.shutdown);
         drop(metrics_tx);
@@ -421,9 +388,9 @@ impl Server {
         log::info!(
             "shutting down: {} sessions running, waiting up to {:?}",
             pool.sessions(),
-            ctx.config.shutdown_timeout
+            ctx.config.process.shutdown_timeout
         );
-        if !pool.finish(ctx.config.shutdown_timeout) {
+        if !pool.finish(ctx.config.process.shutdown_timeout) {
             log::warn!("shutdown deadline passed with sessions still running");
         }
         if let Some(t) = scraper {
@@ -435,7 +402,7 @@ impl Server {
 
 /// Serves one session on standard input and output (`lmtpd -i`), then returns.
 pub fn serve_stdio(ctx: &Context) -> io::Result<()> {
-    std::fs::create_dir_all(&ctx.config.spool_dir)?;
+    std::fs::create_dir_all(&ctx.config.delivery.spool_dir)?;
     let stream = conn::Stream::stdio()?;
     let mut conn = conn::Conn::new(stream, None);
     conn::serve(ctx, &mut conn);
@@ -450,25 +417,24 @@ mod tests {
     #[test]
     fn restart_only_keys_are_reported_and_kept() {
         let boot = Config::default();
-        let mut new = Config {
-            workers: boot.workers + 1,
-            user: "vmail".into(),
-            max_recipients: 7,
-            timeout: std::time::Duration::from_secs(9),
-            ..Config::default()
-        };
-        new.listen
+        let mut new = Config::default();
+        new.process.workers = boot.process.workers + 1;
+        new.process.user = "vmail".into();
+        new.limits.max_recipients = 7;
+        new.limits.timeout = std::time::Duration::from_secs(9);
+        new.listeners
+            .listen
             .push(Listen::Tcp("127.0.0.1:2424".parse().expect("addr")));
         assert_eq!(
             restart_only_changes(&boot, &new),
             vec!["listen", "user", "workers"]
         );
         let kept = keep_restart_only(&boot, new);
-        assert_eq!(kept.workers, boot.workers);
-        assert!(kept.listen.is_empty());
-        assert!(kept.user.is_empty());
+        assert_eq!(kept.process.workers, boot.process.workers);
+        assert!(kept.listeners.listen.is_empty());
+        assert!(kept.process.user.is_empty());
         // Reloadable keys take their new values.
-        assert_eq!(kept.max_recipients, 7);
-        assert_eq!(kept.timeout, std::time::Duration::from_secs(9));
+        assert_eq!(kept.limits.max_recipients, 7);
+        assert_eq!(kept.limits.timeout, std::time::Duration::from_secs(9));
     }
 }

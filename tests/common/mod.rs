@@ -230,19 +230,17 @@ impl TestServer {
         let users_path = dir.path().join("users");
         fs::write(&users_path, users).expect("write users file");
         let sock = dir.path().join("lmtp.sock");
-        let mut cfg = Config {
-            listen: vec![
-                Listen::Tcp("127.0.0.1:0".parse().expect("addr")),
-                Listen::Unix(sock.clone()),
-            ],
-            hostname: "lmtpd.test".into(),
-            users: users_path,
-            maildir: format!("{}/mail/%d/%n/Maildir", dir.path().display()),
-            spool_dir: dir.path().join("spool"),
-            detail_mailbox: DetailMailbox::Create,
-            shutdown_timeout: Duration::from_secs(5),
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
+        cfg.listeners.listen = vec![
+            Listen::Tcp("127.0.0.1:0".parse().expect("addr")),
+            Listen::Unix(sock.clone()),
+        ];
+        cfg.delivery.hostname = "lmtpd.test".into();
+        cfg.recipients.users = users_path;
+        cfg.delivery.maildir = format!("{}/mail/%d/%n/Maildir", dir.path().display());
+        cfg.delivery.spool_dir = dir.path().join("spool");
+        cfg.delivery.detail_mailbox = DetailMailbox::Create;
+        cfg.process.shutdown_timeout = Duration::from_secs(5);
         tune(&mut cfg, dir.path());
         let directory = Directory::load(&cfg).expect("users file");
         let server = Server::bind(Context::new(cfg, directory).expect("context")).expect("bind");

@@ -28,6 +28,7 @@ mod export;
 mod group;
 mod headers;
 mod migrate;
+mod open_error;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use lmtpd_store::open::{OpenError, OpenErrorKind};
 use lmtpd_store::{combine, DeliveryError, MailStore, Recipient, Reporter, Request};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension};
@@ -104,8 +106,8 @@ fn unix_now() -> i64 {
 
 /// Creates the database file (mode 0600, parent directories 0700) unless it exists, and
 /// syncs its directory so the new entry is durable.
-fn create_file(path: &Path) -> Result<(), String> {
-    let at = |err: io::Error| format!("{}: {err}", path.display());
+fn create_file(path: &Path) -> Result<(), OpenError> {
+    let at = |err: io::Error| OpenError::io(&err, format!("{}: {err}", path.display()));
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -115,7 +117,10 @@ fn create_file(path: &Path) -> Result<(), String> {
             .recursive(true)
             .mode(0o700)
             .create(parent)
-            .map_err(|err| format!("{}: cannot create directory: {err}", parent.display()))?;
+            .map_err(|err| {
+                let text = format!("{}: cannot create directory: {err}", parent.display());
+                OpenError::io(&err, text)
+            })?;
     }
     match OpenOptions::new()
         .write(true)
@@ -127,7 +132,7 @@ fn create_file(path: &Path) -> Result<(), String> {
             file.sync_all().map_err(at)?;
             File::open(parent)
                 .and_then(|dir| dir.sync_all())
-                .map_err(|err| format!("{}: {err}", parent.display()))?;
+                .map_err(|err| OpenError::io(&err, format!("{}: {err}", parent.display())))?;
             Ok(())
         }
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
@@ -135,7 +140,10 @@ fn create_file(path: &Path) -> Result<(), String> {
             if meta.is_file() {
                 Ok(())
             } else {
-                Err(format!("{}: not a regular file", path.display()))
+                Err(OpenError::new(
+                    OpenErrorKind::Refused,
+                    format!("{}: not a regular file", path.display()),
+                ))
             }
         }
         Err(err) => Err(at(err)),
@@ -146,17 +154,31 @@ impl SqliteStore {
     /// Opens (creating if missing, mode 0600) the database, applies pending migrations and
     /// builds the connection pool, every connection initialised with the pragmas. Refuses a
     /// database whose schema is newer than this binary, or that is not an lmtpd database.
+    /// The same as [`SqliteStore::try_open`] with the error as its message.
     pub fn open(cfg: SqliteConfig) -> Result<SqliteStore, String> {
+        SqliteStore::try_open(cfg).map_err(|e| e.to_string())
+    }
+
+    /// [`SqliteStore::open`] with the failure classified: [`OpenErrorKind::Refused`] for a
+    /// database that is not ours or too new (and a pool size of 0),
+    /// [`OpenErrorKind::Busy`] for a lock held past the busy timeout,
+    /// [`OpenErrorKind::Unavailable`] for the system's refusals and I/O errors.
+    pub fn try_open(cfg: SqliteConfig) -> Result<SqliteStore, OpenError> {
         if cfg.pool_size == 0 {
-            return Err("sqlite: pool size must be at least 1".into());
+            return Err(OpenError::new(
+                OpenErrorKind::Refused,
+                "sqlite: pool size must be at least 1",
+            ));
         }
         let path = cfg.path.clone();
         create_file(&path)?;
         let busy = cfg.busy_timeout;
-        let mut setup = Connection::open_with_flags(&path, conn::rw_flags())
-            .map_err(|err| format!("{}: cannot open: {err}", path.display()))?;
-        conn::init(&mut setup, busy).map_err(|err| format!("{}: {err}", path.display()))?;
-        migrate::migrate(&mut setup, &path)?;
+        let mut setup = Connection::open_with_flags(&path, conn::rw_flags()).map_err(|err| {
+            open_error::sqlite(&err, format!("{}: cannot open: {err}", path.display()))
+        })?;
+        conn::init(&mut setup, busy)
+            .map_err(|err| open_error::sqlite(&err, format!("{}: {err}", path.display())))?;
+        migrate::migrate(&mut setup, &path).map_err(|e| open_error::migration(&path, e))?;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(conn::rw_flags())
             .with_init(move |c| conn::init(c, busy));
@@ -164,7 +186,12 @@ impl SqliteStore {
             .max_size(cfg.pool_size)
             .connection_timeout(busy.max(Duration::from_secs(1)))
             .build(manager)
-            .map_err(|err| format!("{}: cannot build connection pool: {err}", path.display()))?;
+            .map_err(|err| {
+                OpenError::new(
+                    OpenErrorKind::Unavailable,
+                    format!("{}: cannot build connection pool: {err}", path.display()),
+                )
+            })?;
         Ok(SqliteStore {
             cfg,
             pool,

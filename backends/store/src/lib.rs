@@ -19,6 +19,7 @@ pub mod date;
 pub mod delivery;
 pub mod group;
 pub mod mboxrd;
+pub mod open;
 pub mod path;
 pub mod report;
 pub mod template;
