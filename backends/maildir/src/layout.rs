@@ -141,13 +141,8 @@ fn mark_folder(folder: &Path) -> Result<(), Failure> {
 /// (created when missing if the target says so, else INBOX when missing). The root must
 /// already be a checked maildir.
 pub(crate) fn resolve_target(root: &Path, folder: &Folder, user: &str) -> Result<PathBuf, Failure> {
-    let (detail, mode) = match folder {
-        Folder::Inbox => return Ok(root.to_path_buf()),
-        Folder::Named { name, create: true } => (name.as_str(), DetailMailbox::Create),
-        Folder::Named {
-            name,
-            create: false,
-        } => (name.as_str(), DetailMailbox::Yes),
+    let Some((detail, mode)) = folder.as_detail() else {
+        return Ok(root.to_path_buf());
     };
     if let Err(why) = check_detail(detail) {
         log::warn!("maildir: {user}: folder {detail:?} {why}; delivering to INBOX");

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use lmtpd_store::testing::{Modal, Under};
 use lmtpd_store::{
     testing, Body, Delivery, DeliveryError, DetailMailbox, Enhanced, Envelope, Flags, MailStore,
     MemoryBody, Message, Quota, Recipient, Target,
@@ -21,44 +22,13 @@ use crate::{name, quota, sweep_tmp, MaildirConfig, MaildirStore};
 const TRACE: &[u8] = b"Return-Path: <s@x.org>\nDelivered-To: alice@example.org\n";
 const BODY: &[u8] = b"Subject: hi\n\nhello\n";
 
-/// A store and the `detail_mailbox` rule the server would apply to its recipients' `+detail`
-/// (the store itself only sees targets).
-struct Modal {
-    st: MaildirStore,
-    mode: DetailMailbox,
-}
-
-impl std::ops::Deref for Modal {
-    type Target = MaildirStore;
-    fn deref(&self) -> &MaildirStore {
-        &self.st
-    }
-}
-
-/// What the test helpers deliver through: a bare store uses `detail_mailbox = yes`.
-trait Under {
-    fn parts(&self) -> (&MaildirStore, DetailMailbox);
-}
-
-impl Under for Modal {
-    fn parts(&self) -> (&MaildirStore, DetailMailbox) {
-        (&self.st, self.mode)
-    }
-}
-
-impl<T: Under> Under for Arc<T> {
-    fn parts(&self) -> (&MaildirStore, DetailMailbox) {
-        (**self).parts()
-    }
-}
-
 impl Under for MaildirStore {
-    fn parts(&self) -> (&MaildirStore, DetailMailbox) {
+    fn parts(&self) -> (&dyn MailStore, DetailMailbox) {
         (self, DetailMailbox::Yes)
     }
 }
 
-fn store_in(dir: &Path, mode: DetailMailbox) -> Modal {
+fn store_in(dir: &Path, mode: DetailMailbox) -> Modal<MaildirStore> {
     let st = MaildirStore::new(MaildirConfig {
         template: format!("{}/%d/%n", dir.display()),
         hostname: "mx.example.org".into(),
@@ -67,7 +37,7 @@ fn store_in(dir: &Path, mode: DetailMailbox) -> Modal {
     Modal { st, mode }
 }
 
-fn store(dir: &Path) -> Modal {
+fn store(dir: &Path) -> Modal<MaildirStore> {
     store_in(dir, DetailMailbox::Yes)
 }
 
@@ -97,22 +67,7 @@ fn deliver_traced(
     rcpts: &[Recipient],
     trace: &[u8],
 ) -> Vec<Result<(), DeliveryError>> {
-    let (st, mode) = st.parts();
-    let env = Envelope::default();
-    let msg = Message::new(&env, body);
-    let ds: Vec<Delivery<'_>> = rcpts
-        .iter()
-        .map(|r| {
-            Delivery::new(
-                r,
-                trace.to_vec(),
-                vec![Target::for_detail(r.detail.as_deref(), mode)],
-            )
-        })
-        .collect();
-    let out = testing::deliver(st, &msg, &ds);
-    assert_eq!(out.len(), rcpts.len());
-    out
+    testing::deliver_recipients(st, &Envelope::default(), body, rcpts, |_| trace.to_vec())
 }
 
 fn deliver_body(

@@ -35,13 +35,8 @@ pub(crate) fn resolve_target(
     per_user_dir: bool,
     user: &str,
 ) -> Result<PathBuf, Failure> {
-    let (detail, mode) = match folder {
-        Folder::Inbox => return Ok(inbox.to_path_buf()),
-        Folder::Named { name, create: true } => (name.as_str(), DetailMailbox::Create),
-        Folder::Named {
-            name,
-            create: false,
-        } => (name.as_str(), DetailMailbox::Yes),
+    let Some((detail, mode)) = folder.as_detail() else {
+        return Ok(inbox.to_path_buf());
     };
     if !per_user_dir {
         log::debug!(

@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lmtpd_store::testing::{Modal, Under};
 use lmtpd_store::{
     testing, Body, Delivery, DeliveryError, DetailMailbox, Enhanced, Envelope, Flag, Flags,
     MailStore, MemoryBody, Message, Quota, Recipient, Target,
@@ -56,40 +57,9 @@ fn rcpt(local: &str) -> Recipient {
     Recipient::new(local, "example.org")
 }
 
-/// A store and the `detail_mailbox` rule the server would apply to its recipients' `+detail`
-/// (the store itself only sees targets).
-struct Modal {
-    st: MboxStore,
-    mode: DetailMailbox,
-}
-
-/// What the test helpers deliver through: a bare store uses `detail_mailbox = yes`.
-trait Under {
-    fn parts(&self) -> (&MboxStore, DetailMailbox);
-}
-
-impl Under for Modal {
-    fn parts(&self) -> (&MboxStore, DetailMailbox) {
-        (&self.st, self.mode)
-    }
-}
-
 impl Under for MboxStore {
-    fn parts(&self) -> (&MboxStore, DetailMailbox) {
+    fn parts(&self) -> (&dyn MailStore, DetailMailbox) {
         (self, DetailMailbox::Yes)
-    }
-}
-
-impl<T: Under> Under for Arc<T> {
-    fn parts(&self) -> (&MboxStore, DetailMailbox) {
-        (**self).parts()
-    }
-}
-
-impl std::ops::Deref for Modal {
-    type Target = MboxStore;
-    fn deref(&self) -> &MboxStore {
-        &self.st
     }
 }
 
@@ -122,21 +92,7 @@ fn deliver_env(
     body: &dyn Body,
     rcpts: &[Recipient],
 ) -> Vec<Result<(), DeliveryError>> {
-    let (st, mode) = st.parts();
-    let msg = Message::new(env, body);
-    let ds: Vec<Delivery<'_>> = rcpts
-        .iter()
-        .map(|r| {
-            Delivery::new(
-                r,
-                TRACE.to_vec(),
-                vec![Target::for_detail(r.detail.as_deref(), mode)],
-            )
-        })
-        .collect();
-    let out = testing::deliver(st, &msg, &ds);
-    assert_eq!(out.len(), rcpts.len());
-    out
+    testing::deliver_recipients(st, env, body, rcpts, |_| TRACE.to_vec())
 }
 
 fn deliver_body(
@@ -1314,7 +1270,7 @@ fn new_mailbox_is_created_0600_in_a_new_0700_directory() {
     );
 }
 
-fn detail_store(dir: &Path, mode: DetailMailbox) -> Modal {
+fn detail_store(dir: &Path, mode: DetailMailbox) -> Modal<MboxStore> {
     let st = MboxStore::new(config(format!("{}/%d/%n/INBOX", dir.display())));
     Modal { st, mode }
 }

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lmtpd_store::testing::{Modal, Under};
 use lmtpd_store::{
     testing, Body, Delivery, DeliveryError, DetailMailbox, Enhanced, Envelope, ErrorKind, Flag,
     Flags, MailStore, MemoryBody, Message, Quota, Recipient, Target,
@@ -53,33 +54,9 @@ fn trace_of(r: &Recipient) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A store and the `detail_mailbox` rule the server would apply to its recipients' `+detail`
-/// (the store itself only sees targets).
-struct Modal {
-    st: SqliteStore,
-    mode: DetailMailbox,
-}
-
-/// What the test helpers deliver through: a bare store uses `detail_mailbox = yes`.
-trait Under {
-    fn parts(&self) -> (&SqliteStore, DetailMailbox);
-}
-
-impl Under for Modal {
-    fn parts(&self) -> (&SqliteStore, DetailMailbox) {
-        (&self.st, self.mode)
-    }
-}
-
 impl Under for SqliteStore {
-    fn parts(&self) -> (&SqliteStore, DetailMailbox) {
+    fn parts(&self) -> (&dyn MailStore, DetailMailbox) {
         (self, DetailMailbox::Yes)
-    }
-}
-
-impl<T: Under> Under for Arc<T> {
-    fn parts(&self) -> (&SqliteStore, DetailMailbox) {
-        (**self).parts()
     }
 }
 
@@ -114,21 +91,7 @@ fn deliver_env(
     body: &dyn Body,
     rcpts: &[Recipient],
 ) -> Vec<Result<(), DeliveryError>> {
-    let (st, mode) = st.parts();
-    let msg = Message::new(env, body);
-    let ds: Vec<Delivery<'_>> = rcpts
-        .iter()
-        .map(|r| {
-            Delivery::new(
-                r,
-                trace_of(r),
-                vec![Target::for_detail(r.detail.as_deref(), mode)],
-            )
-        })
-        .collect();
-    let out = testing::deliver(st, &msg, &ds);
-    assert_eq!(out.len(), rcpts.len());
-    out
+    testing::deliver_recipients(st, env, body, rcpts, trace_of)
 }
 
 fn deliver_body(

@@ -131,6 +131,22 @@ pub enum Folder {
     },
 }
 
+impl Folder {
+    /// The folder as a `+detail` rule: `None` for the inbox, else the name with
+    /// [`DetailMailbox::Create`] (create when missing) or [`DetailMailbox::Yes`] (the inbox
+    /// when missing). The stores resolve both the same way.
+    pub fn as_detail(&self) -> Option<(&str, DetailMailbox)> {
+        match self {
+            Folder::Inbox => None,
+            Folder::Named { name, create: true } => Some((name, DetailMailbox::Create)),
+            Folder::Named {
+                name,
+                create: false,
+            } => Some((name, DetailMailbox::Yes)),
+        }
+    }
+}
+
 impl fmt::Display for Folder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -23,8 +23,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    reporter, Body, Delivery, DeliveryError, Enhanced, Envelope, Flag, Flags, MailStore,
-    MemoryBody, Message, Outcome, Quota, Recipient, Request, Target,
+    reporter, Body, Delivery, DeliveryError, DetailMailbox, Enhanced, Envelope, Flag, Flags,
+    MailStore, MemoryBody, Message, Outcome, Quota, Recipient, Request, Target,
 };
 
 /// One message a store made visible in a folder, as a mail reader would get it back: the
@@ -73,6 +73,66 @@ pub fn deliver(
         "{}: a recipient was reported twice",
         store.name()
     );
+    out
+}
+
+/// A store and the `detail_mailbox` rule the server would apply to its recipients' `+detail`
+/// (the store itself only sees targets), for the backends' own tests.
+pub struct Modal<S> {
+    /// The store.
+    pub st: S,
+    /// The `detail_mailbox` rule.
+    pub mode: DetailMailbox,
+}
+
+impl<S> std::ops::Deref for Modal<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.st
+    }
+}
+
+/// What [`deliver_recipients`] delivers through: a store and its `+detail` rule. A backend
+/// implements it for its bare store (usually with [`DetailMailbox::Yes`]).
+pub trait Under {
+    /// The store and the rule.
+    fn parts(&self) -> (&dyn MailStore, DetailMailbox);
+}
+
+impl<S: MailStore> Under for Modal<S> {
+    fn parts(&self) -> (&dyn MailStore, DetailMailbox) {
+        (&self.st, self.mode)
+    }
+}
+
+impl<T: Under> Under for Arc<T> {
+    fn parts(&self) -> (&dyn MailStore, DetailMailbox) {
+        (**self).parts()
+    }
+}
+
+/// Delivers `body` to `rcpts` as the server does: each copy starts with `trace(rcpt)`, each
+/// recipient's `+detail` becomes its target under the store's rule ([`Target::for_detail`]).
+pub fn deliver_recipients(
+    st: &impl Under,
+    env: &Envelope,
+    body: &dyn Body,
+    rcpts: &[Recipient],
+    trace: impl Fn(&Recipient) -> Vec<u8>,
+) -> Vec<Outcome> {
+    let (store, mode) = st.parts();
+    let ds: Vec<Delivery<'_>> = rcpts
+        .iter()
+        .map(|r| {
+            Delivery::new(
+                r,
+                trace(r),
+                vec![Target::for_detail(r.detail.as_deref(), mode)],
+            )
+        })
+        .collect();
+    let out = deliver(store, &Message::new(env, body), &ds);
+    assert_eq!(out.len(), rcpts.len());
     out
 }
 
