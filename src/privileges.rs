@@ -7,8 +7,57 @@ use std::os::unix::fs::MetadataExt;
 use crate::config::Config;
 use crate::sys;
 
+/// Why lmtpd cannot drop root as configured. Every kind is a configuration problem for the
+/// admin to fix (`main` exits `EX_CONFIG`); the text says which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivilegeError {
+    /// Started as root without `user` (and without `allow_root = yes`).
+    NoUser,
+    /// `user` names root (uid 0) without `allow_root = yes`.
+    UserIsRoot(String),
+    /// `user` does not exist.
+    UnknownUser(String),
+    /// `group` does not exist.
+    UnknownGroup(String),
+    /// Looking the user or group up failed (`what` names which).
+    Lookup {
+        /// `user NAME` or `group NAME`.
+        what: String,
+        /// The system's reason.
+        reason: String,
+    },
+    /// setgroups/setgid/setuid failed or did not stick.
+    Switch {
+        /// `user:gid`.
+        to: String,
+        /// The system's reason.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for PrivilegeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrivilegeError::NoUser => f.write_str(
+                "started as root without 'user': set user = <the owner of the mailboxes> \
+                 (or allow_root = yes, not recommended)",
+            ),
+            PrivilegeError::UserIsRoot(user) => write!(
+                f,
+                "user '{user}' is root: choose an unprivileged user (or allow_root = yes)"
+            ),
+            PrivilegeError::UnknownUser(user) => write!(f, "user '{user}' does not exist"),
+            PrivilegeError::UnknownGroup(group) => write!(f, "group '{group}' does not exist"),
+            PrivilegeError::Lookup { what, reason } => write!(f, "{what}: {reason}"),
+            PrivilegeError::Switch { to, reason } => write!(f, "cannot become {to}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for PrivilegeError {}
+
 /// Drops root privileges as configured. Does nothing when not running as root.
-pub fn drop_if_root(cfg: &Config) -> Result<(), String> {
+pub fn drop_if_root(cfg: &Config) -> Result<(), PrivilegeError> {
     if sys::euid() != 0 {
         if !cfg.process.user.is_empty() {
             log::debug!(
@@ -23,31 +72,34 @@ pub fn drop_if_root(cfg: &Config) -> Result<(), String> {
             log::warn!("running as root (allow_root = yes)");
             return Ok(());
         }
-        return Err(
-            "started as root without 'user': set user = <the owner of the mailboxes> \
-                    (or allow_root = yes, not recommended)"
-                .into(),
-        );
+        return Err(PrivilegeError::NoUser);
     }
-    let account = sys::lookup_user(&cfg.process.user)
-        .map_err(|e| format!("user {}: {e}", cfg.process.user))?
-        .ok_or_else(|| format!("user '{}' does not exist", cfg.process.user))?;
+    let user = &cfg.process.user;
+    let account = sys::lookup_user(user)
+        .map_err(|e| PrivilegeError::Lookup {
+            what: format!("user {user}"),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(|| PrivilegeError::UnknownUser(user.clone()))?;
     let gid = if cfg.process.group.is_empty() {
         account.gid
     } else {
-        sys::lookup_group(&cfg.process.group)
-            .map_err(|e| format!("group {}: {e}", cfg.process.group))?
-            .ok_or_else(|| format!("group '{}' does not exist", cfg.process.group))?
+        let group = &cfg.process.group;
+        sys::lookup_group(group)
+            .map_err(|e| PrivilegeError::Lookup {
+                what: format!("group {group}"),
+                reason: e.to_string(),
+            })?
+            .ok_or_else(|| PrivilegeError::UnknownGroup(group.clone()))?
     };
     if account.uid == 0 && !cfg.process.allow_root {
-        return Err(format!(
-            "user '{}' is root: choose an unprivileged user (or allow_root = yes)",
-            cfg.process.user
-        ));
+        return Err(PrivilegeError::UserIsRoot(user.clone()));
     }
     hand_over_spool_dir(cfg, account.uid, gid);
-    sys::drop_privileges(&account, gid)
-        .map_err(|e| format!("cannot become {}:{gid}: {e}", account.name))?;
+    sys::drop_privileges(&account, gid).map_err(|e| PrivilegeError::Switch {
+        to: format!("{}:{gid}", account.name),
+        reason: e.to_string(),
+    })?;
     log::info!(
         "running as {} (uid {}, gid {gid})",
         account.name,
