@@ -28,10 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 use common::{have_python, hex, list, python, python_holder, Client, Scratch, BIN};
 use lmtpd::proto::address::{parse_path, PathKind, MAX_DOMAIN, MAX_LOCAL_PART};
 use lmtpd::proto::command::{parse, ParseContext};
-use lmtpd::proto::{
-    BareNewline, Command as LmtpCommand, DataDecoder, Enhanced, Event, Mailbox, Reply, Session,
-    SessionConfig, MAX_COMMAND_LINE,
-};
+use lmtpd::proto::testing::{decode_chunked, fuzz_drive, reference_decode};
+use lmtpd::proto::{BareNewline, Command as LmtpCommand, SessionConfig};
 
 // =========================================================================================
 // Seeded random numbers
@@ -74,119 +72,6 @@ fn seed_of(s: &str) -> u64 {
 // =========================================================================================
 // Deterministic fuzzing of the sans-IO core
 // =========================================================================================
-
-/// Store verdict drawn from the input (the recipient's local part), so that every chunking
-/// of the same input sees the same store behaviour.
-fn fuzz_verdict(m: &Mailbox) -> Result<u32, Reply> {
-    let first = m.local.as_bytes().first().copied().unwrap_or(0);
-    match first % 4 {
-        0 => Err(Reply::new(550, Enhanced(5, 1, 1), "unknown")),
-        1 => Err(Reply::new(452, Enhanced(4, 2, 2), "full")),
-        _ => Ok(u32::from(m.local.as_bytes().last().copied().unwrap_or(0))),
-    }
-}
-
-/// Post-dot outcome, also drawn from the input.
-fn fuzz_outcome(seq: usize, r: u32) -> Reply {
-    match r % 3 {
-        0 => Reply::new(452, Enhanced(4, 3, 1), format!("fail {seq}")),
-        _ => Reply::new(250, Enhanced(2, 0, 0), format!("saved {seq}")),
-    }
-}
-
-/// Feeds `input` to a session in the given chunk sizes (cycled) and returns everything a
-/// driver observes (replies, bodies, events) as one byte log. Checks on the way: one
-/// post-DATA reply per accepted RCPT, no panic, Body chunks and output bounded by the input
-/// just received.
-fn drive_session(cfg: &SessionConfig, input: &[u8], chunks: &[usize]) -> Vec<u8> {
-    let mut s: Session<u32> = Session::new(cfg.clone());
-    // Events and replies are logged apart: their interleaving depends on the chunking.
-    let mut log = Vec::new();
-    let mut replies = Vec::new();
-    // The body of the message being received: Body events before a size refusal depend
-    // on the chunking, so the body is logged only when the message is accepted.
-    let mut body = Vec::new();
-    let mut seq = 0usize;
-    let mut pos = 0;
-    let mut last_chunk = 0usize;
-    let mut ci = 0;
-    loop {
-        while let Some(ev) = s.poll() {
-            match ev {
-                Event::Recipient(m) => {
-                    assert!(!m.local.is_empty());
-                    let v = fuzz_verdict(&m);
-                    s.recipient_verdict(v);
-                }
-                Event::MessageStart => {
-                    body.clear();
-                    log.extend_from_slice(b"\n[start]\n");
-                }
-                Event::Body(b) => {
-                    assert!(!b.is_empty());
-                    assert!(
-                        b.len() <= last_chunk + MAX_COMMAND_LINE + 1,
-                        "body chunk {} after a {last_chunk}-octet read",
-                        b.len()
-                    );
-                    body.extend_from_slice(b);
-                }
-                Event::MessageEnd(tx) => {
-                    assert!(!tx.rcpts.is_empty(), "MessageEnd without recipients");
-                    log.append(&mut body);
-                    log.extend_from_slice(b"\n[end]\n");
-                    let before = s.output().len();
-                    let mut want = Vec::new();
-                    for &r in &tx.rcpts {
-                        seq += 1;
-                        let rp = fuzz_outcome(seq, r);
-                        rp.write_to(&mut want);
-                        s.delivery_outcome(rp);
-                    }
-                    // Exactly one reply per accepted recipient, in order, nothing else.
-                    assert_eq!(&s.output()[before..], &want[..]);
-                }
-                Event::MessageDiscarded(tx, r) => {
-                    assert!(!tx.rcpts.is_empty());
-                    log.extend_from_slice(b"\n[discarded]\n");
-                    assert!(s.output().ends_with(&r.to_bytes().repeat(tx.rcpts.len())));
-                }
-                Event::Close => log.extend_from_slice(b"\n[close]\n"),
-            }
-        }
-        let out = s.take_output();
-        assert!(
-            out.len() <= 64 * (last_chunk + MAX_COMMAND_LINE) + 4096,
-            "{} output octets after a {last_chunk}-octet read",
-            out.len()
-        );
-        assert!(out.is_empty() || out.ends_with(b"\r\n"));
-        replies.extend_from_slice(&out);
-        if pos >= input.len() {
-            break;
-        }
-        let n = chunks
-            .get(ci % chunks.len().max(1))
-            .copied()
-            .unwrap_or(1)
-            .clamp(1, 65536);
-        ci += 1;
-        let end = (pos + n).min(input.len());
-        last_chunk = end - pos;
-        s.receive(&input[pos..end]);
-        pos = end;
-    }
-    s.eof();
-    while let Some(ev) = s.poll() {
-        if let Event::Close = ev {
-            log.extend_from_slice(b"\n[close]\n");
-        }
-    }
-    assert!(s.take_output().is_empty(), "output after EOF");
-    log.extend_from_slice(b"\n[replies]\n");
-    log.extend_from_slice(&replies);
-    log
-}
 
 const LOCALS: &[&str] = &[
     "a",
@@ -335,18 +220,18 @@ fn fuzz_session_same_replies_whatever_the_chunking_one_reply_per_rcpt() {
             // Pure noise now and then.
             input = (0..rng.below(600)).map(|_| rng.byte()).collect();
         }
-        let whole = drive_session(&cfg, &input, &[input.len().max(1)]);
+        let whole = fuzz_drive(&cfg, &input, &[input.len().max(1)]);
         let small: Vec<usize> = (0..64).map(|_| 1 + rng.below(7)).collect();
         let large: Vec<usize> = (0..64).map(|_| 1 + rng.below(700)).collect();
         assert_eq!(
             whole,
-            drive_session(&cfg, &input, &small),
+            fuzz_drive(&cfg, &input, &small),
             "case {case}: small chunks differ; input {:?}",
             String::from_utf8_lossy(&input)
         );
         assert_eq!(
             whole,
-            drive_session(&cfg, &input, &large),
+            fuzz_drive(&cfg, &input, &large),
             "case {case}: large chunks differ; input {:?}",
             String::from_utf8_lossy(&input)
         );
@@ -363,8 +248,8 @@ fn fuzz_session_one_byte_chunks_match_whole_input() {
         let cfg = random_session_config(&mut rng);
         let mut input = valid_conversation(&mut rng);
         mutate(&mut rng, &mut input);
-        let whole = drive_session(&cfg, &input, &[input.len().max(1)]);
-        assert_eq!(whole, drive_session(&cfg, &input, &[1]), "case {case}");
+        let whole = fuzz_drive(&cfg, &input, &[input.len().max(1)]);
+        assert_eq!(whole, fuzz_drive(&cfg, &input, &[1]), "case {case}");
     }
 }
 
@@ -519,74 +404,6 @@ fn fuzz_command_parser_errors_are_well_formed_replies() {
             Ok(_) => {}
         }
     }
-}
-
-/// The DATA decoder run to completion in chunks; everything observable.
-#[derive(Debug, PartialEq, Eq)]
-struct Decoded {
-    out: Vec<u8>,
-    consumed: usize,
-    done: bool,
-    size: u64,
-    bare_cr: bool,
-    bare_lf: bool,
-    over: bool,
-}
-
-fn decode_chunked(max: u64, input: &[u8], chunks: &[usize]) -> Decoded {
-    let mut d = DataDecoder::new(max);
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let mut ci = 0;
-    while pos < input.len() && !d.is_done() {
-        let n = chunks[ci % chunks.len()].max(1);
-        ci += 1;
-        let end = (pos + n).min(input.len());
-        let before = out.len();
-        let used = d.decode(&input[pos..end], &mut out);
-        assert!(used <= end - pos);
-        assert!(out.len() - before <= end - pos + 1, "output bound");
-        if used < end - pos {
-            assert!(d.is_done(), "stopped early without the end of data");
-        }
-        pos += used;
-    }
-    Decoded {
-        out,
-        consumed: pos,
-        done: d.is_done(),
-        size: d.size(),
-        bare_cr: d.saw_bare_cr(),
-        bare_lf: d.saw_bare_lf(),
-        over: d.over_limit(),
-    }
-}
-
-/// Whole-buffer reference model of DATA: the first CRLF.CRLF (counting the CRLF that ended
-/// the DATA command) ends the data; lines are split on CRLF only; a leading dot is removed;
-/// CRLF becomes LF. Returns (content, octets consumed) or None when the end is not there.
-fn reference_decode(input: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let mut p = b"\r\n".to_vec();
-    p.extend_from_slice(input);
-    let j = p.windows(5).position(|w| w == b"\r\n.\r\n")?;
-    if j == 0 {
-        return Some((Vec::new(), 3));
-    }
-    let mut out = Vec::new();
-    let mut rest = &input[..j - 2];
-    loop {
-        let (line, next) = match rest.windows(2).position(|w| w == b"\r\n") {
-            Some(i) => (&rest[..i], Some(&rest[i + 2..])),
-            None => (rest, None),
-        };
-        out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
-        out.push(b'\n');
-        match next {
-            Some(n) => rest = n,
-            None => break,
-        }
-    }
-    Some((out, j + 3))
 }
 
 #[test]

@@ -538,5 +538,8 @@ impl<R> Session<R> {
     }
 }
 
+#[doc(hidden)]
+pub mod testing;
+
 #[cfg(test)]
 mod tests;

@@ -12,26 +12,8 @@ const LHLO_REPLY: &str = "250-localhost\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSC
 type Verdict<'a> = &'a dyn Fn(&Mailbox) -> Result<String, Reply>;
 type Outcome<'a> = &'a dyn Fn(&str) -> Reply;
 
-/// One DATA transaction as the driver saw it.
-#[derive(Debug, PartialEq, Eq)]
-struct Msg {
-    mail: MailFrom,
-    rcpts: Vec<String>,
-    size: u64,
-    body: Vec<u8>,
-    discarded: Option<Reply>,
-}
-
-/// Everything a driver observes.
-#[derive(Debug, PartialEq, Eq)]
-struct Transcript {
-    out: String,
-    msgs: Vec<Msg>,
-    recipients: Vec<Mailbox>,
-    closed: bool,
-    /// Content of the message being received.
-    body: Option<Vec<u8>>,
-}
+/// What the shared driver ([`super::testing::drive`]) observes.
+type Transcript = super::testing::Transcript<String>;
 
 /// Default directory: `bad*` is unknown, `tmp*` fails temporarily, everything else exists.
 fn verdict(m: &Mailbox) -> Result<String, Reply> {
@@ -61,85 +43,9 @@ fn outcome(r: &str) -> Reply {
     }
 }
 
-/// Polls until `None`, answering events like a driver.
-fn drain(s: &mut Session<String>, t: &mut Transcript, v: Verdict<'_>, o: Outcome<'_>) {
-    loop {
-        let bound = s.input.len().saturating_sub(s.pos);
-        assert!(s.body.len() <= bound + 1 + 65536);
-        match s.poll() {
-            None => break,
-            Some(Event::Recipient(m)) => {
-                assert!(s.poll().is_none(), "poll must wait for the verdict");
-                t.recipients.push(m.clone());
-                s.recipient_verdict(v(&m));
-            }
-            Some(Event::MessageStart) => {
-                assert!(s.in_data());
-                t.body = Some(Vec::new());
-            }
-            Some(Event::Body(b)) => {
-                assert!(!b.is_empty());
-                t.body.get_or_insert_with(Vec::new).extend_from_slice(b);
-            }
-            Some(Event::MessageEnd(tx)) => {
-                for r in &tx.rcpts {
-                    assert!(s.poll().is_none(), "poll must wait for the outcomes");
-                    s.delivery_outcome(o(r));
-                }
-                t.msgs.push(Msg {
-                    mail: tx.mail,
-                    rcpts: tx.rcpts,
-                    size: tx.size,
-                    body: t.body.take().unwrap_or_default(),
-                    discarded: None,
-                });
-            }
-            Some(Event::MessageDiscarded(tx, r)) => {
-                let mut once = Vec::new();
-                r.write_to(&mut once);
-                let all = once.repeat(tx.rcpts.len());
-                assert!(s.output().ends_with(&all));
-                t.body.take();
-                t.msgs.push(Msg {
-                    mail: tx.mail,
-                    rcpts: tx.rcpts,
-                    size: tx.size,
-                    body: Vec::new(),
-                    discarded: Some(r),
-                });
-            }
-            Some(Event::Close) => {
-                assert!(s.is_closed());
-                assert!(!t.closed, "Close is yielded once");
-                t.closed = true;
-            }
-        }
-    }
-}
-
+/// Drives a default-answering session through the shared driver (no end of input).
 fn drive(cfg: &SessionConfig, chunks: &[&[u8]], v: Verdict<'_>, o: Outcome<'_>) -> Transcript {
-    let mut s: Session<String> = Session::new(cfg.clone());
-    let mut t = Transcript {
-        out: String::new(),
-        msgs: Vec::new(),
-        recipients: Vec::new(),
-        closed: false,
-        body: None,
-    };
-    let mut out = Vec::new();
-    for c in chunks {
-        drain(&mut s, &mut t, v, o);
-        out.extend(s.take_output());
-        if s.is_closed() {
-            break;
-        }
-        s.receive(c);
-        assert!(s.input.len() <= c.len() + MAX_COMMAND_LINE);
-    }
-    drain(&mut s, &mut t, v, o);
-    out.extend(s.take_output());
-    t.out = String::from_utf8_lossy(&out).into_owned();
-    t
+    super::testing::drive(cfg, chunks, false, &mut |m| v(m), &mut |r: &String| o(r))
 }
 
 /// Feeds `input` whole, byte by byte and split at every offset; asserts all agree and that
