@@ -1,5 +1,5 @@
 //! The one test driver for [`Session`] (and the DATA decoder), shared by the session unit
-//! tests, `tests/hardening.rs` and the fuzz targets in `tests/fuzz`: feed bytes in given
+//! tests, `tests/it/hardening.rs` and the fuzz targets in `tests/fuzz`: feed bytes in given
 //! chunks, answer every verdict and outcome, collect the replies and events. No I/O.
 //!
 //! Not part of the API (hidden from the docs); test support only, so it checks the session's

@@ -12,7 +12,7 @@
 //! The long coverage-guided fuzz run lives in `tests/fuzz/` (cargo-fuzz, see
 //! `contrib/fuzz.sh`).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
@@ -668,7 +668,7 @@ impl Client {
 
     /// One transaction; returns, per recipient, the RCPT reply when it was refused, else
     /// the post-dot reply.
-    fn transaction(&mut self, rcpts: &[&str], wire: &[u8]) -> Vec<String> {
+    fn send_mail(&mut self, rcpts: &[&str], wire: &[u8]) -> Vec<String> {
         self.expect("MAIL FROM:<sender@example.net>", "250");
         let mut replies: Vec<Option<String>> = Vec::new();
         for r in rcpts {
@@ -1307,7 +1307,7 @@ fn efbig_on_one_mbox_is_452_4_3_1_for_it_and_250_for_the_others() {
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
     let msg = wire(format!("Subject: hard efbig\n\n{}\n", "y".repeat(2000)).as_bytes());
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "mb@example.org", "sq@example.org"],
         &msg,
     );
@@ -1341,7 +1341,7 @@ fn efbig_in_maildir_and_sqlite_leaves_nothing_partial() {
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
     let big = wire(format!("Subject: hard big\n\n{}\n", "z".repeat(110 * 1024)).as_bytes());
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "sq@example.org", "mb@example.org"],
         &big,
     );
@@ -1351,7 +1351,7 @@ fn efbig_in_maildir_and_sqlite_leaves_nothing_partial() {
     assert!(list(&env.maildir("md").join("new")).is_empty());
     assert!(list(&env.maildir("md").join("tmp")).is_empty());
     assert_eq!(fs::read(env.mbox("mb")).unwrap_or_default().len(), 0);
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "sq@example.org", "mb@example.org"],
         &small_wire("after"),
     );
@@ -1378,7 +1378,7 @@ fn unwritable_mailboxes_get_4xx_and_the_others_250_in_the_same_transaction() {
     let mut srv = env.spawn();
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &[
             "md@example.org",
             "md2@example.org",
@@ -1428,7 +1428,7 @@ fn sqlite_locked_by_another_writer_is_451_and_the_others_250() {
     assert_eq!(line.trim(), "locked");
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "sq@example.org", "mb@example.org"],
         &small_wire("locked"),
     );
@@ -1455,7 +1455,7 @@ fn symlinked_maildir_is_451_and_its_target_untouched() {
     let mut srv = env.spawn();
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "md2@example.org"],
         &small_wire("symlink"),
     );
@@ -1487,7 +1487,7 @@ fn mbox_symlink_or_hard_link_is_550_5_2_0() {
     let mut srv = env.spawn();
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &["mb@example.org", "mb2@example.org", "md@example.org"],
         &small_wire("links"),
     );
@@ -1510,7 +1510,7 @@ fn a_young_dotlock_is_450_4_2_0_for_that_mbox_only() {
     let mut srv = env.spawn();
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &["mb@example.org", "mb2@example.org", "md@example.org"],
         &small_wire("dotlock"),
     );
@@ -1562,7 +1562,7 @@ fn full_pool_refuses_extra_clients_at_once_and_recovers_after_the_idle_timeout()
     thread::sleep(Duration::from_millis(200));
     let mut c = env.connect();
     c.expect("LHLO pool.test", "250");
-    let r = c.transaction(&["u0@example.org"], &small_wire("resumed"));
+    let r = c.send_mail(&["u0@example.org"], &small_wire("resumed"));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     srv.stop();
 }
@@ -1829,7 +1829,7 @@ fn hostile_content_big_header_only_dots_and_every_smuggling_variant() {
         "h".repeat(1 << 20)
     )
     .into_bytes();
-    let r = c.transaction(&["alice@example.org"], &wire(&big));
+    let r = c.send_mail(&["alice@example.org"], &wire(&big));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     expected.push(std::mem::take(&mut big));
 
@@ -1839,11 +1839,11 @@ fn hostile_content_big_header_only_dots_and_every_smuggling_variant() {
         ".".repeat(5000)
     )
     .into_bytes();
-    let r = c.transaction(&["alice@example.org"], &wire(&dots));
+    let r = c.send_mail(&["alice@example.org"], &wire(&dots));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     expected.push(dots);
     // Only dots on the wire (no header): `..` lines and the final dot.
-    let r = c.transaction(&["alice@example.org"], b"..\r\n...\r\n..\r\n.\r\n");
+    let r = c.send_mail(&["alice@example.org"], b"..\r\n...\r\n..\r\n.\r\n");
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     expected.push(b".\n..\n.\n".to_vec());
 
@@ -1879,7 +1879,7 @@ fn hostile_content_big_header_only_dots_and_every_smuggling_variant() {
         assert_eq!(r, "250 2.0.0 Ok\r\n", "variant {eot:?}");
     }
     // Item 45: `a\nFrom x` in content is stored in mbox with the From line quoted.
-    let r = c.transaction(
+    let r = c.send_mail(
         &["mb@example.org"],
         b"Subject: hard from\r\n\r\na\nFrom x\r\nFrom y\r\n>From z\r\n.\r\n",
     );
@@ -2024,7 +2024,7 @@ fn the_default_configuration_serves_256_simultaneous_connections() {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         c.expect("LHLO many.test", "250");
-        let r = c.transaction(&["u0@example.org"], &small_wire(&format!("c{i}")));
+        let r = c.send_mail(&["u0@example.org"], &small_wire(&format!("c{i}")));
         assert!(r[0].starts_with("250 2.0.0"), "client {i}: {r:?}");
     }
     assert_eq!(list(&env.maildir("u0").join("new")).len(), 256);
@@ -2147,7 +2147,7 @@ fn out_of_descriptors_the_accept_loop_refuses_backs_off_and_recovers() {
         thread::sleep(Duration::from_millis(50));
     };
     c.expect("LHLO back.test", "250");
-    let r = c.transaction(&["u0@example.org"], &small_wire("after-emfile"));
+    let r = c.send_mail(&["u0@example.org"], &small_wire("after-emfile"));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     drop(c);
     srv.stop();
@@ -2189,7 +2189,7 @@ fn a_panicking_session_gets_421_4_3_0_and_the_pool_keeps_its_capacity() {
     let mut b = Client::connect(&sock).expect("b greeted");
     for (n, c) in [&mut a, &mut b].into_iter().enumerate() {
         c.expect("LHLO p.test", "250");
-        let r = c.transaction(&["u0@example.org"], &small_wire(&format!("after-{n}")));
+        let r = c.send_mail(&["u0@example.org"], &small_wire(&format!("after-{n}")));
         assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     }
     // Still exactly two: a third is refused while both are open.
@@ -2248,7 +2248,7 @@ fn a_sighup_between_rcpt_and_the_final_dot_does_not_split_the_transaction() {
     let moved = env.path("moved/example.org/u0/Maildir/new");
     assert!(list(&moved).is_empty(), "nothing at the new location yet");
     // …and the next transaction of the same session uses the new ones.
-    let r = c.transaction(&["u0@example.org"], &small_wire("after-hup"));
+    let r = c.send_mail(&["u0@example.org"], &small_wire("after-hup"));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     assert_eq!(list(&moved).len(), 1, "new location");
     assert_eq!(list(&env.maildir("u0").join("new")).len(), 1);
@@ -2342,10 +2342,10 @@ fn metrics_endpoint_counts_what_was_sent_in_the_prometheus_format() {
     let wire = small_wire("counted");
     let content = wire.len() - 3; // minus the final ".\r\n"
     for _ in 0..3 {
-        let r = c.transaction(&["u0@example.org"], &wire);
+        let r = c.send_mail(&["u0@example.org"], &wire);
         assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     }
-    let r = c.transaction(
+    let r = c.send_mail(
         &["mb@example.org", "nobody@example.org", "u0@example.org"],
         &wire,
     );

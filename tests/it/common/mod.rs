@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: a line-oriented LMTP client over TCP or a Unix
 //! socket, an in-process server, the real `lmtpd` binary, directory listings and python3.
-#![allow(dead_code)] // Each test file uses only some of these helpers.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
