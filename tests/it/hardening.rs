@@ -178,7 +178,7 @@ fn mutate(rng: &mut XorShift, v: &mut Vec<u8>) {
             }
             7 => {
                 let n = 500 + rng.below(1500);
-                v.splice(at..at, std::iter::repeat(b'x').take(n));
+                v.splice(at..at, std::iter::repeat_n(b'x', n));
             }
             _ => {
                 let end = (at + rng.below(20)).min(v.len());
@@ -302,7 +302,7 @@ fn random_address(rng: &mut XorShift) -> Vec<u8> {
                 v.extend_from_slice(rng.pick(ADDR_PIECES).as_bytes());
             }
             if rng.below(3) == 0 {
-                v.extend(std::iter::repeat(b'a').take(rng.below(300)));
+                v.extend(std::iter::repeat_n(b'a', rng.below(300)));
             }
             v.extend_from_slice(
                 rng.pick(&["@x.test>", ">", "@[1.2.3.4]>", "@x>rest", ""])
@@ -333,7 +333,7 @@ fn fuzz_address_parser_bounds_and_round_trips() {
                 !m.local.is_empty() && m.local.len() <= MAX_LOCAL_PART,
                 "{m:?}"
             );
-            assert!(m.domain.as_ref().map_or(true, |d| d.len() <= MAX_DOMAIN));
+            assert!(m.domain.as_ref().is_none_or(|d| d.len() <= MAX_DOMAIN));
             assert!(!m.local.chars().any(char::is_control), "{m:?}");
             let again = format!("<{m}>");
             match parse_path(again.as_bytes(), kind) {

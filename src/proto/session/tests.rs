@@ -813,7 +813,7 @@ fn nothing_is_processed_while_awaiting_verdict_or_outcomes() {
 fn an_idle_session_gives_back_what_its_last_message_needed() {
     let mut s: Session<u32> = Session::new(SessionConfig::default());
     let mut input = b"LHLO x\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n".to_vec();
-    input.extend(std::iter::repeat(b'x').take(60_000));
+    input.extend(std::iter::repeat_n(b'x', 60_000));
     input.extend_from_slice(b"\r\n.\r\n");
     s.receive(&input);
     assert!(matches!(s.poll(), Some(Event::Recipient(_))));
@@ -902,7 +902,7 @@ fn empty_message_right_after_354() {
 fn long_content_lines_are_fine() {
     let mut content = vec![b'x'; 10_000];
     content.extend_from_slice(b"\r\n");
-    content.extend(std::iter::repeat(b'y').take(998));
+    content.extend(std::iter::repeat_n(b'y', 998));
     content.extend_from_slice(b"\r\n.\r\n");
     let input = [
         &b"LHLO x\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n"[..],
@@ -1197,7 +1197,7 @@ fn random_input(rng: &mut XorShift) -> Vec<u8> {
                     v.push(rng.next() as u8);
                 }
             }
-            1 => v.extend(std::iter::repeat(b'x').take(rng.below(1500))),
+            1 => v.extend(std::iter::repeat_n(b'x', rng.below(1500))),
             _ => v.extend_from_slice(PIECES[rng.below(PIECES.len())]),
         }
     }
@@ -1288,7 +1288,7 @@ fn random_inputs_never_panic_and_stay_bounded() {
 fn check_tx(rcpts: &[u64], last: &mut Option<u64>, round: usize) {
     assert!(!rcpts.is_empty(), "round {round}");
     for &r in rcpts {
-        assert!(last.map_or(true, |l| r > l), "round {round}");
+        assert!(last.is_none_or(|l| r > l), "round {round}");
         *last = Some(r);
     }
 }
