@@ -243,8 +243,7 @@ fn socket_activation_uses_fd_3() {
 
 #[test]
 fn started_as_root_it_becomes_the_configured_user() {
-    if unsafe_free_euid() != 0 {
-        eprintln!("SKIP started_as_root_it_becomes_the_configured_user: not running as root");
+    if !common::require("root", unsafe_free_euid() == 0) {
         return;
     }
     let s = Setup::new(
@@ -296,8 +295,7 @@ fn unsafe_free_euid() -> u32 {
 
 #[test]
 fn root_without_user_is_refused_unless_allowed() {
-    if lmtpd::sys::euid() != 0 {
-        eprintln!("SKIP root_without_user_is_refused_unless_allowed: not running as root");
+    if !common::require("root", lmtpd::sys::euid() == 0) {
         return;
     }
     let s = Setup::new("alice@example.org\n", "allow_root = no\n");
@@ -353,7 +351,7 @@ fn man_pages_are_mandoc_lint_clean() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
     else {
-        eprintln!("SKIP man_pages_are_mandoc_lint_clean: mandoc is not installed");
+        common::require("mandoc", false);
         return;
     };
     assert!(
