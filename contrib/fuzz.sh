@@ -2,7 +2,7 @@
 # Runs every cargo-fuzz target of tests/fuzz for FUZZ_SECONDS seconds each (default 60).
 # Needs cargo-fuzz (cargo install cargo-fuzz --locked); on a stable toolchain the nightly
 # sanitizer flags are unlocked with RUSTC_BOOTSTRAP=1. Crashes land in
-# tests/fuzz/artifacts/<target>/; turn each into a regression test in tests/hardening.rs.
+# tests/fuzz/artifacts/<target>/; turn each into a regression test in tests/it/hardening.rs.
 # Usage: [FUZZ_SECONDS=n] contrib/fuzz.sh [seconds] [target...]
 set -eu
 cd "$(dirname "$0")/.."

@@ -36,6 +36,20 @@ if [ -f "$t/make.list" ] && [ -f "$t/bmake.list" ]; then
     for f in ./usr/local/sbin/lmtpd ./usr/local/etc/lmtpd.conf ./usr/local/etc/lmtpd.users; do
         grep -q " $f\$" "$t/make.list" || { echo "FAIL: $f not installed"; failed=$((failed + 1)); }
     done
+    # The load generator behind make bench is never installed.
+    if grep -q 'lmtp-bench' "$t/make.list"; then
+        echo "FAIL: lmtp-bench installed"; failed=$((failed + 1))
+    else
+        echo "PASS: lmtp-bench not installed"; passed=$((passed + 1))
+    fi
+    # The installed binary carries no debug info (the release profile has none).
+    if command -v readelf >/dev/null 2>&1; then
+        if readelf -S "$t/make/usr/local/sbin/lmtpd" 2>/dev/null | grep -q '\.debug_info'; then
+            echo "FAIL: the installed lmtpd carries debug info"; failed=$((failed + 1))
+        else
+            echo "PASS: the installed lmtpd carries no debug info"; passed=$((passed + 1))
+        fi
+    fi
 fi
 for mk in make bmake; do
     [ -d "$t/$mk" ] || continue

@@ -89,9 +89,9 @@ impl Log for Syslog {
         if !sent {
             // syslogd restarted: reconnect once, else fall back to stderr.
             *guard = connect();
-            if !guard
+            if guard
                 .as_ref()
-                .is_some_and(|s| s.send(line.as_bytes()).is_ok())
+                .is_none_or(|s| s.send(line.as_bytes()).is_err())
             {
                 eprintln!("{line}");
             }

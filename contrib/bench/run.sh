@@ -1,7 +1,8 @@
 #!/bin/sh
 # make bench: lmtpd (Maildir, mbox, SQLite) side by side with a private Dovecot instance.
 #
-# Builds the release binaries (lmtpd and the load generator lmtp-bench), probes the disk,
+# Builds the release binaries (lmtpd, and the load generator lmtp-bench, a workspace member of
+# its own in contrib/bench/lmtp-bench that `make install` never installs), probes the disk,
 # then for every workload and store starts a fresh server with a throw-away configuration in
 # a temporary directory, drives it with lmtp-bench over a Unix socket, reads the server's CPU
 # time and peak RSS from /proc, stops it and checks that the number of stored messages equals
@@ -18,6 +19,7 @@
 #   BENCH_USER=U     when run as root, the unprivileged user both servers deliver as
 #                    (default nobody; Dovecot refuses to deliver as uid 0)
 #   NO_BUILD=1       use the binaries in ${CARGO_TARGET_DIR:-target}/release as they are
+#                    (`make bench` builds both, then runs this with NO_BUILD=1)
 #
 # Workload e is 100 sessions at once against lmtpd's shipped default for workers (no workers
 # line) and Dovecot's shipped limits, counting the sessions each refuses; f is workload b on a
@@ -55,8 +57,8 @@ NOFILE=$(ulimit -n 2>/dev/null)
 # ---------------------------------------------------------------------------------------
 # Build.
 if [ "${NO_BUILD:-0}" != 1 ]; then
-    log "building release binaries (cargo build --release --locked)"
-    cargo build --release --locked >&2 || { log "build failed"; exit 1; }
+    log "building release binaries (cargo build --release --locked -p lmtpd -p lmtp-bench)"
+    cargo build --release --locked -p lmtpd -p lmtp-bench >&2 || { log "build failed"; exit 1; }
 fi
 for b in "$BIN" "$GEN"; do
     [ -x "$b" ] || { log "missing $b"; exit 1; }

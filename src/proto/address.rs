@@ -30,7 +30,7 @@ impl Mailbox {
 
     /// Whether the whole address is ASCII (otherwise it needs SMTPUTF8).
     pub fn is_ascii(&self) -> bool {
-        self.local.is_ascii() && self.domain.as_deref().map_or(true, str::is_ascii)
+        self.local.is_ascii() && self.domain.as_deref().is_none_or(str::is_ascii)
     }
 }
 

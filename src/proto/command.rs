@@ -294,7 +294,7 @@ fn split_params(rest: &[u8]) -> Result<Vec<Param<'_>>, Reply> {
         };
         let key_ok = key.first().is_some_and(u8::is_ascii_alphanumeric)
             && key.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
-        let value_ok = value.map_or(true, |v| {
+        let value_ok = value.is_none_or(|v| {
             !v.is_empty() && v.iter().all(|&b| (33..=126).contains(&b) && b != b'=')
         });
         if !key_ok || !value_ok {

@@ -12,4 +12,6 @@ pub use address::{AddressError, Mailbox};
 pub use command::{Command, Verb, MAX_COMMAND_LINE};
 pub use data::DataDecoder;
 pub use reply::{Enhanced, Reply};
+#[doc(hidden)]
+pub use session::testing;
 pub use session::{BareNewline, Event, MailFrom, Session, SessionConfig, Transaction};

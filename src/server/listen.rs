@@ -349,7 +349,7 @@ pub fn accept_loop(
                                 }
                             });
                         }
-                        if last_warning.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+                        if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                             last_warning = Some(Instant::now());
                             log::warn!(
                                 "accept on {}: {e}; {}retrying every {} ms (logged at most once a second)",

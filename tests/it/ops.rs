@@ -2,7 +2,7 @@
 //! systemd socket activation, dropping root, `-t` exit codes.
 #![allow(unsafe_code)] // pre_exec/dup2 to hand a listening socket over as fd 3.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;
@@ -13,17 +13,26 @@ use std::time::{Duration, Instant};
 
 use common::{spawn, stop_child, wait_for, Client, Scratch, BIN};
 
-/// The scratch directory of a test: users file, `lmtpd.conf` and Maildirs.
-type Setup = Scratch;
+/// The scratch directory of a test: users file, `lmtpd.conf` and Maildirs. A type of its own
+/// (not an alias) so that its methods do not collide with those other test modules add to
+/// [`Scratch`] in the one integration test binary.
+struct Setup(Scratch);
+
+impl std::ops::Deref for Setup {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
+}
 
 impl Setup {
     fn new(users: &str, extra: &str) -> Setup {
-        Scratch::with(users, |d| {
+        Setup(Scratch::with(users, |d| {
             format!(
                 "listen = unix:{d}/lmtp.sock\nusers = {d}/users\nmaildir = {d}/mail/%d/%n/Maildir\n\
                  spool_dir = {d}/spool\nhostname = ops.test\nallow_root = yes\n{extra}"
             )
-        })
+        }))
     }
 
     fn spawn(&self, args: &[&str]) -> Child {
@@ -40,7 +49,7 @@ impl Setup {
 }
 
 impl Client {
-    fn connect(p: &Path) -> Client {
+    fn open(p: &Path) -> Client {
         Client::connect_unix(p, Some(Duration::from_secs(20)))
             .expect("connect")
             .greeted("220")
@@ -60,7 +69,7 @@ fn hup(child: &Child) {
 fn until_reloaded(sock: &Path, what: &str, mut probe: impl FnMut(&mut Client) -> bool) {
     let start = Instant::now();
     loop {
-        let mut c = Client::connect(sock);
+        let mut c = Client::open(sock);
         c.cmd("LHLO hup.test");
         if probe(&mut c) {
             return;
@@ -112,7 +121,7 @@ fn stdin_mode_runs_a_whole_transaction_over_a_pipe() {
 fn sighup_reloads_users_while_a_session_completes() {
     let s = Setup::new("alice@example.org\n", "");
     let child = s.spawn(&[]);
-    let mut a = Client::connect(&s.path("lmtp.sock"));
+    let mut a = Client::open(&s.path("lmtp.sock"));
     a.cmd("LHLO a.test");
     assert!(a.cmd("MAIL FROM:<s@example.net>").starts_with("250"));
     assert!(a.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
@@ -143,7 +152,7 @@ fn a_bad_users_file_on_sighup_keeps_the_old_table() {
     fs::write(s.path("users"), "alice@example.org quota=lots\n").expect("users");
     hup(&child);
     std::thread::sleep(Duration::from_millis(300));
-    let mut c = Client::connect(&s.path("lmtp.sock"));
+    let mut c = Client::open(&s.path("lmtp.sock"));
     c.cmd("LHLO c.test");
     c.cmd("MAIL FROM:<s@example.net>");
     assert!(c.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
@@ -210,7 +219,7 @@ fn socket_activation_uses_fd_3() {
         });
     }
     let child = cmd.spawn().expect("spawn");
-    let mut c = Client::connect(&path);
+    let mut c = Client::open(&path);
     c.cmd("LHLO act.test");
     c.cmd("MAIL FROM:<s@example.net>");
     assert!(c.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
@@ -234,8 +243,7 @@ fn socket_activation_uses_fd_3() {
 
 #[test]
 fn started_as_root_it_becomes_the_configured_user() {
-    if unsafe_free_euid() != 0 {
-        eprintln!("SKIP started_as_root_it_becomes_the_configured_user: not running as root");
+    if !common::require("root", unsafe_free_euid() == 0) {
         return;
     }
     let s = Setup::new(
@@ -287,8 +295,7 @@ fn unsafe_free_euid() -> u32 {
 
 #[test]
 fn root_without_user_is_refused_unless_allowed() {
-    if lmtpd::sys::euid() != 0 {
-        eprintln!("SKIP root_without_user_is_refused_unless_allowed: not running as root");
+    if !common::require("root", lmtpd::sys::euid() == 0) {
         return;
     }
     let s = Setup::new("alice@example.org\n", "allow_root = no\n");
@@ -344,7 +351,7 @@ fn man_pages_are_mandoc_lint_clean() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
     else {
-        eprintln!("SKIP man_pages_are_mandoc_lint_clean: mandoc is not installed");
+        common::require("mandoc", false);
         return;
     };
     assert!(

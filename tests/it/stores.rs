@@ -3,7 +3,7 @@
 //! per-recipient outcomes and load checked through `lmtpd export`, a foreign dotlock, and the
 //! schema state reported by `lmtpd -t`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

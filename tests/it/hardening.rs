@@ -7,12 +7,13 @@
 //! `sh -c` (so a test can add `ulimit` and ignore SIGXFSZ), talks LMTP over its Unix socket,
 //! and inspects the mailboxes on disk afterwards: Maildir files directly, mbox files with our
 //! own mboxrd split plus Python's `mailbox` module, SQLite with Python's `sqlite3` module
-//! (`PRAGMA integrity_check`). The Python parts are skipped when `python3` is missing.
+//! (`PRAGMA integrity_check`). python3 (and promtool for /metrics) are required: a missing
+//! tool fails the test unless `LMTPD_TEST_SKIP` allows it outside CI (`common::require`).
 //!
 //! The long coverage-guided fuzz run lives in `tests/fuzz/` (cargo-fuzz, see
 //! `contrib/fuzz.sh`).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
@@ -28,10 +29,8 @@ use std::time::{Duration, Instant, SystemTime};
 use common::{have_python, hex, list, python, python_holder, Client, Scratch, BIN};
 use lmtpd::proto::address::{parse_path, PathKind, MAX_DOMAIN, MAX_LOCAL_PART};
 use lmtpd::proto::command::{parse, ParseContext};
-use lmtpd::proto::{
-    BareNewline, Command as LmtpCommand, DataDecoder, Enhanced, Event, Mailbox, Reply, Session,
-    SessionConfig, MAX_COMMAND_LINE,
-};
+use lmtpd::proto::testing::{decode_chunked, fuzz_drive, reference_decode};
+use lmtpd::proto::{BareNewline, Command as LmtpCommand, SessionConfig};
 
 // =========================================================================================
 // Seeded random numbers
@@ -74,119 +73,6 @@ fn seed_of(s: &str) -> u64 {
 // =========================================================================================
 // Deterministic fuzzing of the sans-IO core
 // =========================================================================================
-
-/// Store verdict drawn from the input (the recipient's local part), so that every chunking
-/// of the same input sees the same store behaviour.
-fn fuzz_verdict(m: &Mailbox) -> Result<u32, Reply> {
-    let first = m.local.as_bytes().first().copied().unwrap_or(0);
-    match first % 4 {
-        0 => Err(Reply::new(550, Enhanced(5, 1, 1), "unknown")),
-        1 => Err(Reply::new(452, Enhanced(4, 2, 2), "full")),
-        _ => Ok(u32::from(m.local.as_bytes().last().copied().unwrap_or(0))),
-    }
-}
-
-/// Post-dot outcome, also drawn from the input.
-fn fuzz_outcome(seq: usize, r: u32) -> Reply {
-    match r % 3 {
-        0 => Reply::new(452, Enhanced(4, 3, 1), format!("fail {seq}")),
-        _ => Reply::new(250, Enhanced(2, 0, 0), format!("saved {seq}")),
-    }
-}
-
-/// Feeds `input` to a session in the given chunk sizes (cycled) and returns everything a
-/// driver observes (replies, bodies, events) as one byte log. Checks on the way: one
-/// post-DATA reply per accepted RCPT, no panic, Body chunks and output bounded by the input
-/// just received.
-fn drive_session(cfg: &SessionConfig, input: &[u8], chunks: &[usize]) -> Vec<u8> {
-    let mut s: Session<u32> = Session::new(cfg.clone());
-    // Events and replies are logged apart: their interleaving depends on the chunking.
-    let mut log = Vec::new();
-    let mut replies = Vec::new();
-    // The body of the message being received: Body events before a size refusal depend
-    // on the chunking, so the body is logged only when the message is accepted.
-    let mut body = Vec::new();
-    let mut seq = 0usize;
-    let mut pos = 0;
-    let mut last_chunk = 0usize;
-    let mut ci = 0;
-    loop {
-        while let Some(ev) = s.poll() {
-            match ev {
-                Event::Recipient(m) => {
-                    assert!(!m.local.is_empty());
-                    let v = fuzz_verdict(&m);
-                    s.recipient_verdict(v);
-                }
-                Event::MessageStart => {
-                    body.clear();
-                    log.extend_from_slice(b"\n[start]\n");
-                }
-                Event::Body(b) => {
-                    assert!(!b.is_empty());
-                    assert!(
-                        b.len() <= last_chunk + MAX_COMMAND_LINE + 1,
-                        "body chunk {} after a {last_chunk}-octet read",
-                        b.len()
-                    );
-                    body.extend_from_slice(b);
-                }
-                Event::MessageEnd(tx) => {
-                    assert!(!tx.rcpts.is_empty(), "MessageEnd without recipients");
-                    log.append(&mut body);
-                    log.extend_from_slice(b"\n[end]\n");
-                    let before = s.output().len();
-                    let mut want = Vec::new();
-                    for &r in &tx.rcpts {
-                        seq += 1;
-                        let rp = fuzz_outcome(seq, r);
-                        rp.write_to(&mut want);
-                        s.delivery_outcome(rp);
-                    }
-                    // Exactly one reply per accepted recipient, in order, nothing else.
-                    assert_eq!(&s.output()[before..], &want[..]);
-                }
-                Event::MessageDiscarded(tx, r) => {
-                    assert!(!tx.rcpts.is_empty());
-                    log.extend_from_slice(b"\n[discarded]\n");
-                    assert!(s.output().ends_with(&r.to_bytes().repeat(tx.rcpts.len())));
-                }
-                Event::Close => log.extend_from_slice(b"\n[close]\n"),
-            }
-        }
-        let out = s.take_output();
-        assert!(
-            out.len() <= 64 * (last_chunk + MAX_COMMAND_LINE) + 4096,
-            "{} output octets after a {last_chunk}-octet read",
-            out.len()
-        );
-        assert!(out.is_empty() || out.ends_with(b"\r\n"));
-        replies.extend_from_slice(&out);
-        if pos >= input.len() {
-            break;
-        }
-        let n = chunks
-            .get(ci % chunks.len().max(1))
-            .copied()
-            .unwrap_or(1)
-            .clamp(1, 65536);
-        ci += 1;
-        let end = (pos + n).min(input.len());
-        last_chunk = end - pos;
-        s.receive(&input[pos..end]);
-        pos = end;
-    }
-    s.eof();
-    while let Some(ev) = s.poll() {
-        if let Event::Close = ev {
-            log.extend_from_slice(b"\n[close]\n");
-        }
-    }
-    assert!(s.take_output().is_empty(), "output after EOF");
-    log.extend_from_slice(b"\n[replies]\n");
-    log.extend_from_slice(&replies);
-    log
-}
 
 const LOCALS: &[&str] = &[
     "a",
@@ -293,7 +179,7 @@ fn mutate(rng: &mut XorShift, v: &mut Vec<u8>) {
             }
             7 => {
                 let n = 500 + rng.below(1500);
-                v.splice(at..at, std::iter::repeat(b'x').take(n));
+                v.splice(at..at, std::iter::repeat_n(b'x', n));
             }
             _ => {
                 let end = (at + rng.below(20)).min(v.len());
@@ -335,18 +221,18 @@ fn fuzz_session_same_replies_whatever_the_chunking_one_reply_per_rcpt() {
             // Pure noise now and then.
             input = (0..rng.below(600)).map(|_| rng.byte()).collect();
         }
-        let whole = drive_session(&cfg, &input, &[input.len().max(1)]);
+        let whole = fuzz_drive(&cfg, &input, &[input.len().max(1)]);
         let small: Vec<usize> = (0..64).map(|_| 1 + rng.below(7)).collect();
         let large: Vec<usize> = (0..64).map(|_| 1 + rng.below(700)).collect();
         assert_eq!(
             whole,
-            drive_session(&cfg, &input, &small),
+            fuzz_drive(&cfg, &input, &small),
             "case {case}: small chunks differ; input {:?}",
             String::from_utf8_lossy(&input)
         );
         assert_eq!(
             whole,
-            drive_session(&cfg, &input, &large),
+            fuzz_drive(&cfg, &input, &large),
             "case {case}: large chunks differ; input {:?}",
             String::from_utf8_lossy(&input)
         );
@@ -363,8 +249,8 @@ fn fuzz_session_one_byte_chunks_match_whole_input() {
         let cfg = random_session_config(&mut rng);
         let mut input = valid_conversation(&mut rng);
         mutate(&mut rng, &mut input);
-        let whole = drive_session(&cfg, &input, &[input.len().max(1)]);
-        assert_eq!(whole, drive_session(&cfg, &input, &[1]), "case {case}");
+        let whole = fuzz_drive(&cfg, &input, &[input.len().max(1)]);
+        assert_eq!(whole, fuzz_drive(&cfg, &input, &[1]), "case {case}");
     }
 }
 
@@ -417,7 +303,7 @@ fn random_address(rng: &mut XorShift) -> Vec<u8> {
                 v.extend_from_slice(rng.pick(ADDR_PIECES).as_bytes());
             }
             if rng.below(3) == 0 {
-                v.extend(std::iter::repeat(b'a').take(rng.below(300)));
+                v.extend(std::iter::repeat_n(b'a', rng.below(300)));
             }
             v.extend_from_slice(
                 rng.pick(&["@x.test>", ">", "@[1.2.3.4]>", "@x>rest", ""])
@@ -448,7 +334,7 @@ fn fuzz_address_parser_bounds_and_round_trips() {
                 !m.local.is_empty() && m.local.len() <= MAX_LOCAL_PART,
                 "{m:?}"
             );
-            assert!(m.domain.as_ref().map_or(true, |d| d.len() <= MAX_DOMAIN));
+            assert!(m.domain.as_ref().is_none_or(|d| d.len() <= MAX_DOMAIN));
             assert!(!m.local.chars().any(char::is_control), "{m:?}");
             let again = format!("<{m}>");
             match parse_path(again.as_bytes(), kind) {
@@ -519,74 +405,6 @@ fn fuzz_command_parser_errors_are_well_formed_replies() {
             Ok(_) => {}
         }
     }
-}
-
-/// The DATA decoder run to completion in chunks; everything observable.
-#[derive(Debug, PartialEq, Eq)]
-struct Decoded {
-    out: Vec<u8>,
-    consumed: usize,
-    done: bool,
-    size: u64,
-    bare_cr: bool,
-    bare_lf: bool,
-    over: bool,
-}
-
-fn decode_chunked(max: u64, input: &[u8], chunks: &[usize]) -> Decoded {
-    let mut d = DataDecoder::new(max);
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let mut ci = 0;
-    while pos < input.len() && !d.is_done() {
-        let n = chunks[ci % chunks.len()].max(1);
-        ci += 1;
-        let end = (pos + n).min(input.len());
-        let before = out.len();
-        let used = d.decode(&input[pos..end], &mut out);
-        assert!(used <= end - pos);
-        assert!(out.len() - before <= end - pos + 1, "output bound");
-        if used < end - pos {
-            assert!(d.is_done(), "stopped early without the end of data");
-        }
-        pos += used;
-    }
-    Decoded {
-        out,
-        consumed: pos,
-        done: d.is_done(),
-        size: d.size(),
-        bare_cr: d.saw_bare_cr(),
-        bare_lf: d.saw_bare_lf(),
-        over: d.over_limit(),
-    }
-}
-
-/// Whole-buffer reference model of DATA: the first CRLF.CRLF (counting the CRLF that ended
-/// the DATA command) ends the data; lines are split on CRLF only; a leading dot is removed;
-/// CRLF becomes LF. Returns (content, octets consumed) or None when the end is not there.
-fn reference_decode(input: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let mut p = b"\r\n".to_vec();
-    p.extend_from_slice(input);
-    let j = p.windows(5).position(|w| w == b"\r\n.\r\n")?;
-    if j == 0 {
-        return Some((Vec::new(), 3));
-    }
-    let mut out = Vec::new();
-    let mut rest = &input[..j - 2];
-    loop {
-        let (line, next) = match rest.windows(2).position(|w| w == b"\r\n") {
-            Some(i) => (&rest[..i], Some(&rest[i + 2..])),
-            None => (rest, None),
-        };
-        out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
-        out.push(b'\n');
-        match next {
-            Some(n) => rest = n,
-            None => break,
-        }
-    }
-    Some((out, j + 3))
 }
 
 #[test]
@@ -851,7 +669,7 @@ impl Client {
 
     /// One transaction; returns, per recipient, the RCPT reply when it was refused, else
     /// the post-dot reply.
-    fn transaction(&mut self, rcpts: &[&str], wire: &[u8]) -> Vec<String> {
+    fn send_mail(&mut self, rcpts: &[&str], wire: &[u8]) -> Vec<String> {
         self.expect("MAIL FROM:<sender@example.net>", "250");
         let mut replies: Vec<Option<String>> = Vec::new();
         for r in rcpts {
@@ -873,6 +691,22 @@ impl Client {
         }
         replies.into_iter().map(Option::unwrap_or_default).collect()
     }
+}
+
+/// True when the server has sent `c` nothing (not even EOF) so far: a read that would block.
+/// Leaves the client's 30 s timeouts as they were.
+fn nothing_sent_yet(c: &mut Client) -> bool {
+    c.r.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .expect("timeout");
+    let quiet = matches!(
+        c.r.fill_buf(),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    );
+    c.r.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    quiet
 }
 
 // =========================================================================================
@@ -1080,7 +914,6 @@ fn stored(env: &Env, store: Store, user: &str) -> Option<Vec<Vec<u8>>> {
         }
         Store::Sqlite => {
             if !have_python() {
-                eprintln!("python3 missing: SQLite contents not checked");
                 return None;
             }
             let db = env.path("mail.db");
@@ -1490,7 +1323,7 @@ fn efbig_on_one_mbox_is_452_4_3_1_for_it_and_250_for_the_others() {
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
     let msg = wire(format!("Subject: hard efbig\n\n{}\n", "y".repeat(2000)).as_bytes());
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "mb@example.org", "sq@example.org"],
         &msg,
     );
@@ -1517,14 +1350,16 @@ fn efbig_in_maildir_and_sqlite_leaves_nothing_partial() {
     let env = Env::new(FAULT_USERS, "");
     let mut srv = env.spawn_with("ulimit -f 192");
     let limit = srv.fsize_limit().expect("a file size limit");
-    if limit >= 120 * 1024 {
-        eprintln!("sh's ulimit -f unit gives {limit} octets; cannot test below the spool bound");
-        return;
-    }
+    // POSIX `ulimit -f` counts 512-octet blocks (dash, bash as sh); a shell counting KiB
+    // would put the limit above the spool bound, and the test would check nothing.
+    assert!(
+        limit < 120 * 1024,
+        "sh's ulimit -f 192 gives {limit} octets: not below the spool bound"
+    );
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
     let big = wire(format!("Subject: hard big\n\n{}\n", "z".repeat(110 * 1024)).as_bytes());
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "sq@example.org", "mb@example.org"],
         &big,
     );
@@ -1534,7 +1369,7 @@ fn efbig_in_maildir_and_sqlite_leaves_nothing_partial() {
     assert!(list(&env.maildir("md").join("new")).is_empty());
     assert!(list(&env.maildir("md").join("tmp")).is_empty());
     assert_eq!(fs::read(env.mbox("mb")).unwrap_or_default().len(), 0);
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "sq@example.org", "mb@example.org"],
         &small_wire("after"),
     );
@@ -1561,7 +1396,7 @@ fn unwritable_mailboxes_get_4xx_and_the_others_250_in_the_same_transaction() {
     let mut srv = env.spawn();
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &[
             "md@example.org",
             "md2@example.org",
@@ -1597,7 +1432,6 @@ fn unwritable_mailboxes_get_4xx_and_the_others_250_in_the_same_transaction() {
 #[test]
 fn sqlite_locked_by_another_writer_is_451_and_the_others_250() {
     if !have_python() {
-        eprintln!("python3 missing: skipped");
         return;
     }
     let env = Env::new(FAULT_USERS, "sqlite_busy_timeout = 1\n");
@@ -1611,7 +1445,7 @@ fn sqlite_locked_by_another_writer_is_451_and_the_others_250() {
     assert_eq!(line.trim(), "locked");
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "sq@example.org", "mb@example.org"],
         &small_wire("locked"),
     );
@@ -1638,7 +1472,7 @@ fn symlinked_maildir_is_451_and_its_target_untouched() {
     let mut srv = env.spawn();
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &["md@example.org", "md2@example.org"],
         &small_wire("symlink"),
     );
@@ -1670,7 +1504,7 @@ fn mbox_symlink_or_hard_link_is_550_5_2_0() {
     let mut srv = env.spawn();
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &["mb@example.org", "mb2@example.org", "md@example.org"],
         &small_wire("links"),
     );
@@ -1693,7 +1527,7 @@ fn a_young_dotlock_is_450_4_2_0_for_that_mbox_only() {
     let mut srv = env.spawn();
     let mut c = env.connect();
     c.expect("LHLO fault.test", "250");
-    let r = c.transaction(
+    let r = c.send_mail(
         &["mb@example.org", "mb2@example.org", "md@example.org"],
         &small_wire("dotlock"),
     );
@@ -1719,33 +1553,31 @@ fn full_pool_refuses_extra_clients_at_once_and_recovers_after_the_idle_timeout()
     // wait_ready's probe connection must be gone before the pool is counted.
     thread::sleep(Duration::from_millis(300));
     let mut idle: Vec<Client> = (0..4).map(|_| env.connect()).collect();
-    let t0 = Instant::now();
     for i in 0..50 {
         let mut c = Client::raw(&env.sock()).expect("connect");
         let r = c.try_reply().expect("a reply, not a hang");
         assert!(r.starts_with("421 4.3.2"), "extra client {i}: {r}");
         assert!(c.closed(), "extra client {i} not closed");
     }
-    assert!(
-        t0.elapsed() < Duration::from_secs(2),
-        "50 refusals took {:?}",
-        t0.elapsed()
-    );
-    // The idle sessions time out after 2 s…
+    // "At once" as an order of events: all 50 were refused while every idle session still
+    // held its worker, before any of them timed out (a refusal that waited for a worker
+    // would come after the first timeout, or be a 220).
+    for (i, c) in idle.iter_mut().enumerate() {
+        assert!(
+            nothing_sent_yet(c),
+            "idle session {i} timed out before the refusals ended"
+        );
+    }
+    // The idle sessions then time out (timeout = 2; each read waits up to 30 s)…
     for c in &mut idle {
         let r = c.try_reply().expect("timeout reply");
         assert!(r.starts_with("421 4.4.2"), "{r}");
     }
-    assert!(
-        t0.elapsed() < Duration::from_secs(6),
-        "timeouts took {:?}",
-        t0.elapsed()
-    );
     // …and service resumes.
     thread::sleep(Duration::from_millis(200));
     let mut c = env.connect();
     c.expect("LHLO pool.test", "250");
-    let r = c.transaction(&["u0@example.org"], &small_wire("resumed"));
+    let r = c.send_mail(&["u0@example.org"], &small_wire("resumed"));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     srv.stop();
 }
@@ -1836,9 +1668,11 @@ fn a_trickling_client_cannot_hold_a_worker_past_the_timeout() {
         c.r.get_mut()
             .set_read_timeout(Some(Duration::from_millis(10)))
             .expect("timeout");
-        let t0 = Instant::now();
+        // One byte a second, eight at most: the 421 must come while the client is still
+        // trickling (an idle timer restarted by every byte would never fire).
         let mut got = String::new();
-        while t0.elapsed() < Duration::from_secs(8) {
+        let mut sent = 0;
+        while sent < 8 {
             // Read first: the 421 may already be waiting when the next send fails.
             let mut line = String::new();
             if c.r.read_line(&mut line).is_ok() && !line.is_empty() {
@@ -1846,12 +1680,12 @@ fn a_trickling_client_cannot_hold_a_worker_past_the_timeout() {
                 break;
             }
             let _ = c.try_send(b"x");
+            sent += 1;
             thread::sleep(Duration::from_millis(1000));
         }
-        let took = t0.elapsed();
         assert!(
-            got.starts_with("421 4.4.2") && took < Duration::from_secs(5),
-            "in_data={in_data}: one byte per second held the only worker for {took:?} \
+            got.starts_with("421 4.4.2"),
+            "in_data={in_data}: {sent} bytes one a second held the only worker \
              (timeout = 2 s); reply {got:?}"
         );
         // The worker is free again (once the closing session has returned it).
@@ -2012,7 +1846,7 @@ fn hostile_content_big_header_only_dots_and_every_smuggling_variant() {
         "h".repeat(1 << 20)
     )
     .into_bytes();
-    let r = c.transaction(&["alice@example.org"], &wire(&big));
+    let r = c.send_mail(&["alice@example.org"], &wire(&big));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     expected.push(std::mem::take(&mut big));
 
@@ -2022,11 +1856,11 @@ fn hostile_content_big_header_only_dots_and_every_smuggling_variant() {
         ".".repeat(5000)
     )
     .into_bytes();
-    let r = c.transaction(&["alice@example.org"], &wire(&dots));
+    let r = c.send_mail(&["alice@example.org"], &wire(&dots));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     expected.push(dots);
     // Only dots on the wire (no header): `..` lines and the final dot.
-    let r = c.transaction(&["alice@example.org"], b"..\r\n...\r\n..\r\n.\r\n");
+    let r = c.send_mail(&["alice@example.org"], b"..\r\n...\r\n..\r\n.\r\n");
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     expected.push(b".\n..\n.\n".to_vec());
 
@@ -2062,7 +1896,7 @@ fn hostile_content_big_header_only_dots_and_every_smuggling_variant() {
         assert_eq!(r, "250 2.0.0 Ok\r\n", "variant {eot:?}");
     }
     // Item 45: `a\nFrom x` in content is stored in mbox with the From line quoted.
-    let r = c.transaction(
+    let r = c.send_mail(
         &["mb@example.org"],
         b"Subject: hard from\r\n\r\na\nFrom x\r\nFrom y\r\n>From z\r\n.\r\n",
     );
@@ -2179,6 +2013,18 @@ fn reply_within(c: &mut Client, limit: Duration) -> Option<String> {
     c.try_reply().ok()
 }
 
+/// The time stamp of an env_logger line (`[2026-12-03T08:11:19.123Z WARN ...`) in
+/// milliseconds, counted so that later is larger (a month counts 31 days: only differences
+/// within a day are exact, which is all a test run needs).
+fn log_millis(line: &str) -> Option<u64> {
+    let ts = line.strip_prefix('[')?.split(' ').next()?;
+    let n = |r: std::ops::Range<usize>| ts.get(r)?.parse::<u64>().ok();
+    let (y, mo, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (h, mi, s, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+    let days = (y * 12 + mo) * 31 + d;
+    Some((((days * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms)
+}
+
 /// CPU seconds (user + system) the process has used, from /proc/PID/stat.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
@@ -2207,7 +2053,7 @@ fn the_default_configuration_serves_256_simultaneous_connections() {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         c.expect("LHLO many.test", "250");
-        let r = c.transaction(&["u0@example.org"], &small_wire(&format!("c{i}")));
+        let r = c.send_mail(&["u0@example.org"], &small_wire(&format!("c{i}")));
         assert!(r[0].starts_with("250 2.0.0"), "client {i}: {r:?}");
     }
     assert_eq!(list(&env.maildir("u0").join("new")).len(), 256);
@@ -2231,26 +2077,32 @@ fn with_every_worker_busy_a_new_client_gets_421_within_two_seconds() {
             c.expect("RCPT TO:<u0@example.org>", "250");
         }
     }
+    // The refusal does not wait for a worker: each extra client gets its 421 while all three
+    // workers are still held (they are released only below), so any reply at all proves it;
+    // the 10 s read timeout only bounds a hang. (How fast it comes is for make bench.)
     for i in 0..10 {
-        let t0 = Instant::now();
         let mut c = Client::raw(&env.sock()).expect("connect");
-        let r = reply_within(&mut c, Duration::from_secs(2));
+        let r = reply_within(&mut c, Duration::from_secs(10));
         assert!(
             r.as_deref().is_some_and(|r| r.starts_with("421 4.3.2")),
-            "extra client {i}: {r:?} after {:?}",
-            t0.elapsed()
+            "extra client {i}: {r:?}"
         );
         assert!(c.closed(), "extra client {i} left open");
     }
-    // A session that ends frees its worker for the next client at once.
+    assert!(
+        busy.iter_mut().all(nothing_sent_yet),
+        "a busy session was ended by the refusals"
+    );
+    // A session that ends frees its worker for the next client (once the closing session
+    // has returned it: a refusal right after the 221 is allowed, within a 10 s deadline).
     busy.pop().expect("a client").expect("QUIT", "221");
     let t0 = Instant::now();
     let greeted = loop {
         let mut c = Client::raw(&env.sock()).expect("connect");
-        match reply_within(&mut c, Duration::from_secs(2)) {
+        match reply_within(&mut c, Duration::from_secs(10)) {
             Some(r) if r.starts_with("220 ") => break c,
             r => assert!(
-                t0.elapsed() < Duration::from_secs(2),
+                t0.elapsed() < Duration::from_secs(10),
                 "worker not free again: {r:?}"
             ),
         }
@@ -2286,39 +2138,47 @@ fn out_of_descriptors_the_accept_loop_refuses_backs_off_and_recovers() {
         "the shortfall is logged at start:\n{}",
         srv.log_text()
     );
-    let cpu0 = cpu_seconds(srv.pid());
-    let t0 = Instant::now();
     let mut held = Vec::new();
     let (mut greeted, mut refused) = (0, 0);
     for i in 0..60 {
         let Ok(mut c) = Client::raw(&env.sock()) else {
             continue;
         };
-        match reply_within(&mut c, Duration::from_secs(2)) {
+        // Every client is answered, not left in the backlog; 10 s only bounds a hang.
+        match reply_within(&mut c, Duration::from_secs(10)) {
             Some(r) if r.starts_with("220 ") => {
                 greeted += 1;
                 held.push(c);
             }
             Some(r) if r.starts_with("421 4.3.2") => refused += 1,
-            r => panic!("client {i}: neither greeted nor refused within 2 s: {r:?}"),
+            r => panic!("client {i}: neither greeted nor refused: {r:?}"),
         }
     }
     assert!(greeted >= 20, "greeted {greeted}");
     assert!(refused >= 10, "refused {refused}");
-    // While out of descriptors, the loop must not spin on the readable listener.
+    // While out of descriptors, the loop must not spin on the readable listener: over two
+    // quiet seconds (nothing to do but back off) a spinning loop burns about two seconds of
+    // CPU, a backing-off one next to none.
+    let cpu0 = cpu_seconds(srv.pid());
     thread::sleep(Duration::from_secs(2));
     let cpu = cpu_seconds(srv.pid()) - cpu0;
-    let wall = t0.elapsed().as_secs_f64();
-    assert!(cpu < wall * 0.5, "{cpu:.2} s of CPU in {wall:.2} s");
-    let warnings = srv
-        .log_text()
+    assert!(cpu < 1.0, "{cpu:.2} s of CPU in 2 quiet seconds: spinning");
+    // At most one accept warning a second, by the log's own timestamps (stamped a moment
+    // after the check and truncated to the millisecond, hence 900).
+    let log = srv.log_text();
+    let stamps: Vec<u64> = log
         .lines()
         .filter(|l| l.contains("accept on"))
-        .count();
-    assert!(
-        warnings as f64 <= wall + 2.0,
-        "{warnings} accept warnings in {wall:.1} s"
-    );
+        .map(|l| log_millis(l).unwrap_or_else(|| panic!("no timestamp: {l}")))
+        .collect();
+    assert!(!stamps.is_empty(), "the shortage is logged:\n{log}");
+    for w in stamps.windows(2) {
+        assert!(
+            w[1] >= w[0] + 900,
+            "two accept warnings {} ms apart:\n{log}",
+            w[1].saturating_sub(w[0])
+        );
+    }
     // Descriptors free up: service resumes, a whole delivery included.
     drop(held);
     let t1 = Instant::now();
@@ -2330,7 +2190,7 @@ fn out_of_descriptors_the_accept_loop_refuses_backs_off_and_recovers() {
         thread::sleep(Duration::from_millis(50));
     };
     c.expect("LHLO back.test", "250");
-    let r = c.transaction(&["u0@example.org"], &small_wire("after-emfile"));
+    let r = c.send_mail(&["u0@example.org"], &small_wire("after-emfile"));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     drop(c);
     srv.stop();
@@ -2370,12 +2230,12 @@ fn a_panicking_session_gets_421_4_3_0_and_the_pool_keeps_its_capacity() {
     let mut b = Client::connect(&sock).expect("b greeted");
     for (n, c) in [&mut a, &mut b].into_iter().enumerate() {
         c.expect("LHLO p.test", "250");
-        let r = c.transaction(&["u0@example.org"], &small_wire(&format!("after-{n}")));
+        let r = c.send_mail(&["u0@example.org"], &small_wire(&format!("after-{n}")));
         assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     }
     // Still exactly two: a third is refused while both are open.
     let mut third = Client::raw(&sock).expect("connect");
-    let r = reply_within(&mut third, Duration::from_secs(2)).unwrap_or_default();
+    let r = reply_within(&mut third, Duration::from_secs(10)).unwrap_or_default();
     assert!(r.starts_with("421 4.3.2"), "{r}");
     drop((a, b));
     shutdown.trigger();
@@ -2429,7 +2289,7 @@ fn a_sighup_between_rcpt_and_the_final_dot_does_not_split_the_transaction() {
     let moved = env.path("moved/example.org/u0/Maildir/new");
     assert!(list(&moved).is_empty(), "nothing at the new location yet");
     // …and the next transaction of the same session uses the new ones.
-    let r = c.transaction(&["u0@example.org"], &small_wire("after-hup"));
+    let r = c.send_mail(&["u0@example.org"], &small_wire("after-hup"));
     assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     assert_eq!(list(&moved).len(), 1, "new location");
     assert_eq!(list(&env.maildir("u0").join("new")).len(), 1);
@@ -2457,18 +2317,18 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 /// Checks the exposition text with the real parsers: `promtool check metrics` (Debian
-/// package prometheus) and Python's prometheus_client, whichever are installed. Under CI
-/// at least one must be (.ci/run installs promtool).
+/// package prometheus), required (.ci/run installs it; see `common::require`), and Python's
+/// prometheus_client as well when it is installed.
 fn check_with_real_parsers(text: &str) {
     use std::io::Write;
-    let mut checked = 0;
     let promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
-    if let Ok(mut p) = promtool {
+    if common::require("promtool", promtool.is_ok()) {
+        let mut p = promtool.expect("promtool started");
         p.stdin
             .take()
             .expect("stdin")
@@ -2482,7 +2342,6 @@ fn check_with_real_parsers(text: &str) {
         );
         assert!(out.status.success(), "promtool check metrics: {said}");
         assert!(said.trim().is_empty(), "promtool lint findings: {said}");
-        checked += 1;
     }
     let have_client = Command::new("python3")
         .args(["-c", "import prometheus_client"])
@@ -2498,12 +2357,6 @@ fn check_with_real_parsers(text: &str) {
             &[&tmp.path().display().to_string()],
         );
         assert!(n.trim().parse::<usize>().expect("count") > 40, "{n}");
-        checked += 1;
-    }
-    if std::env::var_os("CI").is_some() {
-        assert!(checked > 0, "CI must have promtool or prometheus_client");
-    } else if checked == 0 {
-        eprintln!("note: neither promtool nor prometheus_client installed; format checked by our own rules only");
     }
 }
 
@@ -2523,10 +2376,10 @@ fn metrics_endpoint_counts_what_was_sent_in_the_prometheus_format() {
     let wire = small_wire("counted");
     let content = wire.len() - 3; // minus the final ".\r\n"
     for _ in 0..3 {
-        let r = c.transaction(&["u0@example.org"], &wire);
+        let r = c.send_mail(&["u0@example.org"], &wire);
         assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
     }
-    let r = c.transaction(
+    let r = c.send_mail(
         &["mb@example.org", "nobody@example.org", "u0@example.org"],
         &wire,
     );

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a line-oriented LMTP client over TCP or a Unix
-//! socket, an in-process server, the real `lmtpd` binary, directory listings and python3.
-#![allow(dead_code)] // Each test file uses only some of these helpers.
+//! socket, an in-process server, the real `lmtpd` binary, directory listings, python3, and
+//! [`require`] for tests that need an outside tool or root.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -315,16 +315,45 @@ pub fn stop_child(mut child: Child) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// python3
+// Required tools
 
-/// True when python3 with its `mailbox` and `sqlite3` modules is there.
+/// The environment variable that lets a test skip for want of a tool (or of root): a
+/// comma-separated list of names as [`require`] gives them (`python3`, `mandoc`, `promtool`,
+/// `root`), or `all`. Ignored under CI.
+pub const SKIP_VAR: &str = "LMTPD_TEST_SKIP";
+
+/// A test that needs `what` (a tool, or root) calls this with whether it is there. True when
+/// it is. When it is not, the test fails loudly (a test that passes without checking would
+/// hide a regression), unless [`SKIP_VAR`] names `what` and `CI` is not set: then it says
+/// SKIP on stderr and returns false, and the test returns without checking. .ci/run
+/// installs every tool named here and runs as root.
+pub fn require(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    let opted_out = std::env::var(SKIP_VAR)
+        .is_ok_and(|v| v.split(',').map(str::trim).any(|w| w == what || w == "all"));
+    if opted_out && !ci {
+        eprintln!("SKIP: {what} is missing and {SKIP_VAR} allows it; this test checked nothing");
+        return false;
+    }
+    panic!(
+        "this test needs {what}, which is missing; install it (.ci/run does), or outside CI \
+         set {SKIP_VAR}={what} to skip such tests explicitly"
+    );
+}
+
+/// True when python3 with its `mailbox` and `sqlite3` modules is there; without them the test
+/// fails unless it may skip (see [`require`]).
 pub fn have_python() -> bool {
-    Command::new("python3")
+    let present = Command::new("python3")
         .args(["-c", "import mailbox, sqlite3"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    require("python3", present)
 }
 
 /// Runs `python3 - ARGS` with `script` on stdin and returns its standard output.
@@ -372,7 +401,7 @@ pub fn python_holder(script: &str, arg: &Path) -> (Child, String) {
 
 /// Decodes lower- or upper-case hex.
 pub fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
