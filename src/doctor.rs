@@ -301,21 +301,9 @@ mod tests {
         cfg.process.user = "nobody".into();
         let able =
             crate::sys::lookup_user("nobody").ok().flatten().is_some() && crate::sys::euid() == 0;
-        if !able {
-            // The rule of tests/it/common::require: skip only on LMTPD_TEST_SKIP=root, never
-            // under CI (which runs as root, where `nobody` exists).
-            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-            let opted_out = std::env::var("LMTPD_TEST_SKIP").is_ok_and(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .any(|w| w == "root" || w == "all")
-            });
-            assert!(
-                opted_out && !ci,
-                "this test needs root and a user `nobody`; outside CI set LMTPD_TEST_SKIP=root \
-                 to skip it explicitly"
-            );
-            eprintln!("SKIP: not root or no user nobody, and LMTPD_TEST_SKIP allows it");
+        // Root and a user `nobody` (CI has both): without them this fails, unless
+        // LMTPD_TEST_SKIP=root outside CI.
+        if !lmtpd_store::testing::require("root", able) {
             return;
         }
         assert!(not_writable_by_run_user(&cfg, tmp.path()).is_some());

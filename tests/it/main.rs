@@ -6,7 +6,4 @@ mod common;
 mod hardening;
 mod lmtp;
 mod ops;
-// stores.rs is being rewritten on another branch and is not edited here; this lint is new
-// since rust-version went from 1.75 to 1.95 (is_multiple_of is 1.87).
-#[allow(clippy::manual_is_multiple_of)]
 mod stores;

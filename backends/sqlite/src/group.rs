@@ -161,7 +161,11 @@ impl Writer {
         let mut no_begin: Option<GroupFailure> = None;
         for item in items {
             if let Some(failure) = &no_begin {
-                out.push((Err(Failure::Group(failure.clone())), None));
+                let mut failure = failure.clone();
+                failure
+                    .text
+                    .push_str(" (not retried for this copy: BEGIN already failed)");
+                out.push((Err(Failure::Group(failure)), None));
                 continue;
             }
             if g.open.is_none() {

@@ -487,6 +487,43 @@ pub fn client_gone_midway_keeps_outcomes_true(h: &impl Harness) {
     }
 }
 
+/// Names the tools a developer may go without, comma-separated (`python3`, `root`, `all`):
+/// outside CI, a test needing one that is missing then skips instead of failing.
+pub const SKIP_VAR: &str = "LMTPD_TEST_SKIP";
+
+/// A test that needs `what` (a tool, or root) calls this with whether it is there. True when
+/// it is. When it is not, the test fails loudly (a test that passes without checking would
+/// hide a regression), unless [`SKIP_VAR`] names `what` and `CI` is not set: then it says
+/// SKIP on stderr and returns false, and the test returns without checking. `.ci/run`
+/// installs every tool named by a test and runs as root.
+pub fn require(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    let opted_out = std::env::var(SKIP_VAR)
+        .is_ok_and(|v| v.split(',').map(str::trim).any(|w| w == what || w == "all"));
+    if opted_out && !ci {
+        eprintln!("SKIP: {what} is missing and {SKIP_VAR} allows it; this test checked nothing");
+        return false;
+    }
+    panic!(
+        "this test needs {what}, which is missing; install it (.ci/run does), or outside CI \
+         set {SKIP_VAR}={what} to skip such tests explicitly"
+    );
+}
+
+/// True when `python3` runs (see [`require`] for what happens when it does not).
+pub fn have_python3() -> bool {
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import mailbox, sqlite3, fcntl"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require("python3", present)
+}
+
 /// Checks that `e` is a delivery error with a class matching its code (used by backends'
 /// own tests too).
 pub fn assert_consistent(e: &DeliveryError) {

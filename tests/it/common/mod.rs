@@ -317,31 +317,11 @@ pub fn stop_child(mut child: Child) -> String {
 // ---------------------------------------------------------------------------------------
 // Required tools
 
-/// The environment variable that lets a test skip for want of a tool (or of root): a
-/// comma-separated list of names as [`require`] gives them (`python3`, `mandoc`, `promtool`,
-/// `root`), or `all`. Ignored under CI.
-pub const SKIP_VAR: &str = "LMTPD_TEST_SKIP";
-
-/// A test that needs `what` (a tool, or root) calls this with whether it is there. True when
-/// it is. When it is not, the test fails loudly (a test that passes without checking would
-/// hide a regression), unless [`SKIP_VAR`] names `what` and `CI` is not set: then it says
-/// SKIP on stderr and returns false, and the test returns without checking. .ci/run
-/// installs every tool named here and runs as root.
+/// A test that needs `what` (a tool, or root) calls this with whether it is there: the one
+/// rule of [`lmtpd_store::testing::require`] (fail loudly when it is missing, unless
+/// `LMTPD_TEST_SKIP` names it outside CI), shared with the backends' own tests.
 pub fn require(what: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    let opted_out = std::env::var(SKIP_VAR)
-        .is_ok_and(|v| v.split(',').map(str::trim).any(|w| w == what || w == "all"));
-    if opted_out && !ci {
-        eprintln!("SKIP: {what} is missing and {SKIP_VAR} allows it; this test checked nothing");
-        return false;
-    }
-    panic!(
-        "this test needs {what}, which is missing; install it (.ci/run does), or outside CI \
-         set {SKIP_VAR}={what} to skip such tests explicitly"
-    );
+    lmtpd_store::testing::require(what, present)
 }
 
 /// True when python3 with its `mailbox` and `sqlite3` modules is there; without them the test
