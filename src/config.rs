@@ -7,7 +7,9 @@
 //! of its refusals), its place in the output of `lmtpd -n`, and whether a SIGHUP applies it
 //! (`Reload`) or only a restart does (`Restart`). Parsing, `lmtpd -n`, [`Config::default`],
 //! the restart-only rule of a reload and the documentation check in the tests all read that
-//! table ([`KEYS`]).
+//! table ([`KEYS`]). The sections: `listeners`, `process`, `logging`, `limits`,
+//! `recipients`, `delivery` (what every store shares) and one per store (`maildir`, `mbox`,
+//! `sqlite`); the file keeps its flat key names (`mbox_locks` is `config.mbox.locks`).
 
 mod value;
 
@@ -312,11 +314,8 @@ config! {
         postmaster: String = String::new(), "postmaster" @ 23, Text, Reload;
     }
 
-    /// Delivery: everything the stores are built from (our name, the body spool, `+detail`
-    /// folders, over-quota replies, the default store and where each store keeps its mail).
-    /// The fields carry the keys' own names, and [`Config`] dereferences to this section,
-    /// so `config.mbox` or `config.hostname` reach it directly; new code names the section
-    /// (`config.delivery.mbox`).
+    /// Delivery: what every store shares (our name, the body spool, `+detail` folders,
+    /// over-quota replies) and the default store.
     delivery: Delivery {
         /// Our host name for the greeting, Received headers and Maildir names.
         hostname: String = system_hostname(), "hostname" @ 2, Checked(check_hostname), Reload;
@@ -338,20 +337,32 @@ config! {
         }, Reload;
         /// The default store for users without a `store=` attribute.
         store: StoreKind = StoreKind::Maildir, "store" @ 4, Store, Reload;
+    }
+
+    /// The Maildir store.
+    maildir: MaildirSection {
         /// Maildir location template (`%u`, `%n`, `%d`).
-        maildir: String = "/var/vmail/%d/%n/Maildir".into(),
+        template: String = "/var/vmail/%d/%n/Maildir".into(),
             "maildir" @ 5, Checked(check_template), Reload;
+    }
+
+    /// The mbox store.
+    mbox: MboxSection {
         /// mbox location template (`%u`, `%n`, `%d`).
-        mbox: String = "/var/mail/%n".into(), "mbox" @ 6, Checked(check_template), Reload;
+        template: String = "/var/mail/%n".into(), "mbox" @ 6, Checked(check_template), Reload;
         /// mbox locks, taken in this order.
-        mbox_locks: Vec<LockKind> = lmtpd_mbox::default_locks(), "mbox_locks" @ 7, Locks, Reload;
+        locks: Vec<LockKind> = lmtpd_mbox::default_locks(), "mbox_locks" @ 7, Locks, Reload;
         /// Total time to wait for mbox locks before `450 4.2.0`.
-        mbox_lock_timeout: Duration = Duration::from_secs(30),
+        lock_timeout: Duration = Duration::from_secs(30),
             "mbox_lock_timeout" @ 8, Secs(0, 3600), Reload;
+    }
+
+    /// The SQLite store.
+    sqlite: SqliteSection {
         /// The SQLite database file.
-        sqlite: PathBuf = PathBuf::from("/var/lib/lmtpd/mail.db"), "sqlite" @ 9, FilePath, Reload;
+        path: PathBuf = PathBuf::from("/var/lib/lmtpd/mail.db"), "sqlite" @ 9, FilePath, Reload;
         /// How long a SQLite writer waits for the database lock before `451 4.3.0`.
-        sqlite_busy_timeout: Duration = Duration::from_secs(30),
+        busy_timeout: Duration = Duration::from_secs(30),
             "sqlite_busy_timeout" @ 10, Secs(0, 3600), Reload;
     }
 
@@ -365,19 +376,6 @@ config! {
 /// `config.mbox`, `config.hostname`, … reach [`Config::delivery`] directly: the store tests
 /// (tests/stores.rs) and the delivery code (`deliver` in src/server/conn.rs), which belong to
 /// the delivery rewrite, read and set them that way. New code names the section.
-impl std::ops::Deref for Config {
-    type Target = Delivery;
-    fn deref(&self) -> &Delivery {
-        &self.delivery
-    }
-}
-
-impl std::ops::DerefMut for Config {
-    fn deref_mut(&mut self) -> &mut Delivery {
-        &mut self.delivery
-    }
-}
-
 /// A problem with the configuration, where it was found, in the words `lmtpd` prints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
@@ -722,11 +720,8 @@ socket_group = postfix
         assert_eq!(c.delivery.detail_mailbox, DetailMailbox::Create);
         assert_eq!(c.limits.bare_newline, BareNewline::Reject);
         assert_eq!(c.delivery.store, StoreKind::Mbox);
-        assert_eq!(
-            c.delivery.mbox_locks,
-            vec![LockKind::Dotlock, LockKind::Flock]
-        );
-        assert_eq!(c.delivery.sqlite_busy_timeout, Duration::from_secs(7));
+        assert_eq!(c.mbox.locks, vec![LockKind::Dotlock, LockKind::Flock]);
+        assert_eq!(c.sqlite.busy_timeout, Duration::from_secs(7));
         assert_eq!(
             c.listeners.metrics,
             Some(Listen::Tcp("127.0.0.1:9124".parse().expect("addr")))
@@ -782,7 +777,7 @@ socket_group = postfix
         let mut c = Config::default();
         c.delivery.hostname = "h.test".into();
         c.delivery.spool_dir = "/tmp".into();
-        c.delivery.mbox_locks = vec![LockKind::Fcntl, LockKind::Dotlock];
+        c.mbox.locks = vec![LockKind::Fcntl, LockKind::Dotlock];
         let users = DEFAULT_USERS;
         assert_eq!(
             c.dump(),

@@ -44,14 +44,14 @@ impl Stores {
     ) -> Result<Stores, OpenError> {
         let d = &cfg.delivery;
         let maildir = lmtpd_maildir::MaildirStore::new(lmtpd_maildir::MaildirConfig {
-            template: d.maildir.clone(),
+            template: cfg.maildir.template.clone(),
             hostname: d.hostname.clone(),
             quota_permfail: d.quota_permfail,
         });
         let mbox = lmtpd_mbox::MboxStore::new(lmtpd_mbox::MboxConfig {
-            template: d.mbox.clone(),
-            locks: d.mbox_locks.clone(),
-            lock_timeout: d.mbox_lock_timeout,
+            template: cfg.mbox.template.clone(),
+            locks: cfg.mbox.locks.clone(),
+            lock_timeout: cfg.mbox.lock_timeout,
             quota_permfail: d.quota_permfail,
         });
         let reusable = previous.and_then(|(old_cfg, old)| {
@@ -99,11 +99,10 @@ struct SqliteSettings {
 
 impl SqliteSettings {
     fn of(cfg: &Config) -> SqliteSettings {
-        let d = &cfg.delivery;
         SqliteSettings {
-            path: d.sqlite.clone(),
-            busy_timeout: d.sqlite_busy_timeout,
-            quota_permfail: d.quota_permfail,
+            path: cfg.sqlite.path.clone(),
+            busy_timeout: cfg.sqlite.busy_timeout,
+            quota_permfail: cfg.delivery.quota_permfail,
             readers: sqlite_readers(cfg.process.workers),
         }
     }
@@ -356,7 +355,7 @@ mod tests {
     fn with_job(f: impl FnOnce(&Job<'_>)) {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::default();
-        cfg.delivery.maildir = format!("{}/%d/%n", dir.path().display());
+        cfg.maildir.template = format!("{}/%d/%n", dir.path().display());
         let users = Directory::parse("", "u", &cfg).expect("users");
         let stores = Stores::open(&cfg, &users, None).expect("stores");
         let env = Envelope::default();

@@ -48,17 +48,17 @@ pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
     }
     if uses(cfg, directory, StoreKind::Maildir) {
         let mc = lmtpd_maildir::MaildirConfig {
-            template: cfg.delivery.maildir.clone(),
+            template: cfg.maildir.template.clone(),
             hostname: cfg.delivery.hostname.clone(),
             quota_permfail: cfg.delivery.quota_permfail,
         };
         if let Err(e) = mc.validate() {
             out.push(Finding::Problem(format!("maildir: {e}")));
         }
-        check_template_base(cfg, "maildir", &cfg.delivery.maildir, &mut out);
+        check_template_base(cfg, "maildir", &cfg.maildir.template, &mut out);
     }
     if uses(cfg, directory, StoreKind::Mbox) {
-        check_template_base(cfg, "mbox", &cfg.delivery.mbox, &mut out);
+        check_template_base(cfg, "mbox", &cfg.mbox.template, &mut out);
     }
     if uses(cfg, directory, StoreKind::Sqlite) {
         sqlite_status(cfg, &mut out);
@@ -68,10 +68,10 @@ pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
 
 #[cfg(feature = "sqlite")]
 fn sqlite_status(cfg: &Config, out: &mut Vec<Finding>) {
-    if !cfg.delivery.sqlite.exists() {
+    if !cfg.sqlite.path.exists() {
         match cfg
-            .delivery
             .sqlite
+            .path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
         {
@@ -81,19 +81,19 @@ fn sqlite_status(cfg: &Config, out: &mut Vec<Finding>) {
             ))),
             _ => out.push(Finding::Note(format!(
                 "sqlite: {} will be created at start-up",
-                cfg.delivery.sqlite.display()
+                cfg.sqlite.path.display()
             ))),
         }
         return;
     }
-    match lmtpd_sqlite::schema_status(&cfg.delivery.sqlite) {
+    match lmtpd_sqlite::schema_status(&cfg.sqlite.path) {
         Ok(s) => out.push(Finding::Note(format!(
             "sqlite: {}: {s}",
-            cfg.delivery.sqlite.display()
+            cfg.sqlite.path.display()
         ))),
         Err(e) => out.push(Finding::Problem(format!(
             "sqlite: {}: {e}",
-            cfg.delivery.sqlite.display()
+            cfg.sqlite.path.display()
         ))),
     }
 }
@@ -245,7 +245,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let mut cfg = Config::default();
         cfg.delivery.spool_dir = tmp.path().join("no/such/dir");
-        cfg.delivery.maildir = format!("{}/mail/%d/%n", tmp.path().display());
+        cfg.maildir.template = format!("{}/mail/%d/%n", tmp.path().display());
         let d = Directory::parse("a@b\n", "u", &cfg).expect("users");
         let f = check(&cfg, &d);
         assert!(
@@ -260,7 +260,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let mut cfg = Config::default();
         cfg.delivery.spool_dir = tmp.path().to_path_buf();
-        cfg.delivery.maildir = format!("{}/mail/%d/%n", tmp.path().display());
+        cfg.maildir.template = format!("{}/mail/%d/%n", tmp.path().display());
         cfg.listeners.listen = vec![Listen::Unix(tmp.path().join("s.sock"))];
         let d = Directory::parse("a@b\n", "u", &cfg).expect("users");
         let f = check(&cfg, &d);

@@ -404,10 +404,10 @@ mod tests {
     #[test]
     fn a_path_too_long_for_the_temporary_name_is_bound_in_place() {
         let dir = tempfile::tempdir().expect("tmp");
-        // sun_path holds 108 bytes with its NUL on Linux: a 102-byte path fits, its
-        // temporary name (3 + pid digits longer) does not.
+        // sun_path holds 108 bytes with its NUL on Linux: a 107-byte path just fits, its
+        // temporary name (a few bytes longer, however many digits the pid has) does not.
         let base = dir.path().as_os_str().len() + 1;
-        let name = "s".repeat(102usize.saturating_sub(base).max(1));
+        let name = "s".repeat(107usize.saturating_sub(base).max(1));
         let path = dir.path().join(name);
         if cfg!(target_os = "linux") {
             assert!(path.as_os_str().len() < 108);

@@ -2207,7 +2207,7 @@ fn a_panicking_session_gets_421_4_3_0_and_the_pool_keeps_its_capacity() {
     cfg.listeners.listen = vec![lmtpd::config::Listen::Unix(sock.clone())];
     cfg.delivery.hostname = "panic.test".into();
     cfg.recipients.users = users;
-    cfg.delivery.maildir = format!("{}/mail/%d/%n/Maildir", dir.path().display());
+    cfg.maildir.template = format!("{}/mail/%d/%n/Maildir", dir.path().display());
     cfg.delivery.spool_dir = dir.path().join("spool");
     cfg.process.workers = 2;
     let directory = lmtpd::directory::Directory::load(&cfg).expect("users");

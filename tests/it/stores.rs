@@ -29,8 +29,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 impl TestServer {
     fn start(users: &str, tune: impl FnOnce(&mut Config, &Path)) -> TestServer {
         TestServer::with_users(users, |cfg, dir| {
-            cfg.mbox = format!("{}/mbox/%n", dir.display());
-            cfg.sqlite = dir.join("db/mail.db");
+            cfg.mbox.template = format!("{}/mbox/%n", dir.display());
+            cfg.sqlite.path = dir.join("db/mail.db");
             tune(cfg, dir);
         })
     }
@@ -446,7 +446,7 @@ fn mbox_eight_connections_append_800_intact_messages_python_reads_back() {
 #[test]
 fn mbox_foreign_dotlock_gives_450_for_that_recipient_only_then_delivers() {
     let srv = TestServer::start("mb@example.org store=mbox\nmd@example.org\n", |c, _| {
-        c.mbox_lock_timeout = Duration::from_secs(1);
+        c.mbox.lock_timeout = Duration::from_secs(1);
     });
     let mbox = srv.mbox("mb");
     fs::create_dir_all(mbox.parent().expect("parent")).expect("mkdir");
@@ -499,8 +499,8 @@ fn mbox_foreign_fcntl_lock_gives_450_and_leaves_the_mbox_untouched() {
         return;
     }
     let srv = TestServer::start("mb@example.org store=mbox\nmd@example.org\n", |c, _| {
-        c.mbox_lock_timeout = Duration::from_secs(1);
-        c.mbox_locks = vec![LockKind::Fcntl, LockKind::Dotlock];
+        c.mbox.lock_timeout = Duration::from_secs(1);
+        c.mbox.locks = vec![LockKind::Fcntl, LockKind::Dotlock];
     });
     let mbox = srv.mbox("mb");
     fs::create_dir_all(mbox.parent().expect("parent")).expect("mkdir");
@@ -655,7 +655,7 @@ fn one_transaction_over_maildir_mbox_and_sqlite_replies_in_rcpt_order() {
 
 fn sqlite_server(users: &str) -> TestServer {
     TestServer::start(users, |c, _| {
-        c.store = StoreKind::Sqlite;
+        c.delivery.store = StoreKind::Sqlite;
     })
 }
 

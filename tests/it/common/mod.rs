@@ -237,7 +237,7 @@ impl TestServer {
         ];
         cfg.delivery.hostname = "lmtpd.test".into();
         cfg.recipients.users = users_path;
-        cfg.delivery.maildir = format!("{}/mail/%d/%n/Maildir", dir.path().display());
+        cfg.maildir.template = format!("{}/mail/%d/%n/Maildir", dir.path().display());
         cfg.delivery.spool_dir = dir.path().join("spool");
         cfg.delivery.detail_mailbox = DetailMailbox::Create;
         cfg.process.shutdown_timeout = Duration::from_secs(5);
