@@ -4,9 +4,10 @@
 //! SQLite body row), and turns each outcome, released by the store crate's reporter in RCPT
 //! order, into that recipient's LMTP reply, log line and metrics the moment it is known.
 //!
-//! A store call with several recipients runs on a helper thread while this thread writes
-//! each reply as it is released (RFC 2033 §5: the client learns of each copy as soon as it is
-//! durable); the socket is only ever written here, never from inside a store.
+//! A store call with several recipients, to a store that reports them one by one (Maildir,
+//! mbox), runs on a helper thread while this thread writes each reply as it is released
+//! (RFC 2033 §5: the client learns of each copy as soon as it is durable); the socket is only
+//! ever written here, never from inside a store.
 
 use std::sync::Arc;
 use std::thread;
@@ -217,9 +218,9 @@ pub fn deliver_all<E>(
 }
 
 /// Runs one store call and hands each released outcome to `send` (which returns false once
-/// the client is gone). With several recipients the store runs on a helper thread so that
-/// replies go out while later copies are being stored; with one, or when no thread can be
-/// started, on this thread.
+/// the client is gone). With several recipients, a store that reports progressively runs on
+/// a helper thread so that replies go out while later copies are being stored; otherwise
+/// (one recipient, a store reporting at the end, no thread to be had) on this thread.
 fn run_store(
     store: &dyn MailStore,
     req: &Request<'_>,
@@ -234,7 +235,7 @@ fn run_store(
             }
         }
     };
-    if req.deliveries.len() > 1 {
+    if req.deliveries.len() > 1 && store.reports_progressively() {
         let ran = thread::scope(|scope| {
             let spawned = thread::Builder::new()
                 .name("lmtpd-store".into())

@@ -261,6 +261,12 @@ impl MailStore for SqliteStore {
     /// Outcomes are reported once the `COMMIT` covering them returned (the epoch of every
     /// staged copy is waited for, even if the client is gone: an open transaction must never
     /// be left holding the write lock). Nothing is staged for a client already gone.
+    /// Every copy of a call becomes durable with the same `COMMIT`, and every outcome is
+    /// reported after it: nothing to gain from a helper thread.
+    fn reports_progressively(&self) -> bool {
+        false
+    }
+
     fn deliver(&self, req: &Request<'_>, reporter: &Reporter) {
         if reporter.client_gone() {
             return;

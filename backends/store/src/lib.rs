@@ -391,6 +391,15 @@ pub trait MailStore: Send + Sync {
     /// them all; still report every copy already stored (the log must be true). Anything
     /// left unreported when this returns gets `451 4.3.0`.
     fn deliver(&self, req: &Request<'_>, reporter: &Reporter);
+
+    /// Whether [`MailStore::deliver`] reports outcomes one by one while it still works on
+    /// later recipients (each copy durable on its own). The server then runs a call with
+    /// several recipients on a helper thread and writes each reply as it comes (RFC 2033
+    /// §5). A store that makes all of a call's copies durable at once (SQLite: one COMMIT)
+    /// says false and is called on the session's own thread, saving the thread.
+    fn reports_progressively(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
