@@ -36,32 +36,8 @@ use lmtpd::proto::{BareNewline, Command as LmtpCommand, SessionConfig};
 // Seeded random numbers
 // =========================================================================================
 
-/// xorshift64: deterministic, no crates.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> XorShift {
-        XorShift(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    /// A number in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % (n.max(1) as u64)) as usize
-    }
-    fn byte(&mut self) -> u8 {
-        (self.next() >> 24) as u8
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+// xorshift64 (shared with the session unit tests): deterministic, no crates.
+use lmtpd::proto::testing::XorShift;
 
 fn seed_of(s: &str) -> u64 {
     // FNV-1a

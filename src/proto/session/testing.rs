@@ -340,3 +340,40 @@ pub fn reference_decode(input: &[u8]) -> Option<(Vec<u8>, usize)> {
     }
     Some((out, j + 3))
 }
+
+/// A small deterministic pseudo-random generator (xorshift64) for the seeded robustness and
+/// fuzz tests: the same seed gives the same cases on every machine.
+#[derive(Clone, Debug)]
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// A generator from `seed` (made odd, since zero would stay zero).
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % (n.max(1) as u64)) as usize
+    }
+
+    /// A random byte.
+    pub fn byte(&mut self) -> u8 {
+        (self.next_u64() >> 24) as u8
+    }
+
+    /// One of `items`, chosen at random (`items` must not be empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}

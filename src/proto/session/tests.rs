@@ -1141,21 +1141,7 @@ fn every_reply_has_matching_enhanced_code() {
 
 // ---- robustness ------------------------------------------------------------------------
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use crate::proto::testing::XorShift;
 
 const PIECES: &[&[u8]] = &[
     b"LHLO x\r\n",
@@ -1195,7 +1181,7 @@ fn random_input(rng: &mut XorShift) -> Vec<u8> {
         match rng.below(10) {
             0 => {
                 for _ in 0..rng.below(20) {
-                    v.push(rng.next() as u8);
+                    v.push(rng.next_u64() as u8);
                 }
             }
             1 => v.extend(std::iter::repeat_n(b'x', rng.below(1500))),
@@ -1206,7 +1192,7 @@ fn random_input(rng: &mut XorShift) -> Vec<u8> {
     for _ in 0..rng.below(4) {
         if !v.is_empty() {
             let i = rng.below(v.len());
-            v[i] = rng.next() as u8;
+            v[i] = rng.next_u64() as u8;
         }
     }
     v
