@@ -196,9 +196,7 @@ pub fn deliver_all<E>(
             replies.client_gone();
         }
         match job.stores.get(kind) {
-            Some(store) => run_store(store, &req, &rep, &replies, |i, o| {
-                out.send(kind, &run[i], o)
-            }),
+            Some(store) => run_store(store, &req, &rep, || out.drain(kind, run, &replies)),
             None => {
                 for i in 0..run.len() {
                     let err = DeliveryError::config_error()
@@ -217,52 +215,37 @@ pub fn deliver_all<E>(
     }
 }
 
-/// Runs one store call and hands each released outcome to `send` (which returns false once
-/// the client is gone). With several recipients, a store that reports progressively runs on
-/// a helper thread so that replies go out while later copies are being stored; otherwise
-/// (one recipient, a store reporting at the end, no thread to be had) on this thread.
-fn run_store(
-    store: &dyn MailStore,
-    req: &Request<'_>,
-    rep: &Reporter,
-    replies: &Replies,
-    mut send: impl FnMut(usize, Outcome) -> bool,
-) {
-    let mut drain = || {
-        while let Some((i, outcome)) = replies.next() {
-            if !send(i, outcome) {
-                replies.client_gone();
-            }
-        }
+/// Runs one store call while `drain` sends what it reports. With several recipients, a store
+/// that reports progressively runs on a helper thread so that replies go out while later
+/// copies are being stored; otherwise (one recipient, a store reporting at the end, no
+/// thread to be had) on this thread, and `drain` runs after it.
+fn run_store(store: &dyn MailStore, req: &Request<'_>, rep: &Reporter, drain: impl FnOnce()) {
+    let deliver = || {
+        let _close = CloseOnDrop(rep);
+        store.deliver(req, rep);
     };
+    let mut drain = Some(drain);
     if req.deliveries.len() > 1 && store.reports_progressively() {
-        let ran = thread::scope(|scope| {
-            let spawned = thread::Builder::new()
+        thread::scope(|scope| {
+            match thread::Builder::new()
                 .name("lmtpd-store".into())
-                .spawn_scoped(scope, || {
-                    let _close = CloseOnDrop(rep);
-                    store.deliver(req, rep);
-                });
-            match spawned {
+                .spawn_scoped(scope, deliver)
+            {
                 Ok(_) => {
-                    drain();
-                    true
+                    if let Some(drain) = drain.take() {
+                        drain();
+                    }
                 }
                 Err(err) => {
-                    log::warn!("cannot start a store thread ({err}); delivering on this one");
-                    false
+                    log::warn!("cannot start a store thread ({err}); delivering on this one")
                 }
             }
         });
-        if ran {
-            return;
-        }
     }
-    {
-        let _close = CloseOnDrop(rep);
-        store.deliver(req, rep);
+    if let Some(drain) = drain {
+        deliver();
+        drain();
     }
-    drain();
 }
 
 /// Turns released outcomes into replies, log lines and metrics, and remembers the first
@@ -293,10 +276,13 @@ impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
         self.failed.is_none()
     }
 
-    /// Sends every outcome `replies` releases.
+    /// Sends every outcome `replies` releases, until the store is done; tells the store
+    /// once the client is gone.
     fn drain(&mut self, store: StoreKind, run: &[Delivery<'_>], replies: &Replies) {
         while let Some((i, outcome)) = replies.next() {
-            self.send(store, &run[i], outcome);
+            if !self.send(store, &run[i], outcome) {
+                replies.client_gone();
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{io_at, Failure};
-use lmtpd_store::{DetailMailbox, Folder};
+use lmtpd_store::Folder;
 
 /// The three subdirectories of every maildir and folder.
 pub(crate) const SUBDIRS: [&str; 3] = ["tmp", "new", "cur"];
@@ -141,8 +141,9 @@ fn mark_folder(folder: &Path) -> Result<(), Failure> {
 /// (created when missing if the target says so, else INBOX when missing). The root must
 /// already be a checked maildir.
 pub(crate) fn resolve_target(root: &Path, folder: &Folder, user: &str) -> Result<PathBuf, Failure> {
-    let Some((detail, mode)) = folder.as_detail() else {
-        return Ok(root.to_path_buf());
+    let (detail, create) = match folder {
+        Folder::Inbox => return Ok(root.to_path_buf()),
+        Folder::Named { name, create } => (name.as_str(), *create),
     };
     if let Err(why) = check_detail(detail) {
         log::warn!("maildir: {user}: folder {detail:?} {why}; delivering to INBOX");
@@ -152,12 +153,12 @@ pub(crate) fn resolve_target(root: &Path, folder: &Folder, user: &str) -> Result
     match find_folder(root, &want)? {
         Some(folder) => {
             ensure_maildir(&folder, false)?;
-            if mode == DetailMailbox::Create {
+            if create {
                 mark_folder(&folder)?;
             }
             Ok(folder)
         }
-        None if mode == DetailMailbox::Create => {
+        None if create => {
             let folder = root.join(want);
             ensure_maildir(&folder, false)?;
             mark_folder(&folder)?;

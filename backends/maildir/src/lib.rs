@@ -236,8 +236,8 @@ impl MaildirStore {
                     );
                     Err(failure.into_delivery(self.cfg.quota_permfail))
                 }
-            })
-            .collect();
+            });
+        // combine() stores every target: it reads the results to the end.
         combine(results)
     }
 }

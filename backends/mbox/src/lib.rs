@@ -452,8 +452,8 @@ impl MailStore for MboxStore {
             let results = d
                 .targets
                 .iter()
-                .map(|want| self.deliver_logged(&req.message, d, want))
-                .collect();
+                .map(|want| self.deliver_logged(&req.message, d, want));
+            // combine() stores every target: it reads the results to the end.
             if !reporter.report(i, combine(results)) {
                 return;
             }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{io_at, Failure};
 use crate::quota;
-use lmtpd_store::{DetailMailbox, Folder};
+use lmtpd_store::Folder;
 
 /// Attempts at opening when the path keeps changing under us.
 const OPEN_TRIES: usize = 5;
@@ -35,8 +35,9 @@ pub(crate) fn resolve_target(
     per_user_dir: bool,
     user: &str,
 ) -> Result<PathBuf, Failure> {
-    let Some((detail, mode)) = folder.as_detail() else {
-        return Ok(inbox.to_path_buf());
+    let (detail, create) = match folder {
+        Folder::Inbox => return Ok(inbox.to_path_buf()),
+        Folder::Named { name, create } => (name.as_str(), *create),
     };
     if !per_user_dir {
         log::debug!(
@@ -67,7 +68,7 @@ pub(crate) fn resolve_target(
             Ok(inbox.to_path_buf())
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            if mode == DetailMailbox::Create {
+            if create {
                 Ok(folder)
             } else {
                 Ok(inbox.to_path_buf())

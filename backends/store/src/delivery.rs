@@ -44,13 +44,6 @@ impl Flag {
         }
     }
 
-    /// Parses an IMAP system flag name, ignoring ASCII case (`\seen` is `\Seen`).
-    pub fn from_imap(name: &str) -> Option<Flag> {
-        Flag::ALL
-            .into_iter()
-            .find(|f| f.imap_name().eq_ignore_ascii_case(name))
-    }
-
     /// The Maildir info letter (`cur/<name>:2,<letters>`).
     pub fn maildir_letter(self) -> char {
         match self {
@@ -129,22 +122,6 @@ pub enum Folder {
         /// `:create`).
         create: bool,
     },
-}
-
-impl Folder {
-    /// The folder as a `+detail` rule: `None` for the inbox, else the name with
-    /// [`DetailMailbox::Create`] (create when missing) or [`DetailMailbox::Yes`] (the inbox
-    /// when missing). The stores resolve both the same way.
-    pub fn as_detail(&self) -> Option<(&str, DetailMailbox)> {
-        match self {
-            Folder::Inbox => None,
-            Folder::Named { name, create: true } => Some((name, DetailMailbox::Create)),
-            Folder::Named {
-                name,
-                create: false,
-            } => Some((name, DetailMailbox::Yes)),
-        }
-    }
 }
 
 impl fmt::Display for Folder {
@@ -248,8 +225,11 @@ pub struct Request<'a> {
 /// One recipient's outcome from the results of its targets, in target order: `Ok` as soon as
 /// any copy is durable (a temporary failure would make the client retry and duplicate the
 /// copies already stored; the failed targets are logged by the store), else the first
-/// target's error. An empty list (nothing attempted) is a local error.
-pub fn combine(results: Vec<Result<(), DeliveryError>>) -> Result<(), DeliveryError> {
+/// target's error. An empty list (nothing attempted) is a local error. Every result is read,
+/// so a store may pass a lazy iterator that stores each target as it is read.
+pub fn combine(
+    results: impl IntoIterator<Item = Result<(), DeliveryError>>,
+) -> Result<(), DeliveryError> {
     let mut first_err = None;
     let mut stored = false;
     for r in results {
@@ -278,8 +258,6 @@ mod tests {
         assert_eq!(letters, "DRS");
         assert_eq!(set.imap_list(), "\\Draft \\Answered \\Seen");
         assert!(Flags::NONE.is_empty());
-        assert_eq!(Flag::from_imap("\\seen"), Some(Flag::Seen));
-        assert_eq!(Flag::from_imap("$Junk"), None);
     }
 
     #[test]

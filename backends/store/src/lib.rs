@@ -342,6 +342,7 @@ impl Body for MemoryBody {
 /// The message handed to a store after the final dot: the envelope plus the spooled body.
 /// Each recipient's copy is that recipient's trace prefix ([`Delivery::trace`]) followed by
 /// the body.
+#[derive(Clone, Copy)]
 pub struct Message<'a> {
     /// The envelope of the transaction.
     pub envelope: &'a Envelope,

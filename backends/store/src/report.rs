@@ -105,16 +105,6 @@ impl Reporter {
     pub fn client_gone(&self) -> bool {
         self.shared.lock().gone
     }
-
-    /// Number of recipients in the request.
-    pub fn len(&self) -> usize {
-        self.shared.lock().slots.len()
-    }
-
-    /// True for a request without recipients.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Reporter {
@@ -182,8 +172,9 @@ impl Replies {
         }
     }
 
-    /// The next outcome in RCPT order if it is already known, without waiting.
-    pub fn try_next(&self) -> Option<(usize, Outcome)> {
+    /// The next outcome in RCPT order if it is already known, without waiting (tests).
+    #[cfg(test)]
+    pub(crate) fn try_next(&self) -> Option<(usize, Outcome)> {
         let mut s = self.shared.lock();
         let i = s.next;
         match s.slots.get_mut(i) {
@@ -208,8 +199,9 @@ impl Replies {
         self.shared.lock().ignored
     }
 
-    /// True once the store is done (its reporter closed or dropped).
-    pub fn store_done(&self) -> bool {
+    /// True once the store is done (its reporter closed or dropped; tests).
+    #[cfg(test)]
+    pub(crate) fn store_done(&self) -> bool {
         self.shared.lock().closed
     }
 }

@@ -23,8 +23,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    reporter, Body, Delivery, DeliveryError, DetailMailbox, Enhanced, Envelope, Flag, Flags,
-    MailStore, MemoryBody, Message, Outcome, Quota, Recipient, Request, Target,
+    reporter, Body, Delivery, DetailMailbox, Enhanced, Envelope, Flag, Flags, MailStore,
+    MemoryBody, Message, Outcome, Quota, Recipient, Request, Target,
 };
 
 /// One message a store made visible in a folder, as a mail reader would get it back: the
@@ -59,7 +59,7 @@ pub fn deliver(
 ) -> Vec<Outcome> {
     let (rep, replies) = reporter(deliveries.len());
     let req = Request {
-        message: Message::new(msg.envelope, msg.body),
+        message: *msg,
         deliveries,
     };
     store.deliver(&req, &rep);
@@ -522,12 +522,6 @@ pub fn have_python3() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     require("python3", present)
-}
-
-/// Checks that `e` is a delivery error with a class matching its code (used by backends'
-/// own tests too).
-pub fn assert_consistent(e: &DeliveryError) {
-    assert_eq!(u16::from(e.enhanced.0), e.code / 100, "{e}");
 }
 
 /// One `#[test]` per contract rule for the harness `$make()` returns (a fresh one per test).
