@@ -140,24 +140,31 @@ impl MaildirStore {
         Ok(())
     }
 
-    /// Stores one copy of `d` at `target`; returns where, for the log.
+    /// The recipient's root maildir (INBOX), created when missing and checked.
+    fn root(&self, rcpt: &Recipient) -> Result<PathBuf, Failure> {
+        let root = template::expand(&self.cfg.template, rcpt).map_err(Failure::Local)?;
+        layout::ensure_maildir(&root, true)?;
+        Ok(root)
+    }
+
+    /// Stores one copy of `d` at `target` under its checked root maildir `root`; returns
+    /// where, for the log.
     fn store_target(
         &self,
         msg: &Message<'_>,
         d: &Delivery<'_>,
+        root: &Path,
         target: &Target,
     ) -> Result<String, Failure> {
         let rcpt = d.rcpt;
-        let root = template::expand(&self.cfg.template, rcpt).map_err(Failure::Local)?;
-        layout::ensure_maildir(&root, true)?;
-        let target_dir = layout::resolve_target(&root, &target.folder, &rcpt.user)?;
+        let target_dir = layout::resolve_target(root, &target.folder, &rcpt.user)?;
         self.sweep_once(&target_dir);
 
         let size = d.copy_size(msg);
         let limited = rcpt.quota.is_limited();
         if limited {
-            let over = quota::over(&root, &rcpt.quota, quota::Need::Add(size), &self.host)
-                .map_err(error::io_at("check quota of", &root))?;
+            let over = quota::over(root, &rcpt.quota, quota::Need::Add(size), &self.host)
+                .map_err(error::io_at("check quota of", root))?;
             if over {
                 return Err(Failure::OverQuota(format!(
                     "{size}-byte message exceeds quota {} of {}",
@@ -178,7 +185,7 @@ impl MaildirStore {
         let path = target_dir.join(&name);
 
         if limited {
-            if let Err(err) = quota::append(&root, size) {
+            if let Err(err) = quota::append(root, size) {
                 // The copy is durable; the quota file is approximate by design.
                 log::warn!(
                     "maildir: cannot update {}/{}: {err}",
@@ -220,23 +227,30 @@ impl MailStore for MaildirStore {
 impl MaildirStore {
     /// One recipient's copies, one per target, each logged; the combined outcome.
     fn deliver_one(&self, msg: &Message<'_>, d: &Delivery<'_>) -> Outcome {
-        let results = d
-            .targets
-            .iter()
-            .map(|target| match self.store_target(msg, d, target) {
-                Ok(path) => {
-                    log::debug!("maildir: {}: stored {path}", d.rcpt.user);
-                    Ok(())
-                }
-                Err(failure) => {
-                    log::warn!(
-                        "maildir: {}: delivery to {} failed: {failure}",
-                        d.rcpt.user,
-                        target.folder
-                    );
-                    Err(failure.into_delivery(self.cfg.quota_permfail))
-                }
-            });
+        let root = match self.root(d.rcpt) {
+            Ok(root) => root,
+            Err(failure) => {
+                log::warn!("maildir: {}: delivery failed: {failure}", d.rcpt.user);
+                return Err(failure.into_delivery(self.cfg.quota_permfail));
+            }
+        };
+        let results =
+            d.targets
+                .iter()
+                .map(|target| match self.store_target(msg, d, &root, target) {
+                    Ok(path) => {
+                        log::debug!("maildir: {}: stored {path}", d.rcpt.user);
+                        Ok(())
+                    }
+                    Err(failure) => {
+                        log::warn!(
+                            "maildir: {}: delivery to {} failed: {failure}",
+                            d.rcpt.user,
+                            target.folder
+                        );
+                        Err(failure.into_delivery(self.cfg.quota_permfail))
+                    }
+                });
         // combine() stores every target: it reads the results to the end.
         combine(results)
     }
