@@ -373,9 +373,6 @@ config! {
     }
 }
 
-/// `config.mbox`, `config.hostname`, … reach [`Config::delivery`] directly: the store tests
-/// (tests/stores.rs) and the delivery code (`deliver` in src/server/conn.rs), which belong to
-/// the delivery rewrite, read and set them that way. New code names the section.
 /// A problem with the configuration, where it was found, in the words `lmtpd` prints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {

@@ -106,7 +106,7 @@ impl Client {
         let accepted = at_rcpt.iter().filter(|r| r.starts_with("250")).count();
         let data = self.reply();
         if accepted == 0 {
-            assert!(data.starts_with("554"), "DATA without recipients -> {data}");
+            assert!(data.starts_with("503"), "DATA without recipients -> {data}");
             return (at_rcpt, Vec::new());
         }
         assert!(data.starts_with("354"), "DATA -> {data}");
