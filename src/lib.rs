@@ -8,6 +8,7 @@
 //! - [`config`]: the configuration file and options.
 //! - [`directory`]: the users file and recipient resolution.
 //! - [`spool`]: the per-transaction body spool.
+//! - [`sieve`]: the sans-IO Sieve engine (lexer, parser, validator, interpreter).
 //! - [`trace`]: Return-Path / Delivered-To / Received headers.
 //! - [`deliver`]: per-recipient delivery, replies and log lines.
 //! - [`doctor`]: the checks behind `lmtpd -t`.
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod privileges;
 pub mod proto;
 pub mod server;
+pub mod sieve;
 pub mod spool;
 pub mod sys;
 pub mod trace;
