@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::proto::BareNewline;
 use value::{
     Address, Checked, Codec, Count, Each, FilePath, Locks, Metrics, OctalMode, OneOf, Secs, Size,
-    Store, Text, YesNo,
+    SpecialUse, Store, Text, YesNo,
 };
 
 /// Where to listen.
@@ -366,6 +366,51 @@ config! {
             "sqlite_busy_timeout" @ 10, Secs(0, 3600), Reload;
     }
 
+    /// Sieve filtering at delivery (README "Sieve"): where scripts live and the engine's
+    /// limits.
+    sieve: SieveSection {
+        /// Per-user script template (`%u`, `%n`, `%d`); empty = no per-user scripts. A
+        /// missing file means the user has none; a symlink (ManageSieve's active script) is
+        /// followed only to a file inside the directory that holds the link.
+        script: String = "/var/vmail/%d/%n/.dovecot.sieve".into(),
+            "sieve" @ 32, Checked(check_optional_template), Reload;
+        /// Per-user directory of `include :personal` scripts (`%u`, `%n`, `%d`); empty = the
+        /// directory of the user's active script.
+        dir: String = "/var/vmail/%d/%n/sieve".into(),
+            "sieve_dir" @ 33, Checked(check_optional_template), Reload;
+        /// Global scripts run before the user's, in order (repeatable).
+        before: Vec<PathBuf> = Vec::new(), "sieve_before" @ 34, Each(FilePath), Reload;
+        /// Global scripts run after the user's, in order (repeatable).
+        after: Vec<PathBuf> = Vec::new(), "sieve_after" @ 35, Each(FilePath), Reload;
+        /// Directory of `include :global` scripts.
+        global_dir: PathBuf = PathBuf::from("/etc/lmtpd/sieve"),
+            "sieve_global_dir" @ 36, FilePath, Reload;
+        /// The hierarchy separator of folder names in scripts: `.` or `/`.
+        separator: char = '.', "sieve_separator" @ 37, OneOf {
+            words: &[(".", '.'), ("/", '/')],
+            expected: ". or /",
+        }, Reload;
+        /// Folders with a special-use attribute (RFC 6154), `\Flag=Folder`, repeatable.
+        special_use: Vec<(String, String)> = default_special_use(),
+            "sieve_special_use" @ 38, SpecialUse, Reload;
+        /// Largest script file.
+        max_script_size: u64 = 1 << 20, "sieve_max_script_size" @ 39, Size, Reload;
+        /// Deepest nesting of blocks and tests.
+        max_nesting: usize = 32, "sieve_max_nesting" @ 40, Count(1, 256), Reload;
+        /// Most actions one delivery may take over all its scripts.
+        max_actions: usize = 32, "sieve_max_actions" @ 41, Count(1, 1000), Reload;
+        /// Deepest chain of `include`s.
+        max_include_depth: usize = 10, "sieve_max_include_depth" @ 42, Count(0, 100), Reload;
+        /// Most bytes all variables of one run may hold.
+        max_variable_size: u64 = 64 << 10, "sieve_max_variable_size" @ 43, Size, Reload;
+        /// Largest compiled `:regex` pattern.
+        max_regex_size: u64 = 1 << 20, "sieve_max_regex_size" @ 44, Size, Reload;
+        /// Most octets of the header section that tests examine.
+        max_header_size: u64 = 1 << 20, "sieve_max_header_size" @ 45, Size, Reload;
+        /// Most octets of one decoded body part that `body` compares as a whole.
+        max_body_part: u64 = 1 << 20, "sieve_max_body_part" @ 46, Size, Reload;
+    }
+
     // Accepted so that old files still load, with their value checked, and ignored.
     @obsolete {
         // Connections no longer wait for a worker.
@@ -661,6 +706,46 @@ fn parse_metrics(value: &str) -> Result<Option<Listen>, String> {
 /// A mailbox template may only use `%u`, `%n`, `%d` and `%%`.
 fn check_template(t: &str) -> Result<(), String> {
     lmtpd_store::template::validate(t, "mailbox")
+}
+
+fn check_optional_template(t: &str) -> Result<(), String> {
+    if t.is_empty() {
+        return Ok(());
+    }
+    lmtpd_store::template::validate(t, "sieve")
+}
+
+/// The special-use folders most clients create (Dovecot's default configuration names the
+/// same ones).
+fn default_special_use() -> Vec<(String, String)> {
+    [
+        ("\\Drafts", "Drafts"),
+        ("\\Junk", "Junk"),
+        ("\\Sent", "Sent"),
+        ("\\Trash", "Trash"),
+        ("\\Archive", "Archive"),
+    ]
+    .iter()
+    .map(|(f, n)| (f.to_string(), n.to_string()))
+    .collect()
+}
+
+impl SieveSection {
+    /// The engine's limits from this section.
+    pub fn limits(&self) -> crate::sieve::Limits {
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        crate::sieve::Limits {
+            max_script_size: size(self.max_script_size),
+            max_nesting: self.max_nesting,
+            max_actions: self.max_actions,
+            max_include_depth: self.max_include_depth,
+            max_variable_size: size(self.max_variable_size),
+            max_regex_size: size(self.max_regex_size),
+            max_header_octets: size(self.max_header_size),
+            max_body_part: size(self.max_body_part),
+            ..crate::sieve::Limits::default()
+        }
+    }
 }
 
 #[cfg(test)]

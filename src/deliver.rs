@@ -21,6 +21,7 @@ use lmtpd_store::{
 
 use crate::config::{Config, StoreKind};
 use crate::directory::{Directory, Resolved};
+use crate::policy::{self, Plan};
 use crate::proto::{Enhanced, Reply};
 use crate::trace;
 
@@ -153,6 +154,9 @@ pub struct Job<'a> {
     pub body: &'a dyn Body,
     /// When the final dot arrived (each recipient's latency is counted from here).
     pub dot: Instant,
+    /// Sieve filtering, when any script is configured (`None`: every recipient gets its
+    /// default target without looking for scripts).
+    pub filter: Option<crate::policy::Filter<'a>>,
 }
 
 /// Delivers every recipient's copies and calls `reply` with each recipient's reply, in RCPT
@@ -165,12 +169,34 @@ pub fn deliver_all<E>(
     mut reply: impl FnMut(Reply) -> Result<(), E>,
 ) -> Result<(), E> {
     let now = SystemTime::now();
+    let shared = policy::Shared::new(job.env, job.body);
+    let mut plans: Vec<Plan> = Vec::with_capacity(rcpts.len());
+    let mut summaries: Vec<String> = Vec::with_capacity(rcpts.len());
+    for r in rcpts {
+        let default = || Target::for_detail(r.rcpt.detail.as_deref(), job.detail_mailbox);
+        match &job.filter {
+            Some(f) => {
+                let store = job.stores.get(r.store);
+                let done = policy::filter(f, &shared, job.conn, r, store, job.detail_mailbox);
+                plans.push(done.plan);
+                summaries.push(done.summary);
+            }
+            None => {
+                plans.push(Plan::Store(vec![default()]));
+                summaries.push(String::new());
+            }
+        }
+    }
     let deliveries: Vec<Delivery<'_>> = rcpts
         .iter()
-        .map(|r| {
+        .zip(&mut plans)
+        .map(|(r, plan)| {
             let trace = trace::headers(job.env, &r.rcpt, job.hostname, now);
-            let target = Target::for_detail(r.rcpt.detail.as_deref(), job.detail_mailbox);
-            Delivery::new(&r.rcpt, trace, vec![target])
+            let targets = match plan {
+                Plan::Store(targets) => std::mem::take(targets),
+                Plan::Answer(_) => Vec::new(),
+            };
+            Delivery::new(&r.rcpt, trace, targets)
         })
         .collect();
     let mut out = Released {
@@ -178,13 +204,24 @@ pub fn deliver_all<E>(
         reply: &mut reply,
         failed: None,
         started: Instant::now(),
+        summaries: &summaries,
     };
     let mut start = 0;
     while start < rcpts.len() {
         let kind = rcpts[start].store;
+        if let Plan::Answer(_) = &plans[start] {
+            // Rejected or discarded by the filter: answered in its place, nothing stored.
+            // A failed write is remembered in `out.failed`; later runs then start no copy.
+            if let Plan::Answer(outcome) = std::mem::replace(&mut plans[start], Plan::Store(Vec::new())) {
+                out.send(kind, start, &deliveries[start], outcome);
+            }
+            start += 1;
+            continue;
+        }
         let end = rcpts[start..]
             .iter()
-            .position(|r| r.store != kind)
+            .zip(&plans[start..])
+            .position(|(r, p)| r.store != kind || matches!(p, Plan::Answer(_)))
             .map_or(rcpts.len(), |n| start + n);
         let run = &deliveries[start..end];
         let req = Request {
@@ -196,7 +233,7 @@ pub fn deliver_all<E>(
             replies.client_gone();
         }
         match job.stores.get(kind) {
-            Some(store) => run_store(store, &req, &rep, || out.drain(kind, run, &replies)),
+            Some(store) => run_store(store, &req, &rep, || out.drain(kind, start, run, &replies)),
             None => {
                 for i in 0..run.len() {
                     let err = DeliveryError::config_error()
@@ -204,7 +241,7 @@ pub fn deliver_all<E>(
                     rep.report(i, Err(err));
                 }
                 rep.close();
-                out.drain(kind, run, &replies);
+                out.drain(kind, start, run, &replies);
             }
         }
         start = end;
@@ -256,14 +293,17 @@ struct Released<'j, 'r, F, E> {
     failed: Option<E>,
     /// When the previous reply went out (each log line's `ms` counts from there).
     started: Instant,
+    /// Each recipient's Sieve summary for its log line, by RCPT index.
+    summaries: &'j [String],
 }
 
 impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
     /// Logs, counts and (while the client is there) sends one recipient's reply. False once
     /// the client is gone.
-    fn send(&mut self, store: StoreKind, d: &Delivery<'_>, outcome: Outcome) -> bool {
+    fn send(&mut self, store: StoreKind, index: usize, d: &Delivery<'_>, outcome: Outcome) -> bool {
         let rp = outcome_reply(self.job.env, d.rcpt, &outcome);
-        log_outcome(self.job, d.rcpt, store.name(), &rp, &outcome, self.started);
+        let sieve = self.summaries.get(index).map_or("", String::as_str);
+        log_outcome(self.job, d.rcpt, store.name(), &rp, &outcome, self.started, sieve);
         // Every post-DATA reply carries an enhanced code (outcome_reply, Reply::delivery_error).
         let status = rp.enhanced.unwrap_or(Enhanced(4, 3, 0));
         crate::metrics::get().delivery(store, status, self.job.dot.elapsed());
@@ -278,9 +318,9 @@ impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
 
     /// Sends every outcome `replies` releases, until the store is done; tells the store
     /// once the client is gone.
-    fn drain(&mut self, store: StoreKind, run: &[Delivery<'_>], replies: &Replies) {
+    fn drain(&mut self, store: StoreKind, first: usize, run: &[Delivery<'_>], replies: &Replies) {
         while let Some((i, outcome)) = replies.next() {
-            if !self.send(store, &run[i], outcome) {
+            if !self.send(store, first + i, &run[i], outcome) {
                 replies.client_gone();
             }
         }
@@ -295,7 +335,8 @@ fn outcome_reply(env: &Envelope, rcpt: &Recipient, result: &Result<(), DeliveryE
 }
 
 /// One `info` line per recipient outcome: connection, transaction, sender, recipient, size,
-/// store, reply code and milliseconds. Never the body.
+/// store, reply code, milliseconds and what Sieve did (`sieve=...`, when a script ran).
+/// Never the body.
 pub fn log_outcome(
     job: &Job<'_>,
     rcpt: &Recipient,
@@ -303,6 +344,7 @@ pub fn log_outcome(
     reply: &Reply,
     result: &Result<(), DeliveryError>,
     started: Instant,
+    sieve: &str,
 ) {
     let enhanced = reply.enhanced.map(|e| e.to_string()).unwrap_or_default();
     let detail = match result {
@@ -312,8 +354,13 @@ pub fn log_outcome(
         },
         Ok(()) => String::new(),
     };
+    let sieve = if sieve.is_empty() {
+        String::new()
+    } else {
+        format!(" {sieve}")
+    };
     log::info!(
-        "conn={} id={} from=<{}> to=<{}> user={} store={store} size={} status={} {enhanced} ms={}{detail}",
+        "conn={} id={} from=<{}> to=<{}> user={} store={store} size={} status={} {enhanced} ms={}{sieve}{detail}",
         job.conn,
         job.env.id,
         job.env.sender_or_empty(),
@@ -335,6 +382,7 @@ mod tests {
         Resolved {
             rcpt: Recipient::new(local, "x"),
             store,
+            sieve: crate::directory::UserSieve::Off,
         }
     }
 
@@ -355,6 +403,7 @@ mod tests {
             env: &env,
             body: &body,
             dot: Instant::now(),
+            filter: None,
         });
     }
 

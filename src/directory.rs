@@ -23,6 +23,8 @@ pub struct User {
     pub quota: Quota,
     /// Store for this user; `None` = the global `store`.
     pub store: Option<StoreKind>,
+    /// The user's Sieve script (`sieve=`).
+    pub sieve: UserSieve,
 }
 
 impl User {
@@ -39,6 +41,20 @@ pub struct Resolved {
     pub rcpt: Recipient,
     /// Which store delivers it.
     pub store: StoreKind,
+    /// The user's own Sieve script, when the users file overrides the `sieve` template.
+    pub sieve: UserSieve,
+}
+
+/// The users-file `sieve=` attribute.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum UserSieve {
+    /// No attribute: the `sieve` template of the configuration.
+    #[default]
+    Template,
+    /// `sieve=PATH`: this script (an absolute path).
+    Path(std::path::PathBuf),
+    /// `sieve=none`: no per-user script (global scripts still run).
+    Off,
 }
 
 /// The users table plus the address rules from the configuration.
@@ -173,6 +189,7 @@ impl Directory {
             domain: domain.to_lowercase(),
             quota: Quota::default(),
             store: None,
+            sieve: UserSieve::Template,
         };
         for word in words {
             let Some((k, v)) = word.split_once('=') else {
@@ -188,9 +205,10 @@ impl Directory {
                     .filter(|&n| n > 0)
                 }
                 "store" => user.store = Some(StoreKind::parse(v)?),
+                "sieve" => user.sieve = parse_user_sieve(v)?,
                 _ => {
                     return Err(format!(
-                        "unknown attribute '{k}' (quota, quota_messages, store)"
+                        "unknown attribute '{k}' (quota, quota_messages, store, sieve)"
                     ))
                 }
             }
@@ -314,8 +332,21 @@ impl Directory {
                 quota: user.quota,
             },
             store: user.store.unwrap_or(self.default_store),
+            sieve: user.sieve.clone(),
         }
     }
+}
+
+/// `sieve=none` or `sieve=/absolute/path`.
+fn parse_user_sieve(v: &str) -> Result<UserSieve, String> {
+    if v == "none" {
+        return Ok(UserSieve::Off);
+    }
+    let path = std::path::Path::new(v);
+    if !path.is_absolute() || v.chars().any(char::is_control) {
+        return Err(format!("sieve '{v}' is neither none nor an absolute path"));
+    }
+    Ok(UserSieve::Path(path.to_path_buf()))
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@
 //! - [`sieve`]: the sans-IO Sieve engine (lexer, parser, validator, interpreter).
 //! - [`trace`]: Return-Path / Delivered-To / Received headers.
 //! - [`deliver`]: per-recipient delivery, replies and log lines.
+//! - [`policy`]: Sieve at delivery: which scripts run for a recipient and what their
+//!   actions mean for its copies and its reply.
+//! - [`scripts`]: finding, reading and caching compiled Sieve scripts.
 //! - [`doctor`]: the checks behind `lmtpd -t`.
 //! - [`logging`]: stderr or syslog.
 //! - [`metrics`]: counters and histograms for `GET /metrics`.
@@ -39,8 +42,10 @@ pub mod directory;
 pub mod doctor;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod privileges;
 pub mod proto;
+pub mod scripts;
 pub mod server;
 pub mod sieve;
 pub mod spool;

@@ -35,10 +35,13 @@ fn open_failure_status(kind: OpenErrorKind) -> u8 {
 fn usage(opts: &Options) -> String {
     let brief = format!(
         "Usage: lmtpd [-c FILE] [-l ADDR]... [-t | -n] [-d]\n\
-         \x20      lmtpd export --db FILE --mailbox ADDR [--folder F] (--mbox OUT | --eml-dir DIR)\n\n\
+         \x20      lmtpd export --db FILE --mailbox ADDR [--folder F] (--mbox OUT | --eml-dir DIR)\n\
+         \x20      lmtpd sieve check FILE... | lmtpd sieve test SCRIPT MESSAGE [options]\n\n\
          An LMTP (RFC 2033) delivery server for Maildir, mbox and SQLite mailboxes.\n\
          Without -c it reads {DEFAULT_CONFIG}. `lmtpd export` writes a SQLite mailbox\n\
-         out as an mbox file or as one .eml file per message."
+         out as an mbox file or as one .eml file per message. `lmtpd sieve check`\n\
+         compiles Sieve scripts; `lmtpd sieve test` shows what a script would do with a\n\
+         message (`lmtpd sieve` for its options)."
     );
     opts.usage(&brief)
 }
@@ -47,6 +50,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("export") {
         return export(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some("sieve") {
+        return sieve(&args[2..]);
     }
     let mut opts = Options::new();
     opts.optopt("c", "config", "configuration file", "FILE");
@@ -290,6 +296,85 @@ fn handle_signals(
 
 /// `lmtpd export`: a SQLite mailbox out as mbox or .eml files.
 #[cfg(feature = "sqlite")]
+/// `lmtpd sieve check FILE...` and `lmtpd sieve test SCRIPT MESSAGE [options]`.
+fn sieve(args: &[String]) -> ExitCode {
+    let brief = "Usage: lmtpd sieve check [-c CONFIG] FILE...\n       \
+                 lmtpd sieve test [-c CONFIG] [--from A] [--to A] [--orcpt A] \
+                 [--global-dir DIR] [--folder F]... [--now UNIXTIME] SCRIPT MESSAGE";
+    let mut opts = Options::new();
+    opts.optopt("c", "config", "take the Sieve limits (and sieve_global_dir) from FILE", "FILE");
+    opts.optopt("", "from", "envelope sender (default: none, the null sender)", "ADDR");
+    opts.optopt("", "to", "envelope recipient", "ADDR");
+    opts.optopt("", "orcpt", "original recipient (DSN ORCPT)", "ADDR");
+    opts.optopt("", "global-dir", "directory of include :global scripts", "DIR");
+    opts.optmulti("", "folder", "a mailbox that exists (repeatable)", "F");
+    opts.optopt("", "now", "the time currentdate sees, in seconds since 1970", "SECS");
+    let (cmd, rest) = match args.split_first() {
+        Some((c, rest)) if c == "check" || c == "test" => (c.as_str(), rest),
+        _ => {
+            eprintln!("lmtpd sieve: give check or test\n{}", opts.usage(brief));
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let m = match opts.parse(rest) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("lmtpd sieve {cmd}: {e}\n{}", opts.usage(brief));
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let sieve_cfg = match m.opt_str("c") {
+        None => lmtpd::config::SieveSection::default(),
+        Some(path) => {
+            let (config, errors) = Config::load_lenient(std::path::Path::new(&path));
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprintln!("lmtpd: {e}");
+                }
+                return ExitCode::from(EX_CONFIG);
+            }
+            config.sieve
+        }
+    };
+    let limits = sieve_cfg.limits();
+    let code = if cmd == "check" {
+        if m.free.is_empty() {
+            eprintln!("lmtpd sieve check: give at least one script\n{}", opts.usage(brief));
+            return ExitCode::from(EX_USAGE);
+        }
+        let paths: Vec<PathBuf> = m.free.iter().map(PathBuf::from).collect();
+        lmtpd::sieve_tool::check(&paths, &limits)
+    } else {
+        let [script, message] = &m.free[..] else {
+            eprintln!("lmtpd sieve test: give SCRIPT and MESSAGE\n{}", opts.usage(brief));
+            return ExitCode::from(EX_USAGE);
+        };
+        let now = match m.opt_str("now").map(|n| n.parse::<i64>()) {
+            None => None,
+            Some(Ok(n)) => Some(n),
+            Some(Err(_)) => {
+                eprintln!("lmtpd sieve test: --now wants seconds since 1970");
+                return ExitCode::from(EX_USAGE);
+            }
+        };
+        lmtpd::sieve_tool::test(&lmtpd::sieve_tool::TestArgs {
+            script: PathBuf::from(script),
+            message: PathBuf::from(message),
+            from: m.opt_str("from"),
+            to: m.opt_str("to"),
+            orcpt: m.opt_str("orcpt"),
+            global_dir: m
+                .opt_str("global-dir")
+                .map(PathBuf::from)
+                .or_else(|| m.opt_present("c").then(|| sieve_cfg.global_dir.clone())),
+            folders: m.opt_strs("folder"),
+            now,
+            limits,
+        })
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
 fn export(args: &[String]) -> ExitCode {
     let mut opts = Options::new();
     opts.reqopt("", "db", "the SQLite database", "FILE");

@@ -68,6 +68,37 @@ impl Histogram {
     }
 }
 
+/// What a recipient's Sieve scripts decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SieveResult {
+    /// Stored (keep, fileinto), possibly several copies.
+    Stored = 0,
+    /// `reject`/`ereject`: 550 5.7.1, nothing stored.
+    Rejected = 1,
+    /// `discard`: 250, nothing stored.
+    Discarded = 2,
+    /// A script failed: implicit keep into INBOX.
+    Failed = 3,
+}
+
+impl SieveResult {
+    const ALL: [SieveResult; 4] = [
+        SieveResult::Stored,
+        SieveResult::Rejected,
+        SieveResult::Discarded,
+        SieveResult::Failed,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            SieveResult::Stored => "stored",
+            SieveResult::Rejected => "rejected",
+            SieveResult::Discarded => "discarded",
+            SieveResult::Failed => "failed",
+        }
+    }
+}
+
 /// Every metric the server exports.
 #[derive(Default)]
 pub struct Metrics {
@@ -88,6 +119,10 @@ pub struct Metrics {
     spool_bytes: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// Sieve failures by kind: compile, read, runtime.
+    sieve_errors: [AtomicU64; 3],
+    /// Recipients whose scripts ran, by result (`SieveResult`).
+    sieve_runs: [AtomicU64; 4],
     /// RCPT replies by reply code.
     rcpt: Mutex<BTreeMap<u16, u64>>,
     /// Post-DATA outcomes by (store, enhanced status code as class, subject, detail).
@@ -209,6 +244,21 @@ impl Metrics {
         });
     }
 
+    /// A Sieve script that could not run: `kind` is `compile`, `read` or `runtime`.
+    pub fn sieve_error(&self, kind: &str) {
+        let i = match kind {
+            "compile" => 0,
+            "read" => 1,
+            _ => 2,
+        };
+        inc(&self.sieve_errors[i]);
+    }
+
+    /// One recipient's scripts ran to this result.
+    pub fn sieve_run(&self, result: SieveResult) {
+        inc(&self.sieve_runs[result as usize]);
+    }
+
     /// The exposition text (`text/plain; version=0.0.4`).
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(8 * 1024);
@@ -251,6 +301,12 @@ impl Metrics {
                 ("{result=\"ok\"}".into(), get(&self.reloads_ok)),
                 ("{result=\"failed\"}".into(), get(&self.reloads_failed)),
             ]),
+            Family::new("lmtpd_sieve_errors_total", "counter", "Sieve scripts that could not run (the recipient got an implicit keep into INBOX), by kind.", vec![
+                ("{kind=\"compile\"}".into(), get(&self.sieve_errors[0])),
+                ("{kind=\"read\"}".into(), get(&self.sieve_errors[1])),
+                ("{kind=\"runtime\"}".into(), get(&self.sieve_errors[2])),
+            ]),
+            Family::new("lmtpd_sieve_recipients_total", "counter", "Recipients whose Sieve scripts ran, by what they decided.", SieveResult::ALL.iter().map(|r| (format!("{{result=\"{}\"}}", r.label()), get(&self.sieve_runs[*r as usize]))).collect()),
             Family::new("lmtpd_recipients_total", "counter", "RCPT commands answered after the directory and store checks, by reply code.", {
                 let m = self.rcpt.lock().unwrap_or_else(|p| p.into_inner());
                 m.iter().map(|(code, n)| (format!("{{code=\"{code}\"}}"), *n)).collect()

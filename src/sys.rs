@@ -158,6 +158,23 @@ pub fn set_umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// The local time zone's offset from UTC at Unix time `t`, in minutes (localtime_r's
+/// `tm_gmtoff`, so TZ and /etc/localtime apply as for every program); 0 when unknown.
+pub fn local_offset_minutes(t: i64) -> i32 {
+    let Ok(t) = libc::time_t::try_from(t) else {
+        return 0;
+    };
+    // SAFETY: tm is plain data, fully written by localtime_r on success; both pointers are
+    // valid for the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok {
+        i32::try_from(tm.tm_gmtoff / 60).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// What a socket-activation descriptor is.
 #[derive(Debug)]
 pub enum Inherited {

@@ -79,6 +79,8 @@ mb@example.org store=mbox
 sq@example.org store=sqlite
 load@example.org
 many@example.org
+sv@example.org
+svrej@example.org
 EOF
 cat >"$work/lmtpd.conf" <<EOF
 user = $RUN_USER
@@ -97,6 +99,38 @@ metrics = 127.0.0.1:1
 detail_mailbox = create
 quota_full = tempfail
 log_level = info
+sieve = $mail/%d/%n/.dovecot.sieve
+sieve_dir = $mail/%d/%n/sieve
+sieve_before = $work/sieve/spam.sieve
+EOF
+# Sieve: a global spam script before every user's (mailcow / mail-in-a-box style), sv's
+# script in Dovecot's ManageSieve layout (sieve/*.sieve, the active one linked from
+# .dovecot.sieve: tag folders from the +detail, flags), and svrej's reject.
+mkdir -p "$work/sieve" "$mail/example.org/sv/sieve" "$mail/example.org/svrej"
+cat >"$work/sieve/spam.sieve" <<'EOF'
+require ["fileinto", "mailbox", "imap4flags"];
+if header :is "X-Spam-Flag" "YES" {
+    addflag "\\Seen";
+    fileinto :create "Junk";
+    stop;
+}
+EOF
+cat >"$mail/example.org/sv/sieve/roundcube.sieve" <<'EOF'
+require ["fileinto", "envelope", "subaddress", "variables", "mailbox", "imap4flags"];
+# rule:[tag folders]
+if envelope :detail :matches "to" "*" {
+    set :lower "tag" "${1}";
+}
+if not string :is "${tag}" "" {
+    addflag "\\Flagged";
+    fileinto :create "Tags.${tag}";
+    stop;
+}
+EOF
+ln -s sieve/roundcube.sieve "$mail/example.org/sv/.dovecot.sieve"
+cat >"$mail/example.org/svrej/.dovecot.sieve" <<'EOF'
+require "reject";
+reject "I do not accept mail from this sender.";
 EOF
 # full@ is over its 1K quota before anything arrives: refused at RCPT with 452 4.2.2.
 full=$mail/example.org/full/Maildir
@@ -305,6 +339,29 @@ if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
             pass "postfix burst: 200 of 200 on disk, $reused deliveries over a cached connection (conn_use=)"
         else
             fail "postfix burst: $n of 200 on disk, $sent200 status=sent, $reused over a cached connection" "$pflog"
+        fi
+
+        # Sieve through Postfix: one message for sv+lists (user script: tag folder), svrej
+        # (reject) and good (no script) in one LMTP transaction; then a spam-flagged one
+        # for sv (the global script).
+        mkmsg pf-sieve sv+lists@example.org
+        sendmail -C "$pf/etc" -i -f sender@example.org -- sv+lists@example.org \
+            svrej@example.org good@example.org <"$sent/pf-sieve.msg"
+        { echo "X-Spam-Flag: YES"; cat "$sent/pf-sieve.msg"; } | sed 's/pf-sieve@/pf-spam@/' \
+            >"$sent/pf-spam.msg"
+        sendmail -C "$pf/etc" -i -f sender@example.org -- sv@example.org <"$sent/pf-spam.msg"
+        qid=$(qid_of "pf-sieve@interop.test")
+        qspam=$(qid_of "pf-spam@interop.test")
+        ss=$(pf_status "$qid" sv+lists@example.org)
+        sr=$(pf_status "$qid" svrej@example.org)
+        sg=$(pf_status "$qid" good@example.org)
+        sj=$(pf_status "$qspam" sv@example.org)
+        if [ "$ss" = sent ] && [ "$sr" = bounced ] && [ "$sg" = sent ] && [ "$sj" = sent ] &&
+            grep "$qid: to=<svrej@example.org>" "$pflog" | grep -q '550 5.7.1 I do not accept mail' &&
+            ! grep "$qid: to=<sv+lists@example.org>" "$pflog" | grep -q '5.7.1'; then
+            pass "postfix + sieve: reject gives svrej 550 5.7.1 (bounced), sv+lists and good sent in the same transaction"
+        else
+            fail "postfix + sieve: sv+lists=$ss svrej=$sr good=$sg spam=$sj (want sent/bounced/sent/sent)" "$pflog" "$work/lmtpd.log"
         fi
         postfix -c "$pf/etc" stop >>"$work/postfix-start.log" 2>&1
         pf_started=""
@@ -614,6 +671,18 @@ EOF
     else
         fail "doveadm quota get" "$work/dv-quota.out" "$dv/dovecot.log"
     fi
+    # What Sieve filed, as Dovecot sees it: folder, flags and message per mailbox of sv.
+    svmd=$mail/example.org/sv/Maildir
+    doveadm -c "$dv/dovecot.conf" -o "mail_location=maildir:$svmd:INDEX=$dv/idx/sv" \
+        fetch -u sv@example.org 'mailbox flags hdr.message-id' all >"$work/dv-sieve.out" 2>&1
+    tags=$(grep -A2 '^mailbox: Tags.lists$' "$work/dv-sieve.out" | tr '\n' ' ')
+    junk=$(grep -A2 '^mailbox: Junk$' "$work/dv-sieve.out" | tr '\n' ' ')
+    case "$tags|$junk" in
+    *'\Flagged'*'pf-sieve@interop.test'*'|'*'\Seen'*'pf-spam@interop.test'*)
+        pass "doveadm + sieve: sv's tagged copy in Tags.lists (\\Flagged, fileinto :create from envelope :detail), the spam copy in Junk (\\Seen, global sieve_before)" ;;
+    *)
+        fail "doveadm + sieve: Tags.lists='$tags' Junk='$junk'" "$work/dv-sieve.out" "$dv/dovecot.log" "$work/lmtpd.log" ;;
+    esac
 else
     fail "doveadm is not installed (dovecot-core)"
 fi

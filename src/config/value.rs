@@ -253,3 +253,57 @@ impl Codec<Vec<LockKind>> for Locks {
         names.join(" ")
     }
 }
+
+/// `sieve_special_use`: repeatable `\\Flag=Folder` (RFC 6154 attribute, folder name as scripts
+/// write it); an empty value clears the list (including the defaults).
+pub(super) struct SpecialUse;
+
+impl SpecialUse {
+    fn one(text: &str) -> Result<(String, String), String> {
+        let (flag, folder) = text
+            .split_once('=')
+            .ok_or_else(|| format!("'{text}' is not \\Flag=Folder"))?;
+        let (flag, folder) = (flag.trim(), folder.trim());
+        let name_ok = flag.len() > 1
+            && flag.starts_with('\\')
+            && flag[1..].chars().all(|c| c.is_ascii_alphanumeric());
+        if !name_ok || folder.is_empty() || folder.chars().any(char::is_control) {
+            return Err(format!("'{text}' is not \\Flag=Folder (such as \\Junk=Junk)"));
+        }
+        Ok((flag.to_string(), folder.to_string()))
+    }
+}
+
+impl Codec<Vec<(String, String)>> for SpecialUse {
+    fn parse(&self, text: &str) -> Result<Vec<(String, String)>, String> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![SpecialUse::one(text)?])
+    }
+    fn show(&self, value: &Vec<(String, String)>) -> String {
+        let all: Vec<String> = value.iter().map(|(f, n)| format!("{f}={n}")).collect();
+        all.join(" ")
+    }
+    fn set(&self, slot: &mut Vec<(String, String)>, text: &str) -> Result<(), String> {
+        // The first line in a file replaces the defaults; later ones add to it.
+        if text.is_empty() {
+            slot.clear();
+            return Ok(());
+        }
+        let one = SpecialUse::one(text)?;
+        if *slot == super::default_special_use() {
+            slot.clear();
+        }
+        slot.push(one);
+        Ok(())
+    }
+    fn dump(&self, key: &str, value: &Vec<(String, String)>, out: &mut String) {
+        if value.is_empty() {
+            let _ = writeln!(out, "{key} =");
+        }
+        for (f, n) in value {
+            let _ = writeln!(out, "{key} = {f}={n}");
+        }
+    }
+}

@@ -351,7 +351,10 @@ impl Reply {
     /// The reply for a store's [`DeliveryError`]: its code, enhanced code and client-safe
     /// text (never its `source`).
     pub fn delivery_error(e: &DeliveryError) -> Reply {
-        Reply::new(e.code, e.enhanced, e.text.clone())
+        // A multi-line text (a Sieve reject reason) is a multi-line reply (RFC 5429 §2.1.1).
+        let mut r = Reply::new(e.code, e.enhanced, String::new());
+        r.lines = e.text.split('\n').map(String::from).collect();
+        r
     }
 }
 

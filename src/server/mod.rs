@@ -66,6 +66,8 @@ pub struct Live {
     pub stores: Arc<Stores>,
     /// The users table.
     pub directory: Arc<Directory>,
+    /// Compiled Sieve scripts (kept across reloads while the Sieve limits stay the same).
+    pub scripts: Arc<crate::scripts::ScriptCache>,
 }
 
 /// Everything a session needs, shared by all workers.
@@ -119,6 +121,7 @@ impl Context {
             config: config.clone(),
             stores: Arc::new(stores),
             directory: Arc::new(directory),
+            scripts: crate::scripts::ScriptCache::for_limits(None, config.sieve.limits()),
         };
         Ok(Context {
             config,
@@ -206,11 +209,14 @@ impl Context {
         if let Ok(level) = config.logging.log_level.parse::<log::LevelFilter>() {
             log::set_max_level(level);
         }
+        let scripts =
+            crate::scripts::ScriptCache::for_limits(Some(&old.scripts), config.sieve.limits());
         let live = Live {
             session: session_config(&config),
             config,
             stores: Arc::new(stores),
             directory: Arc::new(directory),
+            scripts,
         };
         let users = live.config.recipients.users.display().to_string();
         match self.live.write() {

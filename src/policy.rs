@@ -1,0 +1,534 @@
+//! Sieve at delivery: which scripts run for a recipient (the global `sieve_before` scripts,
+//! the user's active script, the global `sieve_after` scripts), running them over the
+//! spooled message, and turning the outcome into that recipient's [`Plan`]: the targets to
+//! store (folders, flags, edited headers) or a reply with nothing stored (`reject`,
+//! `discard`). A script that cannot be read, does not compile or fails at run time never
+//! loses mail and never causes a tempfail: the recipient gets an implicit keep into INBOX,
+//! a log line naming the script and the line:column, and a metric.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lmtpd_store::{
+    Body, DeliveryError, DetailMailbox, Enhanced, Envelope, Flag, Flags, HeaderEdit, MailStore,
+    Recipient, Target,
+};
+
+use crate::config::SieveSection;
+use crate::directory::{Resolved, UserSieve};
+use crate::metrics::SieveResult;
+use crate::scripts::{Found, ScriptCache, ScriptError};
+use crate::sieve::interp::{self, Sequence};
+use crate::sieve::{self, Action, Host, IncludeError, IncludeLocation, Script};
+
+/// What the delivery path needs to filter: the `[sieve]` settings, the compiled-script
+/// cache and the recipient delimiters (for `subaddress`).
+#[derive(Clone, Copy)]
+pub struct Filter<'a> {
+    /// The settings.
+    pub cfg: &'a SieveSection,
+    /// The compiled scripts.
+    pub cache: &'a ScriptCache,
+    /// `recipient_delimiter`.
+    pub delimiters: &'a str,
+    /// Our host name (`environment "host"`).
+    pub hostname: &'a str,
+}
+
+/// What happens to one recipient after its scripts ran.
+#[derive(Debug)]
+pub enum Plan {
+    /// Store these copies (never empty).
+    Store(Vec<Target>),
+    /// Store nothing; this is the recipient's outcome (`discard`: Ok; `reject`: 550 5.7.1).
+    Answer(Result<(), DeliveryError>),
+}
+
+/// The parts of the message every recipient's scripts read, taken from the spool once per
+/// transaction.
+pub struct Shared<'a> {
+    /// The envelope.
+    pub env: &'a Envelope,
+    /// The spooled body.
+    pub body: &'a dyn Body,
+    header: std::cell::OnceCell<(Vec<u8>, bool)>,
+}
+
+impl<'a> Shared<'a> {
+    /// The message of this transaction.
+    pub fn new(env: &'a Envelope, body: &'a dyn Body) -> Shared<'a> {
+        Shared {
+            env,
+            body,
+            header: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The header section (up to the empty line that ends it, included), at most `max`
+    /// bytes, and whether it is complete (its end was found within `max`); a spool that
+    /// cannot be read gives what was read.
+    fn header(&self, max: usize) -> (&[u8], bool) {
+        let (h, complete) = self.header.get_or_init(|| read_header(self.body, max));
+        (h, *complete)
+    }
+}
+
+/// Reads the header section: bytes up to and including the first empty line, at most `max`;
+/// true when that empty line (or the end of the message) was reached.
+fn read_header(body: &dyn Body, max: usize) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let Ok(reader) = body.open() else {
+        return (out, false);
+    };
+    let mut buf = [0u8; 8192];
+    let mut reader = reader.take(max as u64);
+    loop {
+        let n = match reader.read(&mut buf) {
+            // The end of the message (all of it is header) or of `max`.
+            Ok(0) => {
+                let whole = out.len() as u64 >= body.len();
+                return (out, whole);
+            }
+            Err(_) => return (out, false),
+            Ok(n) => n,
+        };
+        let start = out.len().saturating_sub(1);
+        out.extend_from_slice(&buf[..n]);
+        if let Some(end) = find_blank_line(&out, start) {
+            out.truncate(end);
+            return (out, true);
+        }
+    }
+}
+
+/// The end (exclusive) of the first `\n\n` at or after `from`, or of a leading `\n`.
+fn find_blank_line(b: &[u8], from: usize) -> Option<usize> {
+    if b.first() == Some(&b'\n') {
+        return Some(1);
+    }
+    b.get(from..)?
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| from + i + 2)
+}
+
+/// One script of the sequence and where it came from (for the log).
+struct Loaded {
+    script: Arc<Script>,
+    path: PathBuf,
+}
+
+/// The scripts that run for `r`, in order (with which one is the user's), and the
+/// failures met finding them (each one logged by the caller; a failing global script is
+/// skipped, a failing user script means implicit keep).
+struct Scripts {
+    run: Vec<Loaded>,
+    /// Index in `run` of the user's script.
+    user: Option<usize>,
+    failed: Vec<(PathBuf, ScriptError)>,
+    user_failed: bool,
+}
+
+fn scripts_for(f: &Filter<'_>, r: &Resolved) -> Scripts {
+    let mut s = Scripts {
+        run: Vec::new(),
+        user: None,
+        failed: Vec::new(),
+        user_failed: false,
+    };
+    let mut take = |found: Found, s: &mut Scripts, user: bool| match found {
+        Found::Missing => {}
+        Found::Script(script, path) => {
+            if user {
+                s.user = Some(s.run.len());
+            }
+            s.run.push(Loaded { script, path });
+        }
+        Found::Failed(path, err) => {
+            s.user_failed |= user;
+            s.failed.push((path, err));
+        }
+    };
+    for entry in &f.cfg.before {
+        for path in ScriptCache::expand_global(entry) {
+            take(f.cache.global(&path), &mut s, false);
+        }
+    }
+    if let Some(path) = user_script(f.cfg, r) {
+        take(f.cache.personal(&path), &mut s, true);
+    }
+    for entry in &f.cfg.after {
+        for path in ScriptCache::expand_global(entry) {
+            take(f.cache.global(&path), &mut s, false);
+        }
+    }
+    s
+}
+
+/// The path of `r`'s own script, if it has one configured.
+fn user_script(cfg: &SieveSection, r: &Resolved) -> Option<PathBuf> {
+    match &r.sieve {
+        UserSieve::Off => None,
+        UserSieve::Path(p) => Some(p.clone()),
+        UserSieve::Template if cfg.script.is_empty() => None,
+        UserSieve::Template => {
+            match lmtpd_store::template::expand(&cfg.script, "sieve", &r.rcpt) {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    log::warn!("sieve: {}: no script: {why}", r.rcpt.user);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// True when no script can run for anybody: the delivery path skips filtering.
+pub fn configured(cfg: &SieveSection) -> bool {
+    !cfg.script.is_empty() || !cfg.before.is_empty() || !cfg.after.is_empty()
+}
+
+/// The recipient's side of the engine: its mailboxes (through its store), the special-use
+/// folders and the scripts `include` may name.
+struct RcptHost<'a> {
+    f: &'a Filter<'a>,
+    rcpt: &'a Recipient,
+    store: Option<&'a dyn MailStore>,
+    /// `include :personal` directory.
+    personal: Option<PathBuf>,
+}
+
+impl Host for RcptHost<'_> {
+    fn mailbox_exists(&self, name: &str) -> bool {
+        let Some(store) = self.store else {
+            return false;
+        };
+        match store_folder(name, self.f.cfg.separator) {
+            Ok(None) => true,
+            Ok(Some(folder)) => store.mailbox_exists(self.rcpt, &folder).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    fn special_use(&self, flag: &str) -> Option<String> {
+        let (_, folder) = self
+            .f
+            .cfg
+            .special_use
+            .iter()
+            .find(|(f, _)| f.eq_ignore_ascii_case(flag))?;
+        self.mailbox_exists(folder).then(|| folder.clone())
+    }
+
+    fn include(&self, location: IncludeLocation, name: &str) -> Result<Arc<Script>, IncludeError> {
+        let (dir, confined) = match location {
+            IncludeLocation::Global => (self.f.cfg.global_dir.clone(), false),
+            IncludeLocation::Personal => match &self.personal {
+                Some(d) => (d.clone(), true),
+                None => return Err(IncludeError::NotFound),
+            },
+        };
+        match self.f.cache.included(&dir, name, confined) {
+            None => Err(IncludeError::Failed(format!(
+                "'{name}' cannot be a script name"
+            ))),
+            Some(Found::Missing) => Err(IncludeError::NotFound),
+            Some(Found::Script(s, _)) => Ok(s),
+            Some(Found::Failed(path, err)) => {
+                Err(IncludeError::Failed(format!("{}: {err}", path.display())))
+            }
+        }
+    }
+}
+
+/// The `include :personal` directory of `r`: the `sieve_dir` template, else the directory
+/// of its active script.
+fn personal_dir(cfg: &SieveSection, r: &Resolved, active: Option<&Path>) -> Option<PathBuf> {
+    if !cfg.dir.is_empty() {
+        return lmtpd_store::template::expand(&cfg.dir, "sieve", &r.rcpt).ok();
+    }
+    active.and_then(Path::parent).map(Path::to_path_buf)
+}
+
+/// A script's folder name as the store names it: `None` for INBOX, else the levels joined
+/// with `.` (Maildir++ style, as `Folder::Named` wants them). A name whose level contains
+/// the store's separator, or an empty level, is refused.
+pub fn store_folder(name: &str, separator: char) -> Result<Option<String>, String> {
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Ok(None);
+    }
+    let levels: Vec<&str> = name.split(separator).collect();
+    let levels = match levels.first() {
+        // `INBOX/x` with a `/` separator and a namespace without prefix names `x`'s
+        // sibling in Dovecot's view; we only strip an INBOX prefix when the separator is
+        // `.` and Maildir++ folders live under INBOX anyway.
+        Some(first) if first.eq_ignore_ascii_case("INBOX") && separator == '.' && levels.len() > 1 => {
+            &levels[1..]
+        }
+        _ => &levels[..],
+    };
+    if levels.iter().any(|l| l.is_empty() || (separator != '.' && l.contains('.'))) {
+        return Err(format!("'{name}' is not a usable folder name"));
+    }
+    Ok(Some(levels.join(".")))
+}
+
+/// The store flags for a script's flag list; keywords (anything but the five system flags)
+/// cannot be stored yet and are returned for the log. `\Recent` is not a flag one can set
+/// (RFC 3501 §2.3.2) and is dropped.
+fn store_flags(flags: &[String]) -> (Flags, Vec<String>) {
+    let mut set = Flags::NONE;
+    let mut dropped = Vec::new();
+    for f in flags {
+        match Flag::ALL.iter().find(|k| k.imap_name().eq_ignore_ascii_case(f)) {
+            Some(k) => set.insert(*k),
+            None if f.eq_ignore_ascii_case("\\Recent") => {}
+            None => dropped.push(f.clone()),
+        }
+    }
+    (set, dropped)
+}
+
+/// A reject reason as an SMTP reply text: printable ASCII only (RFC 5429 §2.1.1: without a
+/// UTF-8 reply extension, other text must be replaced), lines kept apart, bounded.
+pub fn reject_text(reason: &str) -> Vec<String> {
+    const FIXED: &str = "Message rejected by the recipient's filter";
+    let printable = |s: &str| s.chars().all(|c| c == ' ' || c.is_ascii_graphic() || c == '\t');
+    if !reason.is_ascii() || reason.trim().is_empty() {
+        return vec![FIXED.into()];
+    }
+    let lines: Vec<String> = reason
+        .lines()
+        .map(|l| l.trim_end().replace('\t', " "))
+        .filter(|l| !l.is_empty())
+        .take(10)
+        .map(|l| l.chars().take(400).collect())
+        .collect();
+    if lines.is_empty() || !lines.iter().all(|l| printable(l)) {
+        return vec![FIXED.into()];
+    }
+    lines
+}
+
+/// Everything one recipient's filtering produced, for the delivery path and its log line.
+pub struct Filtered {
+    /// The plan.
+    pub plan: Plan,
+    /// The log summary: `sieve=fileinto:Junk,keep` and the like; empty when no script ran.
+    pub summary: String,
+}
+
+/// Runs `r`'s scripts over the message and plans its delivery. `default` is the target
+/// without Sieve (INBOX or the `+detail` folder).
+pub fn filter(
+    f: &Filter<'_>,
+    shared: &Shared<'_>,
+    conn: u64,
+    r: &Resolved,
+    store: Option<&dyn MailStore>,
+    detail_mailbox: DetailMailbox,
+) -> Filtered {
+    let default = Target::for_detail(r.rcpt.detail.as_deref(), detail_mailbox);
+    let found = scripts_for(f, r);
+    let tag = format!("conn={conn} id={} to=<{}>", shared.env.id, r.rcpt.address);
+    for (path, err) in &found.failed {
+        log::warn!("sieve: {tag}: script {}: {err}", path.display());
+        crate::metrics::get().sieve_error(err.kind());
+    }
+    let scripts = found.run;
+    if scripts.is_empty() && !found.user_failed {
+        return Filtered {
+            plan: Plan::Store(vec![default]),
+            summary: String::new(),
+        };
+    }
+    if found.user_failed {
+        // The user's script is broken: nothing of theirs can run; implicit keep into
+        // INBOX, as Pigeonhole does, and the global scripts are not half-applied either.
+        crate::metrics::get().sieve_run(SieveResult::Failed);
+        return Filtered {
+            plan: Plan::Store(vec![Target::inbox()]),
+            summary: "sieve=error,keep".into(),
+        };
+    }
+    let limits = f.cache.limits();
+    let active = found.user.and_then(|i| scripts.get(i)).map(|l| l.path.clone());
+    let host = RcptHost {
+        f,
+        rcpt: &r.rcpt,
+        store,
+        personal: personal_dir(f.cfg, r, active.as_deref()),
+    };
+    let envelope = sieve::Envelope {
+        from: shared.env.sender.clone().unwrap_or_default(),
+        to: r.rcpt.address.clone(),
+        orig_to: None,
+        auth: None,
+    };
+    let (header, complete) = shared.header(limits.max_header_octets);
+    let open = || -> std::io::Result<Box<dyn Read + '_>> { shared.body.open() };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let environment = environment(f, shared.env);
+    let input = sieve::Input {
+        envelope: &envelope,
+        header,
+        size: shared.body.len(),
+        body: &open,
+        now,
+        zone_offset_minutes: crate::sys::local_offset_minutes(now),
+        environment: &environment,
+        delimiters: f.delimiters,
+        separator: f.cfg.separator,
+        host: &host,
+    };
+    let refs: Vec<&Script> = scripts.iter().map(|l| &*l.script).collect();
+    let Sequence { outcome, error } = interp::run_sequence(&refs, &input, limits);
+    for note in &outcome.notes {
+        log::info!("sieve: {tag}: {note}");
+    }
+    if let Some((i, err)) = error {
+        let path = scripts.get(i).map(|l| l.path.display().to_string());
+        log::warn!(
+            "sieve: {tag}: script {} failed at {err}; implicit keep into INBOX",
+            path.unwrap_or_default()
+        );
+        crate::metrics::get().sieve_error("runtime");
+        crate::metrics::get().sieve_run(SieveResult::Failed);
+        return Filtered {
+            plan: Plan::Store(vec![Target::inbox()]),
+            summary: "sieve=error,keep".into(),
+        };
+    }
+    let edits = complete.then(|| Original {
+        len: header.len() as u64,
+        lines: header.iter().filter(|&&b| b == b'\n').count() as u64,
+    });
+    plan(f, &tag, &outcome.actions, default, edits)
+}
+
+/// The original header section an edited copy replaces; `None` when the header section was
+/// longer than `sieve_max_header_size`, so an edit cannot be applied safely.
+#[derive(Clone, Copy)]
+struct Original {
+    len: u64,
+    lines: u64,
+}
+
+/// The environment items (RFC 5183 §4) lmtpd knows.
+fn environment(f: &Filter<'_>, env: &Envelope) -> Vec<(&'static str, String)> {
+    let mut items = vec![
+        ("domain", f.hostname.split_once('.').map_or(f.hostname, |(_, d)| d).to_string()),
+        ("host", f.hostname.to_string()),
+        ("location", "MDA".to_string()),
+        ("name", "lmtpd".to_string()),
+        ("phase", "during".to_string()),
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+    ];
+    if let Some(ip) = env.peer {
+        items.push(("remote-ip", ip.to_string()));
+    }
+    items
+}
+
+/// Turns the final actions into targets or an answer.
+fn plan(
+    f: &Filter<'_>,
+    tag: &str,
+    actions: &[Action],
+    default: Target,
+    original: Option<Original>,
+) -> Filtered {
+    let mut targets: Vec<Target> = Vec::new();
+    let mut summary: Vec<String> = Vec::new();
+    let mut reject: Option<String> = None;
+    let mut discarded = false;
+    for action in actions {
+        match action {
+            Action::Keep { store, implicit } => {
+                let (flags, dropped) = store_flags(&store.flags);
+                log_dropped(tag, &dropped);
+                let t = default.clone().with_flags(flags);
+                targets.push(with_edit(tag, t, store, original));
+                summary.push(if *implicit { "keep" } else { "keep!" }.into());
+            }
+            Action::FileInto(store) => {
+                let name = store.mailbox.as_deref().unwrap_or("INBOX");
+                let (flags, dropped) = store_flags(&store.flags);
+                log_dropped(tag, &dropped);
+                let folder = match store_folder(name, f.cfg.separator) {
+                    Ok(Some(folder)) => Target::folder(folder, store.create),
+                    Ok(None) => Target::inbox(),
+                    Err(why) => {
+                        log::info!("sieve: {tag}: fileinto {why}; delivering to INBOX");
+                        Target::inbox()
+                    }
+                };
+                targets.push(with_edit(tag, folder.with_flags(flags), store, original));
+                summary.push(format!("fileinto:{name}"));
+            }
+            Action::Reject { reason, ereject } => {
+                reject = Some(reason.clone());
+                summary.push(if *ereject { "ereject" } else { "reject" }.into());
+            }
+            Action::Discard => {
+                discarded = true;
+                summary.push("discard".into());
+            }
+        }
+    }
+    // Two actions asking for the same copy are one copy (RFC 5228 §2.10.3); the engine
+    // merges them already, and targets that became equal here (INBOX by two names) too.
+    let mut unique: Vec<Target> = Vec::new();
+    for t in targets {
+        if !unique.contains(&t) {
+            unique.push(t);
+        }
+    }
+    let summary = format!("sieve={}", summary.join(","));
+    let (plan, result) = match reject {
+        Some(reason) if unique.is_empty() => {
+            let text = reject_text(&reason).join("\n");
+            let err = DeliveryError::new(550, Enhanced(5, 7, 1), text);
+            (Plan::Answer(Err(err)), SieveResult::Rejected)
+        }
+        _ if !unique.is_empty() => (Plan::Store(unique), SieveResult::Stored),
+        _ => {
+            if !discarded {
+                log::warn!("sieve: {tag}: no action kept the message");
+            }
+            log::info!("sieve: {tag}: discarded by the filter; nothing stored");
+            (Plan::Answer(Ok(())), SieveResult::Discarded)
+        }
+    };
+    crate::metrics::get().sieve_run(result);
+    Filtered { plan, summary }
+}
+
+fn log_dropped(tag: &str, dropped: &[String]) {
+    if !dropped.is_empty() {
+        log::info!(
+            "sieve: {tag}: keywords {} not stored (only the IMAP system flags are kept)",
+            dropped.join(" ")
+        );
+    }
+}
+
+/// `t` with the header section `store` was edited into, if `editheader` changed it.
+fn with_edit(tag: &str, t: Target, store: &sieve::Store, original: Option<Original>) -> Target {
+    match (&store.header, original) {
+        (None, _) => t,
+        (Some(_), None) => {
+            log::info!("sieve: {tag}: header section too long to edit; stored as received");
+            t
+        }
+        (Some(header), Some(o)) => t.with_edit(Arc::new(HeaderEdit {
+            header: header.to_vec(),
+            replaces: o.len,
+            replaces_lines: o.lines,
+        })),
+    }
+}
