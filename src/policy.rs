@@ -20,7 +20,7 @@ use crate::config::SieveSection;
 use crate::directory::{Resolved, UserSieve};
 use crate::metrics::SieveResult;
 use crate::scripts::{Found, ScriptCache, ScriptError};
-use crate::sieve::interp::{self, Sequence};
+use crate::sieve::interp::{self, Sequence, SequenceError};
 use crate::sieve::{self, Action, Host, IncludeError, IncludeLocation, Script};
 
 /// What the delivery path needs to filter: the `[sieve]` settings, the compiled-script
@@ -138,7 +138,7 @@ fn scripts_for(f: &Filter<'_>, r: &Resolved) -> Scripts {
         failed: Vec::new(),
         user_failed: false,
     };
-    let mut take = |found: Found, s: &mut Scripts, user: bool| match found {
+    let take = |found: Found, s: &mut Scripts, user: bool| match found {
         Found::Missing => {}
         Found::Script(script, path) => {
             if user {
@@ -368,7 +368,10 @@ pub fn filter(
         auth: None,
     };
     let (header, complete) = shared.header(limits.max_header_octets);
-    let open = || -> std::io::Result<Box<dyn Read + '_>> { shared.body.open() };
+    let open = || -> std::io::Result<Box<dyn Read + '_>> {
+        let r: Box<dyn Read + '_> = shared.body.open()?;
+        Ok(r)
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -390,8 +393,8 @@ pub fn filter(
     for note in &outcome.notes {
         log::info!("sieve: {tag}: {note}");
     }
-    if let Some((i, err)) = error {
-        let path = scripts.get(i).map(|l| l.path.display().to_string());
+    if let Some(SequenceError { script, error: err }) = error {
+        let path = scripts.get(script).map(|l| l.path.display().to_string());
         log::warn!(
             "sieve: {tag}: script {} failed at {err}; implicit keep into INBOX",
             path.unwrap_or_default()

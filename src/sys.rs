@@ -161,9 +161,9 @@ pub fn set_umask(mask: u32) -> u32 {
 /// The local time zone's offset from UTC at Unix time `t`, in minutes (localtime_r's
 /// `tm_gmtoff`, so TZ and /etc/localtime apply as for every program); 0 when unknown.
 pub fn local_offset_minutes(t: i64) -> i32 {
-    let Ok(t) = libc::time_t::try_from(t) else {
-        return 0;
-    };
+    // time_t is i64 on the targets we build for; a 32-bit one saturates.
+    #[allow(clippy::useless_conversion, irrefutable_let_patterns)]
+    let t = libc::time_t::try_from(t).unwrap_or(libc::time_t::MAX);
     // SAFETY: tm is plain data, fully written by localtime_r on success; both pointers are
     // valid for the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -27,6 +27,13 @@
 # { process_limit = 1100 }), each run paired with the same one without them (f0) on a fresh
 # server, for the throughput ratio, and the peak RSS.
 #
+# Workload s is workload b with Sieve: a global sieve_before spam script (mail-in-a-box /
+# mailcow style: X-Spam-Flag, X-Spam-Status :regex) and a 50-rule user script (header,
+# address, envelope, :regex, variables; none matches, so every message ends in the implicit
+# keep), each run paired with b without any Sieve configuration (s0) on a fresh server, in
+# alternating order like f. rss8s is rss8 with a user script holding one `body :text
+# :contains` rule, which reads every 10 MiB message through the MIME walker.
+#
 # Exit status: 0 when every run delivered and stored everything it acknowledged, 1 otherwise.
 # Missed performance targets are reported, not failed.
 set -u
@@ -150,6 +157,8 @@ rss100 1 1 1 100M 1"
     E_SPEC="e 100 400 1 4K 8"
     F_SPEC="f 8 600 1 4K 1"
     F_IDLE=200
+    S_SPEC="s 8 600 1 4K 1"
+    RSS_SIEVE="rss8s 8 8 1 10M 1"
 else
     MAX_TIME=12
     PROBE_SECS=2
@@ -166,11 +175,14 @@ rss100 1 2 1 100M 1"
     E_SPEC="e 100 4000 1 4K 8"
     F_SPEC="f 8 4000 1 4K 1"
     F_IDLE=1000
+    S_SPEC="s 8 4000 1 4K 1"
+    RSS_SIEVE="rss8s 8 16 1 10M 1"
 fi
 ALL_USERS=8
 # Per-run knobs, set around run_one: lmtpd's workers line (empty: none, the shipped
 # default), extra Dovecot configuration, extra lmtp-bench options.
 LM_WORKERS=16
+LM_SIEVE=
 DV_EXTRA=
 GEN_EXTRA=
 # f: room for the idle connections plus the load. lmtpd runs a session per worker thread;
@@ -194,6 +206,9 @@ describe() {
     e) echo "e: $2 sessions at once, $(($3 / $2)) msgs each x 1 rcpt, 8 mailboxes" ;;
     f) echo "f: b ($2 sessions, $3 x 1 rcpt, one mailbox) with $F_IDLE idle connections" ;;
     rss8) echo "8 sessions x 10 MiB ($3 msgs)" ;;
+    rss8s) echo "8 sessions x 10 MiB ($3 msgs), user script with body :text :contains" ;;
+    s) echo "s: b with Sieve (global spam script + 50-rule user script)" ;;
+    s0) echo "s0: b without Sieve, paired with s" ;;
     rss1) echo "1 session x 1 MiB ($3 msgs)" ;;
     rss10) echo "1 session x 10 MiB ($3 msgs)" ;;
     rss100) echo "1 session x 100 MiB ($3 msgs)" ;;
@@ -221,6 +236,41 @@ stop_server() {
     SERVER_PID=
 }
 
+# write_sieve DIR rules|body: the scripts of workloads s and rss8s, one per load user.
+write_sieve() {
+    mkdir -p "$1"
+    cat > "$1/spam.sieve" <<'EOF'
+require ["fileinto", "mailbox", "imap4flags", "regex"];
+if anyof (header :is "X-Spam-Flag" "YES",
+          header :regex "X-Spam-Status" "^Yes, score=[0-9]+") {
+    addflag "\\Seen";
+    fileinto :create "Junk";
+    stop;
+}
+EOF
+    {
+        if [ "$2" = body ]; then
+            echo 'require ["body", "fileinto"];'
+            echo 'if body :text :contains "a phrase no bench message holds" { fileinto "Found"; }'
+        else
+            echo 'require ["fileinto", "envelope", "subaddress", "variables", "regex", "imap4flags", "relational", "comparator-i;ascii-numeric"];'
+            n=1
+            while [ $n -le 50 ]; do
+                case $((n % 5)) in
+                0) echo "if header :contains \"subject\" \"project-$n\" { fileinto \"Projects.p$n\"; stop; }" ;;
+                1) echo "if address :domain :is \"from\" \"list$n.example.net\" { fileinto \"Lists.l$n\"; stop; }" ;;
+                2) echo "if header :regex \"list-id\" \"<[a-z]+$n\\\\.lists\\\\.example\\\\.com>\" { fileinto \"Lists.r$n\"; stop; }" ;;
+                3) echo "if envelope :detail :is \"to\" \"tag$n\" { addflag \"\\\\Flagged\"; fileinto \"Tags.t$n\"; stop; }" ;;
+                4) echo "if header :value \"gt\" :comparator \"i;ascii-numeric\" \"x-priority-$n\" \"3\" { set \"p\" \"\${1}\"; fileinto \"Low\"; stop; }" ;;
+                esac
+                n=$((n + 1))
+            done
+        fi
+    } > "$1/rules.sieve"
+    i=0
+    while [ $i -lt $ALL_USERS ]; do cp "$1/rules.sieve" "$1/load$i.sieve"; i=$((i + 1)); done
+}
+
 # start_lmtpd STORE: fresh directory $W/lm, config, users; sets SERVER_PID and SOCKET.
 start_lmtpd() {
     d=$W/lm
@@ -242,9 +292,17 @@ start_lmtpd() {
         echo "spool_dir = $d/spool"
         echo "max_message_size = 200M"
         [ -n "$LM_WORKERS" ] && echo "workers = $LM_WORKERS"
+        case $LM_SIEVE in
+        "") echo "sieve =" ;;
+        rules | body)
+            echo "sieve = $d/sieve/%n.sieve"
+            [ "$LM_SIEVE" = rules ] && echo "sieve_before = $d/sieve/spam.sieve"
+            ;;
+        esac
         echo "log_level = info"
         [ "$(id -u)" = 0 ] && echo "user = $RUN_USER"
     } > "$d/lmtpd.conf"
+    [ -n "$LM_SIEVE" ] && write_sieve "$d/sieve" "$LM_SIEVE"
     chmod 0644 "$d/users" "$d/lmtpd.conf"
     chown -R "$RUN_UID:$RUN_GID" "$d/mail" "$d/spool"
     "$BIN" -c "$d/lmtpd.conf" < /dev/null 2>> "$d/lmtpd.log" &
@@ -447,7 +505,32 @@ LM_WORKERS=16
 DV_EXTRA=
 GEN_EXTRA=
 
+# s: b with and without Sieve (s0), lmtpd only, pairs in alternating order as in f.
+echo "$S_SPEC" | while read -r swl s m r size k; do
+    rep=1
+    while [ $rep -le "$REPS" ]; do
+        for sstore in maildir mbox sqlite; do
+            for which in $(if [ $((rep % 2)) = 1 ]; then echo s0 s; else echo s s0; fi); do
+                if [ "$which" = s0 ]; then
+                    LM_SIEVE=
+                    run_one lmtpd "$sstore" s0 "$rep" "$s" "$m" "$r" "$size" "$k"
+                else
+                    LM_SIEVE=rules
+                    run_one lmtpd "$sstore" "$swl" "$rep" "$s" "$m" "$r" "$size" "$k"
+                fi
+            done
+        done
+        rep=$((rep + 1))
+    done
+done
+LM_SIEVE=
+
 run_set "$RSS_RUNS" 1
+LM_SIEVE=body
+run_set "$RSS_SIEVE" 1 "lmtpd maildir
+lmtpd mbox
+lmtpd sqlite"
+LM_SIEVE=
 grep -q ' ok=no$\|START_FAILED' "$RESULTS" && FAILED=1
 ELAPSED=$(($(date +%s) - START))
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
@@ -460,8 +543,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 # their geometric mean. The order of f and f0 alternates between repetitions, so the mean
 # cancels much of this disk's "the second run is slower" effect, which medians do not.
 pair_ratios() {
-    awk -v sv="$1" -v st="$2" '
-        ($1 == "f" || $1 == "f0") && $2 == sv && $3 == st {
+    awk -v sv="$1" -v st="$2" -v w="${3:-f}" '
+        ($1 == w || $1 == w "0") && $2 == sv && $3 == st {
             for (i = 5; i <= NF; i++) {
                 split($i, kv, "=")
                 if (kv[1] == "dps") v[$1 "," $4] = kv[2] + 0
@@ -469,9 +552,9 @@ pair_ratios() {
         }
         END {
             n = 0; lg = 0; s = ""
-            for (r = 1; ("f0," r) in v || ("f," r) in v; r++) {
-                if (v["f0," r] > 0 && v["f," r] > 0) {
-                    q = v["f," r] / v["f0," r]
+            for (r = 1; (w "0," r) in v || (w "," r) in v; r++) {
+                if (v[w "0," r] > 0 && v[w "," r] > 0) {
+                    q = v[w "," r] / v[w "0," r]
                     s = s (n ? "/" : "") sprintf("%.2f", q)
                     lg += log(q)
                     n++
@@ -611,6 +694,17 @@ report() {
         echo "| $(describe "$wl" "$5" "$6") | $label | $st | $(fmt "$dps" 0) | $(fmt "$(med "$wl" "$sv" "$st" p50_ms)" 1) | $(fmt "$(med "$wl" "$sv" "$st" p99_ms)" 1) | $(agg list "$wl" "$sv" "$st" refused) | $idle | $(mib "$(agg max "$wl" "$sv" "$st" rss_kib)") | $(stored_ok "$wl" "$sv" "$st") | $f0 | $wo | $vs |"
     done
     echo
+    echo "Sieve (s): workload b with a global spam script and a 50-rule user script (no rule" \
+        "matches: every message takes all rules and the implicit keep), each run paired with b" \
+        "without Sieve (s0) on a fresh server, in alternating order."
+    echo
+    echo "| store | without Sieve (s0) deliveries/s | with Sieve (s) deliveries/s | CPU s/1000 s0 → s | with / without (geometric mean of the pairs) | stored = acked |"
+    echo "|---|---|---|---|---|---|"
+    for store in maildir mbox sqlite; do
+        pr=$(pair_ratios lmtpd $store s)
+        echo "| $store | $(fmt "$(med s0 lmtpd $store dps)" 0) | $(fmt "$(med s lmtpd $store dps)" 0) | $(fmt "$(med s0 lmtpd $store cpu_ms_per_delivery)" 2) → $(fmt "$(med s lmtpd $store cpu_ms_per_delivery)" 2) | $(fmt "${pr%% *}" 2)× (pairs ${pr#* }) | $(stored_ok s lmtpd $store) |"
+    done
+    echo
     echo "CPU: user + system seconds of the server process (Dovecot: master and all its children)" \
         "over the run, from /proc/PID/stat; system time in parentheses."
     echo
@@ -619,7 +713,7 @@ report() {
     echo
     echo "| run | lmtpd Maildir | lmtpd mbox | lmtpd SQLite | Dovecot Maildir | Dovecot mbox |"
     echo "|---|---|---|---|---|---|"
-    echo "$RSS_RUNS" | while read -r wl s m r size k; do
+    printf '%s\n%s\n' "$RSS_RUNS" "$RSS_SIEVE" | while read -r wl s m r size k; do
         row="| $(describe "$wl" "$s" "$m") |"
         for t in "lmtpd maildir" "lmtpd mbox" "lmtpd sqlite" "dovecot maildir" "dovecot mbox"; do
             set -- $t
@@ -677,6 +771,12 @@ report() {
         # "Not growing": 100 MiB messages need at most 2 MiB more than 1 MiB messages.
         x=$(case "$r1$r100" in *-*) echo - ;; *) awk -v a="$r1" -v b="$r100" 'BEGIN { print b - a }' ;; esac)
         tgt "RSS flat from 1 MiB to 100 MiB messages (≤ +2 MiB), $store: $(mib "$r1") → $(mib "$(med rss10 lmtpd $store rss_kib)") → $(mib "$r100") MiB" "$x" "<=" 2048
+    done
+    for store in maildir mbox sqlite; do
+        pr=$(pair_ratios lmtpd $store s)
+        tgt "Sieve (s) ≥ 90 % of b without Sieve (s0), $store: $(fmt "${pr%% *}" 2)× (pairs ${pr#* })" "${pr%% *}" ">=" 0.9
+        r8=$(med rss8s lmtpd $store rss_kib)
+        tgt "peak RSS < 16 MiB at 8 sessions × 10 MiB with a body :text rule, $store: $(mib "$r8") MiB" "$r8" "<" 16384
     done
     if grep -q ' ok=no$\|START_FAILED' "$RESULTS"; then
         echo "- stored = acked in every run: **NO** (see the tables)"
