@@ -43,6 +43,7 @@ pub mod privileges;
 pub mod proto;
 pub mod server;
 pub mod sieve;
+pub mod sieve_tool;
 pub mod spool;
 pub mod sys;
 pub mod trace;
