@@ -48,6 +48,7 @@ pub mod proto;
 pub mod scripts;
 pub mod server;
 pub mod sieve;
+pub mod sieve_tool;
 pub mod spool;
 pub mod sys;
 pub mod trace;
