@@ -53,9 +53,7 @@ impl Argument {
     /// Where this argument starts.
     pub fn pos(&self) -> Pos {
         match self {
-            Argument::Strings { pos, .. }
-            | Argument::Number { pos, .. }
-            | Argument::Tag { pos, .. } => *pos,
+            Argument::Strings { pos, .. } | Argument::Number { pos, .. } | Argument::Tag { pos, .. } => *pos,
         }
     }
 }

@@ -13,10 +13,7 @@ pub struct DateTime {
 impl DateTime {
     /// The same moment shown in zone `offset_minutes`.
     pub fn in_zone(self, offset_minutes: i32) -> DateTime {
-        DateTime {
-            unix: self.unix,
-            offset_minutes,
-        }
+        DateTime { unix: self.unix, offset_minutes }
     }
 
     /// The date part `name` (RFC 5260 §4.2: `year`, `month`, `day`, `date`, `julian`, `hour`,

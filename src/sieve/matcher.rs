@@ -90,11 +90,7 @@ pub fn count_matches(cmp: Comparator, rel: Relation, count: usize, key: &str) ->
 
 /// Compiles a `:regex` key for `cmp` (case-insensitive for `i;ascii-casemap`), refusing one
 /// whose compiled size would exceed `size_limit` bytes. The error is one line.
-pub fn compile_regex(
-    pattern: &str,
-    cmp: Comparator,
-    size_limit: usize,
-) -> Result<regex::Regex, String> {
+pub fn compile_regex(pattern: &str, cmp: Comparator, size_limit: usize) -> Result<regex::Regex, String> {
     let _ = (pattern, cmp, size_limit);
     unimplemented!()
 }

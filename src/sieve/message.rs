@@ -30,9 +30,7 @@ impl Headers {
 
     /// The fields named `name` (case-insensitive), top to bottom.
     pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Field> + 'a {
-        self.fields
-            .iter()
-            .filter(move |f| f.name.eq_ignore_ascii_case(name))
+        self.fields.iter().filter(move |f| f.name.eq_ignore_ascii_case(name))
     }
 
     /// The section serialised again with LF line ends and the final empty line, folding long
