@@ -173,3 +173,31 @@ fn sieve_corpus_matches_pigeonhole_recordings() {
         mismatches.join("\n")
     );
 }
+
+#[test]
+fn corpus_normalisation_reads_sieve_test_output() {
+    let out = "\nPerformed actions:\n\n * store message in folder: Junk\n        + create mailbox if it does not exist\n        + add IMAP flags: \\seen FooBar\n * store message in folder: B\n        + preserve implicit keep\n * discard\n * track duplicate\n\nImplicit keep:\n\n * store message in folder: INBOX\n\n";
+    assert_eq!(
+        normalise(out, "sieve-test: Info: final result: success\n"),
+        vec![
+            "implicit-keep INBOX",
+            "store B",
+            "store Junk create flags=\\seen,foobar"
+        ]
+    );
+    assert_eq!(
+        normalise("", "x: line 1: error: unknown test 'foo'.\nsieve-test: Fatal: failed to compile sieve script\n"),
+        vec!["compile-error"]
+    );
+    assert_eq!(
+        normalise(
+            "",
+            "sieve-test: Info: final result: failed; resolved with successful implicit keep\n"
+        ),
+        vec!["implicit-keep INBOX", "runtime-error"]
+    );
+    let discard = "\nPerformed actions:\n\n * discard\n\nImplicit keep:\n\n  (none)\n\n";
+    assert_eq!(normalise(discard, ""), vec!["discard"]);
+    let reject = "\nPerformed actions:\n\n * reject message with reason: go away\n\nImplicit keep:\n\n  (none)\n\n";
+    assert_eq!(normalise(reject, ""), vec!["reject go away"]);
+}
