@@ -68,12 +68,40 @@ pub fn check(paths: &[PathBuf], limits: &Limits) -> i32 {
 /// or failed at run time (stderr says `final result: failed; resolved with implicit keep`,
 /// which is what delivery would do).
 pub fn test(args: &TestArgs) -> i32 {
+    let report = run_test(args);
+    print!("{}", report.stdout);
+    eprint!("{}", report.stderr);
+    report.status
+}
+
+/// What [`test`] prints and returns, captured (for the corpus tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TestReport {
+    /// The exit status.
+    pub status: i32,
+    /// The standard output: the rendered outcome, or nothing on failure.
+    pub stdout: String,
+    /// The standard error: notes, errors and the final-result line on failure.
+    pub stderr: String,
+}
+
+/// [`test`] without printing: the same run, its output returned.
+pub fn run_test(args: &TestArgs) -> TestReport {
+    let mut report = TestReport::default();
+    let status = run_into(args, &mut report);
+    report.status = status;
+    report
+}
+
+fn run_into(args: &TestArgs, report: &mut TestReport) -> i32 {
+    use std::fmt::Write as _;
+    let err = &mut report.stderr;
     let limits = Limits::default();
     let source = match read_script(&args.script, &limits) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{}: {e}", args.script.display());
-            eprintln!("lmtpd sieve test: failed to compile sieve script");
+            let _ = writeln!(err, "{}: {e}", args.script.display());
+            let _ = writeln!(err, "lmtpd sieve test: failed to compile sieve script");
             return 1;
         }
     };
@@ -81,16 +109,16 @@ pub fn test(args: &TestArgs) -> i32 {
         Ok(s) => s,
         Err(errors) => {
             for e in errors {
-                eprintln!("{}:{}: {}", args.script.display(), e.pos, e.message);
+                let _ = writeln!(err, "{}:{}: {}", args.script.display(), e.pos, e.message);
             }
-            eprintln!("lmtpd sieve test: failed to compile sieve script");
+            let _ = writeln!(err, "lmtpd sieve test: failed to compile sieve script");
             return 1;
         }
     };
     let message = match std::fs::read(&args.message) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("{}: {e}", args.message.display());
+            let _ = writeln!(err, "{}: {e}", args.message.display());
             return 1;
         }
     };
@@ -150,14 +178,17 @@ pub fn test(args: &TestArgs) -> i32 {
     match sieve::interp::run(&script, &input, &limits) {
         Ok(outcome) => {
             for note in &outcome.notes {
-                eprintln!("{}: {note}", args.script.display());
+                let _ = writeln!(err, "{}: {note}", args.script.display());
             }
-            print!("{}", sieve::print::render(&outcome));
+            report.stdout = sieve::print::render(&outcome);
             0
         }
         Err(e) => {
-            eprintln!("{}:{}: {}", args.script.display(), e.pos, e.message);
-            eprintln!("lmtpd sieve test: final result: failed; resolved with implicit keep");
+            let _ = writeln!(err, "{}:{}: {}", args.script.display(), e.pos, e.message);
+            let _ = writeln!(
+                err,
+                "lmtpd sieve test: final result: failed; resolved with implicit keep"
+            );
             1
         }
     }

@@ -6,4 +6,5 @@ mod common;
 mod hardening;
 mod lmtp;
 mod ops;
+mod sieve;
 mod stores;

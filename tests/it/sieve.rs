@@ -1,0 +1,203 @@
+//! The differential Sieve corpus (`tests/sieve/`) against the Pigeonhole recordings: every
+//! case of `tests/sieve/cases.txt` runs through our engine (`lmtpd::sieve_tool::run_test`,
+//! what `lmtpd sieve test` prints) and its normalised action list must equal
+//! `tests/sieve/expected/<id>.txt`, recorded from Debian's `sieve-test` by
+//! `tests/sieve/diff.py --record`, unless the case is listed in `tests/sieve/deviations.txt`
+//! with the RFC reason. The normalisation is the one of `diff.py` (`normalise()`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use lmtpd::sieve_tool::{run_test, TestArgs};
+
+const DEFAULT_FROM: &str = "sender@example.org";
+const DEFAULT_TO: &str = "rcpt@example.com";
+/// 2026-01-01T00:00:00Z: `currentdate` cases only use comparisons true for any recent date.
+const NOW: i64 = 1_767_225_600;
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sieve")
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The canonical sorted action list of one run (see `normalise()` in diff.py).
+fn normalise(stdout: &str, stderr: &str) -> Vec<String> {
+    if stderr.contains("failed to compile") {
+        return vec!["compile-error".into()];
+    }
+    if stderr.contains("final result: failed") {
+        return vec!["implicit-keep INBOX".into(), "runtime-error".into()];
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut section: Option<&str> = None;
+    let mut current: Option<(String, Vec<String>)> = None;
+    let flush = |current: &mut Option<(String, Vec<String>)>, out: &mut Vec<String>| {
+        if let Some((text, extra)) = current.take() {
+            out.push(text + &extra.concat());
+        }
+    };
+    for raw in stdout.lines() {
+        let line = raw.trim_end();
+        if line == "Performed actions:" || line == "Implicit keep:" {
+            flush(&mut current, &mut out);
+            section = Some(if line.starts_with("Performed") {
+                "performed"
+            } else {
+                "implicit"
+            });
+            continue;
+        }
+        let Some(sec) = section else { continue };
+        if line.trim().is_empty() || line.trim() == "(none)" {
+            continue;
+        }
+        if let Some(item) = line.strip_prefix(" * ") {
+            flush(&mut current, &mut out);
+            if item.starts_with("track duplicate") || item.starts_with("send vacation message") {
+                continue;
+            }
+            let text = if let Some(folder) = item.strip_prefix("store message in folder: ") {
+                let kind = if sec == "performed" {
+                    "store"
+                } else {
+                    "implicit-keep"
+                };
+                format!("{kind} {folder}")
+            } else if let Some(reason) = item
+                .strip_prefix("reject message with reason: ")
+                .or_else(|| item.strip_prefix("ereject message with reason: "))
+            {
+                format!("reject {}", reason.trim())
+            } else {
+                item.trim().to_string()
+            };
+            current = Some((text, Vec::new()));
+            continue;
+        }
+        if let (Some((_, extra)), Some(detail)) = (current.as_mut(), line.trim().strip_prefix("+ "))
+        {
+            if detail == "create mailbox if it does not exist" {
+                extra.insert(0, " create".into());
+            } else if let Some(flags) = detail.strip_prefix("add IMAP flags: ") {
+                let mut f: Vec<String> =
+                    flags.split_whitespace().map(|f| f.to_lowercase()).collect();
+                f.sort();
+                f.dedup();
+                extra.push(format!(" flags={}", f.join(",")));
+            } else if detail != "preserve implicit keep" {
+                extra.push(format!(" [{detail}]"));
+            }
+        }
+    }
+    flush(&mut current, &mut out);
+    finish(out)
+}
+
+/// Sorts, and drops `discard` when a copy is stored anyway (Pigeonhole lists it, our
+/// outcome only lists a discard that decides the result; RFC 5228 §4.4: discard only
+/// cancels the implicit keep).
+fn finish(mut out: Vec<String>) -> Vec<String> {
+    if out
+        .iter()
+        .any(|l| l.starts_with("store ") || l.starts_with("implicit-keep "))
+    {
+        out.retain(|l| l != "discard");
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sieve_corpus_matches_pigeonhole_recordings() {
+    let dir = corpus();
+    let folders = lines(&dir.join("folders.txt"));
+    let deviations: HashMap<String, String> = lines(&dir.join("deviations.txt"))
+        .into_iter()
+        .map(|l| match l.split_once(' ') {
+            Some((id, why)) => (id.to_string(), why.trim().to_string()),
+            None => (l, String::new()),
+        })
+        .collect();
+    let mut total = 0;
+    let mut listed = 0;
+    let mut mismatches = Vec::new();
+    for case in lines(&dir.join("cases.txt")) {
+        let f: Vec<&str> = case.split_whitespace().collect();
+        let field = |i: usize| f.get(i).copied().filter(|v| *v != "-");
+        let (Some(id), Some(script), Some(message)) = (field(0), field(1), field(2)) else {
+            panic!("bad line in cases.txt: {case}");
+        };
+        total += 1;
+        let args = TestArgs {
+            script: dir.join("scripts").join(format!("{script}.sieve")),
+            message: dir.join("messages").join(format!("{message}.eml")),
+            from: field(3).unwrap_or(DEFAULT_FROM).to_string(),
+            to: field(4).unwrap_or(DEFAULT_TO).to_string(),
+            orcpt: field(5).map(str::to_string),
+            global_dir: Some(dir.join("global")),
+            folders: folders.clone(),
+            now: Some(NOW),
+        };
+        let report = std::panic::catch_unwind(|| run_test(&args));
+        let ours = match report {
+            Ok(r) => normalise(&r.stdout, &r.stderr),
+            Err(_) => vec!["PANIC".to_string()],
+        };
+        let expected = finish(lines(&dir.join("expected").join(format!("{id}.txt"))));
+        if ours != expected {
+            if deviations.contains_key(id) {
+                listed += 1;
+            } else {
+                mismatches.push(format!(
+                    "{id}: pigeonhole [{}] lmtpd [{}]",
+                    expected.join("; "),
+                    ours.join("; ")
+                ));
+            }
+        }
+    }
+    assert!(total >= 300, "the corpus has only {total} cases");
+    assert!(
+        mismatches.is_empty(),
+        "{} of {total} corpus cases differ from Pigeonhole ({listed} listed deviations):\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn corpus_normalisation_reads_sieve_test_output() {
+    let out = "\nPerformed actions:\n\n * store message in folder: Junk\n        + create mailbox if it does not exist\n        + add IMAP flags: \\seen FooBar\n * store message in folder: B\n        + preserve implicit keep\n * discard\n * track duplicate\n\nImplicit keep:\n\n * store message in folder: INBOX\n\n";
+    assert_eq!(
+        normalise(out, "sieve-test: Info: final result: success\n"),
+        vec![
+            "implicit-keep INBOX",
+            "store B",
+            "store Junk create flags=\\seen,foobar"
+        ]
+    );
+    assert_eq!(
+        normalise("", "x: line 1: error: unknown test 'foo'.\nsieve-test: Fatal: failed to compile sieve script\n"),
+        vec!["compile-error"]
+    );
+    assert_eq!(
+        normalise(
+            "",
+            "sieve-test: Info: final result: failed; resolved with successful implicit keep\n"
+        ),
+        vec!["implicit-keep INBOX", "runtime-error"]
+    );
+    let discard = "\nPerformed actions:\n\n * discard\n\nImplicit keep:\n\n  (none)\n\n";
+    assert_eq!(normalise(discard, ""), vec!["discard"]);
+    let reject = "\nPerformed actions:\n\n * reject message with reason: go away\n\nImplicit keep:\n\n  (none)\n\n";
+    assert_eq!(normalise(reject, ""), vec!["reject go away"]);
+}

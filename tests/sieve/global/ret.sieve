@@ -1,0 +1,4 @@
+require ["include","fileinto"];
+fileinto "G1";
+return;
+fileinto "G2";

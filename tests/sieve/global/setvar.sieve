@@ -1,0 +1,3 @@
+require ["variables","include"];
+global "g";
+set "g" "fromglobal";

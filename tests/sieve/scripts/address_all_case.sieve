@@ -1,0 +1,6 @@
+require ["fileinto"];
+if address :is :all "from" "ALICE@example.ORG" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

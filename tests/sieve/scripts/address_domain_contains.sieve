@@ -1,0 +1,6 @@
+require ["fileinto"];
+if address :domain :contains "from" "example" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto"];
+if address :contains "to" "undisclosed" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto"];
+if address :localpart :is "from" "alice" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto"];
+if address :matches "from" "*@spam.*" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto"];
+if address :domain :is "sender" "lists.example.org" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,1 @@
+if address :detail "to" "x" { keep; }

@@ -1,0 +1,1 @@
+if body :contains "x" { keep; }

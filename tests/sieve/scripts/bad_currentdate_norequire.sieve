@@ -1,0 +1,1 @@
+if currentdate :is "year" "2020" { keep; }

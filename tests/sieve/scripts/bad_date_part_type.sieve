@@ -1,0 +1,2 @@
+require "date";
+if date :is "date" 1 "x" { keep; }

@@ -1,0 +1,1 @@
+addheader "X" "y";

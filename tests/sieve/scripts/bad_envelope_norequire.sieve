@@ -1,0 +1,1 @@
+if envelope "to" "x" { keep; }

@@ -1,0 +1,2 @@
+require ["index","date"];
+if header :index 0 :is "x" "y" { keep; }

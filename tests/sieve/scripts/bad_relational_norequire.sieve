@@ -1,0 +1,1 @@
+if header :value "gt" "x" "1" { keep; }

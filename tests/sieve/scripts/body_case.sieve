@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :contains "HOLIDAY" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

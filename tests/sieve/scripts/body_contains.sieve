@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :contains "budget" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

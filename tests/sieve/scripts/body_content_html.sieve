@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :content "text/html" :contains "photos" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

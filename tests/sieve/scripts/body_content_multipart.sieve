@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :content "multipart" :contains "preamble" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

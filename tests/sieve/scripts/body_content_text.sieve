@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :content "text" :contains "HTML part" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

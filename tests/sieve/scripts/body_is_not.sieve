@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :is "x" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

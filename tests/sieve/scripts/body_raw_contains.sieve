@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :raw :contains "VGhlIGludm9pY2" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

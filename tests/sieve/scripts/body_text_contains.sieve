@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :text :contains "holiday" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

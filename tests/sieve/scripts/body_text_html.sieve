@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :text :contains "<b>" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

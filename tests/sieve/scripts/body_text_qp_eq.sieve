@@ -1,0 +1,6 @@
+require ["fileinto", "body"];
+if body :text :contains "equals sign = here" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,4 @@
+# hash comment
+/* bracket
+   comment */ require "fileinto"; /* inline */
+if true { fileinto "C"; } # trailing

@@ -1,0 +1,6 @@
+require ["fileinto", "date", "relational"];
+if date :is "date" "day" "31" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

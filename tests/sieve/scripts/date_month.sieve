@@ -1,0 +1,6 @@
+require ["fileinto", "date", "relational"];
+if date :is "date" "month" "05" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,3 @@
+require ["editheader","fileinto"];
+addheader "X-Enc" "Grüße";
+if header :is "x-enc" "Grüße" { fileinto "EncOk"; } else { fileinto "EncNo"; }

@@ -1,0 +1,3 @@
+require ["editheader"];
+addheader "X-Sieve" "1";
+keep;

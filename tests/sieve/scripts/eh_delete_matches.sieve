@@ -1,0 +1,3 @@
+require ["editheader","fileinto"];
+deleteheader :matches "x-spam-*" "*";
+if exists "x-spam-status" { fileinto "Still"; } else { fileinto "Gone"; }

@@ -1,0 +1,6 @@
+require ["fileinto", "environment"];
+if environment :matches "host" "*" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto", "environment"];
+if environment :matches "name" "?*" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

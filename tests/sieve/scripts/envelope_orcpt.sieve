@@ -1,0 +1,6 @@
+require ["fileinto", "envelope"];
+if envelope :is "to" "orig+tag@example.com" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto", "envelope"];
+if envelope :domain :is "to" "example.com" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

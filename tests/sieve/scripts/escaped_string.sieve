@@ -1,0 +1,2 @@
+require "fileinto";
+if header :is "x-test" "a\"b" { fileinto "E"; } else { fileinto "\\back"; }

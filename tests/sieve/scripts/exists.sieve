@@ -1,0 +1,6 @@
+require ["fileinto"];
+if exists "list-id" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

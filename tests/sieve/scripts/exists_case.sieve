@@ -1,0 +1,6 @@
+require ["fileinto"];
+if exists "X-SPAM-FLAG" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

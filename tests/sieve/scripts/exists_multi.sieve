@@ -1,0 +1,6 @@
+require ["fileinto"];
+if exists ["from", "to", "date"] {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

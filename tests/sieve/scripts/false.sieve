@@ -1,0 +1,6 @@
+require ["fileinto"];
+if false {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

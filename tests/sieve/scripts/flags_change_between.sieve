@@ -1,0 +1,5 @@
+require ["imap4flags","fileinto"];
+setflag "\\Seen";
+fileinto "A";
+setflag "\\Deleted";
+fileinto "B";

@@ -1,0 +1,4 @@
+require ["imap4flags"];
+addflag "\\seen";
+addflag "\\SEEN";
+addflag "\\Seen foo foo";

@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header :contains "subject" "Tues" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

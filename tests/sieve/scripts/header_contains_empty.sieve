@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header :contains "x-priority" "" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

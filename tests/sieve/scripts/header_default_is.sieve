@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header "subject" "Dates" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header :is "subject" "meeting ON tuesday" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

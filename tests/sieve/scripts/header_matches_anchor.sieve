@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header :matches "subject" "Meeting" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header :matches "x-priority" "?" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

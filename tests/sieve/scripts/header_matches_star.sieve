@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header :matches "subject" "*on*" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header :contains "x-missing" "" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,3 @@
+require ["include","fileinto"];
+include "inc_part_broken";
+fileinto "After";

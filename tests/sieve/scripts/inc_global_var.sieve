@@ -1,0 +1,4 @@
+require ["include","variables","fileinto"];
+global "g";
+include :global "setvar";
+fileinto "${g}";

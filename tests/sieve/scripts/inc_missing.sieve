@@ -1,0 +1,3 @@
+require ["include","fileinto"];
+include "does_not_exist";
+fileinto "After";

@@ -1,0 +1,2 @@
+require "include";
+include "inc_part_recurse";

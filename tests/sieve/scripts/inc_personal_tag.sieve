@@ -1,0 +1,3 @@
+require "include";
+include :personal "inc_part_a";
+keep;

@@ -1,0 +1,4 @@
+require ["include","fileinto"];
+fileinto "One";
+return;
+fileinto "Two";

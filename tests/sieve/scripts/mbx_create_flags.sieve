@@ -1,0 +1,2 @@
+require ["fileinto","mailbox","imap4flags","copy"];
+fileinto :create :copy :flags "\\Seen" "Junk";

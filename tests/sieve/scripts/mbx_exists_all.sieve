@@ -1,0 +1,6 @@
+require ["fileinto", "mailbox"];
+if mailboxexists ["Junk","Work"] {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto", "mailbox"];
+if mailboxexists "Lists.dev" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

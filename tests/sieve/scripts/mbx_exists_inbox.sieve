@@ -1,0 +1,6 @@
+require ["fileinto", "mailbox"];
+if mailboxexists "INBOX" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto", "mailbox"];
+if mailboxexists "Junk" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto", "mailbox"];
+if mailboxexists "Nonexistent" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

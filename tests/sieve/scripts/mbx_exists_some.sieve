@@ -1,0 +1,6 @@
+require ["fileinto", "mailbox"];
+if mailboxexists ["Junk","Nope"] {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

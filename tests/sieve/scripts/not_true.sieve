@@ -1,0 +1,6 @@
+require ["fileinto"];
+if not true {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

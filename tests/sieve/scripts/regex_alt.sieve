@@ -1,0 +1,6 @@
+require ["fileinto", "regex"];
+if header :regex "subject" "(SPAM|dev)" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

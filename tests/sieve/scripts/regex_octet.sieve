@@ -1,0 +1,6 @@
+require ["fileinto", "regex"];
+if header :regex :comparator "i;octet" "subject" "^meeting" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

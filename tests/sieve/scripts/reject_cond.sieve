@@ -1,0 +1,2 @@
+require "reject";
+if header :contains "x-spam-flag" "YES" { reject "spam"; }

@@ -1,0 +1,2 @@
+require ["reject","variables"];
+if header :matches "subject" "*" { reject "Refused: ${1}"; }

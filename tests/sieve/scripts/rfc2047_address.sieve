@@ -1,0 +1,6 @@
+require ["fileinto"];
+if address :is "from" "juergen@example.de" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

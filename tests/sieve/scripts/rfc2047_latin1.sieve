@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header :contains "to" "Björn" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

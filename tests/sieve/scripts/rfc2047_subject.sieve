@@ -1,0 +1,6 @@
+require ["fileinto"];
+if header :contains "subject" "Grüße" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

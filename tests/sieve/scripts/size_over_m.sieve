@@ -1,0 +1,6 @@
+require ["fileinto"];
+if size :over 1M {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

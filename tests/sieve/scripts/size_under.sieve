@@ -1,0 +1,6 @@
+require ["fileinto"];
+if size :under 500 {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto"];
+if size :under 20K {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto", "special-use"];
+if specialuse_exists "\\Junk" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto", "subaddress"];
+if address :detail "cc" "lists" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

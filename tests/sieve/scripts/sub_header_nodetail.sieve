@@ -1,0 +1,6 @@
+require ["fileinto", "subaddress"];
+if address :detail :matches "from" "*" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

@@ -1,0 +1,6 @@
+require ["fileinto", "subaddress"];
+if address :user "cc" "dave" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}

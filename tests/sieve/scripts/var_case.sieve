@@ -1,0 +1,3 @@
+require ["variables","fileinto"];
+set "Name" "v";
+fileinto "${NAME}${name}";

@@ -1,0 +1,2 @@
+require ["variables","fileinto"];
+if header :matches "subject" "Grüße *" { fileinto "${1}"; }

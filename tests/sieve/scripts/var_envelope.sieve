@@ -1,0 +1,2 @@
+require ["variables","fileinto","envelope"];
+if envelope :matches "from" "*@*" { fileinto "${2}"; }

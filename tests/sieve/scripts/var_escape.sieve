@@ -1,0 +1,3 @@
+require ["variables","fileinto"];
+set "a" "1";
+fileinto "\\${a}${a}$${a}${";

@@ -1,0 +1,2 @@
+require ["variables","fileinto"];
+if header :matches "subject" "* on *" { fileinto "M.${1}.${2}"; }

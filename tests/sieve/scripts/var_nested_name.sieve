@@ -1,0 +1,3 @@
+require ["variables","fileinto"];
+set "a.b" "x";
+fileinto "${a.b}";

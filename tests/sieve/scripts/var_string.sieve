@@ -1,0 +1,6 @@
+require ["fileinto", "variables"];
+if string :is "${x}" "" {
+  fileinto "yes";
+} else {
+  fileinto "no";
+}
