@@ -32,8 +32,10 @@
 //! decides); the one of the last script executed is. All scripts add to one list of actions,
 //! so the duplicate rules, the `reject` conflicts and [`Limits::max_actions`] apply across
 //! scripts (a `keep` in a before script and the user script's implicit keep are one copy).
-//! Header edits (`editheader`) carry over to the following scripts; variables, match
-//! variables and the imap4flags internal variable are each script's own. A run-time error in
+//! Header edits (`editheader`) and the imap4flags internal variable carry over to the
+//! following scripts (Pigeonhole keeps both in the one result the scripts share, so a flag a
+//! before script adds reaches the user script's implicit keep); variables and match
+//! variables are each script's own. A run-time error in
 //! any script ends the sequence: [`Sequence::error`] says which script, and the outcome is
 //! the fallback, one implicit keep into INBOX of the message as received (what Pigeonhole
 //! does after a run-time error: nothing of the failed run is executed).
@@ -215,9 +217,14 @@ struct Ctx<'a, 'i> {
     regex_cache: HashMap<(String, u8), Arc<regex::Regex>>,
     globals: HashMap<String, String>,
     var_bytes: usize,
+    /// Octets of the fields `addheader` added (bounded by [`Limits::max_header_octets`]).
+    added_header_bytes: usize,
     included_once: HashSet<(IncludeLocation, String)>,
     include_stack: Vec<(IncludeLocation, String, *const Script)>,
 }
+
+/// How many regular expressions compiled at run time are kept (a bound on memory).
+const REGEX_CACHE_SIZE: usize = 64;
 
 /// Tags that are followed by a value argument.
 const VALUE_TAGS: &[&str] = &[
@@ -478,6 +485,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
             regex_cache: HashMap::new(),
             globals: HashMap::new(),
             var_bytes: 0,
+            added_header_bytes: 0,
             included_once: HashSet::new(),
             include_stack: Vec::new(),
         }
@@ -486,7 +494,6 @@ impl<'a, 'i> Ctx<'a, 'i> {
     fn begin_script(&mut self) {
         self.steps = 0;
         self.explicit_keep_this_script = false;
-        self.flags.clear();
         self.globals.clear();
         self.var_bytes = 0;
         self.included_once.clear();
@@ -767,6 +774,9 @@ impl<'a, 'i> Ctx<'a, 'i> {
         let r = matcher::compile_regex(key, cmp, self.limits.max_regex_size)
             .map_err(|e| err(list_pos, format!("invalid regular expression: {e}")))?;
         let r = Arc::new(r);
+        if self.regex_cache.len() >= REGEX_CACHE_SIZE {
+            self.regex_cache.clear();
+        }
         self.regex_cache.insert(ck, r.clone());
         Ok(r)
     }
@@ -980,11 +990,15 @@ impl<'a, 'i> Ctx<'a, 'i> {
                     Some(flag) => self.input.host.special_use(flag).unwrap_or(name),
                     None => name,
                 };
+                let create = args.has("create");
+                if !create && !self.input.host.mailbox_exists(&mailbox) {
+                    self.note(pos, format!("fileinto: folder {mailbox} does not exist (no :create); it is stored into INBOX"));
+                }
                 let header = self.header_snapshot();
                 let store = Store {
                     mailbox: Some(mailbox),
                     flags,
-                    create: args.has("create"),
+                    create,
                     special_use,
                     header,
                     pos: Some(pos),
@@ -1171,10 +1185,21 @@ impl<'a, 'i> Ctx<'a, 'i> {
             );
             return Ok(());
         }
-        let field = message::Field {
-            name,
-            value: encode_value(&value),
-        };
+        // No line breaks of the script's own: they would end the field early.
+        let value = encode_value(&value.replace(['\r', '\n'], " "));
+        self.added_header_bytes = self
+            .added_header_bytes
+            .saturating_add(name.len() + value.len() + 4);
+        if self.added_header_bytes > self.limits.max_header_octets {
+            return Err(err(
+                pos,
+                format!(
+                    "addheader: more than {} octets added (max_header_octets)",
+                    self.limits.max_header_octets
+                ),
+            ));
+        }
+        let field = message::Field { name, value };
         if args.has("last") {
             self.headers.fields.push(field);
         } else {
