@@ -219,9 +219,14 @@ struct Ctx<'a, 'i> {
     var_bytes: usize,
     /// Octets of the fields `addheader` added (bounded by [`Limits::max_header_octets`]).
     added_header_bytes: usize,
+    /// Current recursion depth of blocks and tests.
+    depth: usize,
     included_once: HashSet<(IncludeLocation, String)>,
     include_stack: Vec<(IncludeLocation, String, *const Script)>,
 }
+
+/// The deepest recursion of blocks and tests whatever the limits say (a bound on stack use).
+const MAX_DEPTH: usize = 1000;
 
 /// How many regular expressions compiled at run time are kept (a bound on memory).
 const REGEX_CACHE_SIZE: usize = 64;
@@ -486,6 +491,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
             globals: HashMap::new(),
             var_bytes: 0,
             added_header_bytes: 0,
+            depth: 0,
             included_once: HashSet::new(),
             include_stack: Vec::new(),
         }
@@ -909,7 +915,31 @@ impl<'a, 'i> Ctx<'a, 'i> {
 
     // ----- commands -----
 
+    /// Enters one level of blocks or tests: the validator bounds nesting per script, this
+    /// bounds it over an include chain too (the interpreter recurses once per level).
+    fn enter(&mut self, pos: Pos) -> R<()> {
+        self.depth += 1;
+        let max = self
+            .limits
+            .max_nesting
+            .saturating_add(2)
+            .saturating_mul(self.limits.max_include_depth.saturating_add(1))
+            .min(MAX_DEPTH);
+        if self.depth > max {
+            return Err(err(pos, "nested too deeply"));
+        }
+        Ok(())
+    }
+
     fn exec_block(&mut self, frame: &mut Frame<'_>, cmds: &[Command]) -> R<Flow> {
+        let pos = cmds.first().map(|c| c.pos).unwrap_or_default();
+        self.enter(pos)?;
+        let r = self.exec_block_inner(frame, cmds);
+        self.depth -= 1;
+        r
+    }
+
+    fn exec_block_inner(&mut self, frame: &mut Frame<'_>, cmds: &[Command]) -> R<Flow> {
         // Whether the if/elsif chain before the current command has taken a branch; None
         // when the previous command is not part of a chain.
         let mut chain: Option<bool> = None;
@@ -1293,6 +1323,13 @@ impl<'a, 'i> Ctx<'a, 'i> {
 
     fn test(&mut self, frame: &mut Frame<'_>, t: &Test) -> R<bool> {
         self.step(t.pos)?;
+        self.enter(t.pos)?;
+        let r = self.test_inner(frame, t);
+        self.depth -= 1;
+        r
+    }
+
+    fn test_inner(&mut self, frame: &mut Frame<'_>, t: &Test) -> R<bool> {
         let args = Args::split(&t.args);
         let pos = t.pos;
         match t.name.as_str() {
@@ -1431,7 +1468,14 @@ impl<'a, 'i> Ctx<'a, 'i> {
                     }
                     None => self.flags.clone(),
                 };
-                let keys = flag_list(&self.strings(frame, keys_arg)?);
+                let keys = self.strings(frame, keys_arg)?;
+                // Keys are flag lists too, except regular expressions (which keep their
+                // place for the validator's precompiled ones).
+                let keys = if m.mt == MatchType::Regex {
+                    keys
+                } else {
+                    flag_list(&keys)
+                };
                 self.match_values(frame, &m, &flags, &keys, keys_arg.pos())
             }
             "environment" => {

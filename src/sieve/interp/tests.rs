@@ -1280,3 +1280,22 @@ fn strings_are_not_expanded_without_variables() {
         v(&["fileinto:${x}"])
     );
 }
+
+#[test]
+fn limits_nesting_is_bounded_at_run_time() {
+    let mut t = T::new();
+    t.limits.max_nesting = 2;
+    t.limits.max_include_depth = 0;
+    // The validator may refuse this already; if it compiles, the run refuses it.
+    let src = "if true { if true { if true { if true { if true { keep; } } } } }";
+    if let Ok(s) = compile(src.as_bytes(), &Limits::default()) {
+        assert!(t.with(|i| run(&s, i, &t.limits)).is_err());
+    }
+}
+
+#[test]
+fn rfc5232_hasflag_with_a_variable_list() {
+    let src = "require [\"imap4flags\", \"variables\"]; set \"a\" \"x y\"; set \"b\" \"z\";
+        if hasflag :is [\"a\", \"b\"] \"z\" { discard; }";
+    assert_eq!(T::new().acts(src), v(&["discard"]));
+}
