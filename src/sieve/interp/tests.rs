@@ -1299,3 +1299,91 @@ fn rfc5232_hasflag_with_a_variable_list() {
         if hasflag :is [\"a\", \"b\"] \"z\" { discard; }";
     assert_eq!(T::new().acts(src), v(&["discard"]));
 }
+
+/// After RFC 6609 §5: a script built of personal and global pieces.
+#[test]
+fn rfc6609_5_example_pieces() {
+    let t = with_scripts(&[
+        (IncludeLocation::Personal, "always_allow", "if address :is \"from\" \"boss@example.com\" { keep; }"),
+        (
+            IncludeLocation::Global,
+            "spam_tests",
+            "require \"reject\"; if header :contains \"Subject\" \"XXXX\" { reject \"Subject XXXX is unacceptable.\"; }",
+        ),
+        (IncludeLocation::Personal, "spam_tests", "if address :is \"from\" \"alice@example.org\" { discard; }"),
+        (
+            IncludeLocation::Personal,
+            "mailing_lists",
+            "require \"fileinto\"; if exists \"list-id\" { fileinto \"lists\"; }",
+        ),
+    ]);
+    let src =
+        "require \"include\"; include :personal \"always_allow\"; include :global \"spam_tests\";
+        include :personal \"spam_tests\"; include :personal \"mailing_lists\";";
+    // The sender is discarded by the personal spam test, but the list rule files it.
+    assert_eq!(t.acts(src), v(&["fileinto:lists"]));
+    let xxxx = T {
+        host: t.host,
+        ..T::new()
+    }
+    .msg(b"From: x@example.net\r\nSubject: XXXX\r\n\r\nhi\r\n");
+    assert_eq!(xxxx.acts(src), v(&["reject:Subject XXXX is unacceptable."]));
+}
+
+/// After RFC 6609 §5: a global variable passes a test value in and a result out.
+#[test]
+fn rfc6609_5_example_global_variables() {
+    let t = with_scripts(&[(
+        IncludeLocation::Personal,
+        "subject_tests",
+        "require [\"include\", \"variables\"]; global [\"test\", \"test_mailbox\"];
+         if header :contains \"subject\" \"${test}\" { set \"test_mailbox\" \"spam-${test}\"; }",
+    )]);
+    let src =
+        "require [\"include\", \"variables\", \"fileinto\"]; global [\"test\", \"test_mailbox\"];
+        set \"test\" \"$$\"; include \"subject_tests\";
+        set \"test\" \"money\"; include \"subject_tests\";
+        if string :is \"${test_mailbox}\" \"\" { stop; }
+        fileinto \"${test_mailbox}\";";
+    assert_eq!(t.acts(src), v(&["fileinto:spam-money"]));
+}
+
+#[test]
+fn rfc6609_match_variables_are_each_scripts_own() {
+    let t = with_scripts(&[(
+        IncludeLocation::Personal,
+        "m",
+        "require \"variables\"; if header :matches \"subject\" \"*\" { }",
+    )]);
+    let src = "require [\"include\", \"variables\", \"fileinto\"];
+        if header :matches \"x-spam-score\" \"*\" { include \"m\"; fileinto \"s${1}\"; }";
+    assert_eq!(t.acts(src), v(&["fileinto:s12"]));
+}
+
+/// After RFC 5293 §7: tag the message and drop a field another filter set.
+#[test]
+fn rfc5293_example_tag_and_remove() {
+    let src = "require [\"editheader\", \"fileinto\"];
+        addheader \"X-Sieve-Filtered\" \"<kim@job.example.com>\";
+        deleteheader :contains \"X-Spam-Status\" \"yes\";
+        if not exists \"x-spam-status\" { fileinto \"checked\"; }";
+    let o = T::new().ok(src);
+    assert_eq!(summary(&o), v(&["fileinto:checked"]));
+    let h = stored_header(&o, 0).unwrap_or_default();
+    assert!(
+        h.starts_with("X-Sieve-Filtered: <kim@job.example.com>"),
+        "{h}"
+    );
+    assert!(!h.contains("X-Spam-Status"), "{h}");
+}
+
+#[test]
+fn rfc5228_2_10_3_keep_and_copy_into_the_same_folder() {
+    let src = "require [\"fileinto\", \"copy\"]; fileinto :copy \"A\"; fileinto \"A\"; keep;";
+    assert_eq!(T::new().acts(src), v(&["fileinto:A", "keep"]));
+}
+
+#[test]
+fn rfc5228_2_10_2_discard_then_keep_keeps() {
+    assert_eq!(T::new().acts("discard; keep;"), v(&["keep"]));
+}
