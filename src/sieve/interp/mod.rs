@@ -684,12 +684,8 @@ impl<'a, 'i> Ctx<'a, 'i> {
             return None;
         }
         if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
-            let n: usize = inner.trim_start_matches('0').parse().unwrap_or(0);
-            let n = if inner.trim_start_matches('0').is_empty() {
-                0
-            } else {
-                n
-            };
+            // An index too large for usize names no match variable: "".
+            let n = inner.parse::<usize>().unwrap_or(usize::MAX);
             return Some(frame.match_vars.get(n).cloned().unwrap_or_default());
         }
         let valid = !inner.is_empty()

@@ -1387,3 +1387,10 @@ fn rfc5228_2_10_3_keep_and_copy_into_the_same_folder() {
 fn rfc5228_2_10_2_discard_then_keep_keeps() {
     assert_eq!(T::new().acts("discard; keep;"), v(&["keep"]));
 }
+
+#[test]
+fn rfc5229_3_2_match_variable_numbers() {
+    let src = "require [\"variables\", \"fileinto\"];
+        if header :matches \"x-spam-score\" \"?*\" { fileinto \"${00}-${1}-${2}-${3}-${99999999999999999999999}\"; }";
+    assert_eq!(T::new().acts(src), v(&["fileinto:12-1-2---"]));
+}
