@@ -37,8 +37,10 @@
 //! before script adds reaches the user script's implicit keep); variables and match
 //! variables are each script's own. A run-time error in
 //! any script ends the sequence: [`Sequence::error`] says which script, and the outcome is
-//! the fallback, one implicit keep into INBOX of the message as received (what Pigeonhole
-//! does after a run-time error: nothing of the failed run is executed).
+//! the fallback, one implicit keep into INBOX of the message as received. Pigeonhole too
+//! drops a failing script's actions and keeps the message; it may already have executed the
+//! actions of the scripts before it, which here are dropped as well, so the fallback copy in
+//! INBOX is the one copy stored (nothing is lost either way).
 //!
 //! # Variables and strings
 //!

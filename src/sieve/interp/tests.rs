@@ -1394,3 +1394,48 @@ fn rfc5229_3_2_match_variable_numbers() {
         if header :matches \"x-spam-score\" \"?*\" { fileinto \"${00}-${1}-${2}-${3}-${99999999999999999999999}\"; }";
     assert_eq!(T::new().acts(src), v(&["fileinto:12-1-2--"]));
 }
+
+#[test]
+fn rfc5231_count_on_envelope() {
+    let src = "require [\"envelope\", \"relational\"];
+        if envelope :count \"eq\" :comparator \"i;ascii-numeric\" [\"from\", \"to\", \"auth\"] \"2\" { discard; }";
+    assert_eq!(T::new().acts(src), v(&["discard"]));
+}
+
+#[test]
+fn rfc5228_5_4_envelope_parts_of_the_null_sender_are_empty() {
+    let mut t = T::new();
+    t.envelope.from = String::new();
+    assert_eq!(
+        t.acts("require \"envelope\"; if envelope :localpart :is \"from\" \"\" { discard; }"),
+        v(&["discard"])
+    );
+}
+
+#[test]
+fn rfc5260_4_1_invalid_zone_makes_the_test_false() {
+    let src = "require [\"date\", \"variables\"]; set \"z\" \"bogus\"; if currentdate :zone \"${z}\" :matches \"year\" \"*\" { discard; }";
+    let o = T::new().ok(src);
+    assert_eq!(summary(&o), v(&["keep*"]));
+    assert_eq!(o.notes.len(), 1, "{:?}", o.notes);
+}
+
+#[test]
+fn rfc5173_body_matches_sets_match_variables() {
+    let src = "require [\"body\", \"variables\", \"fileinto\"];
+        if body :matches \"*Hello *,*\" { fileinto \"to.${2}\"; }";
+    assert_eq!(T::new().acts(src), v(&["fileinto:to.Bob"]));
+}
+
+#[test]
+fn rfc5173_body_part_over_the_limit_is_compared_with_contains_only() {
+    let mut t = T::new();
+    t.limits.max_body_part = 8;
+    let o = t.ok("require \"body\"; if body :is \"x\" { discard; }");
+    assert_eq!(summary(&o), v(&["keep*"]));
+    assert!(
+        o.notes.iter().any(|n| n.contains("max_body_part")),
+        "{:?}",
+        o.notes
+    );
+}
