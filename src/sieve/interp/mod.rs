@@ -32,11 +32,15 @@
 //! decides); the one of the last script executed is. All scripts add to one list of actions,
 //! so the duplicate rules, the `reject` conflicts and [`Limits::max_actions`] apply across
 //! scripts (a `keep` in a before script and the user script's implicit keep are one copy).
-//! Header edits (`editheader`) carry over to the following scripts; variables, match
-//! variables and the imap4flags internal variable are each script's own. A run-time error in
+//! Header edits (`editheader`) and the imap4flags internal variable carry over to the
+//! following scripts (Pigeonhole keeps both in the one result the scripts share, so a flag a
+//! before script adds reaches the user script's implicit keep); variables and match
+//! variables are each script's own. A run-time error in
 //! any script ends the sequence: [`Sequence::error`] says which script, and the outcome is
-//! the fallback, one implicit keep into INBOX of the message as received (what Pigeonhole
-//! does after a run-time error: nothing of the failed run is executed).
+//! the fallback, one implicit keep into INBOX of the message as received. Pigeonhole too
+//! drops a failing script's actions and keeps the message; it may already have executed the
+//! actions of the scripts before it, which here are dropped as well, so the fallback copy in
+//! INBOX is the one copy stored (nothing is lost either way).
 //!
 //! # Variables and strings
 //!
@@ -215,9 +219,19 @@ struct Ctx<'a, 'i> {
     regex_cache: HashMap<(String, u8), Arc<regex::Regex>>,
     globals: HashMap<String, String>,
     var_bytes: usize,
+    /// Octets of the fields `addheader` added (bounded by [`Limits::max_header_octets`]).
+    added_header_bytes: usize,
+    /// Current recursion depth of blocks and tests.
+    depth: usize,
     included_once: HashSet<(IncludeLocation, String)>,
     include_stack: Vec<(IncludeLocation, String, *const Script)>,
 }
+
+/// The deepest recursion of blocks and tests whatever the limits say (a bound on stack use).
+const MAX_DEPTH: usize = 1000;
+
+/// How many regular expressions compiled at run time are kept (a bound on memory).
+const REGEX_CACHE_SIZE: usize = 64;
 
 /// Tags that are followed by a value argument.
 const VALUE_TAGS: &[&str] = &[
@@ -478,6 +492,8 @@ impl<'a, 'i> Ctx<'a, 'i> {
             regex_cache: HashMap::new(),
             globals: HashMap::new(),
             var_bytes: 0,
+            added_header_bytes: 0,
+            depth: 0,
             included_once: HashSet::new(),
             include_stack: Vec::new(),
         }
@@ -486,7 +502,6 @@ impl<'a, 'i> Ctx<'a, 'i> {
     fn begin_script(&mut self) {
         self.steps = 0;
         self.explicit_keep_this_script = false;
-        self.flags.clear();
         self.globals.clear();
         self.var_bytes = 0;
         self.included_once.clear();
@@ -671,12 +686,8 @@ impl<'a, 'i> Ctx<'a, 'i> {
             return None;
         }
         if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
-            let n: usize = inner.trim_start_matches('0').parse().unwrap_or(0);
-            let n = if inner.trim_start_matches('0').is_empty() {
-                0
-            } else {
-                n
-            };
+            // An index too large for usize names no match variable: "".
+            let n = inner.parse::<usize>().unwrap_or(usize::MAX);
             return Some(frame.match_vars.get(n).cloned().unwrap_or_default());
         }
         let valid = !inner.is_empty()
@@ -767,6 +778,9 @@ impl<'a, 'i> Ctx<'a, 'i> {
         let r = matcher::compile_regex(key, cmp, self.limits.max_regex_size)
             .map_err(|e| err(list_pos, format!("invalid regular expression: {e}")))?;
         let r = Arc::new(r);
+        if self.regex_cache.len() >= REGEX_CACHE_SIZE {
+            self.regex_cache.clear();
+        }
         self.regex_cache.insert(ck, r.clone());
         Ok(r)
     }
@@ -899,7 +913,31 @@ impl<'a, 'i> Ctx<'a, 'i> {
 
     // ----- commands -----
 
+    /// Enters one level of blocks or tests: the validator bounds nesting per script, this
+    /// bounds it over an include chain too (the interpreter recurses once per level).
+    fn enter(&mut self, pos: Pos) -> R<()> {
+        self.depth += 1;
+        let max = self
+            .limits
+            .max_nesting
+            .saturating_add(2)
+            .saturating_mul(self.limits.max_include_depth.saturating_add(1))
+            .min(MAX_DEPTH);
+        if self.depth > max {
+            return Err(err(pos, "nested too deeply"));
+        }
+        Ok(())
+    }
+
     fn exec_block(&mut self, frame: &mut Frame<'_>, cmds: &[Command]) -> R<Flow> {
+        let pos = cmds.first().map(|c| c.pos).unwrap_or_default();
+        self.enter(pos)?;
+        let r = self.exec_block_inner(frame, cmds);
+        self.depth -= 1;
+        r
+    }
+
+    fn exec_block_inner(&mut self, frame: &mut Frame<'_>, cmds: &[Command]) -> R<Flow> {
         // Whether the if/elsif chain before the current command has taken a branch; None
         // when the previous command is not part of a chain.
         let mut chain: Option<bool> = None;
@@ -980,11 +1018,15 @@ impl<'a, 'i> Ctx<'a, 'i> {
                     Some(flag) => self.input.host.special_use(flag).unwrap_or(name),
                     None => name,
                 };
+                let create = args.has("create");
+                if !create && !self.input.host.mailbox_exists(&mailbox) {
+                    self.note(pos, format!("fileinto: folder {mailbox} does not exist (no :create); it is stored into INBOX"));
+                }
                 let header = self.header_snapshot();
                 let store = Store {
                     mailbox: Some(mailbox),
                     flags,
-                    create: args.has("create"),
+                    create,
                     special_use,
                     header,
                     pos: Some(pos),
@@ -1171,10 +1213,21 @@ impl<'a, 'i> Ctx<'a, 'i> {
             );
             return Ok(());
         }
-        let field = message::Field {
-            name,
-            value: encode_value(&value),
-        };
+        // No line breaks of the script's own: they would end the field early.
+        let value = encode_value(&value.replace(['\r', '\n'], " "));
+        self.added_header_bytes = self
+            .added_header_bytes
+            .saturating_add(name.len() + value.len() + 4);
+        if self.added_header_bytes > self.limits.max_header_octets {
+            return Err(err(
+                pos,
+                format!(
+                    "addheader: more than {} octets added (max_header_octets)",
+                    self.limits.max_header_octets
+                ),
+            ));
+        }
+        let field = message::Field { name, value };
         if args.has("last") {
             self.headers.fields.push(field);
         } else {
@@ -1268,6 +1321,13 @@ impl<'a, 'i> Ctx<'a, 'i> {
 
     fn test(&mut self, frame: &mut Frame<'_>, t: &Test) -> R<bool> {
         self.step(t.pos)?;
+        self.enter(t.pos)?;
+        let r = self.test_inner(frame, t);
+        self.depth -= 1;
+        r
+    }
+
+    fn test_inner(&mut self, frame: &mut Frame<'_>, t: &Test) -> R<bool> {
         let args = Args::split(&t.args);
         let pos = t.pos;
         match t.name.as_str() {
@@ -1406,7 +1466,14 @@ impl<'a, 'i> Ctx<'a, 'i> {
                     }
                     None => self.flags.clone(),
                 };
-                let keys = flag_list(&self.strings(frame, keys_arg)?);
+                let keys = self.strings(frame, keys_arg)?;
+                // Keys are flag lists too, except regular expressions (which keep their
+                // place for the validator's precompiled ones).
+                let keys = if m.mt == MatchType::Regex {
+                    keys
+                } else {
+                    flag_list(&keys)
+                };
                 self.match_values(frame, &m, &flags, &keys, keys_arg.pos())
             }
             "environment" => {
