@@ -69,6 +69,11 @@ check: lint test
 install-test: build
 	sh contrib/install-test.sh
 
+# The Sieve corpus through Pigeonhole's sieve-test (Debian: dovecot-sieve) and our engine:
+# every difference not listed in tests/sieve/deviations.txt fails.
+sieve-diff: build
+	python3 tests/sieve/diff.py --lmtpd $(BIN)
+
 # Interoperability suite (run as root): a private Postfix instance and Exim from its
 # unpacked packages in front of lmtpd, swaks and smtp-source, then Python's mailbox module,
 # Dovecot's doveadm and `lmtpd export` reading what was stored. Installs postfix, swaks,
@@ -128,4 +133,4 @@ clean:
 	$(CARGO) clean
 	rm -rf run
 
-.PHONY: all build run test lint lint-man check install-test interop bench peers install uninstall clean
+.PHONY: all build run test lint lint-man check install-test interop sieve-diff bench peers install uninstall clean

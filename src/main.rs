@@ -360,8 +360,8 @@ fn sieve(args: &[String]) -> ExitCode {
         lmtpd::sieve_tool::test(&lmtpd::sieve_tool::TestArgs {
             script: PathBuf::from(script),
             message: PathBuf::from(message),
-            from: m.opt_str("from"),
-            to: m.opt_str("to"),
+            from: m.opt_str("from").unwrap_or_default(),
+            to: m.opt_str("to").unwrap_or_else(|| "recipient@localhost".into()),
             orcpt: m.opt_str("orcpt"),
             global_dir: m
                 .opt_str("global-dir")
@@ -369,7 +369,6 @@ fn sieve(args: &[String]) -> ExitCode {
                 .or_else(|| m.opt_present("c").then(|| sieve_cfg.global_dir.clone())),
             folders: m.opt_strs("folder"),
             now,
-            limits,
         })
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -535,3 +535,62 @@ fn with_edit(tag: &str, t: Target, store: &sieve::Store, original: Option<Origin
         })),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use lmtpd_store::MemoryBody;
+
+    #[test]
+    fn folder_names_map_to_maildir_levels() {
+        assert_eq!(store_folder("INBOX", '.'), Ok(None));
+        assert_eq!(store_folder("inbox", '/'), Ok(None));
+        assert_eq!(store_folder("Junk", '.'), Ok(Some("Junk".into())));
+        assert_eq!(store_folder("Lists.rust", '.'), Ok(Some("Lists.rust".into())));
+        assert_eq!(store_folder("INBOX.Lists", '.'), Ok(Some("Lists".into())));
+        assert_eq!(store_folder("Lists/rust", '/'), Ok(Some("Lists.rust".into())));
+        assert!(store_folder("a.b/c", '/').is_err(), "a level holding the store's separator");
+        assert!(store_folder("a..b", '.').is_err(), "an empty level");
+        assert!(store_folder("", '.').is_err());
+    }
+
+    #[test]
+    fn system_flags_are_stored_keywords_are_reported() {
+        let (flags, dropped) = store_flags(&[
+            "\\seen".into(),
+            "\\Flagged".into(),
+            "$label1".into(),
+            "\\Recent".into(),
+        ]);
+        assert!(flags.contains(Flag::Seen) && flags.contains(Flag::Flagged));
+        assert!(!flags.contains(Flag::Deleted));
+        assert_eq!(dropped, vec!["$label1".to_string()]);
+    }
+
+    #[test]
+    fn rfc5429_2_1_1_reject_reasons_become_safe_reply_lines() {
+        assert_eq!(reject_text("go away"), vec!["go away"]);
+        assert_eq!(reject_text("one\ntwo\n"), vec!["one", "two"]);
+        let fixed = reject_text("Grüße");
+        assert_eq!(fixed.len(), 1);
+        assert!(fixed[0].is_ascii() && !fixed[0].contains("Gr"));
+        assert!(reject_text("bell\u{7}").iter().all(|l| !l.contains('\u{7}')));
+        assert!(reject_text("").iter().all(|l| !l.is_empty()));
+        assert!(reject_text(&"x\n".repeat(100)).len() <= 10);
+    }
+
+    #[test]
+    fn the_header_section_is_read_up_to_its_empty_line_and_bounded() {
+        let body = MemoryBody(b"A: 1\nB: 2\n\nbody\n".to_vec());
+        assert_eq!(read_header(&body, 1 << 20), (b"A: 1\nB: 2\n\n".to_vec(), true));
+        let only = MemoryBody(b"A: 1\n".to_vec());
+        assert_eq!(read_header(&only, 1 << 20), (b"A: 1\n".to_vec(), true));
+        let long = MemoryBody([&b"X: "[..], &vec![b'y'; 100][..], b"\n\nbody"].concat());
+        let (h, complete) = read_header(&long, 50);
+        assert_eq!(h.len(), 50);
+        assert!(!complete, "a header section longer than the limit cannot be edited");
+        let empty_header = MemoryBody(b"\nbody\n".to_vec());
+        assert_eq!(read_header(&empty_header, 100), (b"\n".to_vec(), true));
+    }
+}

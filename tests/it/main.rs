@@ -1,10 +1,12 @@
 //! The integration tests, one test binary: `tests/it/common` is compiled once and shared by
-//! the server (`lmtp`), operations (`ops`), hardening and end-to-end store (`stores`) tests.
+//! the server (`lmtp`), operations (`ops`), hardening, end-to-end store (`stores`), Sieve at
+//! delivery (`filter`) and the Sieve corpus (`sieve`) tests.
 //! Run one group with a filter on its module, e.g. `cargo test --test it hardening::`.
 
 mod common;
 mod hardening;
 mod lmtp;
 mod ops;
+mod filter;
 mod sieve;
 mod stores;
