@@ -97,6 +97,15 @@ pub(crate) fn check_detail(detail: &str) -> Result<(), &'static str> {
 
 /// Finds the folder directory named `want` (`.<detail>`) under `root`, or one whose name
 /// differs only in ASCII case. Does not check what it found.
+/// Does the Maildir++ folder `name` (levels separated by `.`) exist under `root`, found the
+/// way delivery finds it? A name delivery would refuse does not.
+pub(crate) fn folder_exists(root: &Path, name: &str) -> Result<bool, Failure> {
+    if check_detail(name).is_err() {
+        return Ok(false);
+    }
+    Ok(find_folder(root, &format!(".{name}"))?.is_some_and(|p| p.is_dir()))
+}
+
 fn find_folder(root: &Path, want: &str) -> Result<Option<PathBuf>, Failure> {
     let exact = root.join(want);
     match fs::symlink_metadata(&exact) {
@@ -165,7 +174,10 @@ pub(crate) fn resolve_target(root: &Path, folder: &Folder, user: &str) -> Result
             log::info!("maildir: {user}: created folder {}", folder.display());
             Ok(folder)
         }
-        None => Ok(root.to_path_buf()),
+        None => {
+            log::info!("maildir: {user}: folder {detail} does not exist; delivering to INBOX");
+            Ok(root.to_path_buf())
+        }
     }
 }
 

@@ -160,7 +160,7 @@ impl MaildirStore {
         let target_dir = layout::resolve_target(root, &target.folder, &rcpt.user)?;
         self.sweep_once(&target_dir);
 
-        let size = d.copy_size(msg);
+        let size = d.copy_size_at(msg, target);
         let limited = rcpt.quota.is_limited();
         if limited {
             let over = quota::over(root, &rcpt.quota, quota::Need::Add(size), &self.host)
@@ -174,14 +174,7 @@ impl MaildirStore {
             }
         }
 
-        let name = write::store_copy(
-            &target_dir,
-            &self.host,
-            &self.syncs,
-            msg,
-            &d.trace,
-            target.flags,
-        )?;
+        let name = write::store_copy(&target_dir, &self.host, &self.syncs, msg, d, target)?;
         let path = target_dir.join(&name);
 
         if limited {
@@ -201,6 +194,16 @@ impl MaildirStore {
 impl MailStore for MaildirStore {
     fn name(&self) -> &'static str {
         "maildir"
+    }
+
+    fn mailbox_exists(&self, rcpt: &Recipient, folder: &str) -> Result<bool, DeliveryError> {
+        if folder.eq_ignore_ascii_case("INBOX") {
+            return Ok(true);
+        }
+        let root = self
+            .root(rcpt)
+            .map_err(|f| f.into_delivery(self.cfg.quota_permfail))?;
+        layout::folder_exists(&root, folder).map_err(|f| f.into_delivery(self.cfg.quota_permfail))
     }
 
     fn check(&self, rcpt: &Recipient) -> Result<(), DeliveryError> {

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use lmtpd_store::{pump, Flag, Flags, Message, PumpError};
+use lmtpd_store::{pump, Delivery, Flag, Message, PumpError, Target};
 
 use crate::dirsync::DirSyncs;
 use crate::error::{io_at, Failure};
@@ -89,9 +89,10 @@ pub(crate) fn store_copy(
     host: &str,
     syncs: &DirSyncs,
     msg: &Message<'_>,
-    trace: &[u8],
-    flags: Flags,
+    d: &Delivery<'_>,
+    target: &Target,
 ) -> Result<String, Failure> {
+    let flags = target.flags;
     let tmp_dir = dir.join("tmp");
     let (sub, info) = if flags.is_empty() {
         ("new", String::new())
@@ -105,14 +106,14 @@ pub(crate) fn store_copy(
         )
     };
     let new_dir = dir.join(sub);
-    let size = msg.copy_size(trace);
-    let crlf_size = size.saturating_add(msg.copy_lines(trace));
+    let size = d.copy_size_at(msg, target);
+    let crlf_size = size.saturating_add(d.copy_lines_at(msg, target));
 
     let mut cleanup = Cleanup::default();
     let (mut base, tmp_path, mut file) = create_tmp(&tmp_dir, host)?;
     cleanup.tmp = Some(tmp_path.clone());
 
-    let reader = msg.reader(trace).map_err(|err| Failure::Io {
+    let reader = d.reader_at(msg, target).map_err(|err| Failure::Io {
         what: "open message spool".into(),
         err,
     })?;

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use lmtpd_store::{pump, Flag, Flags, Message, PumpError};
+use lmtpd_store::{pump, Delivery, Flag, Flags, Message, PumpError, Target};
 
 use crate::error::{io_at, Failure};
 use lmtpd_store::mboxrd::{self, Filter, BUF_SIZE};
@@ -67,16 +67,17 @@ pub(crate) fn flag_lines(flags: Flags) -> String {
     out
 }
 
-/// Writes the copy (`trace` + body of `msg`, with `flags`) at `end` of the locked, open
-/// mailbox.
+/// Writes `d`'s copy at `target` (its trace, the body of `msg` or its edited header
+/// section and body, with the target's flags) at `end` of the locked, open mailbox.
 fn write_copy(
     file: &File,
     end: u64,
     path: &Path,
     msg: &Message<'_>,
-    trace: &[u8],
-    flags: Flags,
+    d: &Delivery<'_>,
+    target: &Target,
 ) -> Result<u64, Failure> {
+    let flags = target.flags;
     let pad = padding(file, end, path)?;
     let mut out = file;
     out.seek(SeekFrom::Start(end))
@@ -89,7 +90,7 @@ fn write_copy(
     filter
         .raw(flag_lines(flags).as_bytes())
         .map_err(write_err)?;
-    let mut reader = msg.reader(trace).map_err(|err| Failure::Io {
+    let mut reader = d.reader_at(msg, target).map_err(|err| Failure::Io {
         what: "open message spool".into(),
         err,
     })?;
@@ -137,8 +138,8 @@ pub(crate) fn append(
     file: &File,
     path: &Path,
     msg: &Message<'_>,
-    trace: &[u8],
-    flags: Flags,
+    d: &Delivery<'_>,
+    target: &Target,
 ) -> Result<Appended, AppendFailed> {
     let start = file
         .metadata()
@@ -153,7 +154,7 @@ pub(crate) fn append(
         start,
         armed: true,
     };
-    let written = write_copy(file, start, path, msg, trace, flags);
+    let written = write_copy(file, start, path, msg, d, target);
     guard.armed = false;
     match written {
         Ok(bytes) => Ok(Appended { start, bytes }),

@@ -352,7 +352,7 @@ impl MboxStore {
         } else {
             None
         };
-        let done = append::append(file, target, msg, &d.trace, want.flags).map_err(|failed| {
+        let done = append::append(file, target, msg, d, want).map_err(|failed| {
             if !failed.clean {
                 if let Some(batch) = batch {
                     batch.poison();
@@ -395,7 +395,7 @@ impl MboxStore {
         let from =
             lmtpd_store::mboxrd::from_line(msg.envelope.sender.as_deref(), SystemTime::now());
         let flags = append::flag_lines(want.flags).len() as u64;
-        let size = from.len() as u64 + flags + d.copy_size(msg) + 1;
+        let size = from.len() as u64 + flags + d.copy_size_at(msg, want) + 1;
         if rcpt.quota.would_exceed(meta.len(), count, size) {
             return Err(Failure::OverQuota(format!(
                 "{size}-byte message exceeds the quota of {} ({} bytes, {count} messages)",
@@ -429,6 +429,15 @@ fn stamp_eq(a: &fs::Metadata, b: &fs::Metadata) -> bool {
 impl MailStore for MboxStore {
     fn name(&self) -> &'static str {
         "mbox"
+    }
+
+    fn mailbox_exists(&self, rcpt: &Recipient, folder: &str) -> Result<bool, DeliveryError> {
+        if folder.eq_ignore_ascii_case("INBOX") {
+            return Ok(true);
+        }
+        let inbox = template::expand(&self.cfg.template, rcpt)
+            .map_err(|why| DeliveryError::local_error().with_source(why))?;
+        Ok(mailbox::folder_exists(&inbox, folder, self.per_user_dir))
     }
 
     fn check(&self, rcpt: &Recipient) -> Result<(), DeliveryError> {

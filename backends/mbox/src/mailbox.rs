@@ -25,6 +25,20 @@ pub(crate) fn check_detail(detail: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Does the folder file `name` exist next to `inbox` (as [`resolve_target`] would find it
+/// without `create`)?
+pub(crate) fn folder_exists(inbox: &Path, name: &str, per_user_dir: bool) -> bool {
+    if !per_user_dir || check_detail(name).is_err() {
+        return false;
+    }
+    let dir = match inbox.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let folder = dir.join(name);
+    folder != inbox && fs::symlink_metadata(&folder).is_ok_and(|m| m.is_file())
+}
+
 /// Picks the mbox file a copy goes into: the inbox, or the folder file
 /// `<directory of the inbox>/<name>` when `per_user_dir` (the template gives every user a
 /// directory of their own), the name is safe, and the folder is an existing regular file
@@ -71,6 +85,7 @@ pub(crate) fn resolve_target(
             if create {
                 Ok(folder)
             } else {
+                log::info!("mbox: {user}: folder {detail} does not exist; delivering to the inbox");
                 Ok(inbox.to_path_buf())
             }
         }

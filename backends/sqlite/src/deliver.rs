@@ -52,7 +52,7 @@ pub(crate) fn stage_one(
     now: i64,
 ) -> Result<Stored, Failure> {
     let rcpt = d.rcpt;
-    let size = d.copy_size(shared.msg);
+    let size = d.copy_size_at(shared.msg, target);
 
     let row: Option<(i64, i64, i64, i64)> = tx
         .query_row(
@@ -86,9 +86,12 @@ pub(crate) fn stage_one(
     };
     let folder = resolve_folder(tx, mailbox, &target.folder, now)?;
 
+    // A copy whose header section a filter edited has a body row of its own: the trace
+    // column holds the trace and the edited header section, the row the rest of the body.
+    let skip = target.edit.as_ref().map_or(0, |e| e.replaces);
     let message = match shared.body_row {
-        Some(id) if body_exists(tx, id)? => id,
-        _ => insert_body(tx, shared)?,
+        Some(id) if skip == 0 && body_exists(tx, id)? => id,
+        _ => insert_body(tx, shared, skip)?,
     };
 
     tx.execute(
@@ -104,7 +107,7 @@ pub(crate) fn stage_one(
             to_i64(size),
             target.flags.imap_list(),
             now,
-            d.trace
+            d.prefix(target).as_ref()
         ],
     )
     .map_err(Failure::sql("insert delivery"))?;
@@ -119,7 +122,9 @@ pub(crate) fn stage_one(
         ],
     )
     .map_err(Failure::sql("update mailbox"))?;
-    shared.body_row = Some(message);
+    if skip == 0 {
+        shared.body_row = Some(message);
+    }
     Ok(Stored {
         uid,
         folder,
@@ -175,11 +180,12 @@ fn body_exists(tx: &Connection, id: i64) -> Result<bool, Failure> {
         .map_err(Failure::sql("look up body"))
 }
 
-/// Inserts the `messages` row with a zero-filled BLOB of the body's size and streams the
-/// spooled body into it through a fixed buffer.
-fn insert_body(tx: &Connection, shared: &Shared<'_>) -> Result<i64, Failure> {
+/// Inserts the `messages` row with a zero-filled BLOB of the body's size (without its first
+/// `skip` bytes, the header section an edited copy replaces) and streams the spooled body
+/// into it through a fixed buffer.
+fn insert_body(tx: &Connection, shared: &Shared<'_>, skip: u64) -> Result<i64, Failure> {
     let body = shared.msg.body;
-    let len = body.len();
+    let len = body.len().saturating_sub(skip);
     let blob_len = i32::try_from(len)
         .map_err(|_| Failure::TooBig(format!("{len}-byte body exceeds the largest SQLite BLOB")))?;
     let env = shared.msg.envelope;
@@ -205,6 +211,12 @@ fn insert_body(tx: &Connection, shared: &Shared<'_>) -> Result<i64, Failure> {
     let mut reader = body.open().map_err(|err| Failure::Io {
         what: "open spooled body",
         err,
+    })?;
+    std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink()).map_err(|err| {
+        Failure::Io {
+            what: "read spooled body",
+            err,
+        }
     })?;
     copy_exact(&mut reader, &mut blob, len)?;
     blob.close().map_err(Failure::sql("close body blob"))?;

@@ -236,6 +236,20 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Does `rcpt` have the folder `name` (a `folders` row, or a delivery in it)?
+    fn folder_exists(&self, rcpt: &Recipient, name: &str) -> Result<bool, Failure> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM folders f JOIN mailboxes m ON m.id = f.mailbox_id \
+               WHERE m.address = ?1 AND f.name = ?2) \
+             OR EXISTS (SELECT 1 FROM deliveries d JOIN mailboxes m ON m.id = d.mailbox_id \
+               WHERE m.address = ?1 AND d.folder = ?2)",
+            rusqlite::params![rcpt.user, name],
+            |r| r.get(0),
+        )
+        .map_err(Failure::sql("look up folder"))
+    }
+
     fn fail(&self, rcpt: &Recipient, stage: &str, failure: Failure) -> DeliveryError {
         if failure.is_quota() {
             log::info!("sqlite: {}: {stage}: {failure}", rcpt.user);
@@ -249,6 +263,14 @@ impl SqliteStore {
 impl MailStore for SqliteStore {
     fn name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn mailbox_exists(&self, rcpt: &Recipient, folder: &str) -> Result<bool, DeliveryError> {
+        if folder.eq_ignore_ascii_case(crate::deliver::INBOX) {
+            return Ok(true);
+        }
+        self.folder_exists(rcpt, folder)
+            .map_err(|f| self.fail(rcpt, "look up folder", f))
     }
 
     fn check(&self, rcpt: &Recipient) -> Result<(), DeliveryError> {

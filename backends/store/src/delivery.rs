@@ -3,7 +3,10 @@
 //! with the message, and [`combine`], the one rule that turns several targets' results into
 //! that recipient's single outcome.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::io::{self, Read};
+use std::sync::Arc;
 
 use crate::{DeliveryError, DetailMailbox, Message, Recipient};
 
@@ -133,13 +136,29 @@ impl fmt::Display for Folder {
     }
 }
 
-/// One place a recipient's copy is stored: a folder and the flags the copy gets there.
+/// A replacement for the header section of one copy (Sieve `editheader`, RFC 5293): the copy
+/// is the trace prefix, then `header`, then the body without its first `replaces` bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderEdit {
+    /// The complete new header section, LF line ends, ending with its empty line.
+    pub header: Vec<u8>,
+    /// How many bytes of the spooled body (its original header section, with its empty
+    /// line) `header` replaces.
+    pub replaces: u64,
+    /// The number of LF line ends in those bytes.
+    pub replaces_lines: u64,
+}
+
+/// One place a recipient's copy is stored: a folder, the flags the copy gets there and, when
+/// a filter edited it, the copy's own header section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     /// The folder.
     pub folder: Folder,
     /// The flags of the stored copy.
     pub flags: Flags,
+    /// The copy's own header section; `None` stores the message as received.
+    pub edit: Option<Arc<HeaderEdit>>,
 }
 
 impl Target {
@@ -148,6 +167,7 @@ impl Target {
         Target {
             folder: Folder::Inbox,
             flags: Flags::NONE,
+            edit: None,
         }
     }
 
@@ -159,6 +179,7 @@ impl Target {
                 create,
             },
             flags: Flags::NONE,
+            edit: None,
         }
     }
 
@@ -177,6 +198,12 @@ impl Target {
     /// The same target with `flags`.
     pub fn with_flags(mut self, flags: Flags) -> Target {
         self.flags = flags;
+        self
+    }
+
+    /// The same target with its own header section.
+    pub fn with_edit(mut self, edit: Arc<HeaderEdit>) -> Target {
+        self.edit = Some(edit);
         self
     }
 }
@@ -210,6 +237,48 @@ impl<'a> Delivery<'a> {
     /// Size in bytes of one copy (trace plus body), as stored.
     pub fn copy_size(&self, msg: &Message<'_>) -> u64 {
         msg.copy_size(&self.trace)
+    }
+
+    /// What precedes the body in the copy at `target`: the trace headers, then the edited
+    /// header section when the target has one.
+    pub fn prefix(&self, target: &Target) -> Cow<'_, [u8]> {
+        match &target.edit {
+            None => Cow::Borrowed(&self.trace),
+            Some(e) => Cow::Owned([&self.trace[..], &e.header[..]].concat()),
+        }
+    }
+
+    /// Size in bytes of the copy at `target`, as stored.
+    pub fn copy_size_at(&self, msg: &Message<'_>, target: &Target) -> u64 {
+        let skip = target.edit.as_ref().map_or(0, |e| e.replaces);
+        let head = target.edit.as_ref().map_or(0, |e| e.header.len() as u64);
+        msg.copy_size(&self.trace) + head - skip.min(msg.body.len())
+    }
+
+    /// Number of LF line ends in the copy at `target`.
+    pub fn copy_lines_at(&self, msg: &Message<'_>, target: &Target) -> u64 {
+        let (head, skip) = target.edit.as_ref().map_or((0, 0), |e| {
+            let lines = e.header.iter().filter(|&&b| b == b'\n').count() as u64;
+            (lines, e.replaces_lines)
+        });
+        (msg.copy_lines(&self.trace) + head).saturating_sub(skip)
+    }
+
+    /// A reader over the whole copy at `target`: [`Delivery::prefix`], then the body (without
+    /// the header section an edit replaces).
+    pub fn reader_at<'p>(
+        &'p self,
+        msg: &'p Message<'p>,
+        target: &'p Target,
+    ) -> io::Result<impl Read + 'p> {
+        let mut body = msg.body.open()?;
+        if let Some(e) = &target.edit {
+            let skipped = io::copy(&mut (&mut body).take(e.replaces), &mut io::sink())?;
+            if skipped != e.replaces {
+                return Err(io::Error::other("the spooled body is shorter than its header section"));
+            }
+        }
+        Ok(io::Cursor::new(self.prefix(target)).chain(body))
     }
 }
 

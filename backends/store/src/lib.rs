@@ -26,7 +26,7 @@ pub mod template;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use crate::delivery::{combine, Delivery, Flag, Flags, Folder, Request, Target};
+pub use crate::delivery::{combine, Delivery, Flag, Flags, Folder, HeaderEdit, Request, Target};
 pub use crate::report::{reporter, CloseOnDrop, Outcome, Replies, Reporter};
 
 use std::fmt;
@@ -401,6 +401,11 @@ pub trait MailStore: Send + Sync {
     fn reports_progressively(&self) -> bool {
         true
     }
+
+    /// Does the recipient's folder `folder` exist (Sieve `mailboxexists`, RFC 5490 §3.1)?
+    /// `folder` uses `.` between hierarchy levels, as [`Folder::Named`] does; `INBOX`
+    /// (in any case) always exists; a name the store cannot use does not.
+    fn mailbox_exists(&self, rcpt: &Recipient, folder: &str) -> Result<bool, DeliveryError>;
 }
 
 #[cfg(test)]
