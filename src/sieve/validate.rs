@@ -29,7 +29,8 @@
 //!   contain variables. `i;ascii-numeric` is never combined with `:contains`, `:matches` or
 //!   `:regex`. Constant date parts are lower-cased and known; constant `:zone` values are
 //!   `+hhmm`/`-hhmm`; constant `include` names are not empty and hold no `/`; constant
-//!   editheader field names are RFC 5322 field names; `set` names are identifiers (or
+//!   header field names (of `header`, `address`, `exists`, `date` and editheader) are
+//!   RFC 5322 field names; `set` names are identifiers (or
 //!   `global.name` with "include"); `global` names are identifiers.
 //! - Constant `:regex` keys are compiled in [`Prepared::regexes`] under the position of the
 //!   key-list argument and the index of the key; a key with `${` (with "variables") is not
@@ -117,6 +118,8 @@ pub enum Role {
     Extensions,
     /// An editheader field name.
     FieldName,
+    /// Header field names to read (`header`, `address`, `exists`, `date`).
+    HeaderNames,
     /// A variable name to assign (`set`, `setflag`'s first, `global`).
     VarName,
     /// A variable name to read (`hasflag`'s variable list).
@@ -282,6 +285,7 @@ const DELETE_INDEX: &[TagSpec] = &[
 const STR: PosSpec = req(Kind::Str, Role::Plain);
 const LIST: PosSpec = req(Kind::List, Role::Plain);
 const KEYS: PosSpec = req(Kind::List, Role::Keys);
+const HEADERS: PosSpec = req(Kind::List, Role::HeaderNames);
 
 const fn command(
     name: &'static str,
@@ -409,16 +413,21 @@ pub const SPECS: &[Spec] = &[
         "address",
         None,
         &[COMPARATOR, ADDRESS_PART, MATCH, INDEX],
-        &[LIST, KEYS],
+        &[HEADERS, KEYS],
     ),
-    test("header", None, &[COMPARATOR, MATCH, INDEX], &[LIST, KEYS]),
+    test(
+        "header",
+        None,
+        &[COMPARATOR, MATCH, INDEX],
+        &[HEADERS, KEYS],
+    ),
     test(
         "envelope",
         Some("envelope"),
         &[COMPARATOR, ADDRESS_PART, MATCH],
         &[req(Kind::List, Role::EnvelopePart), KEYS],
     ),
-    test("exists", None, &[], &[LIST]),
+    test("exists", None, &[], &[HEADERS]),
     Spec {
         required_group: Some("size"),
         ..test("size", None, &[SIZE], &[req(Kind::Num, Role::Plain)])
@@ -467,7 +476,11 @@ pub const SPECS: &[Spec] = &[
         "date",
         Some("date"),
         &[ZONE, COMPARATOR, MATCH, INDEX],
-        &[STR, req(Kind::Str, Role::DatePart), KEYS],
+        &[
+            req(Kind::Str, Role::HeaderNames),
+            req(Kind::Str, Role::DatePart),
+            KEYS,
+        ],
     ),
     test(
         "currentdate",
@@ -1184,6 +1197,14 @@ impl Validator<'_> {
                                 }
                                 Err(e) => self.error(apos, e),
                             }
+                        }
+                    }
+                    Role::HeaderNames => {
+                        if constant && !is_field_name(v) {
+                            self.error(
+                                apos,
+                                format!("invalid header field name \"{v}\" (RFC 5228 §2.4.2.2)"),
+                            );
                         }
                     }
                     Role::FieldName => {

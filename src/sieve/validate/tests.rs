@@ -841,3 +841,20 @@ fn fuzz_random_bytes_and_mutated_scripts_never_panic() {
         }
     }
 }
+
+#[test]
+fn rfc5228_2_4_2_2_header_names_must_be_field_names() {
+    bad(
+        "if header :is \"a b\" \"x\" {}",
+        "invalid header field name \"a b\"",
+    );
+    bad(
+        "if exists [\"ok\", \"\"] {}",
+        "invalid header field name \"\"",
+    );
+    bad(
+        "require \"date\"; if date \"da:te\" \"year\" \"1\" {}",
+        "invalid header field name",
+    );
+    ok("require \"variables\"; if header :is \"${h}\" \"x\" {}");
+}
