@@ -30,7 +30,7 @@
 //!   `:regex`. Constant date parts are lower-cased and known; constant `:zone` values are
 //!   `+hhmm`/`-hhmm`; constant `include` names are not empty and hold no `/`; constant
 //!   header field names (of `header`, `address`, `exists`, `date` and editheader) are
-//!   RFC 5322 field names; `set` names are identifiers (or
+//!   RFC 5322 field names; constant special-use flags are `\\` and an atom; `set` names are identifiers (or
 //!   `global.name` with "include"); `global` names are identifiers.
 //! - Constant `:regex` keys are compiled in [`Prepared::regexes`] under the position of the
 //!   key-list argument and the index of the key; a key with `${` (with "variables") is not
@@ -130,6 +130,8 @@ pub enum Role {
     DatePart,
     /// `envelope` parts.
     EnvelopePart,
+    /// RFC 8579 special-use flags (`\\Junk`).
+    SpecialUse,
 }
 
 /// Whether a positional argument must be there.
@@ -506,7 +508,7 @@ pub const SPECS: &[Spec] = &[
                 opt: Opt::Lead,
                 role: Role::Plain,
             },
-            LIST,
+            req(Kind::List, Role::SpecialUse),
         ],
     ),
 ];
@@ -646,6 +648,15 @@ fn is_variable_name(s: &str) -> bool {
 /// RFC 5322 §3.6.8 field-name: printable US-ASCII except `:`.
 fn is_field_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+}
+
+/// RFC 6154 use-attr: `\\` then an IMAP atom (no controls, space or `(){%*"\\]`).
+fn is_special_use(s: &str) -> bool {
+    s.strip_prefix('\\').is_some_and(|a| {
+        !a.is_empty()
+            && a.bytes()
+                .all(|b| (33..=126).contains(&b) && !b"(){%*\"\\]".contains(&b))
+    })
 }
 
 fn is_zone(s: &str) -> bool {
@@ -1141,6 +1152,14 @@ impl Validator<'_> {
                     }
                     *v = lower;
                 }
+                "specialuse" if self.constant(v) && !is_special_use(v) => {
+                    self.error(
+                        apos,
+                        format!(
+                            "invalid special-use flag \"{v}\" (RFC 8579: a backslash and an atom)"
+                        ),
+                    );
+                }
                 "zone" if self.constant(v) && !is_zone(v) => {
                     self.error(apos, format!("invalid time zone \"{v}\" (+hhmm or -hhmm)"));
                 }
@@ -1197,6 +1216,16 @@ impl Validator<'_> {
                                 }
                                 Err(e) => self.error(apos, e),
                             }
+                        }
+                    }
+                    Role::SpecialUse => {
+                        if constant && !is_special_use(v) {
+                            self.error(
+                                apos,
+                                format!(
+                                    "invalid special-use flag \"{v}\" (RFC 8579: a backslash and an atom)"
+                                ),
+                            );
                         }
                     }
                     Role::HeaderNames => {

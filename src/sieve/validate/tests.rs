@@ -858,3 +858,15 @@ fn rfc5228_2_4_2_2_header_names_must_be_field_names() {
     );
     ok("require \"variables\"; if header :is \"${h}\" \"x\" {}");
 }
+
+#[test]
+fn rfc8579_special_use_flags_are_checked() {
+    bad(
+        "require [\"special-use\", \"fileinto\"]; fileinto :specialuse \"Junk\" \"Spam\";",
+        "invalid special-use flag \"Junk\"",
+    );
+    bad(
+        "require \"special-use\"; if specialuse_exists [\"\\\\Junk\", \"\\\\\"] {}",
+        "invalid special-use flag",
+    );
+}
