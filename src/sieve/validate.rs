@@ -733,7 +733,7 @@ fn decode_encoded(s: &str) -> Result<Option<String>, String> {
     while let Some(i) = rest.find("${") {
         out.push_str(rest.get(..i).unwrap_or(""));
         let after = rest.get(i + 2..).unwrap_or("");
-        let (unicode, body_start) = if after
+        let (unicode, prefix) = if after
             .get(..4)
             .is_some_and(|p| p.eq_ignore_ascii_case("hex:"))
         {
@@ -748,24 +748,21 @@ fn decode_encoded(s: &str) -> Result<Option<String>, String> {
             rest = after;
             continue;
         };
-        let body_and_more = after.get(body_start..).unwrap_or("");
-        let Some(end) = body_and_more.find('}') else {
-            out.push_str("${");
-            rest = after;
-            continue;
-        };
-        let body = body_and_more.get(..end).unwrap_or("");
+        let tail = after.get(prefix..).unwrap_or("");
+        // The body is hex digits and blanks up to `}`; it stops at the first other
+        // character, so a failed attempt costs no more than the characters it looked at.
+        let len = tail
+            .bytes()
+            .take_while(|b| b.is_ascii_hexdigit() || matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .count();
+        let body = tail.get(..len).unwrap_or("");
         let groups: Vec<&str> = body
             .split([' ', '\t', '\r', '\n'])
             .filter(|g| !g.is_empty())
             .collect();
-        let well_formed = !groups.is_empty()
-            && groups
-                .iter()
-                .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()) && (unicode || g.len() <= 2))
-            && body
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || matches!(c, ' ' | '\t' | '\r' | '\n'));
+        let well_formed = tail.get(len..).is_some_and(|t| t.starts_with('}'))
+            && !groups.is_empty()
+            && (unicode || groups.iter().all(|g| g.len() <= 2));
         if !well_formed {
             out.push_str("${");
             rest = after;
@@ -774,10 +771,10 @@ fn decode_encoded(s: &str) -> Result<Option<String>, String> {
         if unicode {
             for g in groups {
                 let trimmed = g.trim_start_matches('0');
-                let cp = if trimmed.len() > 6 {
-                    None
-                } else {
-                    u32::from_str_radix(if trimmed.is_empty() { "0" } else { trimmed }, 16).ok()
+                let cp = match trimmed {
+                    "" => Some(0),
+                    t if t.len() <= 6 => u32::from_str_radix(t, 16).ok(),
+                    _ => None,
                 };
                 match cp.and_then(char::from_u32) {
                     Some(c) => out.push(c),
@@ -795,7 +792,7 @@ fn decode_encoded(s: &str) -> Result<Option<String>, String> {
             }
         }
         changed = true;
-        rest = body_and_more.get(end + 1..).unwrap_or("");
+        rest = tail.get(len + 1..).unwrap_or("");
     }
     out.push_str(rest);
     Ok(changed.then_some(out))
@@ -825,8 +822,9 @@ impl Validator<'_> {
         for c in cmds.iter().filter(|c| c.name == "require") {
             for a in &c.args {
                 for v in strings(a) {
+                    // Only known names are kept: the list stays short whatever the script.
                     let ext = v.to_ascii_lowercase();
-                    if !self.requires.contains(&ext) {
+                    if EXTENSIONS.contains(&ext.as_str()) && !self.requires.contains(&ext) {
                         self.requires.push(ext);
                     }
                 }
