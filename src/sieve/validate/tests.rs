@@ -826,7 +826,7 @@ fn rfc5228_2_4_2_2_header_names_must_be_field_names() {
         "require \"date\"; if date \"da:te\" \"year\" \"1\" {}",
         "invalid header field name",
     );
-    ok("require \"variables\"; if header :is \"${h}\" \"x\" {}");
+    ok("require \"variables\"; if header :is \"${a b}\" \"x\" {}");
 }
 
 #[test]
@@ -857,4 +857,21 @@ fn large_inputs_compile_in_linear_time() {
         MAX_ERRORS
     );
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn rfc5229_3_variable_references_only_special_with_variables() {
+    // Without "variables", "${a b}" is a constant: checked (and refused) as a header name,
+    // compiled as a regular expression.
+    bad(
+        "if header :is \"${a b}\" \"x\" {}",
+        "invalid header field name \"${a b}\"",
+    );
+    bad(
+        "require \"regex\"; if header :regex \"a\" \"${x}(\" {}",
+        "invalid regular expression",
+    );
+    let s = ok("require [\"regex\", \"variables\"]; if header :regex \"a\" \"${x}\" {}");
+    assert!(s.prepared.regexes.is_empty());
+    ok("require \"variables\"; if header :is \"${a b}\" \"x\" {}");
 }
