@@ -1270,6 +1270,50 @@ Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"
     }
 
     #[test]
+    fn random_structures_do_not_panic() {
+        let pieces: [&[u8]; 16] = [
+            b"Content-Type: multipart/mixed; boundary=a\n",
+            b"Content-Type: message/rfc822\n",
+            b"Content-Type: text/plain; charset=utf-16\n",
+            b"Content-Transfer-Encoding: base64\n",
+            b"Content-Transfer-Encoding: quoted-printable\n",
+            b"\n",
+            b"\r\n",
+            b"--a\n",
+            b"--a--\n",
+            b"=\n",
+            b"=4",
+            b"\xff\xfe\xc3",
+            b"text ",
+            b" folded\n",
+            b"Content-Type: multipart/digest; boundary=\"a\"\n",
+            b"QUJD\n",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..300 {
+            let mut msg = Vec::new();
+            for _ in 0..60 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                msg.extend_from_slice(pieces[(seed % 16) as usize]);
+            }
+            for t in [
+                Transform::Text,
+                Transform::Raw,
+                content(&[""]),
+                content(&["message"]),
+            ] {
+                scan(&mut &msg[..], &t, 16, 5, &mut |s, _| {
+                    assert!(s.len() <= 16);
+                    false
+                })
+                .unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn read_errors_are_passed_on() {
         struct Failing;
         impl Read for Failing {
