@@ -488,6 +488,11 @@ fn tokens(value: &str) -> Vec<(usize, Tok)> {
             }
             _ => {
                 let start = i;
+                // An encoded-word in a display name may hold specials (`,` in Q text,
+                // against RFC 2047 §5 but common): it is one word.
+                if let Some((len, _, _)) = value.get(i..).and_then(encoded_word) {
+                    i += len;
+                }
                 while let Some(&c) = b.get(i) {
                     if matches!(
                         c,
@@ -970,6 +975,15 @@ mod tests {
                 addr("jdoe", Some("one.test")),
                 addr("john.doe", Some("example.com"))
             ]
+        );
+    }
+
+    #[test]
+    fn rfc2047_5_encoded_word_display_name_with_specials() {
+        let a = addresses("=?utf-8?Q?Doe,_John?= <jd@x.test>, b@y.test");
+        assert_eq!(
+            a,
+            vec![addr("jd", Some("x.test")), addr("b", Some("y.test"))]
         );
     }
 
