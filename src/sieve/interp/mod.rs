@@ -48,9 +48,9 @@
 //! the names of `global`, `include` script names and comparator names. `${name}` is looked
 //! up case-insensitively; an unknown variable is "". `${0}`..`${9}` are the match variables
 //! of the last successful `:matches`/`:regex` test of the current script. `${global.name}`
-//! (RFC 6609 §3.5) is the global variable. With `encoded-character` (RFC 5228 §2.4.2.4)
-//! `${hex:...}` and `${unicode:...}` are decoded in the same pass (their output is not
-//! expanded again). All variables together hold at most [`Limits::max_variable_size`] bytes;
+//! (RFC 6609 §3.5) is the global variable. `encoded-character` (RFC 5228 §2.4.2.4) is
+//! decoded by the validator when the script is compiled, so nothing decodes twice here. All
+//! variables together hold at most [`Limits::max_variable_size`] bytes;
 //! a longer value is truncated with a note. An expanded string is bounded the same way.
 //!
 //! # Limits
@@ -181,7 +181,6 @@ struct Frame<'s> {
     /// `${0}`.. of the last successful `:matches`/`:regex`.
     match_vars: Vec<String>,
     variables: bool,
-    encoded: bool,
     include: bool,
 }
 
@@ -194,7 +193,6 @@ impl<'s> Frame<'s> {
             globals: HashSet::new(),
             match_vars: Vec::new(),
             variables: has("variables"),
-            encoded: has("encoded-character"),
             include: has("include"),
         }
     }
@@ -621,9 +619,9 @@ impl<'a, 'i> Ctx<'a, 'i> {
         }
     }
 
-    /// Expands variables and encoded characters in `s` (RFC 5229 §3, RFC 5228 §2.4.2.4).
+    /// Expands variables in `s` (RFC 5229 §3).
     fn expand(&mut self, frame: &Frame<'_>, s: &str, pos: Pos) -> String {
-        if !(frame.variables || frame.encoded) || !s.contains("${") {
+        if !frame.variables || !s.contains("${") {
             return s.to_string();
         }
         let cap = self.limits.max_variable_size.saturating_add(s.len());
@@ -672,16 +670,6 @@ impl<'a, 'i> Ctx<'a, 'i> {
 
     /// The replacement of `${inner}`, or `None` when it is not a reference.
     fn expand_one(&self, frame: &Frame<'_>, inner: &str) -> Option<String> {
-        if frame.encoded {
-            if let Some((kind, body)) = inner.split_once(':') {
-                if kind.eq_ignore_ascii_case("hex") {
-                    return decode_hex(body);
-                }
-                if kind.eq_ignore_ascii_case("unicode") {
-                    return decode_unicode(body);
-                }
-            }
-        }
         if !frame.variables {
             return None;
         }
@@ -1227,7 +1215,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
                 ),
             ));
         }
-        let field = message::Field { name, value };
+        let field = message::Field::new(&name, &value);
         if args.has("last") {
             self.headers.fields.push(field);
         } else {
@@ -1669,32 +1657,4 @@ fn address_part_of(args: &Args<'_>) -> AddressPart {
         };
     }
     part
-}
-
-/// `${hex: 41 42}` (RFC 5228 §2.4.2.4): octets of one or two hex digits separated by white
-/// space.
-fn decode_hex(body: &str) -> Option<String> {
-    let mut bytes = Vec::new();
-    for tok in body.split_ascii_whitespace() {
-        if tok.len() > 2 || !tok.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        bytes.push(u8::from_str_radix(tok, 16).ok()?);
-    }
-    if bytes.is_empty() {
-        return None;
-    }
-    Some(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// `${unicode: 263a}`: code points of 1 to 6 hex digits separated by white space.
-fn decode_unicode(body: &str) -> Option<String> {
-    let mut out = String::new();
-    for tok in body.split_ascii_whitespace() {
-        if tok.is_empty() || tok.len() > 6 || !tok.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        out.push(char::from_u32(u32::from_str_radix(tok, 16).ok()?)?);
-    }
-    Some(out)
 }

@@ -611,7 +611,7 @@ fn rfc5232_4_hasflag_internal_with_match_types_and_count() {
     let t = T::new();
     assert_eq!(t.acts("require \"imap4flags\"; addflag \"$Label1 \\\\Seen\"; if hasflag :contains \"label\" { discard; }"), v(&["discard"]));
     assert_eq!(
-        t.acts("require [\"imap4flags\", \"relational\"]; addflag \"a b c\"; if hasflag :count \"eq\" :comparator \"i;ascii-numeric\" \"3\" { discard; }"),
+        t.acts("require [\"imap4flags\", \"relational\", \"comparator-i;ascii-numeric\"]; addflag \"a b c\"; if hasflag :count \"eq\" :comparator \"i;ascii-numeric\" \"3\" { discard; }"),
         v(&["discard"])
     );
 }
@@ -714,7 +714,7 @@ fn rfc5229_5_string_test_and_count() {
         v(&["discard"])
     );
     assert_eq!(
-        t.acts("require [\"variables\", \"relational\"]; if string :count \"eq\" :comparator \"i;ascii-numeric\" [\"a\", \"\", \"b\"] \"2\" { discard; }"),
+        t.acts("require [\"variables\", \"relational\", \"comparator-i;ascii-numeric\"]; if string :count \"eq\" :comparator \"i;ascii-numeric\" [\"a\", \"\", \"b\"] \"2\" { discard; }"),
         v(&["discard"])
     );
 }
@@ -748,18 +748,18 @@ fn rfc5228_2_4_2_4_encoded_character() {
 #[test]
 fn rfc5231_value_with_ascii_numeric() {
     let t = T::new();
-    let src = "require \"relational\"; if header :value \"ge\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\" { discard; }";
+    let src = "require [\"relational\", \"comparator-i;ascii-numeric\"]; if header :value \"ge\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\" { discard; }";
     assert_eq!(t.acts(src), v(&["discard"]));
-    let src = "require \"relational\"; if header :value \"lt\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\" { discard; }";
+    let src = "require [\"relational\", \"comparator-i;ascii-numeric\"]; if header :value \"lt\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\" { discard; }";
     assert_eq!(t.acts(src), v(&["keep*"]));
 }
 
 #[test]
 fn rfc5231_count_on_header_and_address() {
     let t = T::new();
-    let src = "require \"relational\"; if address :count \"eq\" :comparator \"i;ascii-numeric\" [\"to\", \"cc\"] \"3\" { discard; }";
+    let src = "require [\"relational\", \"comparator-i;ascii-numeric\"]; if address :count \"eq\" :comparator \"i;ascii-numeric\" [\"to\", \"cc\"] \"3\" { discard; }";
     assert_eq!(t.acts(src), v(&["discard"]));
-    let src = "require \"relational\"; if header :count \"eq\" :comparator \"i;ascii-numeric\" \"received\" \"1\" { discard; }";
+    let src = "require [\"relational\", \"comparator-i;ascii-numeric\"]; if header :count \"eq\" :comparator \"i;ascii-numeric\" \"received\" \"1\" { discard; }";
     assert_eq!(t.acts(src), v(&["discard"]));
 }
 
@@ -1397,7 +1397,7 @@ fn rfc5229_3_2_match_variable_numbers() {
 
 #[test]
 fn rfc5231_count_on_envelope() {
-    let src = "require [\"envelope\", \"relational\"];
+    let src = "require [\"envelope\", \"relational\", \"comparator-i;ascii-numeric\"];
         if envelope :count \"eq\" :comparator \"i;ascii-numeric\" [\"from\", \"to\", \"auth\"] \"2\" { discard; }";
     assert_eq!(T::new().acts(src), v(&["discard"]));
 }
@@ -1438,4 +1438,11 @@ fn rfc5173_body_part_over_the_limit_is_compared_with_contains_only() {
         "{:?}",
         o.notes
     );
+}
+
+#[test]
+fn rfc5228_2_4_2_4_encoded_characters_decode_once() {
+    // "${hex:24 7b}" is "${" once decoded; what follows must stay literal.
+    let src = "require [\"encoded-character\", \"fileinto\"]; fileinto \"${hex:24 7b}hex:41}\";";
+    assert_eq!(T::new().acts(src), v(&["fileinto:${hex:41}"]));
 }
