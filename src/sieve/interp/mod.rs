@@ -67,6 +67,7 @@ use super::ast::{Argument, Command, Test};
 use super::matcher::{self, Comparator, MatchType, Relation};
 use super::message::{self, AddressPart, Headers};
 use super::mime::{self, Transform};
+use super::validate::tag_takes_argument;
 use super::{
     date, Action, IncludeError, IncludeLocation, Input, Limits, Outcome, Pos, RuntimeError, Script,
     Store,
@@ -231,18 +232,6 @@ const MAX_DEPTH: usize = 1000;
 /// How many regular expressions compiled at run time are kept (a bound on memory).
 const REGEX_CACHE_SIZE: usize = 64;
 
-/// Tags that are followed by a value argument.
-const VALUE_TAGS: &[&str] = &[
-    "comparator",
-    "zone",
-    "index",
-    "flags",
-    "value",
-    "count",
-    "content",
-    "specialuse",
-];
-
 /// A command's or test's arguments split into tags and positional arguments.
 struct Args<'a> {
     tags: Vec<(&'a str, Pos, Option<&'a Argument>)>,
@@ -257,7 +246,7 @@ impl<'a> Args<'a> {
         while let Some(a) = it.next() {
             match a {
                 Argument::Tag { name, pos: p } => {
-                    let value = if VALUE_TAGS.contains(&name.as_str()) {
+                    let value = if tag_takes_argument(name) {
                         it.next()
                     } else {
                         None
