@@ -8,8 +8,11 @@
 //!   implicit keep (RFC 5228 §2.10.2, RFC 5429 §2.1); `fileinto :copy` (RFC 3894) does not.
 //!   An explicit `keep` is the same copy as the implicit one.
 //! - Duplicates (RFC 5228 §2.10.3): two stores into one folder are one copy (`keep` and
-//!   `fileinto "INBOX"` are the same folder); their flags are merged (the union, as Pigeonhole
-//!   does) and `:create` is kept when either asked for it. The first action keeps its place.
+//!   `fileinto "INBOX"` are the same folder). The copy is stored with the flags of the last
+//!   of them, as Pigeonhole merges duplicate stores (its imap4flags side effect of the later
+//!   action replaces the earlier one's; with the implicit keep last, its final internal
+//!   variable wins), `:create` is kept when either asked for it, and the first action keeps
+//!   its place and its header section.
 //! - `reject`/`ereject`: at most one per delivery; together with `keep` or `fileinto` (with or
 //!   without `:copy`) it is a run-time error, as in Pigeonhole (RFC 5429 only calls the
 //!   combination NOT RECOMMENDED; an error makes the caller keep the message, which loses
@@ -539,7 +542,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
                 _ => None,
             });
             match existing {
-                Some(store) => merge_flags(&mut store.flags, &flags),
+                Some(store) => store.flags = flags,
                 None => {
                     let mut store = plain_store(None, flags, None);
                     store.header = header;
@@ -872,7 +875,8 @@ impl<'a, 'i> Ctx<'a, 'i> {
             _ => None,
         });
         if let Some(s) = existing {
-            merge_flags(&mut s.flags, &store.flags);
+            // Pigeonhole: the later store's flags replace the earlier one's.
+            s.flags = store.flags;
             s.create |= store.create;
             return Ok(());
         }

@@ -593,9 +593,21 @@ fn rfc5232_5_flags_argument_overrides() {
 }
 
 #[test]
-fn rfc5232_duplicate_fileinto_merges_flags() {
-    let src = "require [\"imap4flags\", \"fileinto\"]; fileinto :flags \"a\" \"A\"; fileinto :flags \"b\" \"A\";";
-    assert_eq!(T::new().acts(src), v(&["fileinto:A a b"]));
+fn rfc5232_duplicate_fileinto_takes_the_last_flags_as_pigeonhole() {
+    let src = "require [\"imap4flags\", \"fileinto\"]; fileinto :flags \"a\" \"A\"; fileinto :flags \"b c\" \"A\";";
+    assert_eq!(T::new().acts(src), v(&["fileinto:A b c"]));
+    // Without :flags, each store takes the internal variable at its time.
+    let src = "require [\"imap4flags\", \"fileinto\"]; addflag \"x\"; fileinto \"A\"; setflag \"y\"; fileinto \"A\";";
+    assert_eq!(T::new().acts(src), v(&["fileinto:A y"]));
+}
+
+#[test]
+fn rfc5232_keep_in_a_before_script_takes_the_final_implicit_flags() {
+    let t = T::new();
+    let before = script("require \"imap4flags\"; addflag \"a\"; keep;");
+    let user = script("require \"imap4flags\"; addflag \"b\";");
+    let seq = t.with(|i| run_sequence(&[&before, &user], i, &t.limits));
+    assert_eq!(summary(&seq.outcome), v(&["keep a b"]));
 }
 
 #[test]
