@@ -8,8 +8,11 @@
 //!   implicit keep (RFC 5228 §2.10.2, RFC 5429 §2.1); `fileinto :copy` (RFC 3894) does not.
 //!   An explicit `keep` is the same copy as the implicit one.
 //! - Duplicates (RFC 5228 §2.10.3): two stores into one folder are one copy (`keep` and
-//!   `fileinto "INBOX"` are the same folder); their flags are merged (the union, as Pigeonhole
-//!   does) and `:create` is kept when either asked for it. The first action keeps its place.
+//!   `fileinto "INBOX"` are the same folder). The copy is stored with the flags of the last
+//!   of them, as Pigeonhole merges duplicate stores (its imap4flags side effect of the later
+//!   action replaces the earlier one's; with the implicit keep last, its final internal
+//!   variable wins), `:create` is kept when either asked for it, and the first action keeps
+//!   its place and its header section.
 //! - `reject`/`ereject`: at most one per delivery; together with `keep` or `fileinto` (with or
 //!   without `:copy`) it is a run-time error, as in Pigeonhole (RFC 5429 only calls the
 //!   combination NOT RECOMMENDED; an error makes the caller keep the message, which loses
@@ -48,9 +51,9 @@
 //! the names of `global`, `include` script names and comparator names. `${name}` is looked
 //! up case-insensitively; an unknown variable is "". `${0}`..`${9}` are the match variables
 //! of the last successful `:matches`/`:regex` test of the current script. `${global.name}`
-//! (RFC 6609 §3.5) is the global variable. With `encoded-character` (RFC 5228 §2.4.2.4)
-//! `${hex:...}` and `${unicode:...}` are decoded in the same pass (their output is not
-//! expanded again). All variables together hold at most [`Limits::max_variable_size`] bytes;
+//! (RFC 6609 §3.5) is the global variable. `encoded-character` (RFC 5228 §2.4.2.4) is
+//! decoded by the validator when the script is compiled, so nothing decodes twice here. All
+//! variables together hold at most [`Limits::max_variable_size`] bytes;
 //! a longer value is truncated with a note. An expanded string is bounded the same way.
 //!
 //! # Limits
@@ -67,6 +70,7 @@ use super::ast::{Argument, Command, Test};
 use super::matcher::{self, Comparator, MatchType, Relation};
 use super::message::{self, AddressPart, Headers};
 use super::mime::{self, Transform};
+use super::validate::tag_takes_argument;
 use super::{
     date, Action, IncludeError, IncludeLocation, Input, Limits, Outcome, Pos, RuntimeError, Script,
     Store,
@@ -181,7 +185,6 @@ struct Frame<'s> {
     /// `${0}`.. of the last successful `:matches`/`:regex`.
     match_vars: Vec<String>,
     variables: bool,
-    encoded: bool,
     include: bool,
 }
 
@@ -194,7 +197,6 @@ impl<'s> Frame<'s> {
             globals: HashSet::new(),
             match_vars: Vec::new(),
             variables: has("variables"),
-            encoded: has("encoded-character"),
             include: has("include"),
         }
     }
@@ -233,18 +235,6 @@ const MAX_DEPTH: usize = 1000;
 /// How many regular expressions compiled at run time are kept (a bound on memory).
 const REGEX_CACHE_SIZE: usize = 64;
 
-/// Tags that are followed by a value argument.
-const VALUE_TAGS: &[&str] = &[
-    "comparator",
-    "zone",
-    "index",
-    "flags",
-    "value",
-    "count",
-    "content",
-    "specialuse",
-];
-
 /// A command's or test's arguments split into tags and positional arguments.
 struct Args<'a> {
     tags: Vec<(&'a str, Pos, Option<&'a Argument>)>,
@@ -259,7 +249,7 @@ impl<'a> Args<'a> {
         while let Some(a) = it.next() {
             match a {
                 Argument::Tag { name, pos: p } => {
-                    let value = if VALUE_TAGS.contains(&name.as_str()) {
+                    let value = if tag_takes_argument(name) {
                         it.next()
                     } else {
                         None
@@ -552,7 +542,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
                 _ => None,
             });
             match existing {
-                Some(store) => merge_flags(&mut store.flags, &flags),
+                Some(store) => store.flags = flags,
                 None => {
                     let mut store = plain_store(None, flags, None);
                     store.header = header;
@@ -621,9 +611,9 @@ impl<'a, 'i> Ctx<'a, 'i> {
         }
     }
 
-    /// Expands variables and encoded characters in `s` (RFC 5229 §3, RFC 5228 §2.4.2.4).
+    /// Expands variables in `s` (RFC 5229 §3).
     fn expand(&mut self, frame: &Frame<'_>, s: &str, pos: Pos) -> String {
-        if !(frame.variables || frame.encoded) || !s.contains("${") {
+        if !frame.variables || !s.contains("${") {
             return s.to_string();
         }
         let cap = self.limits.max_variable_size.saturating_add(s.len());
@@ -672,16 +662,6 @@ impl<'a, 'i> Ctx<'a, 'i> {
 
     /// The replacement of `${inner}`, or `None` when it is not a reference.
     fn expand_one(&self, frame: &Frame<'_>, inner: &str) -> Option<String> {
-        if frame.encoded {
-            if let Some((kind, body)) = inner.split_once(':') {
-                if kind.eq_ignore_ascii_case("hex") {
-                    return decode_hex(body);
-                }
-                if kind.eq_ignore_ascii_case("unicode") {
-                    return decode_unicode(body);
-                }
-            }
-        }
         if !frame.variables {
             return None;
         }
@@ -895,7 +875,8 @@ impl<'a, 'i> Ctx<'a, 'i> {
             _ => None,
         });
         if let Some(s) = existing {
-            merge_flags(&mut s.flags, &store.flags);
+            // Pigeonhole: the later store's flags replace the earlier one's.
+            s.flags = store.flags;
             s.create |= store.create;
             return Ok(());
         }
@@ -1227,7 +1208,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
                 ),
             ));
         }
-        let field = message::Field { name, value };
+        let field = message::Field::new(&name, &value);
         if args.has("last") {
             self.headers.fields.push(field);
         } else {
@@ -1669,32 +1650,4 @@ fn address_part_of(args: &Args<'_>) -> AddressPart {
         };
     }
     part
-}
-
-/// `${hex: 41 42}` (RFC 5228 §2.4.2.4): octets of one or two hex digits separated by white
-/// space.
-fn decode_hex(body: &str) -> Option<String> {
-    let mut bytes = Vec::new();
-    for tok in body.split_ascii_whitespace() {
-        if tok.len() > 2 || !tok.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        bytes.push(u8::from_str_radix(tok, 16).ok()?);
-    }
-    if bytes.is_empty() {
-        return None;
-    }
-    Some(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// `${unicode: 263a}`: code points of 1 to 6 hex digits separated by white space.
-fn decode_unicode(body: &str) -> Option<String> {
-    let mut out = String::new();
-    for tok in body.split_ascii_whitespace() {
-        if tok.is_empty() || tok.len() > 6 || !tok.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        out.push(char::from_u32(u32::from_str_radix(tok, 16).ok()?)?);
-    }
-    Some(out)
 }

@@ -593,9 +593,21 @@ fn rfc5232_5_flags_argument_overrides() {
 }
 
 #[test]
-fn rfc5232_duplicate_fileinto_merges_flags() {
-    let src = "require [\"imap4flags\", \"fileinto\"]; fileinto :flags \"a\" \"A\"; fileinto :flags \"b\" \"A\";";
-    assert_eq!(T::new().acts(src), v(&["fileinto:A a b"]));
+fn rfc5232_duplicate_fileinto_takes_the_last_flags_as_pigeonhole() {
+    let src = "require [\"imap4flags\", \"fileinto\"]; fileinto :flags \"a\" \"A\"; fileinto :flags \"b c\" \"A\";";
+    assert_eq!(T::new().acts(src), v(&["fileinto:A b c"]));
+    // Without :flags, each store takes the internal variable at its time.
+    let src = "require [\"imap4flags\", \"fileinto\"]; addflag \"x\"; fileinto \"A\"; setflag \"y\"; fileinto \"A\";";
+    assert_eq!(T::new().acts(src), v(&["fileinto:A y"]));
+}
+
+#[test]
+fn rfc5232_keep_in_a_before_script_takes_the_final_implicit_flags() {
+    let t = T::new();
+    let before = script("require \"imap4flags\"; addflag \"a\"; keep;");
+    let user = script("require \"imap4flags\"; addflag \"b\";");
+    let seq = t.with(|i| run_sequence(&[&before, &user], i, &t.limits));
+    assert_eq!(summary(&seq.outcome), v(&["keep a b"]));
 }
 
 #[test]
@@ -611,7 +623,7 @@ fn rfc5232_4_hasflag_internal_with_match_types_and_count() {
     let t = T::new();
     assert_eq!(t.acts("require \"imap4flags\"; addflag \"$Label1 \\\\Seen\"; if hasflag :contains \"label\" { discard; }"), v(&["discard"]));
     assert_eq!(
-        t.acts("require [\"imap4flags\", \"relational\"]; addflag \"a b c\"; if hasflag :count \"eq\" :comparator \"i;ascii-numeric\" \"3\" { discard; }"),
+        t.acts("require [\"imap4flags\", \"relational\", \"comparator-i;ascii-numeric\"]; addflag \"a b c\"; if hasflag :count \"eq\" :comparator \"i;ascii-numeric\" \"3\" { discard; }"),
         v(&["discard"])
     );
 }
@@ -714,7 +726,7 @@ fn rfc5229_5_string_test_and_count() {
         v(&["discard"])
     );
     assert_eq!(
-        t.acts("require [\"variables\", \"relational\"]; if string :count \"eq\" :comparator \"i;ascii-numeric\" [\"a\", \"\", \"b\"] \"2\" { discard; }"),
+        t.acts("require [\"variables\", \"relational\", \"comparator-i;ascii-numeric\"]; if string :count \"eq\" :comparator \"i;ascii-numeric\" [\"a\", \"\", \"b\"] \"2\" { discard; }"),
         v(&["discard"])
     );
 }
@@ -748,18 +760,18 @@ fn rfc5228_2_4_2_4_encoded_character() {
 #[test]
 fn rfc5231_value_with_ascii_numeric() {
     let t = T::new();
-    let src = "require \"relational\"; if header :value \"ge\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\" { discard; }";
+    let src = "require [\"relational\", \"comparator-i;ascii-numeric\"]; if header :value \"ge\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\" { discard; }";
     assert_eq!(t.acts(src), v(&["discard"]));
-    let src = "require \"relational\"; if header :value \"lt\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\" { discard; }";
+    let src = "require [\"relational\", \"comparator-i;ascii-numeric\"]; if header :value \"lt\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\" { discard; }";
     assert_eq!(t.acts(src), v(&["keep*"]));
 }
 
 #[test]
 fn rfc5231_count_on_header_and_address() {
     let t = T::new();
-    let src = "require \"relational\"; if address :count \"eq\" :comparator \"i;ascii-numeric\" [\"to\", \"cc\"] \"3\" { discard; }";
+    let src = "require [\"relational\", \"comparator-i;ascii-numeric\"]; if address :count \"eq\" :comparator \"i;ascii-numeric\" [\"to\", \"cc\"] \"3\" { discard; }";
     assert_eq!(t.acts(src), v(&["discard"]));
-    let src = "require \"relational\"; if header :count \"eq\" :comparator \"i;ascii-numeric\" \"received\" \"1\" { discard; }";
+    let src = "require [\"relational\", \"comparator-i;ascii-numeric\"]; if header :count \"eq\" :comparator \"i;ascii-numeric\" \"received\" \"1\" { discard; }";
     assert_eq!(t.acts(src), v(&["discard"]));
 }
 
@@ -1397,7 +1409,7 @@ fn rfc5229_3_2_match_variable_numbers() {
 
 #[test]
 fn rfc5231_count_on_envelope() {
-    let src = "require [\"envelope\", \"relational\"];
+    let src = "require [\"envelope\", \"relational\", \"comparator-i;ascii-numeric\"];
         if envelope :count \"eq\" :comparator \"i;ascii-numeric\" [\"from\", \"to\", \"auth\"] \"2\" { discard; }";
     assert_eq!(T::new().acts(src), v(&["discard"]));
 }
@@ -1438,4 +1450,172 @@ fn rfc5173_body_part_over_the_limit_is_compared_with_contains_only() {
         "{:?}",
         o.notes
     );
+}
+
+#[test]
+fn rfc5228_2_4_2_4_encoded_characters_decode_once() {
+    // "${hex:24 7b}" is "${" once decoded; what follows must stay literal.
+    let src = "require [\"encoded-character\", \"fileinto\"]; fileinto \"${hex:24 7b}hex:41}\";";
+    assert_eq!(T::new().acts(src), v(&["fileinto:${hex:41}"]));
+}
+
+// ----- hardening: random scripts -----
+
+/// A small seeded generator (the same sequence on every run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n.max(1)
+    }
+}
+
+const TESTS: &[&str] = &[
+    "true",
+    "false",
+    "header :matches \"subject\" \"*${x}*\"",
+    "address :domain \"from\" \"example.org\"",
+    "envelope :detail \"to\" \"lists\"",
+    "exists \"x-a\"",
+    "size :over 10",
+    "body :contains \"secret\"",
+    "string :regex \"${x}\" \"a(\"",
+    "string :matches \"${x}\" \"*a?\"",
+    "hasflag :contains \"f\"",
+    "currentdate :value \"ge\" \"year\" \"2000\"",
+    "date :originalzone :index 1 \"date\" \"hour\" \"10\"",
+    "mailboxexists \"A\"",
+    "environment \"domain\" \"x\"",
+    "header :count \"gt\" \"received\" \"0\"",
+];
+
+const COMMANDS: &[&str] = &[
+    "keep;",
+    "discard;",
+    "stop;",
+    "fileinto \"A\";",
+    "fileinto :copy \"${x}\";",
+    "fileinto :flags \"\\\\Seen ${x}\" \"B\";",
+    "fileinto :create \"C${x}\";",
+    "reject \"r\";",
+    "set \"x\" \"${x}${x}a\";",
+    "set :upper \"x\" \"${1}b\";",
+    "addflag \"f${x}\";",
+    "removeflag \"fa\";",
+    "addheader \"X-A\" \"${x}\";",
+    "deleteheader \"x-a\";",
+    "include :optional \"a\";",
+    "include :once \"b\";",
+    "redirect \"a@example.net\";",
+];
+
+fn random_block(r: &mut Lcg, depth: usize, out: &mut String) {
+    for _ in 0..r.next(4) + 1 {
+        if depth < 3 && r.next(3) == 0 {
+            out.push_str("if ");
+            random_test(r, depth, out);
+            out.push_str(" { ");
+            random_block(r, depth + 1, out);
+            out.push_str(" } ");
+            if r.next(2) == 0 {
+                out.push_str("elsif ");
+                random_test(r, depth, out);
+                out.push_str(" { ");
+                random_block(r, depth + 1, out);
+                out.push_str(" } ");
+            }
+            if r.next(2) == 0 {
+                out.push_str("else { ");
+                random_block(r, depth + 1, out);
+                out.push_str(" } ");
+            }
+        } else {
+            out.push_str(COMMANDS[r.next(COMMANDS.len())]);
+            out.push(' ');
+        }
+    }
+}
+
+fn random_test(r: &mut Lcg, depth: usize, out: &mut String) {
+    match r.next(6) {
+        0 if depth < 3 => {
+            out.push_str("not ");
+            random_test(r, depth + 1, out);
+        }
+        1 if depth < 3 => {
+            out.push_str(if r.next(2) == 0 { "allof (" } else { "anyof (" });
+            random_test(r, depth + 1, out);
+            out.push_str(", ");
+            random_test(r, depth + 1, out);
+            out.push(')');
+        }
+        _ => out.push_str(TESTS[r.next(TESTS.len())]),
+    }
+}
+
+const ALL: &str = "require [\"fileinto\", \"reject\", \"envelope\", \"subaddress\", \"copy\", \"imap4flags\",
+    \"body\", \"variables\", \"relational\", \"comparator-i;ascii-numeric\", \"mailbox\", \"date\", \"index\",
+    \"include\", \"regex\", \"environment\", \"editheader\"];\n";
+
+#[test]
+fn random_scripts_never_panic_and_keep_the_limits() {
+    let mut t = with_scripts(&[
+        (
+            IncludeLocation::Personal,
+            "a",
+            "require [\"include\", \"fileinto\"]; fileinto \"Inc\"; include \"a\";",
+        ),
+        (
+            IncludeLocation::Personal,
+            "b",
+            "require [\"imap4flags\"]; addflag \"inc\";",
+        ),
+    ]);
+    t.limits.max_actions = 4;
+    t.limits.max_steps = 200;
+    t.limits.max_variable_size = 256;
+    let mut r = Lcg(0x5eed);
+    let mut compiled = 0;
+    for _ in 0..1500 {
+        let mut src = ALL.to_string();
+        random_block(&mut r, 0, &mut src);
+        let Ok(s) = compile(src.as_bytes(), &Limits::default()) else {
+            continue;
+        };
+        compiled += 1;
+        match t.with(|i| run(&s, i, &t.limits)) {
+            Ok(o) => {
+                // max_actions, plus the implicit keep.
+                assert!(o.actions.len() <= t.limits.max_actions + 1, "{src}\n{o:?}");
+                let rejects = o
+                    .actions
+                    .iter()
+                    .filter(|a| matches!(a, Action::Reject { .. }))
+                    .count();
+                assert!(rejects <= 1, "{src}");
+                let stores = o
+                    .actions
+                    .iter()
+                    .filter(|a| matches!(a, Action::Keep { .. } | Action::FileInto(_)))
+                    .count();
+                assert!(rejects == 0 || stores == 0, "{src}\n{o:?}");
+                assert!(!o.actions.is_empty(), "{src}");
+                for a in &o.actions {
+                    if let Action::Keep { store, .. } | Action::FileInto(store) = a {
+                        let mut seen: Vec<String> = Vec::new();
+                        for f in &store.flags {
+                            assert!(!seen.contains(&f.to_ascii_lowercase()), "{src}\n{o:?}");
+                            seen.push(f.to_ascii_lowercase());
+                        }
+                    }
+                }
+            }
+            Err(e) => assert!(e.pos.line >= 1 && !e.message.contains('\n'), "{e}"),
+        }
+    }
+    assert!(compiled > 1000, "only {compiled} random scripts compiled");
 }
