@@ -114,7 +114,7 @@ def normalise(stdout, stderr):
                 continue
             m = re.match(r"(?:e?reject) message with reason: (.*)$", item)
             if m:
-                current = {"text": f"reject {m.group(1).strip()}", "extra": []}
+                current = {"text": "reject " + reason_text(m.group(1)), "extra": []}
                 continue
             current = {"text": item.strip(), "extra": []}
             continue
@@ -137,6 +137,12 @@ def normalise(stdout, stderr):
     if any(l.startswith(("store ", "implicit-keep ")) for l in out):
         out = [l for l in out if l != "discard"]
     return sorted(out)
+
+
+def reason_text(reason):
+    """A reject reason compared loosely: sieve-test prints each CR and LF as '?', lmtpd's
+    render() a space; runs of both (and of white space) become one space."""
+    return re.sub(r"[?\s]+", " ", reason).strip()
 
 
 class Pigeonhole:
