@@ -260,6 +260,8 @@ def main():
         if expected is not None and expected != ph_res:
             rows.append((cid, "recording", "; ".join(expected), "; ".join(ph_res)))
             failures += 1
+        if our_res is not None and our_res == ph_res and cid in devs:
+            rows.append((cid, "stale", "; ".join(ph_res), "same now: remove it from deviations.txt"))
         if our_res is not None and our_res != ph_res:
             if cid in devs:
                 listed += 1
