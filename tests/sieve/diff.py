@@ -114,7 +114,7 @@ def normalise(stdout, stderr):
                 continue
             m = re.match(r"(?:e?reject) message with reason: (.*)$", item)
             if m:
-                current = {"text": f"reject {m.group(1).strip()}", "extra": []}
+                current = {"text": "reject " + reason_text(m.group(1)), "extra": []}
                 continue
             current = {"text": item.strip(), "extra": []}
             continue
@@ -137,6 +137,12 @@ def normalise(stdout, stderr):
     if any(l.startswith(("store ", "implicit-keep ")) for l in out):
         out = [l for l in out if l != "discard"]
     return sorted(out)
+
+
+def reason_text(reason):
+    """A reject reason compared loosely: sieve-test prints each CR and LF as '?', lmtpd's
+    render() a space; runs of both (and of white space) become one space."""
+    return re.sub(r"[?\s]+", " ", reason).strip()
 
 
 class Pigeonhole:
@@ -254,6 +260,8 @@ def main():
         if expected is not None and expected != ph_res:
             rows.append((cid, "recording", "; ".join(expected), "; ".join(ph_res)))
             failures += 1
+        if our_res is not None and our_res == ph_res and cid in devs:
+            rows.append((cid, "stale", "; ".join(ph_res), "same now: remove it from deviations.txt"))
         if our_res is not None and our_res != ph_res:
             if cid in devs:
                 listed += 1

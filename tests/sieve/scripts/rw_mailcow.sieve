@@ -1,4 +1,4 @@
-require ["fileinto","mailbox","variables","subaddress","envelope","duplicate"];
+require ["fileinto","mailbox","variables","subaddress","envelope"];
 if header :contains "X-Spam-Flag" "YES" { fileinto "Junk"; }
 if allof (envelope :detail :matches "to" "*", header :contains "X-Spam-Flag" "") {
   set :lower :upperfirst "tag" "${1}";
