@@ -791,8 +791,36 @@ group = vmail
 allow_root = no
 socket_owner = postfix
 socket_group = postfix
+sieve = /srv/%d/%n/active.sieve
+sieve_dir =
+sieve_before = /etc/lmtpd/before.sieve
+sieve_before = /etc/lmtpd/before.d
+sieve_after = /etc/lmtpd/after.sieve
+sieve_global_dir = /etc/lmtpd/global
+sieve_separator = /
+sieve_special_use = \\Junk=Spam
+sieve_special_use = \\Trash=Deleted Items
+sieve_max_script_size = 64K
+sieve_max_nesting = 16
+sieve_max_actions = 8
+sieve_max_include_depth = 3
+sieve_max_variable_size = 4K
+sieve_max_regex_size = 128K
+sieve_max_header_size = 256K
+sieve_max_body_part = 512K
 ";
         let c = Config::parse(text, "t").expect("valid");
+        assert_eq!(c.sieve.before.len(), 2);
+        assert_eq!(c.sieve.separator, '/');
+        assert_eq!(
+            c.sieve.special_use,
+            vec![
+                ("\\Junk".to_string(), "Spam".to_string()),
+                ("\\Trash".to_string(), "Deleted Items".to_string())
+            ],
+            "the first line replaces the defaults"
+        );
+        assert_eq!(c.sieve.limits().max_actions, 8);
         assert_eq!(c.listeners.listen.len(), 3);
         assert_eq!(c.listeners.socket_mode, 0o600);
         assert_eq!(c.limits.max_message_size, 10 << 20);
@@ -850,6 +878,23 @@ group = vmail
 allow_root = no
 socket_owner = postfix
 socket_group = postfix
+sieve = /srv/%d/%n/active.sieve
+sieve_dir = 
+sieve_before = /etc/lmtpd/before.sieve
+sieve_before = /etc/lmtpd/before.d
+sieve_after = /etc/lmtpd/after.sieve
+sieve_global_dir = /etc/lmtpd/global
+sieve_separator = /
+sieve_special_use = \\Junk=Spam
+sieve_special_use = \\Trash=Deleted Items
+sieve_max_script_size = 65536
+sieve_max_nesting = 16
+sieve_max_actions = 8
+sieve_max_include_depth = 3
+sieve_max_variable_size = 4096
+sieve_max_regex_size = 131072
+sieve_max_header_size = 262144
+sieve_max_body_part = 524288
 "
         );
     }
@@ -896,6 +941,23 @@ group =
 allow_root = no
 socket_owner = 
 socket_group = 
+sieve = /var/vmail/%d/%n/.dovecot.sieve
+sieve_dir = /var/vmail/%d/%n/sieve
+sieve_global_dir = /etc/lmtpd/sieve
+sieve_separator = .
+sieve_special_use = \\Drafts=Drafts
+sieve_special_use = \\Junk=Junk
+sieve_special_use = \\Sent=Sent
+sieve_special_use = \\Trash=Trash
+sieve_special_use = \\Archive=Archive
+sieve_max_script_size = 1048576
+sieve_max_nesting = 32
+sieve_max_actions = 32
+sieve_max_include_depth = 10
+sieve_max_variable_size = 65536
+sieve_max_regex_size = 1048576
+sieve_max_header_size = 1048576
+sieve_max_body_part = 1048576
 "
             )
         );

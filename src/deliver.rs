@@ -212,7 +212,9 @@ pub fn deliver_all<E>(
         if let Plan::Answer(_) = &plans[start] {
             // Rejected or discarded by the filter: answered in its place, nothing stored.
             // A failed write is remembered in `out.failed`; later runs then start no copy.
-            if let Plan::Answer(outcome) = std::mem::replace(&mut plans[start], Plan::Store(Vec::new())) {
+            if let Plan::Answer(outcome) =
+                std::mem::replace(&mut plans[start], Plan::Store(Vec::new()))
+            {
                 out.send(kind, start, &deliveries[start], outcome);
             }
             start += 1;
@@ -303,7 +305,15 @@ impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
     fn send(&mut self, store: StoreKind, index: usize, d: &Delivery<'_>, outcome: Outcome) -> bool {
         let rp = outcome_reply(self.job.env, d.rcpt, &outcome);
         let sieve = self.summaries.get(index).map_or("", String::as_str);
-        log_outcome(self.job, d.rcpt, store.name(), &rp, &outcome, self.started, sieve);
+        log_outcome(
+            self.job,
+            d.rcpt,
+            store.name(),
+            &rp,
+            &outcome,
+            self.started,
+            sieve,
+        );
         // Every post-DATA reply carries an enhanced code (outcome_reply, Reply::delivery_error).
         let status = rp.enhanced.unwrap_or(Enhanced(4, 3, 0));
         crate::metrics::get().delivery(store, status, self.job.dot.elapsed());

@@ -237,6 +237,51 @@ fn check_dir_writable(key: &str, dir: &Path, out: &mut Vec<Finding>) {
     }
 }
 
+/// Compiles every global Sieve script (`sieve_before`, `sieve_after` and the scripts in
+/// `sieve_global_dir`): one that is missing or does not compile is a problem, reported with
+/// its line and column.
+fn check_sieve(cfg: &Config, out: &mut Vec<Finding>) {
+    use crate::scripts::{Found, ScriptCache};
+    let cache = ScriptCache::new(cfg.sieve.limits());
+    let lists = [
+        ("sieve_before", &cfg.sieve.before),
+        ("sieve_after", &cfg.sieve.after),
+    ];
+    for (key, list) in lists {
+        for entry in list {
+            if !entry.exists() {
+                out.push(Finding::Problem(format!(
+                    "{key} {}: no such file",
+                    entry.display()
+                )));
+                continue;
+            }
+            for file in ScriptCache::expand_global(entry) {
+                match cache.global(&file) {
+                    Found::Script(..) => {}
+                    Found::Missing => out.push(Finding::Problem(format!(
+                        "{key} {}: no such file",
+                        file.display()
+                    ))),
+                    Found::Failed(path, err) => {
+                        out.push(Finding::Problem(format!("{key} {}: {err}", path.display())))
+                    }
+                }
+            }
+        }
+    }
+    if cfg.sieve.global_dir.is_dir() {
+        for file in ScriptCache::expand_global(&cfg.sieve.global_dir) {
+            if let Found::Failed(path, err) = cache.global(&file) {
+                out.push(Finding::Problem(format!(
+                    "sieve_global_dir {}: {err}",
+                    path.display()
+                )));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,45 +369,5 @@ mod tests {
             &mut out,
         );
         assert!(matches!(&out[..], [Finding::Problem(_)]), "{out:?}");
-    }
-}
-
-/// Compiles every global Sieve script (`sieve_before`, `sieve_after` and the scripts in
-/// `sieve_global_dir`): one that is missing or does not compile is a problem, reported with
-/// its line and column.
-fn check_sieve(cfg: &Config, out: &mut Vec<Finding>) {
-    use crate::scripts::{Found, ScriptCache};
-    let cache = ScriptCache::new(cfg.sieve.limits());
-    let lists = [("sieve_before", &cfg.sieve.before), ("sieve_after", &cfg.sieve.after)];
-    for (key, list) in lists {
-        for entry in list {
-            if !entry.exists() {
-                out.push(Finding::Problem(format!("{key} {}: no such file", entry.display())));
-                continue;
-            }
-            for file in ScriptCache::expand_global(entry) {
-                match cache.global(&file) {
-                    Found::Script(..) => {}
-                    Found::Missing => out.push(Finding::Problem(format!(
-                        "{key} {}: no such file",
-                        file.display()
-                    ))),
-                    Found::Failed(path, err) => out.push(Finding::Problem(format!(
-                        "{key} {}: {err}",
-                        path.display()
-                    ))),
-                }
-            }
-        }
-    }
-    if cfg.sieve.global_dir.is_dir() {
-        for file in ScriptCache::expand_global(&cfg.sieve.global_dir) {
-            if let Found::Failed(path, err) = cache.global(&file) {
-                out.push(Finding::Problem(format!(
-                    "sieve_global_dir {}: {err}",
-                    path.display()
-                )));
-            }
-        }
     }
 }

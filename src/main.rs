@@ -302,13 +302,33 @@ fn sieve(args: &[String]) -> ExitCode {
                  lmtpd sieve test [-c CONFIG] [--from A] [--to A] [--orcpt A] \
                  [--global-dir DIR] [--folder F]... [--now UNIXTIME] SCRIPT MESSAGE";
     let mut opts = Options::new();
-    opts.optopt("c", "config", "take the Sieve limits (and sieve_global_dir) from FILE", "FILE");
-    opts.optopt("", "from", "envelope sender (default: none, the null sender)", "ADDR");
+    opts.optopt(
+        "c",
+        "config",
+        "take the Sieve limits (and sieve_global_dir) from FILE",
+        "FILE",
+    );
+    opts.optopt(
+        "",
+        "from",
+        "envelope sender (default: none, the null sender)",
+        "ADDR",
+    );
     opts.optopt("", "to", "envelope recipient", "ADDR");
     opts.optopt("", "orcpt", "original recipient (DSN ORCPT)", "ADDR");
-    opts.optopt("", "global-dir", "directory of include :global scripts", "DIR");
+    opts.optopt(
+        "",
+        "global-dir",
+        "directory of include :global scripts",
+        "DIR",
+    );
     opts.optmulti("", "folder", "a mailbox that exists (repeatable)", "F");
-    opts.optopt("", "now", "the time currentdate sees, in seconds since 1970", "SECS");
+    opts.optopt(
+        "",
+        "now",
+        "the time currentdate sees, in seconds since 1970",
+        "SECS",
+    );
     let (cmd, rest) = match args.split_first() {
         Some((c, rest)) if c == "check" || c == "test" => (c.as_str(), rest),
         _ => {
@@ -339,14 +359,20 @@ fn sieve(args: &[String]) -> ExitCode {
     let limits = sieve_cfg.limits();
     let code = if cmd == "check" {
         if m.free.is_empty() {
-            eprintln!("lmtpd sieve check: give at least one script\n{}", opts.usage(brief));
+            eprintln!(
+                "lmtpd sieve check: give at least one script\n{}",
+                opts.usage(brief)
+            );
             return ExitCode::from(EX_USAGE);
         }
         let paths: Vec<PathBuf> = m.free.iter().map(PathBuf::from).collect();
         lmtpd::sieve_tool::check(&paths, &limits)
     } else {
         let [script, message] = &m.free[..] else {
-            eprintln!("lmtpd sieve test: give SCRIPT and MESSAGE\n{}", opts.usage(brief));
+            eprintln!(
+                "lmtpd sieve test: give SCRIPT and MESSAGE\n{}",
+                opts.usage(brief)
+            );
             return ExitCode::from(EX_USAGE);
         };
         let now = match m.opt_str("now").map(|n| n.parse::<i64>()) {
@@ -361,7 +387,9 @@ fn sieve(args: &[String]) -> ExitCode {
             script: PathBuf::from(script),
             message: PathBuf::from(message),
             from: m.opt_str("from").unwrap_or_default(),
-            to: m.opt_str("to").unwrap_or_else(|| "recipient@localhost".into()),
+            to: m
+                .opt_str("to")
+                .unwrap_or_else(|| "recipient@localhost".into()),
             orcpt: m.opt_str("orcpt"),
             global_dir: m
                 .opt_str("global-dir")

@@ -173,15 +173,13 @@ fn user_script(cfg: &SieveSection, r: &Resolved) -> Option<PathBuf> {
         UserSieve::Off => None,
         UserSieve::Path(p) => Some(p.clone()),
         UserSieve::Template if cfg.script.is_empty() => None,
-        UserSieve::Template => {
-            match lmtpd_store::template::expand(&cfg.script, "sieve", &r.rcpt) {
-                Ok(p) => Some(p),
-                Err(why) => {
-                    log::warn!("sieve: {}: no script: {why}", r.rcpt.user);
-                    None
-                }
+        UserSieve::Template => match lmtpd_store::template::expand(&cfg.script, "sieve", &r.rcpt) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                log::warn!("sieve: {}: no script: {why}", r.rcpt.user);
+                None
             }
-        }
+        },
     }
 }
 
@@ -264,12 +262,17 @@ pub fn store_folder(name: &str, separator: char) -> Result<Option<String>, Strin
         // `INBOX/x` with a `/` separator and a namespace without prefix names `x`'s
         // sibling in Dovecot's view; we only strip an INBOX prefix when the separator is
         // `.` and Maildir++ folders live under INBOX anyway.
-        Some(first) if first.eq_ignore_ascii_case("INBOX") && separator == '.' && levels.len() > 1 => {
+        Some(first)
+            if first.eq_ignore_ascii_case("INBOX") && separator == '.' && levels.len() > 1 =>
+        {
             &levels[1..]
         }
         _ => &levels[..],
     };
-    if levels.iter().any(|l| l.is_empty() || (separator != '.' && l.contains('.'))) {
+    if levels
+        .iter()
+        .any(|l| l.is_empty() || (separator != '.' && l.contains('.')))
+    {
         return Err(format!("'{name}' is not a usable folder name"));
     }
     Ok(Some(levels.join(".")))
@@ -282,7 +285,10 @@ fn store_flags(flags: &[String]) -> (Flags, Vec<String>) {
     let mut set = Flags::NONE;
     let mut dropped = Vec::new();
     for f in flags {
-        match Flag::ALL.iter().find(|k| k.imap_name().eq_ignore_ascii_case(f)) {
+        match Flag::ALL
+            .iter()
+            .find(|k| k.imap_name().eq_ignore_ascii_case(f))
+        {
             Some(k) => set.insert(*k),
             None if f.eq_ignore_ascii_case("\\Recent") => {}
             None => dropped.push(f.clone()),
@@ -295,7 +301,10 @@ fn store_flags(flags: &[String]) -> (Flags, Vec<String>) {
 /// UTF-8 reply extension, other text must be replaced), lines kept apart, bounded.
 pub fn reject_text(reason: &str) -> Vec<String> {
     const FIXED: &str = "Message rejected by the recipient's filter";
-    let printable = |s: &str| s.chars().all(|c| c == ' ' || c.is_ascii_graphic() || c == '\t');
+    let printable = |s: &str| {
+        s.chars()
+            .all(|c| c == ' ' || c.is_ascii_graphic() || c == '\t')
+    };
     if !reason.is_ascii() || reason.trim().is_empty() {
         return vec![FIXED.into()];
     }
@@ -354,7 +363,10 @@ pub fn filter(
         };
     }
     let limits = f.cache.limits();
-    let active = found.user.and_then(|i| scripts.get(i)).map(|l| l.path.clone());
+    let active = found
+        .user
+        .and_then(|i| scripts.get(i))
+        .map(|l| l.path.clone());
     let host = RcptHost {
         f,
         rcpt: &r.rcpt,
@@ -424,7 +436,13 @@ struct Original {
 /// The environment items (RFC 5183 §4) lmtpd knows.
 fn environment(f: &Filter<'_>, env: &Envelope) -> Vec<(&'static str, String)> {
     let mut items = vec![
-        ("domain", f.hostname.split_once('.').map_or(f.hostname, |(_, d)| d).to_string()),
+        (
+            "domain",
+            f.hostname
+                .split_once('.')
+                .map_or(f.hostname, |(_, d)| d)
+                .to_string(),
+        ),
         ("host", f.hostname.to_string()),
         ("location", "MDA".to_string()),
         ("name", "lmtpd".to_string()),
@@ -547,10 +565,19 @@ mod tests {
         assert_eq!(store_folder("INBOX", '.'), Ok(None));
         assert_eq!(store_folder("inbox", '/'), Ok(None));
         assert_eq!(store_folder("Junk", '.'), Ok(Some("Junk".into())));
-        assert_eq!(store_folder("Lists.rust", '.'), Ok(Some("Lists.rust".into())));
+        assert_eq!(
+            store_folder("Lists.rust", '.'),
+            Ok(Some("Lists.rust".into()))
+        );
         assert_eq!(store_folder("INBOX.Lists", '.'), Ok(Some("Lists".into())));
-        assert_eq!(store_folder("Lists/rust", '/'), Ok(Some("Lists.rust".into())));
-        assert!(store_folder("a.b/c", '/').is_err(), "a level holding the store's separator");
+        assert_eq!(
+            store_folder("Lists/rust", '/'),
+            Ok(Some("Lists.rust".into()))
+        );
+        assert!(
+            store_folder("a.b/c", '/').is_err(),
+            "a level holding the store's separator"
+        );
         assert!(store_folder("a..b", '.').is_err(), "an empty level");
         assert!(store_folder("", '.').is_err());
     }
@@ -575,7 +602,9 @@ mod tests {
         let fixed = reject_text("Grüße");
         assert_eq!(fixed.len(), 1);
         assert!(fixed[0].is_ascii() && !fixed[0].contains("Gr"));
-        assert!(reject_text("bell\u{7}").iter().all(|l| !l.contains('\u{7}')));
+        assert!(reject_text("bell\u{7}")
+            .iter()
+            .all(|l| !l.contains('\u{7}')));
         assert!(reject_text("").iter().all(|l| !l.is_empty()));
         assert!(reject_text(&"x\n".repeat(100)).len() <= 10);
     }
@@ -583,13 +612,19 @@ mod tests {
     #[test]
     fn the_header_section_is_read_up_to_its_empty_line_and_bounded() {
         let body = MemoryBody(b"A: 1\nB: 2\n\nbody\n".to_vec());
-        assert_eq!(read_header(&body, 1 << 20), (b"A: 1\nB: 2\n\n".to_vec(), true));
+        assert_eq!(
+            read_header(&body, 1 << 20),
+            (b"A: 1\nB: 2\n\n".to_vec(), true)
+        );
         let only = MemoryBody(b"A: 1\n".to_vec());
         assert_eq!(read_header(&only, 1 << 20), (b"A: 1\n".to_vec(), true));
         let long = MemoryBody([&b"X: "[..], &vec![b'y'; 100][..], b"\n\nbody"].concat());
         let (h, complete) = read_header(&long, 50);
         assert_eq!(h.len(), 50);
-        assert!(!complete, "a header section longer than the limit cannot be edited");
+        assert!(
+            !complete,
+            "a header section longer than the limit cannot be edited"
+        );
         let empty_header = MemoryBody(b"\nbody\n".to_vec());
         assert_eq!(read_header(&empty_header, 100), (b"\n".to_vec(), true));
     }

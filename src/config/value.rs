@@ -268,7 +268,9 @@ impl SpecialUse {
             && flag.starts_with('\\')
             && flag[1..].chars().all(|c| c.is_ascii_alphanumeric());
         if !name_ok || folder.is_empty() || folder.chars().any(char::is_control) {
-            return Err(format!("'{text}' is not \\Flag=Folder (such as \\Junk=Junk)"));
+            return Err(format!(
+                "'{text}' is not \\Flag=Folder (such as \\Junk=Junk)"
+            ));
         }
         Ok((flag.to_string(), folder.to_string()))
     }

@@ -478,12 +478,14 @@ impl Driver<'_> {
             env: &env,
             body: &body,
             dot,
-            filter: crate::policy::configured(&live.config.sieve).then_some(crate::policy::Filter {
-                cfg: &live.config.sieve,
-                cache: &live.scripts,
-                delimiters: &live.config.recipients.recipient_delimiter,
-                hostname: &live.config.delivery.hostname,
-            }),
+            filter: crate::policy::configured(&live.config.sieve).then_some(
+                crate::policy::Filter {
+                    cfg: &live.config.sieve,
+                    cache: &live.scripts,
+                    delimiters: &live.config.recipients.recipient_delimiter,
+                    hostname: &live.config.delivery.hostname,
+                },
+            ),
         };
         let session = &mut self.session;
         deliver::deliver_all(&job, &tx.rcpts, |reply| {

@@ -73,17 +73,20 @@ fn copies(srv: &TestServer, user: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut dirs = vec![root.clone()];
     if let Ok(entries) = fs::read_dir(&root) {
-        dirs.extend(
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))),
-        );
+        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        }));
     }
     for d in dirs {
         for sub in ["new", "cur"] {
             for f in list(&d.join(sub)) {
-                let rel = f.strip_prefix(&root).expect("under root").display().to_string();
+                let rel = f
+                    .strip_prefix(&root)
+                    .expect("under root")
+                    .display()
+                    .to_string();
                 out.push((rel, fs::read_to_string(&f).expect("copy")));
             }
         }
@@ -95,21 +98,37 @@ fn copies(srv: &TestServer, user: &str) -> Vec<(String, String)> {
 #[test]
 fn rfc5429_reject_is_that_recipients_own_550_5_7_1_after_data() {
     let srv = server(|_, _| {});
-    script(&srv, "alice", "require \"reject\";\nreject \"I do not want this.\";\n");
+    script(
+        &srv,
+        "alice",
+        "require \"reject\";\nreject \"I do not want this.\";\n",
+    );
     script(
         &srv,
         "bob",
         "require [\"fileinto\", \"imap4flags\", \"mailbox\"];\n\
          if header :contains \"subject\" \"report\" { addflag \"\\\\Seen\"; fileinto :create \"Reports\"; }\n",
     );
-    let replies = deliver(&srv, &["alice@example.org", "bob@example.org", "carol@example.org"]);
-    assert!(replies[0].starts_with("550 5.7.1 I do not want this."), "{replies:?}");
+    let replies = deliver(
+        &srv,
+        &["alice@example.org", "bob@example.org", "carol@example.org"],
+    );
+    assert!(
+        replies[0].starts_with("550 5.7.1 I do not want this."),
+        "{replies:?}"
+    );
     assert!(replies[1].starts_with("250 2.0.0"), "{replies:?}");
     assert!(replies[2].starts_with("250 2.0.0"), "{replies:?}");
-    assert!(copies(&srv, "alice").is_empty(), "a rejected recipient stores nothing");
+    assert!(
+        copies(&srv, "alice").is_empty(),
+        "a rejected recipient stores nothing"
+    );
     let bob = copies(&srv, "bob");
     assert_eq!(bob.len(), 1, "{bob:?}");
-    assert!(bob[0].0.starts_with(".Reports/cur/") && bob[0].0.ends_with(":2,S"), "{bob:?}");
+    assert!(
+        bob[0].0.starts_with(".Reports/cur/") && bob[0].0.ends_with(":2,S"),
+        "{bob:?}"
+    );
     let carol = copies(&srv, "carol");
     assert_eq!(carol.len(), 1);
     assert!(carol[0].0.starts_with("new/"), "{carol:?}");
@@ -118,17 +137,23 @@ fn rfc5429_reject_is_that_recipients_own_550_5_7_1_after_data() {
 #[test]
 fn a_multi_line_or_non_ascii_reason_is_a_safe_reply() {
     let srv = server(|_, _| {});
-    script(&srv, "alice", "require \"reject\";\nreject text:\nfirst line\nsecond line\n.\n;\n");
+    script(
+        &srv,
+        "alice",
+        "require \"reject\";\nreject text:\nfirst line\nsecond line\n.\n;\n",
+    );
     script(&srv, "bob", "require \"ereject\";\nereject \"Grüße\";\n");
     let replies = deliver(&srv, &["alice@example.org", "bob@example.org"]);
     assert_eq!(
-        replies[0],
-        "550-5.7.1 first line\r\n550 5.7.1 second line\r\n",
+        replies[0], "550-5.7.1 first line\r\n550 5.7.1 second line\r\n",
         "a multi-line reason is a multi-line reply"
     );
     assert!(replies[1].starts_with("550 5.7.1 "), "{replies:?}");
     assert!(replies[1].is_ascii(), "{replies:?}");
-    assert!(!replies[1].contains("Gr"), "the non-ASCII reason is replaced: {replies:?}");
+    assert!(
+        !replies[1].contains("Gr"),
+        "the non-ASCII reason is replaced: {replies:?}"
+    );
 }
 
 #[test]
@@ -155,7 +180,10 @@ fn several_targets_are_several_copies_and_one_reply() {
     assert!(replies[1].starts_with("250 "), "{replies:?}");
     let alice: Vec<String> = copies(&srv, "alice").into_iter().map(|(p, _)| p).collect();
     assert_eq!(alice.len(), 3, "{alice:?}");
-    assert!(alice.iter().any(|p| p.starts_with(".Archive/")), "{alice:?}");
+    assert!(
+        alice.iter().any(|p| p.starts_with(".Archive/")),
+        "{alice:?}"
+    );
     assert!(alice.iter().any(|p| p.starts_with(".Work/")), "{alice:?}");
     assert!(alice.iter().any(|p| p.starts_with("new/")), "{alice:?}");
 }
@@ -163,7 +191,11 @@ fn several_targets_are_several_copies_and_one_reply() {
 #[test]
 fn fileinto_a_missing_folder_without_create_lands_in_inbox() {
     let srv = server(|_, _| {});
-    script(&srv, "alice", "require \"fileinto\";\nfileinto \"Nowhere\";\n");
+    script(
+        &srv,
+        "alice",
+        "require \"fileinto\";\nfileinto \"Nowhere\";\n",
+    );
     let replies = deliver(&srv, &["alice@example.org"]);
     assert!(replies[0].starts_with("250 "), "{replies:?}");
     let alice = copies(&srv, "alice");
@@ -174,7 +206,11 @@ fn fileinto_a_missing_folder_without_create_lands_in_inbox() {
 #[test]
 fn a_broken_script_is_an_implicit_keep_into_inbox_never_a_tempfail() {
     let srv = server(|_, _| {});
-    script(&srv, "alice", "require \"fileinto\";\nfileinto \"A\"\nkeep;\n");
+    script(
+        &srv,
+        "alice",
+        "require \"fileinto\";\nfileinto \"A\"\nkeep;\n",
+    );
     // A run-time failure: reject together with fileinto.
     script(
         &srv,
@@ -209,7 +245,10 @@ fn rfc5293_editheader_changes_only_that_recipients_copy() {
     assert!(a.contains("\nX-Filtered: by alice's script\n"), "{a}");
     assert!(!a.contains("X-Spam-Flag"), "{a}");
     assert!(a.ends_with("\nHello.\n"), "the body is unchanged: {a}");
-    assert!(a.starts_with("Return-Path: <sender@example.net>\n"), "trace headers stay first: {a}");
+    assert!(
+        a.starts_with("Return-Path: <sender@example.net>\n"),
+        "trace headers stay first: {a}"
+    );
     assert!(!b.contains("X-Filtered"), "{b}");
     assert!(b.contains("X-Spam-Flag: NO"), "{b}");
 }
@@ -252,7 +291,10 @@ fn a_managesieve_symlink_is_followed_inside_the_home_only() {
     symlink(&outside, bob.join(".dovecot.sieve")).expect("link out");
     let replies = deliver(&srv, &["alice@example.org", "bob@example.org"]);
     assert!(replies.iter().all(|r| r.starts_with("250 ")), "{replies:?}");
-    assert!(copies(&srv, "alice").is_empty(), "alice's active script (discard) ran");
+    assert!(
+        copies(&srv, "alice").is_empty(),
+        "alice's active script (discard) ran"
+    );
     assert_eq!(
         copies(&srv, "bob").len(),
         1,

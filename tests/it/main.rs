@@ -4,9 +4,9 @@
 //! Run one group with a filter on its module, e.g. `cargo test --test it hardening::`.
 
 mod common;
+mod filter;
 mod hardening;
 mod lmtp;
 mod ops;
-mod filter;
 mod sieve;
 mod stores;

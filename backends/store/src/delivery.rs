@@ -275,7 +275,9 @@ impl<'a> Delivery<'a> {
         if let Some(e) = &target.edit {
             let skipped = io::copy(&mut (&mut body).take(e.replaces), &mut io::sink())?;
             if skipped != e.replaces {
-                return Err(io::Error::other("the spooled body is shorter than its header section"));
+                return Err(io::Error::other(
+                    "the spooled body is shorter than its header section",
+                ));
             }
         }
         Ok(io::Cursor::new(self.prefix(target)).chain(body))
