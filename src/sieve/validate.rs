@@ -29,7 +29,8 @@
 //!   contain variables. `i;ascii-numeric` is never combined with `:contains`, `:matches` or
 //!   `:regex`. Constant date parts are lower-cased and known; constant `:zone` values are
 //!   `+hhmm`/`-hhmm`; constant `include` names are not empty and hold no `/`; constant
-//!   editheader field names are RFC 5322 field names; `set` names are identifiers (or
+//!   header field names (of `header`, `address`, `exists`, `date` and editheader) are
+//!   RFC 5322 field names; constant special-use flags are `\\` and an atom; `set` names are identifiers (or
 //!   `global.name` with "include"); `global` names are identifiers.
 //! - Constant `:regex` keys are compiled in [`Prepared::regexes`] under the position of the
 //!   key-list argument and the index of the key; a key with `${` (with "variables") is not
@@ -117,6 +118,8 @@ pub enum Role {
     Extensions,
     /// An editheader field name.
     FieldName,
+    /// Header field names to read (`header`, `address`, `exists`, `date`).
+    HeaderNames,
     /// A variable name to assign (`set`, `setflag`'s first, `global`).
     VarName,
     /// A variable name to read (`hasflag`'s variable list).
@@ -127,6 +130,8 @@ pub enum Role {
     DatePart,
     /// `envelope` parts.
     EnvelopePart,
+    /// RFC 8579 special-use flags (`\\Junk`).
+    SpecialUse,
 }
 
 /// Whether a positional argument must be there.
@@ -282,6 +287,7 @@ const DELETE_INDEX: &[TagSpec] = &[
 const STR: PosSpec = req(Kind::Str, Role::Plain);
 const LIST: PosSpec = req(Kind::List, Role::Plain);
 const KEYS: PosSpec = req(Kind::List, Role::Keys);
+const HEADERS: PosSpec = req(Kind::List, Role::HeaderNames);
 
 const fn command(
     name: &'static str,
@@ -409,16 +415,21 @@ pub const SPECS: &[Spec] = &[
         "address",
         None,
         &[COMPARATOR, ADDRESS_PART, MATCH, INDEX],
-        &[LIST, KEYS],
+        &[HEADERS, KEYS],
     ),
-    test("header", None, &[COMPARATOR, MATCH, INDEX], &[LIST, KEYS]),
+    test(
+        "header",
+        None,
+        &[COMPARATOR, MATCH, INDEX],
+        &[HEADERS, KEYS],
+    ),
     test(
         "envelope",
         Some("envelope"),
         &[COMPARATOR, ADDRESS_PART, MATCH],
         &[req(Kind::List, Role::EnvelopePart), KEYS],
     ),
-    test("exists", None, &[], &[LIST]),
+    test("exists", None, &[], &[HEADERS]),
     Spec {
         required_group: Some("size"),
         ..test("size", None, &[SIZE], &[req(Kind::Num, Role::Plain)])
@@ -467,7 +478,11 @@ pub const SPECS: &[Spec] = &[
         "date",
         Some("date"),
         &[ZONE, COMPARATOR, MATCH, INDEX],
-        &[STR, req(Kind::Str, Role::DatePart), KEYS],
+        &[
+            req(Kind::Str, Role::HeaderNames),
+            req(Kind::Str, Role::DatePart),
+            KEYS,
+        ],
     ),
     test(
         "currentdate",
@@ -493,7 +508,7 @@ pub const SPECS: &[Spec] = &[
                 opt: Opt::Lead,
                 role: Role::Plain,
             },
-            LIST,
+            req(Kind::List, Role::SpecialUse),
         ],
     ),
 ];
@@ -635,6 +650,15 @@ fn is_field_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (33..=126).contains(&b) && b != b':')
 }
 
+/// RFC 6154 use-attr: `\\` then an IMAP atom (no controls, space or `(){%*"\\]`).
+fn is_special_use(s: &str) -> bool {
+    s.strip_prefix('\\').is_some_and(|a| {
+        !a.is_empty()
+            && a.bytes()
+                .all(|b| (33..=126).contains(&b) && !b"(){%*\"\\]".contains(&b))
+    })
+}
+
 fn is_zone(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 5
@@ -709,7 +733,7 @@ fn decode_encoded(s: &str) -> Result<Option<String>, String> {
     while let Some(i) = rest.find("${") {
         out.push_str(rest.get(..i).unwrap_or(""));
         let after = rest.get(i + 2..).unwrap_or("");
-        let (unicode, body_start) = if after
+        let (unicode, prefix) = if after
             .get(..4)
             .is_some_and(|p| p.eq_ignore_ascii_case("hex:"))
         {
@@ -724,24 +748,21 @@ fn decode_encoded(s: &str) -> Result<Option<String>, String> {
             rest = after;
             continue;
         };
-        let body_and_more = after.get(body_start..).unwrap_or("");
-        let Some(end) = body_and_more.find('}') else {
-            out.push_str("${");
-            rest = after;
-            continue;
-        };
-        let body = body_and_more.get(..end).unwrap_or("");
+        let tail = after.get(prefix..).unwrap_or("");
+        // The body is hex digits and blanks up to `}`; it stops at the first other
+        // character, so a failed attempt costs no more than the characters it looked at.
+        let len = tail
+            .bytes()
+            .take_while(|b| b.is_ascii_hexdigit() || matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .count();
+        let body = tail.get(..len).unwrap_or("");
         let groups: Vec<&str> = body
             .split([' ', '\t', '\r', '\n'])
             .filter(|g| !g.is_empty())
             .collect();
-        let well_formed = !groups.is_empty()
-            && groups
-                .iter()
-                .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()) && (unicode || g.len() <= 2))
-            && body
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || matches!(c, ' ' | '\t' | '\r' | '\n'));
+        let well_formed = tail.get(len..).is_some_and(|t| t.starts_with('}'))
+            && !groups.is_empty()
+            && (unicode || groups.iter().all(|g| g.len() <= 2));
         if !well_formed {
             out.push_str("${");
             rest = after;
@@ -750,10 +771,10 @@ fn decode_encoded(s: &str) -> Result<Option<String>, String> {
         if unicode {
             for g in groups {
                 let trimmed = g.trim_start_matches('0');
-                let cp = if trimmed.len() > 6 {
-                    None
-                } else {
-                    u32::from_str_radix(if trimmed.is_empty() { "0" } else { trimmed }, 16).ok()
+                let cp = match trimmed {
+                    "" => Some(0),
+                    t if t.len() <= 6 => u32::from_str_radix(t, 16).ok(),
+                    _ => None,
                 };
                 match cp.and_then(char::from_u32) {
                     Some(c) => out.push(c),
@@ -771,7 +792,7 @@ fn decode_encoded(s: &str) -> Result<Option<String>, String> {
             }
         }
         changed = true;
-        rest = body_and_more.get(end + 1..).unwrap_or("");
+        rest = tail.get(len + 1..).unwrap_or("");
     }
     out.push_str(rest);
     Ok(changed.then_some(out))
@@ -801,8 +822,9 @@ impl Validator<'_> {
         for c in cmds.iter().filter(|c| c.name == "require") {
             for a in &c.args {
                 for v in strings(a) {
+                    // Only known names are kept: the list stays short whatever the script.
                     let ext = v.to_ascii_lowercase();
-                    if !self.requires.contains(&ext) {
+                    if EXTENSIONS.contains(&ext.as_str()) && !self.requires.contains(&ext) {
                         self.requires.push(ext);
                     }
                 }
@@ -1128,6 +1150,14 @@ impl Validator<'_> {
                     }
                     *v = lower;
                 }
+                "specialuse" if self.constant(v) && !is_special_use(v) => {
+                    self.error(
+                        apos,
+                        format!(
+                            "invalid special-use flag \"{v}\" (RFC 8579: a backslash and an atom)"
+                        ),
+                    );
+                }
                 "zone" if self.constant(v) && !is_zone(v) => {
                     self.error(apos, format!("invalid time zone \"{v}\" (+hhmm or -hhmm)"));
                 }
@@ -1184,6 +1214,24 @@ impl Validator<'_> {
                                 }
                                 Err(e) => self.error(apos, e),
                             }
+                        }
+                    }
+                    Role::SpecialUse => {
+                        if constant && !is_special_use(v) {
+                            self.error(
+                                apos,
+                                format!(
+                                    "invalid special-use flag \"{v}\" (RFC 8579: a backslash and an atom)"
+                                ),
+                            );
+                        }
+                    }
+                    Role::HeaderNames => {
+                        if constant && !is_field_name(v) {
+                            self.error(
+                                apos,
+                                format!("invalid header field name \"{v}\" (RFC 5228 §2.4.2.2)"),
+                            );
                         }
                     }
                     Role::FieldName => {

@@ -548,43 +548,26 @@ fn split_args_gives_tags_and_positionals() {
 #[test]
 fn rfc5228_9_examples_compile() {
     ok(r#"
-       #
-       # Example Sieve Filter
-       # Declare any optional features or extension used by the script
-       #
        require ["fileinto"];
 
-       #
-       # Handle messages from known mailing lists
-       # Move messages from IETF filter discussion list to filter mailbox
-       #
        if header :is "Sender" "owner-ietf-mta-filters@imc.org"
                {
-               fileinto "filter";  # move to "filter" mailbox
+               fileinto "filter";
                }
-       #
-       # Keep all messages to or from people in my company
-       #
        elsif address :DOMAIN :is ["From", "To"] "example.com"
                {
-               keep;               # keep in "In" mailbox
+               keep;
                }
 
-       #
-       # Try and catch unsolicited email.  If a message is not to me,
-       # or it contains a subject known to be spam, file it away.
-       #
        elsif anyof (NOT address :all :contains
                       ["To", "Cc", "Bcc"] "me@example.com",
                     header :matches "subject"
                       ["*make*money*fast*", "*university*dipl*mas*"])
                {
-               fileinto "spam";   # move to "spam" mailbox
+               fileinto "spam";
                }
        else
                {
-               # Move all other (non-company) mail to "personal"
-               # mailbox.
                fileinto "personal";
                }
 "#);
@@ -608,25 +591,13 @@ fn rfc5229_examples_compile() {
 if header :matches "List-ID" "*<*@*" {
     fileinto "INBOX.lists.${2}"; stop;
 }
-# Imagine the header
-# Subject: [acme-users] [fwd] version 1.0 is out
 if header :matches "Subject" "[*] *" {
-    # ${1} will hold "acme-users",
-    # ${2} will hold "[fwd] version 1.0 is out"
     fileinto "INBOX.lists.${1}"; stop;
 }
-# Imagine the header
-# To: coyote@ACME.Example.COM
 if address :matches ["To", "Cc"] ["coyote@**.com",
         "wile@**.com"] {
-    # ${0} is the matching address
-    # ${1} is always the empty string
-    # ${2} is part of the domain name ("ACME.Example")
     fileinto "INBOX.business.${2}"; stop;
 } else {
-    # Control wouldn't reach this block if any match was
-    # successful, so no match variables are set at this
-    # point.
 }
 set "honorific"  "Mr";
 set "first_name" "Wile";
@@ -644,7 +615,6 @@ set :upperfirst :lower "b" "${a}";
 set :quotewildcard "b" "Rock*";
 set "state" "${state} pending";
 if string :matches " ${state} " "* pending *" {
-    # the above test always succeeds
 }
 "#);
 }
@@ -840,4 +810,68 @@ fn fuzz_random_bytes_and_mutated_scripts_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn rfc5228_2_4_2_2_header_names_must_be_field_names() {
+    bad(
+        "if header :is \"a b\" \"x\" {}",
+        "invalid header field name \"a b\"",
+    );
+    bad(
+        "if exists [\"ok\", \"\"] {}",
+        "invalid header field name \"\"",
+    );
+    bad(
+        "require \"date\"; if date \"da:te\" \"year\" \"1\" {}",
+        "invalid header field name",
+    );
+    ok("require \"variables\"; if header :is \"${a b}\" \"x\" {}");
+}
+
+#[test]
+fn rfc8579_special_use_flags_are_checked() {
+    bad(
+        "require [\"special-use\", \"fileinto\"]; fileinto :specialuse \"Junk\" \"Spam\";",
+        "invalid special-use flag \"Junk\"",
+    );
+    bad(
+        "require \"special-use\"; if specialuse_exists [\"\\\\Junk\", \"\\\\\"] {}",
+        "invalid special-use flag",
+    );
+}
+
+#[test]
+fn large_inputs_compile_in_linear_time() {
+    // Each of these would be quadratic with a naive scan; a 1 MiB script must stay fast.
+    let start = std::time::Instant::now();
+    let body = "${hex:".repeat(150_000);
+    let src = format!("require [\"encoded-character\", \"fileinto\"]; fileinto \"{body}\";");
+    assert!(compile(src.as_bytes(), &Limits::default()).is_ok());
+    let names: Vec<String> = (0..60_000).map(|i| format!("\"x{i}\"")).collect();
+    let src = format!("require [{}];", names.join(","));
+    assert_eq!(
+        compile(src.as_bytes(), &Limits::default())
+            .unwrap_err()
+            .len(),
+        MAX_ERRORS
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn rfc5229_3_variable_references_only_special_with_variables() {
+    // Without "variables", "${a b}" is a constant: checked (and refused) as a header name,
+    // compiled as a regular expression.
+    bad(
+        "if header :is \"${a b}\" \"x\" {}",
+        "invalid header field name \"${a b}\"",
+    );
+    bad(
+        "require \"regex\"; if header :regex \"a\" \"${x}(\" {}",
+        "invalid regular expression",
+    );
+    let s = ok("require [\"regex\", \"variables\"]; if header :regex \"a\" \"${x}\" {}");
+    assert!(s.prepared.regexes.is_empty());
+    ok("require \"variables\"; if header :is \"${a b}\" \"x\" {}");
 }
