@@ -105,7 +105,7 @@ impl DateTime {
     /// `None` for an unknown part.
     ///
     /// `julian` is the Modified Julian Day of the local date; `iso8601` is RFC 3339's
-    /// `yyyy-mm-ddThh:mm:ss+hh:mm`; `std11` is RFC 5322's `Tue, 01 Jul 2003 10:52:37 +0200`;
+    /// `yyyy-mm-ddThh:mm:ss+hh:mm` (`Z` for offset zero, as Pigeonhole writes it); `std11` is RFC 5322's `Tue, 01 Jul 2003 10:52:37 +0200`;
     /// `weekday` counts from `0` for Sunday.
     pub fn part(self, name: &str) -> Option<String> {
         let (y, mo, d, h, mi, s, days) = self.fields();
@@ -122,7 +122,11 @@ impl DateTime {
             "time" => format!("{h:02}:{mi:02}:{s:02}"),
             "iso8601" => format!(
                 "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
-                zone_string(self.offset_minutes, true)
+                if self.offset_minutes == 0 {
+                    "Z".to_owned()
+                } else {
+                    zone_string(self.offset_minutes, true)
+                }
             ),
             "std11" => format!(
                 "{}, {d:02} {} {y:04} {h:02}:{mi:02}:{s:02} {}",
@@ -418,6 +422,7 @@ mod tests {
         assert_eq!(utc.part("time").unwrap(), "23:30:00");
         assert_eq!(utc.part("weekday").unwrap(), "1");
         assert_eq!(utc.part("zone").unwrap(), "+0000");
+        assert_eq!(utc.part("iso8601").unwrap(), "2003-06-30T23:30:00Z");
         let nf = d.in_zone(-210);
         assert_eq!(nf.part("iso8601").unwrap(), "2003-06-30T20:00:00-03:30");
         assert_eq!(nf.part("zone").unwrap(), "-0330");

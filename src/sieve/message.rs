@@ -7,29 +7,24 @@
 //! never panics on junk, and replaces invalid UTF-8.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 
 /// One header field as it appears in the message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Field {
     /// The field name as written (compare case-insensitively).
     pub name: String,
     /// The raw value after the colon, unfolded (CRLF/LF before white space removed), leading
     /// and trailing white space removed, not decoded; invalid UTF-8 replaced.
     pub value: String,
-    /// The field exactly as it was in the message (name, colon, value, folding; line ends as
-    /// LF, no final line end), for [`Headers::to_bytes`] to write an untouched field back as
-    /// it was. `None` for a field `editheader` added; ignored when `name` or `value` no
-    /// longer agree with it.
-    pub raw: Option<String>,
 }
 
 impl Field {
-    /// A new field (as `addheader` makes it), without original text.
+    /// A new field (as `addheader` makes it).
     pub fn new(name: &str, value: &str) -> Field {
         Field {
             name: name.to_owned(),
             value: value.to_owned(),
-            raw: None,
         }
     }
 }
@@ -39,6 +34,11 @@ impl Field {
 pub struct Headers {
     /// The fields, top to bottom.
     pub fields: Vec<Field>,
+    /// Each parsed field's text exactly as it was (name, colon, value, folding; line ends as
+    /// LF, no final line end), with its name and value: [`Headers::to_bytes`] writes a field
+    /// that still has one of these names and values back as it was, so `editheader` can
+    /// edit `fields` freely.
+    originals: Vec<(Field, String)>,
 }
 
 /// Is `b` allowed in a field name (RFC 5322 §3.6.8 ftext: printable ASCII except `:`)?
@@ -74,15 +74,11 @@ impl Headers {
         let mut fields = Vec::new();
         // The lines of the field being read.
         let mut cur: Option<String> = None;
-        let flush = |cur: &mut Option<String>, fields: &mut Vec<Field>| {
+        let flush = |cur: &mut Option<String>, fields: &mut Vec<(Field, String)>| {
             if let Some(text) = cur.take() {
                 if let Some((name, value)) = split_field(&text) {
                     let name = name.to_owned();
-                    fields.push(Field {
-                        name,
-                        value,
-                        raw: Some(text),
-                    });
+                    fields.push((Field { name, value }, text));
                 }
             }
         };
@@ -122,7 +118,10 @@ impl Headers {
             }
         }
         flush(&mut cur, &mut fields);
-        Headers { fields }
+        Headers {
+            fields: fields.iter().map(|(f, _)| f.clone()).collect(),
+            originals: fields,
+        }
     }
 
     /// The fields named `name` (case-insensitive), top to bottom.
@@ -134,15 +133,16 @@ impl Headers {
 
     /// The section serialised again with LF line ends and the final empty line, folding long
     /// values added by `addheader` (RFC 5293 §4), for a copy that `editheader` changed.
-    /// A field whose [`Field::raw`] still agrees with its name and value is written as it was.
+    /// A field with the name and value of a parsed one is written as it was in the message
+    /// (each original once, in order, for repeated identical fields).
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut unused: HashMap<&Field, VecDeque<&str>> = HashMap::new();
+        for (f, raw) in &self.originals {
+            unused.entry(f).or_default().push_back(raw);
+        }
         let mut out = String::new();
         for f in &self.fields {
-            let original = f
-                .raw
-                .as_deref()
-                .filter(|raw| split_field(raw).is_some_and(|(n, v)| n == f.name && v == f.value));
-            match original {
+            match unused.get_mut(f).and_then(VecDeque::pop_front) {
                 Some(raw) => out.push_str(raw),
                 None => fold_field(&mut out, &f.name, &f.value),
             }
@@ -488,6 +488,11 @@ fn tokens(value: &str) -> Vec<(usize, Tok)> {
             }
             _ => {
                 let start = i;
+                // An encoded-word in a display name may hold specials (`,` in Q text,
+                // against RFC 2047 §5 but common): it is one word.
+                if let Some((len, _, _)) = value.get(i..).and_then(encoded_word) {
+                    i += len;
+                }
                 while let Some(&c) = b.get(i) {
                     if matches!(
                         c,
@@ -826,6 +831,21 @@ mod tests {
     }
 
     #[test]
+    fn rfc5293_deleting_and_adding_keeps_other_fields_as_they_were() {
+        let raw = "A: 1\r\n  folded\r\nB: 2\r\nA: 1  folded\r\nC:  3\r\n\r\n";
+        let mut h = Headers::parse(raw.as_bytes());
+        // deleteheader :index 2 "B", then addheader :last "D" "4".
+        h.fields.remove(1);
+        h.fields.push(Field::new("D", "4"));
+        let out = String::from_utf8(h.to_bytes()).unwrap();
+        assert_eq!(out, "A: 1\n  folded\nA: 1  folded\nC:  3\nD: 4\n\n");
+        // Deleting the first of two equal fields writes an original for the other.
+        let mut h = Headers::parse(b"X: same\nX: same\n");
+        h.fields.remove(0);
+        assert_eq!(h.to_bytes(), b"X: same\n\n");
+    }
+
+    #[test]
     fn rfc5293_4_long_added_values_folded_at_78() {
         let value = "word ".repeat(40);
         let mut h = Headers::default();
@@ -955,6 +975,15 @@ mod tests {
                 addr("jdoe", Some("one.test")),
                 addr("john.doe", Some("example.com"))
             ]
+        );
+    }
+
+    #[test]
+    fn rfc2047_5_encoded_word_display_name_with_specials() {
+        let a = addresses("=?utf-8?Q?Doe,_John?= <jd@x.test>, b@y.test");
+        assert_eq!(
+            a,
+            vec![addr("jd", Some("x.test")), addr("b", Some("y.test"))]
         );
     }
 

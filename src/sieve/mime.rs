@@ -37,6 +37,9 @@ pub const MAX_DEPTH: usize = 16;
 /// The most bytes of one `Content-Type` or `Content-Transfer-Encoding` field kept.
 pub const MAX_FIELD: usize = 8 << 10;
 
+/// The most trailing white space quoted-printable decoding holds back at once.
+const MAX_QP_SPACE: usize = 256;
+
 /// The longest line that can be a boundary (RFC 2046 §5.1.1: a boundary is at most 70
 /// characters; generous for transport padding).
 const MAX_BOUNDARY_LINE: usize = 1024;
@@ -92,6 +95,9 @@ struct TransferDecoder {
     /// quoted-printable: 0 normal, 1 after `=`, 2 after `=` and one hex digit (in `hi`).
     qp: u8,
     hi: u8,
+    /// quoted-printable: white space held back, dropped if the line ends (RFC 2045 §6.7
+    /// rule 3: trailing white space was added in transport).
+    ws: Vec<u8>,
 }
 
 impl TransferDecoder {
@@ -103,10 +109,33 @@ impl TransferDecoder {
             done: false,
             qp: 0,
             hi: 0,
+            ws: Vec::new(),
         }
     }
 
     fn qp_byte(&mut self, c: u8, out: &mut Vec<u8>) {
+        if c == b' ' || c == b'\t' {
+            if self.qp == 2 {
+                out.extend_from_slice(&[b'=', self.hi]);
+                self.qp = 0;
+            }
+            if self.ws.len() >= MAX_QP_SPACE {
+                if self.qp == 1 {
+                    out.push(b'=');
+                    self.qp = 0;
+                }
+                out.append(&mut self.ws);
+            }
+            self.ws.push(c);
+            return;
+        }
+        if !self.ws.is_empty() {
+            if self.qp == 1 {
+                out.push(b'=');
+                self.qp = 0;
+            }
+            out.append(&mut self.ws);
+        }
         match self.qp {
             1 => {
                 if hex_val(c).is_some() {
@@ -179,8 +208,9 @@ impl TransferDecoder {
             Cte::Identity => out.extend_from_slice(eol),
             Cte::Base64 => {}
             Cte::Qp => {
+                self.ws.clear();
                 match self.qp {
-                    // `=` at the end of a line: a soft line break.
+                    // `=` at the end of a line (maybe with white space): a soft line break.
                     1 => {}
                     2 => {
                         out.extend_from_slice(&[b'=', self.hi]);
@@ -196,6 +226,7 @@ impl TransferDecoder {
     /// The end of the encoded text.
     fn finish(&mut self, out: &mut Vec<u8>) {
         if self.cte == Cte::Qp {
+            self.ws.clear();
             match self.qp {
                 1 => out.push(b'='),
                 2 => out.extend_from_slice(&[b'=', self.hi]),
@@ -1038,6 +1069,9 @@ Content-Type: multipart/mixed; boundary=i\n\n--i\n\ninner\n--o\n\nsecond\n--o--\
     fn rfc2045_6_7_quoted_printable_rules() {
         let msg = b"Content-Transfer-Encoding: quoted-printable\n\nA=3Db =\nc=\nd =ZZ =4\n";
         assert_eq!(texts(msg, &Transform::Text), vec!["A=b cd =ZZ =4\n"]);
+        // Rule 3: trailing white space is dropped; a soft break may have some after `=`.
+        let msg = b"Content-Transfer-Encoding: quoted-printable\n\nend  \t\nsoft= \nly\ta b\n";
+        assert_eq!(texts(msg, &Transform::Text), vec!["end\nsoftly\ta b\n"]);
     }
 
     #[test]
@@ -1233,6 +1267,50 @@ Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"
         })
         .unwrap();
         assert!(stats.max_field <= MAX_FIELD);
+    }
+
+    #[test]
+    fn random_structures_do_not_panic() {
+        let pieces: [&[u8]; 16] = [
+            b"Content-Type: multipart/mixed; boundary=a\n",
+            b"Content-Type: message/rfc822\n",
+            b"Content-Type: text/plain; charset=utf-16\n",
+            b"Content-Transfer-Encoding: base64\n",
+            b"Content-Transfer-Encoding: quoted-printable\n",
+            b"\n",
+            b"\r\n",
+            b"--a\n",
+            b"--a--\n",
+            b"=\n",
+            b"=4",
+            b"\xff\xfe\xc3",
+            b"text ",
+            b" folded\n",
+            b"Content-Type: multipart/digest; boundary=\"a\"\n",
+            b"QUJD\n",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..300 {
+            let mut msg = Vec::new();
+            for _ in 0..60 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                msg.extend_from_slice(pieces[(seed % 16) as usize]);
+            }
+            for t in [
+                Transform::Text,
+                Transform::Raw,
+                content(&[""]),
+                content(&["message"]),
+            ] {
+                scan(&mut &msg[..], &t, 16, 5, &mut |s, _| {
+                    assert!(s.len() <= 16);
+                    false
+                })
+                .unwrap();
+            }
+        }
     }
 
     #[test]
