@@ -606,6 +606,63 @@ mod tests {
         assert_eq!(caps(Case, Matches, "abc", "x*"), None);
     }
 
+    /// A plain recursive `:matches` (exponential, for small inputs): each wildcard tries its
+    /// shortest expansion first, so the first success is the leftmost-shortest one.
+    fn reference(v: &[char], p: &[Tok], caps: &mut Vec<String>) -> bool {
+        match p.split_first() {
+            None => v.is_empty(),
+            Some((Tok::Lit(c), rest)) => v.first() == Some(c) && reference(&v[1..], rest, caps),
+            Some((Tok::One, rest)) => {
+                if v.is_empty() {
+                    return false;
+                }
+                caps.push(v[0].to_string());
+                if reference(&v[1..], rest, caps) {
+                    return true;
+                }
+                caps.pop();
+                false
+            }
+            Some((Tok::Star, rest)) => {
+                for k in 0..=v.len() {
+                    caps.push(v[..k].iter().collect());
+                    if reference(&v[k..], rest, caps) {
+                        return true;
+                    }
+                    caps.pop();
+                }
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn rfc5229_3_2_captures_agree_with_a_reference_matcher() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..20_000 {
+            let value: String = (0..next(8))
+                .map(|_| ['a', 'b', '\u{e9}'][next(3) as usize])
+                .collect();
+            let key: String = (0..next(6))
+                .map(|_| ['a', 'b', '*', '?'][next(4) as usize])
+                .collect();
+            let chars: Vec<char> = value.chars().collect();
+            let mut want = vec![value.clone()];
+            let ok = reference(&chars, &wildcard_tokens(&key), &mut want);
+            let got = caps(Octet, Matches, &value, &key);
+            assert_eq!(got.is_some(), ok, "{value:?} {key:?}");
+            if let Some(got) = got {
+                assert_eq!(got, want, "{value:?} {key:?}");
+            }
+        }
+    }
+
     #[test]
     fn matches_work_is_bounded_on_pathological_pattern() {
         let value = "a".repeat(5000);

@@ -39,11 +39,10 @@
 //! following scripts (Pigeonhole keeps both in the one result the scripts share, so a flag a
 //! before script adds reaches the user script's implicit keep); variables and match
 //! variables are each script's own. A run-time error in
-//! any script ends the sequence: [`Sequence::error`] says which script, and the outcome is
-//! the fallback, one implicit keep into INBOX of the message as received. Pigeonhole too
-//! drops a failing script's actions and keeps the message; it may already have executed the
-//! actions of the scripts before it, which here are dropped as well, so the fallback copy in
-//! INBOX is the one copy stored (nothing is lost either way).
+//! any script ends the sequence: [`Sequence::error`] says which script. As in Pigeonhole,
+//! which executes each script's actions before the next script runs, the actions of the
+//! scripts that completed stay; the failing script's actions are dropped and the message is
+//! kept in INBOX as received (the fallback implicit keep, one copy with an earlier `keep`).
 //!
 //! # Variables and strings
 //!
@@ -91,8 +90,9 @@ pub fn run(script: &Script, input: &Input<'_>, limits: &Limits) -> Result<Outcom
 /// The result of [`run_sequence`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sequence {
-    /// The combined outcome of the scripts that ran; after an error, the fallback (one
-    /// implicit keep of the message as received) with the notes gathered so far.
+    /// The combined outcome of the scripts that ran; after an error, the actions of the
+    /// scripts that completed before the failing one plus the fallback implicit keep of the
+    /// message as received (unless one of them kept it already), with the notes so far.
     pub outcome: Outcome,
     /// The run-time error that ended the sequence, if any.
     pub error: Option<SequenceError>,
@@ -114,21 +114,35 @@ pub struct SequenceError {
 pub fn run_sequence(scripts: &[&Script], input: &Input<'_>, limits: &Limits) -> Sequence {
     let mut cx = Ctx::new(input, limits);
     let mut ran_any = false;
+    // The actions of the scripts that completed (Pigeonhole has executed them already).
+    let mut completed: Vec<Action> = Vec::new();
     for (i, script) in scripts.iter().enumerate() {
         ran_any = true;
         cx.begin_script();
         if let Err(error) = cx.run_main(script) {
-            let mut outcome = Outcome::default();
-            outcome.actions.push(Action::Keep {
-                store: plain_store(None, Vec::new(), None),
-                implicit: true,
+            let mut actions = completed;
+            actions.retain(|a| !matches!(a, Action::Discard));
+            let kept = actions.iter().any(|a| match a {
+                Action::Keep { .. } => true,
+                Action::FileInto(s) => folder_key(s.mailbox.as_deref()) == "INBOX",
+                _ => false,
             });
-            outcome.notes = std::mem::take(&mut cx.notes);
+            if !kept {
+                actions.push(Action::Keep {
+                    store: plain_store(None, Vec::new(), None),
+                    implicit: true,
+                });
+            }
+            let outcome = Outcome {
+                actions,
+                notes: std::mem::take(&mut cx.notes),
+            };
             return Sequence {
                 outcome,
                 error: Some(SequenceError { script: i, error }),
             };
         }
+        completed.clone_from(&cx.actions);
         let keep_in_effect = cx.implicit_keep || cx.explicit_keep_this_script;
         if !keep_in_effect {
             break;

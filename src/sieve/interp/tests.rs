@@ -1212,10 +1212,17 @@ fn multiscript_after_script_sees_header_edits_and_keeps() {
 #[test]
 fn multiscript_error_names_the_script_and_falls_back_to_keep() {
     let t = T::new();
-    let before = script("keep;");
-    let user = script("require \"include\"; include \"missing\";");
+    let before = script("require [\"fileinto\", \"copy\"]; fileinto :copy \"A\";");
+    let user = script("require [\"include\", \"fileinto\"]; fileinto \"B\"; include \"missing\";");
     let seq = t.with(|i| run_sequence(&[&before, &user], i, &t.limits));
     assert_eq!(seq.error.as_ref().map(|e| e.script), Some(1));
+    // The before script completed (Pigeonhole has stored its copy); the user script's
+    // fileinto is dropped and the message kept.
+    assert_eq!(summary(&seq.outcome), v(&["fileinto:A", "keep*"]));
+    let before = script("keep;");
+    let seq = t.with(|i| run_sequence(&[&before, &user], i, &t.limits));
+    assert_eq!(summary(&seq.outcome), v(&["keep"]));
+    let seq = t.with(|i| run_sequence(&[&user], i, &t.limits));
     assert_eq!(summary(&seq.outcome), v(&["keep*"]));
 }
 
