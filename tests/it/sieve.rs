@@ -221,3 +221,56 @@ fn corpus_normalisation_reads_sieve_test_output() {
     let reject = "\nPerformed actions:\n\n * reject message with reason: go away\n\nImplicit keep:\n\n  (none)\n\n";
     assert_eq!(normalise(reject, ""), vec!["reject go away"]);
 }
+
+#[test]
+fn sieve_check_exit_status_follows_the_corpus_scripts() {
+    let scripts = corpus().join("scripts");
+    let limits = lmtpd::sieve::Limits::default();
+    let good = [
+        scripts.join("rw_mailinabox.sieve"),
+        scripts.join("rw_roundcube.sieve"),
+    ];
+    assert_eq!(lmtpd::sieve_tool::check(&good, &limits), 0);
+    let with_bad = [
+        scripts.join("keep.sieve"),
+        scripts.join("bad_unknown_test.sieve"),
+    ];
+    assert_eq!(lmtpd::sieve_tool::check(&with_bad, &limits), 1);
+    let missing = [scripts.join("no-such-script.sieve")];
+    assert_eq!(lmtpd::sieve_tool::check(&missing, &limits), 1);
+}
+
+#[test]
+fn sieve_test_reports_compile_and_run_time_failures() {
+    let dir = corpus();
+    let args = |script: &str, message: &str| TestArgs {
+        script: dir.join("scripts").join(format!("{script}.sieve")),
+        message: dir.join("messages").join(format!("{message}.eml")),
+        from: DEFAULT_FROM.into(),
+        to: DEFAULT_TO.into(),
+        now: Some(NOW),
+        ..TestArgs::default()
+    };
+    let bad = run_test(&args("bad_unknown_test", "plain"));
+    assert_eq!(bad.status, 1);
+    assert!(bad.stdout.is_empty());
+    assert!(
+        bad.stderr.contains("bad_unknown_test.sieve:1:"),
+        "{}",
+        bad.stderr
+    );
+    let conflict = run_test(&args("reject_fileinto", "plain"));
+    assert_eq!(conflict.status, 1);
+    assert!(
+        conflict.stderr.contains("final result: failed"),
+        "{}",
+        conflict.stderr
+    );
+    let ok = run_test(&args("fileinto", "plain"));
+    assert_eq!(ok.status, 0);
+    assert!(
+        ok.stdout.contains(" * store message in folder: Work\n"),
+        "{}",
+        ok.stdout
+    );
+}
