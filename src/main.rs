@@ -397,6 +397,7 @@ fn sieve(args: &[String]) -> ExitCode {
                 .or_else(|| m.opt_present("c").then(|| sieve_cfg.global_dir.clone())),
             folders: m.opt_strs("folder"),
             now,
+            limits,
         })
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -36,6 +36,8 @@ pub struct TestArgs {
     pub folders: Vec<String>,
     /// "Now" in seconds since the Unix epoch for `currentdate`; default the system clock.
     pub now: Option<i64>,
+    /// The engine's limits (`lmtpd sieve test -c FILE` takes them from the configuration).
+    pub limits: Limits,
 }
 
 /// `lmtpd sieve check`: compiles each file and prints every error as
@@ -96,7 +98,7 @@ pub fn run_test(args: &TestArgs) -> TestReport {
 fn run_into(args: &TestArgs, report: &mut TestReport) -> i32 {
     use std::fmt::Write as _;
     let err = &mut report.stderr;
-    let limits = Limits::default();
+    let limits = args.limits.clone();
     let source = match read_script(&args.script, &limits) {
         Ok(s) => s,
         Err(e) => {

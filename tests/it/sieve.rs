@@ -157,6 +157,7 @@ fn sieve_corpus_matches_pigeonhole_recordings() {
             global_dir: Some(dir.join("global")),
             folders: folders.clone(),
             now: Some(NOW),
+            limits: Default::default(),
         };
         let report = std::panic::catch_unwind(|| run_test(&args));
         let ours = match report {
