@@ -673,8 +673,10 @@ EOF
     fi
     # What Sieve filed, as Dovecot sees it: folder, flags and message per mailbox of sv.
     svmd=$mail/example.org/sv/Maildir
-    doveadm -c "$dv/dovecot.conf" -o "mail_location=maildir:$svmd:INDEX=$dv/idx/sv" \
-        fetch -u sv@example.org 'mailbox flags hdr.message-id' all >"$work/dv-sieve.out" 2>&1
+    # As check.py does: USER= instead of -u (no userdb to ask), from a directory nobody can enter.
+    (cd "$work" && USER=sv@example.org doveadm -c "$dv/dovecot.conf" \
+        -o "mail_location=maildir:$svmd:INDEX=$dv/idx/sv" \
+        fetch 'mailbox flags hdr.message-id' all >"$work/dv-sieve.out" 2>&1)
     tags=$(grep -A2 '^mailbox: Tags.lists$' "$work/dv-sieve.out" | tr '\n' ' ')
     junk=$(grep -A2 '^mailbox: Junk$' "$work/dv-sieve.out" | tr '\n' ' ')
     case "$tags|$junk" in
