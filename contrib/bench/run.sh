@@ -18,6 +18,7 @@
 #   BENCH_TMPDIR=D   where the temporary directory goes (default /var/tmp, on disk)
 #   BENCH_USER=U     when run as root, the unprivileged user both servers deliver as
 #                    (default nobody; Dovecot refuses to deliver as uid 0)
+#   SIEVE_ONLY=1     only the Sieve pairs (s, s0) and the 10 MiB RSS runs (rss8, rss8s)
 #   NO_BUILD=1       use the binaries in ${CARGO_TARGET_DIR:-target}/release as they are
 #                    (`make bench` builds both, then runs this with NO_BUILD=1)
 #
@@ -179,6 +180,12 @@ rss100 1 2 1 100M 1"
     RSS_SIEVE="rss8s 8 16 1 10M 1"
 fi
 ALL_USERS=8
+if [ "${SIEVE_ONLY:-0}" = 1 ]; then
+    WORKLOADS=
+    E_SPEC=
+    F_SPEC=
+    RSS_RUNS=$(echo "$RSS_RUNS" | grep '^rss8 ')
+fi
 # Per-run knobs, set around run_one: lmtpd's workers line (empty: none, the shipped
 # default), extra Dovecot configuration, extra lmtp-bench options.
 LM_WORKERS=16

@@ -1627,13 +1627,16 @@ impl<'a, 'i> Ctx<'a, 'i> {
             }
             false
         };
-        let hit = mime::scan(
-            &mut reader,
-            &transform,
-            self.limits.max_body_part,
-            overlap,
-            &mut visit,
-        )
+        // `:contains` needs no whole part: it reads in 64 KiB windows (wider for longer
+        // keys), which keeps a session's memory for `body` far below max_body_part.
+        let window = if m.mt == MatchType::Contains {
+            (64usize << 10)
+                .max(overlap.saturating_mul(2).saturating_add(1))
+                .min(self.limits.max_body_part.max(overlap.saturating_add(1)))
+        } else {
+            self.limits.max_body_part
+        };
+        let hit = mime::scan(&mut reader, &transform, window, overlap, &mut visit)
         .map_err(|e| err(pos, format!("body: cannot read the message: {e}")))?;
         if partial_skipped {
             self.note(
