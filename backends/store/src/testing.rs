@@ -267,6 +267,68 @@ pub fn several_targets_one_outcome(h: &impl Harness) {
     assert_eq!(h.read(&a, Some("Work")), vec![expected(&a, BODY, flags)]);
 }
 
+/// A target with its own header section (Sieve `editheader`) stores trace + that section +
+/// the original content; the recipient's other target and another recipient in the same
+/// call keep the message as received.
+pub fn edited_header_is_that_copys_own(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let a = rcpt("alice");
+    let b = rcpt("bob");
+    let original = b"Subject: contract\nMessage-ID: <c1@example.net>\n\n";
+    assert!(BODY.starts_with(original));
+    let edited = b"X-Edited: yes\nSubject: contract\n\n".to_vec();
+    let edit = std::sync::Arc::new(crate::HeaderEdit {
+        header: edited.clone(),
+        replaces: original.len() as u64,
+        replaces_lines: 3,
+    });
+    let seen = Flags::of(&[Flag::Seen]);
+    let da = Delivery::new(
+        &a,
+        trace(&a),
+        vec![
+            Target::folder("Edited", true)
+                .with_flags(seen)
+                .with_edit(edit),
+            Target::inbox(),
+        ],
+    );
+    let db = Delivery::new(&b, trace(&b), vec![Target::inbox()]);
+    let out = deliver(h.store(), &Message::new(&env, &body), &[da, db]);
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    let content = &BODY[original.len()..];
+    let want = Visible {
+        bytes: [&trace(&a)[..], &edited[..], content].concat(),
+        flags: seen.imap_list(),
+    };
+    assert_eq!(h.read(&a, Some("Edited")), vec![want]);
+    assert_eq!(h.read(&a, None), vec![expected(&a, BODY, Flags::NONE)]);
+    assert_eq!(h.read(&b, None), vec![expected(&b, BODY, Flags::NONE)]);
+}
+
+/// `mailbox_exists` (Sieve `mailboxexists`): INBOX always, a folder once a delivery created
+/// it, never one that was not created.
+pub fn mailbox_exists_follows_the_folders(h: &impl Harness) {
+    let env = Envelope::default();
+    let body = MemoryBody(BODY.to_vec());
+    let a = rcpt("alice");
+    let st = h.store();
+    assert_eq!(st.mailbox_exists(&a, "INBOX").ok(), Some(true));
+    assert_eq!(st.mailbox_exists(&a, "inbox").ok(), Some(true));
+    assert_eq!(st.mailbox_exists(&a, "Work").ok(), Some(false));
+    let d = Delivery::new(&a, trace(&a), vec![Target::folder("Work", true)]);
+    let out = deliver(st, &Message::new(&env, &body), &[d]);
+    assert!(out[0].is_ok(), "{out:?}");
+    assert_eq!(st.mailbox_exists(&a, "Work").ok(), Some(true));
+    assert_eq!(st.mailbox_exists(&a, "Other").ok(), Some(false));
+    assert_eq!(
+        st.mailbox_exists(&a, "../x").ok(),
+        Some(false),
+        "an unusable name"
+    );
+}
+
 /// A folder that does not exist, without `create`, means the inbox; with flags they stay.
 pub fn missing_folder_means_inbox(h: &impl Harness) {
     let env = Envelope::default();
@@ -547,6 +609,14 @@ macro_rules! contract_suite {
         #[test]
         fn contract_several_targets_one_outcome() {
             $crate::testing::several_targets_one_outcome(&$make());
+        }
+        #[test]
+        fn contract_edited_header_is_that_copys_own() {
+            $crate::testing::edited_header_is_that_copys_own(&$make());
+        }
+        #[test]
+        fn contract_mailbox_exists_follows_the_folders() {
+            $crate::testing::mailbox_exists_follows_the_folders(&$make());
         }
         #[test]
         fn contract_missing_folder_means_inbox() {

@@ -1637,7 +1637,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
             self.limits.max_body_part
         };
         let hit = mime::scan(&mut reader, &transform, window, overlap, &mut visit)
-        .map_err(|e| err(pos, format!("body: cannot read the message: {e}")))?;
+            .map_err(|e| err(pos, format!("body: cannot read the message: {e}")))?;
         if partial_skipped {
             self.note(
                 pos,
