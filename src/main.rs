@@ -294,8 +294,6 @@ fn handle_signals(
     Ok(())
 }
 
-/// `lmtpd export`: a SQLite mailbox out as mbox or .eml files.
-#[cfg(feature = "sqlite")]
 /// `lmtpd sieve check FILE...` and `lmtpd sieve test SCRIPT MESSAGE [options]`.
 fn sieve(args: &[String]) -> ExitCode {
     let brief = "Usage: lmtpd sieve check [-c CONFIG] FILE...\n       \
@@ -403,6 +401,8 @@ fn sieve(args: &[String]) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// `lmtpd export`: a SQLite mailbox out as mbox or .eml files.
+#[cfg(feature = "sqlite")]
 fn export(args: &[String]) -> ExitCode {
     let mut opts = Options::new();
     opts.reqopt("", "db", "the SQLite database", "FILE");
