@@ -192,19 +192,29 @@ fn fold_field(out: &mut String, name: &str, value: &str) {
     }
 }
 
+/// The value of one base64 character (RFC 4648 §4); `None` for `=` and anything outside
+/// the alphabet.
+pub(crate) fn base64_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
 /// Decodes base64 leniently (characters outside the alphabet skipped, stops at `=`).
 pub(crate) fn base64_decode(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
     let (mut acc, mut bits) = (0u32, 0u32);
     for &c in text {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => continue,
+        if c == b'=' {
+            break;
+        }
+        let Some(v) = base64_value(c) else {
+            continue;
         };
         acc = (acc << 6) | u32::from(v);
         bits += 6;

@@ -178,17 +178,12 @@ impl TransferDecoder {
                     if self.done {
                         return;
                     }
-                    let v = match c {
-                        b'A'..=b'Z' => c - b'A',
-                        b'a'..=b'z' => c - b'a' + 26,
-                        b'0'..=b'9' => c - b'0' + 52,
-                        b'+' => 62,
-                        b'/' => 63,
-                        b'=' => {
-                            self.done = true;
-                            return;
-                        }
-                        _ => continue,
+                    if c == b'=' {
+                        self.done = true;
+                        return;
+                    }
+                    let Some(v) = crate::sieve::message::base64_value(c) else {
+                        continue;
                     };
                     self.acc = (self.acc << 6) | u32::from(v);
                     self.bits += 6;

@@ -313,16 +313,9 @@ const fn test(
     tags: &'static [&'static [TagSpec]],
     positional: &'static [PosSpec],
 ) -> Spec {
-    Spec {
-        name,
-        test: true,
-        ext,
-        tags,
-        required_group: None,
-        positional,
-        tests: Tests::None,
-        block: false,
-    }
+    let mut spec = command(name, ext, tags, positional);
+    spec.test = true;
+    spec
 }
 
 const FLAG_COMMAND: &[PosSpec] = &[

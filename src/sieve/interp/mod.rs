@@ -1192,20 +1192,27 @@ impl<'a, 'i> Ctx<'a, 'i> {
         }
     }
 
+    /// True (with a note) when `name` is a field editheader must leave alone.
+    fn protected(&mut self, command: &str, name: &str, pos: Pos) -> bool {
+        let protected = PROTECTED_FIELDS
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p));
+        if protected {
+            self.note(
+                pos,
+                format!("{command}: the {name} field may not be changed; ignored"),
+            );
+        }
+        protected
+    }
+
     fn addheader(&mut self, frame: &Frame<'_>, args: &Args<'_>, pos: Pos) -> R<()> {
         let name = self.string(frame, args.positional(0, pos)?)?;
         let value = self.string(frame, args.positional(1, pos)?)?;
         if !valid_field_name(&name) {
             return Err(err(pos, format!("addheader: invalid field name {name:?}")));
         }
-        if PROTECTED_FIELDS
-            .iter()
-            .any(|p| name.eq_ignore_ascii_case(p))
-        {
-            self.note(
-                pos,
-                format!("addheader: the {name} field may not be changed; ignored"),
-            );
+        if self.protected("addheader", &name, pos) {
             return Ok(());
         }
         // No line breaks of the script's own: they would end the field early.
@@ -1235,14 +1242,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
 
     fn deleteheader(&mut self, frame: &mut Frame<'_>, args: &Args<'_>, pos: Pos) -> R<()> {
         let name = self.string(frame, args.positional(0, pos)?)?;
-        if PROTECTED_FIELDS
-            .iter()
-            .any(|p| name.eq_ignore_ascii_case(p))
-        {
-            self.note(
-                pos,
-                format!("deleteheader: the {name} field may not be changed; ignored"),
-            );
+        if self.protected("deleteheader", &name, pos) {
             return Ok(());
         }
         let patterns = match args.pos.get(1) {
