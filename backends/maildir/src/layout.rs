@@ -103,7 +103,51 @@ pub(crate) fn folder_exists(root: &Path, name: &str) -> Result<bool, Failure> {
     if check_detail(name).is_err() {
         return Ok(false);
     }
-    Ok(find_folder(root, &format!(".{name}"))?.is_some_and(|p| p.is_dir()))
+    Ok(find_folder(root, &format!(".{}", imap_utf7(name)))?.is_some_and(|p| p.is_dir()))
+}
+
+/// A folder name as Maildir++ keeps it on disk: IMAP's modified UTF-7 (RFC 3501 §5.1.3), as
+/// Dovecot and Courier read it. Printable ASCII stays as it is except `&`, which becomes
+/// `&-`; every run of other characters becomes `&` + modified base64 of its UTF-16 + `-`.
+pub(crate) fn imap_utf7(name: &str) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+    let mut out = String::with_capacity(name.len());
+    let mut run: Vec<u16> = Vec::new();
+    let flush = |run: &mut Vec<u16>, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        out.push('&');
+        let bytes: Vec<u8> = run.iter().flat_map(|u| u.to_be_bytes()).collect();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
+            for s in &sextets[..chunk.len() + 1] {
+                out.push(char::from(B64[*s as usize]));
+            }
+        }
+        out.push('-');
+        run.clear();
+    };
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut run, &mut out);
+            out.push(c);
+            if c == '&' {
+                out.push('-');
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            run.extend_from_slice(c.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 fn find_folder(root: &Path, want: &str) -> Result<Option<PathBuf>, Failure> {
@@ -158,7 +202,7 @@ pub(crate) fn resolve_target(root: &Path, folder: &Folder, user: &str) -> Result
         log::warn!("maildir: {user}: folder {detail:?} {why}; delivering to INBOX");
         return Ok(root.to_path_buf());
     }
-    let want = format!(".{detail}");
+    let want = format!(".{}", imap_utf7(detail));
     match find_folder(root, &want)? {
         Some(folder) => {
             ensure_maildir(&folder, false)?;
@@ -231,4 +275,23 @@ pub fn sweep_tmp(maildir: &Path, max_age: Duration) -> io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod utf7_tests {
+    use super::imap_utf7;
+
+    #[test]
+    fn rfc3501_5_1_3_modified_utf7_folder_names() {
+        // The RFC's own example.
+        assert_eq!(
+            imap_utf7("~peter/mail/台北/日本語"),
+            "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
+        );
+        assert_eq!(imap_utf7("Lists.rust"), "Lists.rust");
+        assert_eq!(imap_utf7("A&B"), "A&-B");
+        assert_eq!(imap_utf7("Überweisungen"), "&ANw-berweisungen");
+        // A character outside the BMP is a surrogate pair.
+        assert_eq!(imap_utf7("😀"), "&2D3eAA-");
+    }
 }
