@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-${FUZZ_SECONDS:-60}}
 [ $# -gt 0 ] && shift
-targets=${*:-"command address data session"}
+targets=${*:-"command address data session sieve sieve_run"}
 export RUSTC_BOOTSTRAP=${RUSTC_BOOTSTRAP:-1}
 status=0
 for t in $targets; do
