@@ -19,7 +19,7 @@ use lmtpd_store::{
 use crate::config::SieveSection;
 use crate::directory::{Resolved, UserSieve};
 use crate::metrics::SieveResult;
-use crate::scripts::{Found, ScriptCache, ScriptError};
+use crate::scripts::{Found, ScriptCache};
 use crate::sieve::interp::{self, Sequence, SequenceError};
 use crate::sieve::{self, Action, Host, IncludeError, IncludeLocation, Script};
 
@@ -46,14 +46,23 @@ pub enum Plan {
     Answer(Result<(), DeliveryError>),
 }
 
-/// The parts of the message every recipient's scripts read, taken from the spool once per
-/// transaction.
+/// What every recipient's filtering in one transaction shares, each taken once: the header
+/// section from the spool, and the global scripts (found, stat'ed and compiled or taken
+/// from the cache once per transaction, not once per recipient).
 pub struct Shared<'a> {
     /// The envelope.
     pub env: &'a Envelope,
     /// The spooled body.
     pub body: &'a dyn Body,
     header: std::cell::OnceCell<(Vec<u8>, bool)>,
+    globals: std::cell::OnceCell<Globals>,
+}
+
+/// The `sieve_before` and `sieve_after` scripts that can run (a failing one is logged and
+/// counted once, and skipped).
+struct Globals {
+    before: Vec<Loaded>,
+    after: Vec<Loaded>,
 }
 
 impl<'a> Shared<'a> {
@@ -63,7 +72,35 @@ impl<'a> Shared<'a> {
             env,
             body,
             header: std::cell::OnceCell::new(),
+            globals: std::cell::OnceCell::new(),
         }
+    }
+
+    fn globals(&self, f: &Filter<'_>) -> &Globals {
+        self.globals.get_or_init(|| {
+            let load = |entries: &[PathBuf]| -> Vec<Loaded> {
+                let mut run = Vec::new();
+                for path in entries.iter().flat_map(|e| ScriptCache::expand_global(e)) {
+                    match f.cache.global(&path) {
+                        Found::Missing => {}
+                        Found::Script(script, path) => run.push(Loaded { script, path }),
+                        Found::Failed(path, err) => {
+                            log::warn!(
+                                "sieve: id={}: global script {} skipped: {err}",
+                                self.env.id,
+                                path.display()
+                            );
+                            crate::metrics::get().sieve_error(err.kind());
+                        }
+                    }
+                }
+                run
+            };
+            Globals {
+                before: load(&f.cfg.before),
+                after: load(&f.cfg.after),
+            }
+        })
     }
 
     /// The header section (up to the empty line that ends it, included), at most `max`
@@ -120,51 +157,25 @@ struct Loaded {
     path: PathBuf,
 }
 
-/// The scripts that run for `r`, in order (with which one is the user's), and the
-/// failures met finding them (each one logged by the caller; a failing global script is
-/// skipped, a failing user script means implicit keep).
-struct Scripts {
-    run: Vec<Loaded>,
-    /// Index in `run` of the user's script.
-    user: Option<usize>,
-    failed: Vec<(PathBuf, ScriptError)>,
-    user_failed: bool,
-}
-
-fn scripts_for(f: &Filter<'_>, r: &Resolved) -> Scripts {
-    let mut s = Scripts {
-        run: Vec::new(),
-        user: None,
-        failed: Vec::new(),
-        user_failed: false,
-    };
-    let take = |found: Found, s: &mut Scripts, user: bool| match found {
-        Found::Missing => {}
-        Found::Script(script, path) => {
-            if user {
-                s.user = Some(s.run.len());
-            }
-            s.run.push(Loaded { script, path });
-        }
-        Found::Failed(path, err) => {
-            s.user_failed |= user;
-            s.failed.push((path, err));
+/// `r`'s scripts: the transaction's global ones around the user's. `Err` when the user's
+/// script exists but cannot run (logged and counted here).
+fn scripts_for<'s>(
+    f: &Filter<'_>,
+    shared: &'s Shared<'_>,
+    r: &Resolved,
+    tag: &str,
+) -> Result<(&'s Globals, Option<Loaded>), ()> {
+    let globals = shared.globals(f);
+    let user = match user_script(f.cfg, r).map(|p| f.cache.personal(&p)) {
+        None | Some(Found::Missing) => None,
+        Some(Found::Script(script, path)) => Some(Loaded { script, path }),
+        Some(Found::Failed(path, err)) => {
+            log::warn!("sieve: {tag}: script {}: {err}", path.display());
+            crate::metrics::get().sieve_error(err.kind());
+            return Err(());
         }
     };
-    for entry in &f.cfg.before {
-        for path in ScriptCache::expand_global(entry) {
-            take(f.cache.global(&path), &mut s, false);
-        }
-    }
-    if let Some(path) = user_script(f.cfg, r) {
-        take(f.cache.personal(&path), &mut s, true);
-    }
-    for entry in &f.cfg.after {
-        for path in ScriptCache::expand_global(entry) {
-            take(f.cache.global(&path), &mut s, false);
-        }
-    }
-    s
+    Ok((globals, user))
 }
 
 /// The path of `r`'s own script, if it has one configured.
@@ -340,20 +351,8 @@ pub fn filter(
     detail_mailbox: DetailMailbox,
 ) -> Filtered {
     let default = Target::for_detail(r.rcpt.detail.as_deref(), detail_mailbox);
-    let found = scripts_for(f, r);
     let tag = format!("conn={conn} id={} to=<{}>", shared.env.id, r.rcpt.address);
-    for (path, err) in &found.failed {
-        log::warn!("sieve: {tag}: script {}: {err}", path.display());
-        crate::metrics::get().sieve_error(err.kind());
-    }
-    let scripts = found.run;
-    if scripts.is_empty() && !found.user_failed {
-        return Filtered {
-            plan: Plan::Store(vec![default]),
-            summary: String::new(),
-        };
-    }
-    if found.user_failed {
+    let Ok((globals, user)) = scripts_for(f, shared, r, &tag) else {
         // The user's script is broken: nothing of theirs can run; implicit keep into
         // INBOX, as Pigeonhole does, and the global scripts are not half-applied either.
         crate::metrics::get().sieve_run(SieveResult::Failed);
@@ -361,12 +360,21 @@ pub fn filter(
             plan: Plan::Store(vec![Target::inbox()]),
             summary: "sieve=error,keep".into(),
         };
+    };
+    let scripts: Vec<&Loaded> = globals
+        .before
+        .iter()
+        .chain(&user)
+        .chain(&globals.after)
+        .collect();
+    if scripts.is_empty() {
+        return Filtered {
+            plan: Plan::Store(vec![default]),
+            summary: String::new(),
+        };
     }
     let limits = f.cache.limits();
-    let active = found
-        .user
-        .and_then(|i| scripts.get(i))
-        .map(|l| l.path.clone());
+    let active = user.as_ref().map(|l| l.path.clone());
     let host = RcptHost {
         f,
         rcpt: &r.rcpt,

@@ -170,22 +170,31 @@ impl ScriptCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Found::Missing,
             Err(e) => return Found::Failed(path.into(), ScriptError::Read(e.to_string())),
         };
-        let real = if link.file_type().is_symlink() {
+        let (real, meta) = if link.file_type().is_symlink() {
             match resolve_confined(path, confine) {
-                Ok(Some(real)) => real,
+                Ok(Some(real)) => match fs::metadata(&real) {
+                    Ok(m) => (real, m),
+                    Err(e) => return Found::Failed(real, ScriptError::Read(e.to_string())),
+                },
                 Ok(None) => return Found::Missing,
                 Err(err) => return Found::Failed(path.into(), err),
             }
         } else {
-            path.to_path_buf()
+            (path.to_path_buf(), link)
         };
-        match self.compiled(&real) {
+        match self.compiled(&real, &meta) {
             Ok(script) => Found::Script(script, real),
             Err(err) => Found::Failed(real, err),
         }
     }
 
-    fn compiled(&self, path: &Path) -> Compiled {
+    /// The script at `path`, whose `stat` gave `seen`: from the cache while the file is
+    /// unchanged (a delivery then costs that one `stat`), else opened (never through a
+    /// symlink swapped in since), checked and compiled.
+    fn compiled(&self, path: &Path, seen: &fs::Metadata) -> Compiled {
+        if let Some(c) = self.cached(path, Stamp::of(seen)) {
+            return c;
+        }
         let mut file = open_nofollow(path).map_err(|e| ScriptError::Read(e.to_string()))?;
         let meta = file
             .metadata()
@@ -194,14 +203,7 @@ impl ScriptCache {
             return Err(ScriptError::Refused("not a regular file".into()));
         }
         let stamp = Stamp::of(&meta);
-        let cached = {
-            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            entries
-                .get(path)
-                .filter(|(s, _)| *s == stamp)
-                .map(|(_, c)| c.clone())
-        };
-        if let Some(c) = cached {
+        if let Some(c) = self.cached(path, stamp) {
             return c;
         }
         let compiled = self.compile_file(&mut file, meta.len());
@@ -211,6 +213,14 @@ impl ScriptCache {
         }
         entries.insert(path.to_path_buf(), (stamp, compiled.clone()));
         compiled
+    }
+
+    fn cached(&self, path: &Path, stamp: Stamp) -> Option<Compiled> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(path)
+            .filter(|(s, _)| *s == stamp)
+            .map(|(_, c)| c.clone())
     }
 
     fn compile_file(&self, file: &mut fs::File, len: u64) -> Compiled {
