@@ -113,8 +113,9 @@ impl<'a> Shared<'a> {
 }
 
 /// Reads the header section: bytes up to and including the first empty line, at most `max`;
-/// true when that empty line (or the end of the message) was reached.
-fn read_header(body: &dyn Body, max: usize) -> (Vec<u8>, bool) {
+/// true when that empty line (or the end of the message) was reached. A spool has LF line
+/// ends; `lmtpd sieve test` also hands in message files with CRLF.
+pub(crate) fn read_header(body: &dyn Body, max: usize) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     let Ok(reader) = body.open() else {
         return (out, false);
@@ -131,7 +132,7 @@ fn read_header(body: &dyn Body, max: usize) -> (Vec<u8>, bool) {
             Err(_) => return (out, false),
             Ok(n) => n,
         };
-        let start = out.len().saturating_sub(1);
+        let start = out.len().saturating_sub(2);
         out.extend_from_slice(&buf[..n]);
         if let Some(end) = find_blank_line(&out, start) {
             out.truncate(end);
@@ -140,15 +141,22 @@ fn read_header(body: &dyn Body, max: usize) -> (Vec<u8>, bool) {
     }
 }
 
-/// The end (exclusive) of the first `\n\n` at or after `from`, or of a leading `\n`.
+/// The end (exclusive) of the first empty line (`\n\n` or `\n\r\n`) whose line break starts
+/// at or after `from`, or of a leading empty line.
 fn find_blank_line(b: &[u8], from: usize) -> Option<usize> {
-    if b.first() == Some(&b'\n') {
-        return Some(1);
+    match b {
+        [b'\n', ..] => return Some(1),
+        [b'\r', b'\n', ..] => return Some(2),
+        _ => {}
     }
-    b.get(from..)?
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|i| from + i + 2)
+    let rest = b.get(from..)?;
+    rest.iter()
+        .enumerate()
+        .find_map(|(i, &c)| match (c, rest.get(i + 1..)) {
+            (b'\n', Some([b'\n', ..])) => Some(from + i + 2),
+            (b'\n', Some([b'\r', b'\n', ..])) => Some(from + i + 3),
+            _ => None,
+        })
 }
 
 /// One script of the sequence and where it came from (for the log).
@@ -239,16 +247,7 @@ impl Host for RcptHost<'_> {
                 None => return Err(IncludeError::NotFound),
             },
         };
-        match self.f.cache.included(&dir, name, confined) {
-            None => Err(IncludeError::Failed(format!(
-                "'{name}' cannot be a script name"
-            ))),
-            Some(Found::Missing) => Err(IncludeError::NotFound),
-            Some(Found::Script(s, _)) => Ok(s),
-            Some(Found::Failed(path, err)) => {
-                Err(IncludeError::Failed(format!("{}: {err}", path.display())))
-            }
-        }
+        self.f.cache.include(&dir, name, confined)
     }
 }
 
@@ -395,7 +394,7 @@ pub fn filter(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let environment = environment(f, shared.env);
+    let environment = environment(f.hostname, shared.env.peer);
     let input = sieve::Input {
         envelope: &envelope,
         header,
@@ -441,23 +440,23 @@ struct Original {
     lines: u64,
 }
 
-/// The environment items (RFC 5183 §4) lmtpd knows.
-fn environment(f: &Filter<'_>, env: &Envelope) -> Vec<(&'static str, String)> {
+/// The environment items (RFC 5183 §4) a delivery by `hostname` shows; `lmtpd sieve test`
+/// shows the same. lmtpd is the delivery agent (`location` "MDA") and runs scripts while
+/// delivering (`phase` "during").
+pub(crate) fn environment(
+    hostname: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Vec<(&'static str, String)> {
+    let domain = hostname.split_once('.').map_or(hostname, |(_, d)| d);
     let mut items = vec![
-        (
-            "domain",
-            f.hostname
-                .split_once('.')
-                .map_or(f.hostname, |(_, d)| d)
-                .to_string(),
-        ),
-        ("host", f.hostname.to_string()),
+        ("domain", domain.to_string()),
+        ("host", hostname.to_string()),
         ("location", "MDA".to_string()),
         ("name", "lmtpd".to_string()),
         ("phase", "during".to_string()),
         ("version", env!("CARGO_PKG_VERSION").to_string()),
     ];
-    if let Some(ip) = env.peer {
+    if let Some(ip) = peer {
         items.push(("remote-ip", ip.to_string()));
     }
     items
@@ -635,5 +634,15 @@ mod tests {
         );
         let empty_header = MemoryBody(b"\nbody\n".to_vec());
         assert_eq!(read_header(&empty_header, 100), (b"\n".to_vec(), true));
+        // Message files given to `lmtpd sieve test` may have CRLF line ends.
+        let crlf = MemoryBody(b"A: 1\r\nB: 2\r\n\r\nbody\r\n".to_vec());
+        assert_eq!(
+            read_header(&crlf, 1 << 20),
+            (b"A: 1\r\nB: 2\r\n\r\n".to_vec(), true)
+        );
+        assert_eq!(
+            read_header(&MemoryBody(b"\r\nbody".to_vec()), 100).0,
+            b"\r\n".to_vec()
+        );
     }
 }

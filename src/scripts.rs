@@ -147,6 +147,28 @@ impl ScriptCache {
         Some(self.load(&file, confined.then_some(dir)))
     }
 
+    /// The compiled script `include` names (see [`ScriptCache::included`]) as the engine's
+    /// [`crate::sieve::Host::include`] answers: a missing file is `NotFound` (a no-op with
+    /// `:optional`), anything else that cannot run is `Failed` with the path and why.
+    pub fn include(
+        &self,
+        dir: &Path,
+        name: &str,
+        confined: bool,
+    ) -> Result<Arc<Script>, crate::sieve::IncludeError> {
+        use crate::sieve::IncludeError;
+        match self.included(dir, name, confined) {
+            None => Err(IncludeError::Failed(format!(
+                "'{name}' cannot be a script name"
+            ))),
+            Some(Found::Missing) => Err(IncludeError::NotFound),
+            Some(Found::Script(s, _)) => Ok(s),
+            Some(Found::Failed(path, err)) => {
+                Err(IncludeError::Failed(format!("{}: {err}", path.display())))
+            }
+        }
+    }
+
     /// The scripts a `sieve_before`/`sieve_after` entry stands for: the file itself, or
     /// every `*.sieve` file of a directory in name order (as Pigeonhole reads one).
     pub fn expand_global(path: &Path) -> Vec<PathBuf> {

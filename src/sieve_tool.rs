@@ -2,16 +2,18 @@
 //! the I/O around the sans-IO engine in [`crate::sieve`] (reading scripts and messages,
 //! `include` from files, the clock), printing in Pigeonhole `sieve-test` fashion.
 //!
-//! `test` runs without delivering and matches what `sieve-test` (without `-e`) shows, so
-//! that `tests/sieve/diff.py` can compare the two: mailbox names use `.` as the hierarchy
-//! separator (Maildir++), `+` is the recipient delimiter, only INBOX and the `--folder`s
-//! exist, dates without `:zone` are in UTC, and the `environment` items are Pigeonhole's
-//! values for a delivery (`location` "MS", `phase` "post") except `name` and `version`.
+//! Scripts are read, checked and compiled by [`ScriptCache`] exactly as at delivery, the
+//! header section is taken as delivery takes it, and the `environment` items are those of a
+//! delivery ([`crate::policy`]). `test` runs without delivering and prints what
+//! `sieve-test` (without `-e`) shows, so that `tests/sieve/diff.py` can compare the two:
+//! mailbox names use `.` as the hierarchy separator (Maildir++), `+` is the recipient
+//! delimiter, only INBOX and the `--folder`s exist, dates without `:zone` are in UTC.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::scripts::{Found, ScriptCache, ScriptError};
 use crate::sieve::{self, Envelope, Host, IncludeError, IncludeLocation, Input, Limits, Script};
 
 /// What `lmtpd sieve test` runs on.
@@ -44,24 +46,31 @@ pub struct TestArgs {
 /// `PATH:LINE:COLUMN: message` on stderr. Returns the exit status: 0 when all compile,
 /// 1 otherwise (a file that cannot be read is an error too).
 pub fn check(paths: &[PathBuf], limits: &Limits) -> i32 {
+    let cache = ScriptCache::new(limits.clone());
     let mut status = 0;
     for path in paths {
-        match read_script(path, limits) {
-            Ok(source) => {
-                if let Err(errors) = sieve::compile(&source, limits) {
-                    for e in errors {
-                        eprintln!("{}:{}: {}", path.display(), e.pos, e.message);
-                    }
-                    status = 1;
-                }
+        if let Err(lines) = load(&cache, path) {
+            for l in lines {
+                eprintln!("{l}");
             }
-            Err(e) => {
-                eprintln!("{}: {e}", path.display());
-                status = 1;
-            }
+            status = 1;
         }
     }
     status
+}
+
+/// The compiled script at `path`, or the lines saying why not (`PATH:LINE:COLUMN: message`
+/// for each compile error).
+fn load(cache: &ScriptCache, path: &Path) -> Result<Arc<Script>, Vec<String>> {
+    match cache.global(path) {
+        Found::Script(script, _) => Ok(script),
+        Found::Missing => Err(vec![format!("{}: no such file", path.display())]),
+        Found::Failed(_, ScriptError::Compile(errors)) => Err(errors
+            .iter()
+            .map(|e| format!("{}:{}: {}", path.display(), e.pos, e.message))
+            .collect()),
+        Found::Failed(real, err) => Err(vec![format!("{}: {err}", real.display())]),
+    }
 }
 
 /// `lmtpd sieve test`: runs the script over the message and prints the actions it would
@@ -99,33 +108,25 @@ fn run_into(args: &TestArgs, report: &mut TestReport) -> i32 {
     use std::fmt::Write as _;
     let err = &mut report.stderr;
     let limits = args.limits.clone();
-    let source = match read_script(&args.script, &limits) {
+    let cache = ScriptCache::new(limits.clone());
+    let script = match load(&cache, &args.script) {
         Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(err, "{}: {e}", args.script.display());
-            let _ = writeln!(err, "lmtpd sieve test: failed to compile sieve script");
-            return 1;
-        }
-    };
-    let script = match sieve::compile(&source, &limits) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                let _ = writeln!(err, "{}:{}: {}", args.script.display(), e.pos, e.message);
+        Err(lines) => {
+            for l in lines {
+                let _ = writeln!(err, "{l}");
             }
             let _ = writeln!(err, "lmtpd sieve test: failed to compile sieve script");
             return 1;
         }
     };
     let message = match std::fs::read(&args.message) {
-        Ok(m) => m,
+        Ok(m) => lmtpd_store::MemoryBody(m),
         Err(e) => {
             let _ = writeln!(err, "{}: {e}", args.message.display());
             return 1;
         }
     };
-    let header_len = header_section_len(&message).min(limits.max_header_octets);
-    let header = message.get(..header_len).unwrap_or(&message);
+    let (header, _) = crate::policy::read_header(&message, limits.max_header_octets);
     let envelope = Envelope {
         from: args.from.clone(),
         to: args.to.clone(),
@@ -141,23 +142,11 @@ fn run_into(args: &TestArgs, report: &mut TestReport) -> i32 {
         personal_dir,
         global_dir: args.global_dir.clone(),
         folders: args.folders.clone(),
-        limits: limits.clone(),
+        cache: &cache,
     };
-    let hostname = hostname();
-    let domain = hostname
-        .split_once('.')
-        .map(|(_, d)| d.to_string())
-        .unwrap_or_else(|| hostname.clone());
-    let environment: Vec<(&str, String)> = vec![
-        ("domain", domain),
-        ("host", hostname),
-        ("location", "MS".to_string()),
-        ("name", "lmtpd".to_string()),
-        ("phase", "post".to_string()),
-        ("version", env!("CARGO_PKG_VERSION").to_string()),
-    ];
+    let environment = crate::policy::environment(&crate::config::system_hostname(), None);
     let body = || -> std::io::Result<Box<dyn Read + '_>> {
-        Ok(Box::new(std::io::Cursor::new(message.as_slice())))
+        Ok(Box::new(std::io::Cursor::new(message.0.as_slice())))
     };
     let now = args.now.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -167,8 +156,8 @@ fn run_into(args: &TestArgs, report: &mut TestReport) -> i32 {
     });
     let input = Input {
         envelope: &envelope,
-        header,
-        size: message.len() as u64,
+        header: &header,
+        size: message.0.len() as u64,
         body: &body,
         now,
         zone_offset_minutes: 0,
@@ -196,61 +185,15 @@ fn run_into(args: &TestArgs, report: &mut TestReport) -> i32 {
     }
 }
 
-/// Reads a script, refusing one larger than [`Limits::max_script_size`] without reading it
-/// all.
-fn read_script(path: &Path, limits: &Limits) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let mut source = Vec::new();
-    let cap = u64::try_from(limits.max_script_size)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    file.take(cap).read_to_end(&mut source)?;
-    if source.len() > limits.max_script_size {
-        return Err(std::io::Error::other(format!(
-            "script larger than {} bytes",
-            limits.max_script_size
-        )));
-    }
-    Ok(source)
-}
-
-/// The length of the header section including the empty line that ends it (LF or CRLF); the
-/// whole message when it has no body.
-fn header_section_len(message: &[u8]) -> usize {
-    let mut i = 0;
-    let mut line_start = true;
-    while i < message.len() {
-        if line_start {
-            if message.get(i..i + 2) == Some(b"\r\n") {
-                return i + 2;
-            }
-            if message.get(i) == Some(&b'\n') {
-                return i + 1;
-            }
-        }
-        line_start = message.get(i) == Some(&b'\n');
-        i += 1;
-    }
-    message.len()
-}
-
-/// This machine's name, for the `environment` items `host` and `domain`.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
-}
-
 /// The [`Host`] of `lmtpd sieve test`: the given folder list, and `include` from files.
-struct FileHost {
+struct FileHost<'c> {
     personal_dir: PathBuf,
     global_dir: Option<PathBuf>,
     folders: Vec<String>,
-    limits: Limits,
+    cache: &'c ScriptCache,
 }
 
-impl Host for FileHost {
+impl Host for FileHost<'_> {
     fn mailbox_exists(&self, name: &str) -> bool {
         name.eq_ignore_ascii_case("INBOX") || self.folders.iter().any(|f| f == name)
     }
@@ -264,30 +207,13 @@ impl Host for FileHost {
     }
 
     fn include(&self, location: IncludeLocation, name: &str) -> Result<Arc<Script>, IncludeError> {
-        // RFC 6609 §3.2: a script name, not a path.
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(IncludeError::Failed(format!(
-                "invalid script name {name:?}"
-            )));
+        match location {
+            IncludeLocation::Personal => self.cache.include(&self.personal_dir, name, true),
+            IncludeLocation::Global => match &self.global_dir {
+                Some(dir) => self.cache.include(dir, name, false),
+                None => Err(IncludeError::NotFound),
+            },
         }
-        let dir = match location {
-            IncludeLocation::Personal => &self.personal_dir,
-            IncludeLocation::Global => self.global_dir.as_ref().ok_or(IncludeError::NotFound)?,
-        };
-        let path = dir.join(format!("{name}.sieve"));
-        let source = match read_script(&path, &self.limits) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(IncludeError::NotFound)
-            }
-            Err(e) => return Err(IncludeError::Failed(format!("{}: {e}", path.display()))),
-        };
-        sieve::compile(&source, &self.limits)
-            .map(Arc::new)
-            .map_err(|errors| {
-                let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
-                IncludeError::Failed(format!("{}:{first}", path.display()))
-            })
     }
 }
 
@@ -296,19 +222,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_section_ends_at_the_empty_line() {
-        assert_eq!(header_section_len(b"A: b\n\nbody"), 6);
-        assert_eq!(header_section_len(b"A: b\r\n\r\nbody"), 8);
-        assert_eq!(header_section_len(b"A: b\n"), 5);
-    }
-
-    #[test]
     fn inbox_always_exists_and_folders_are_listed() {
+        let cache = ScriptCache::new(Limits::default());
         let host = FileHost {
             personal_dir: PathBuf::from("."),
             global_dir: None,
             folders: vec!["Junk".into()],
-            limits: Limits::default(),
+            cache: &cache,
         };
         assert!(host.mailbox_exists("INBOX"));
         assert!(host.mailbox_exists("Junk"));
