@@ -68,6 +68,18 @@ impl Histogram {
     }
 }
 
+/// Why a Sieve script could not run (`lmtpd_sieve_errors_total{kind}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SieveError {
+    /// It does not compile.
+    Compile = 0,
+    /// It cannot be read, or is refused (not a regular file, too large, a symlink out of
+    /// the user's directory).
+    Read = 1,
+    /// It failed while running.
+    Runtime = 2,
+}
+
 /// What a recipient's Sieve scripts decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SieveResult {
@@ -244,14 +256,9 @@ impl Metrics {
         });
     }
 
-    /// A Sieve script that could not run: `kind` is `compile`, `read` or `runtime`.
-    pub fn sieve_error(&self, kind: &str) {
-        let i = match kind {
-            "compile" => 0,
-            "read" => 1,
-            _ => 2,
-        };
-        inc(&self.sieve_errors[i]);
+    /// A Sieve script that could not run.
+    pub fn sieve_error(&self, kind: SieveError) {
+        inc(&self.sieve_errors[kind as usize]);
     }
 
     /// One recipient's scripts ran to this result.

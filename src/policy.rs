@@ -418,7 +418,7 @@ pub fn filter(
             "sieve: {tag}: script {} failed at {err}; implicit keep into INBOX",
             path.unwrap_or_default()
         );
-        crate::metrics::get().sieve_error("runtime");
+        crate::metrics::get().sieve_error(crate::metrics::SieveError::Runtime);
         crate::metrics::get().sieve_run(SieveResult::Failed);
         return Filtered {
             plan: Plan::Store(vec![Target::inbox()]),

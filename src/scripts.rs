@@ -46,10 +46,10 @@ impl fmt::Display for ScriptError {
 
 impl ScriptError {
     /// The metric label of this kind of failure.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> crate::metrics::SieveError {
         match self {
-            ScriptError::Read(_) | ScriptError::Refused(_) => "read",
-            ScriptError::Compile(_) => "compile",
+            ScriptError::Read(_) | ScriptError::Refused(_) => crate::metrics::SieveError::Read,
+            ScriptError::Compile(_) => crate::metrics::SieveError::Compile,
         }
     }
 }

@@ -234,11 +234,6 @@ impl<'a> Delivery<'a> {
         }
     }
 
-    /// Size in bytes of one copy (trace plus body), as stored.
-    pub fn copy_size(&self, msg: &Message<'_>) -> u64 {
-        msg.copy_size(&self.trace)
-    }
-
     /// What precedes the body in the copy at `target`: the trace headers, then the edited
     /// header section when the target has one.
     pub fn prefix(&self, target: &Target) -> Cow<'_, [u8]> {
