@@ -171,19 +171,28 @@ fn scripts_for<'s>(
     f: &Filter<'_>,
     shared: &'s Shared<'_>,
     r: &Resolved,
-    tag: &str,
+    conn: u64,
 ) -> Result<(&'s Globals, Option<Loaded>), ()> {
     let globals = shared.globals(f);
     let user = match user_script(f.cfg, r).map(|p| f.cache.personal(&p)) {
         None | Some(Found::Missing) => None,
         Some(Found::Script(script, path)) => Some(Loaded { script, path }),
         Some(Found::Failed(path, err)) => {
-            log::warn!("sieve: {tag}: script {}: {err}", path.display());
+            log::warn!(
+                "sieve: {}: script {}: {err}",
+                log_tag(conn, shared, r),
+                path.display()
+            );
             crate::metrics::get().sieve_error(err.kind());
             return Err(());
         }
     };
     Ok((globals, user))
+}
+
+/// How the Sieve log lines name a recipient's delivery.
+fn log_tag(conn: u64, shared: &Shared<'_>, r: &Resolved) -> String {
+    format!("conn={conn} id={} to=<{}>", shared.env.id, r.rcpt.address)
 }
 
 /// The path of `r`'s own script, if it has one configured.
@@ -350,8 +359,7 @@ pub fn filter(
     detail_mailbox: DetailMailbox,
 ) -> Filtered {
     let default = Target::for_detail(r.rcpt.detail.as_deref(), detail_mailbox);
-    let tag = format!("conn={conn} id={} to=<{}>", shared.env.id, r.rcpt.address);
-    let Ok((globals, user)) = scripts_for(f, shared, r, &tag) else {
+    let Ok((globals, user)) = scripts_for(f, shared, r, conn) else {
         // The user's script is broken: nothing of theirs can run; implicit keep into
         // INBOX, as Pigeonhole does, and the global scripts are not half-applied either.
         crate::metrics::get().sieve_run(SieveResult::Failed);
@@ -372,6 +380,7 @@ pub fn filter(
             summary: String::new(),
         };
     }
+    let tag = log_tag(conn, shared, r);
     let limits = f.cache.limits();
     let active = user.as_ref().map(|l| l.path.clone());
     let host = RcptHost {
