@@ -781,6 +781,24 @@ impl<'a, 'i> Ctx<'a, 'i> {
 
     /// Does any value match any key? Sets the match variables on a successful
     /// `:matches`/`:regex`.
+    /// The shape `header`, `address`, `envelope` and `string` share: the match type and
+    /// comparator, the first positional argument (field names, envelope parts or source
+    /// strings) turned into the values compared by `values`, the second the keys.
+    fn compare(
+        &mut self,
+        frame: &mut Frame<'_>,
+        args: &Args<'_>,
+        pos: Pos,
+        values: impl FnOnce(&mut Self, &Match, Vec<String>) -> R<Vec<String>>,
+    ) -> R<bool> {
+        let m = self.match_of(frame, args, pos)?;
+        let first = self.strings(frame, args.positional(0, pos)?)?;
+        let keys_arg = args.positional(1, pos)?;
+        let keys = self.strings(frame, keys_arg)?;
+        let values = values(self, &m, first)?;
+        self.match_values(frame, &m, &values, &keys, keys_arg.pos())
+    }
+
     fn match_values(
         &mut self,
         frame: &mut Frame<'_>,
@@ -1365,45 +1383,32 @@ impl<'a, 'i> Ctx<'a, 'i> {
                 let names = self.strings(frame, args.positional(0, pos)?)?;
                 Ok(names.iter().all(|n| self.headers.named(n).next().is_some()))
             }
-            "header" => {
-                let m = self.match_of(frame, &args, pos)?;
-                let names = self.strings(frame, args.positional(0, pos)?)?;
-                let keys_arg = args.positional(1, pos)?;
-                let keys = self.strings(frame, keys_arg)?;
+            "header" => self.compare(frame, &args, pos, |cx, _, names| {
                 let mut values = Vec::new();
                 for n in &names {
-                    for v in self.field_values(n, &args)? {
+                    for v in cx.field_values(n, &args)? {
                         values.push(message::decode(&v));
                     }
                 }
-                self.match_values(frame, &m, &values, &keys, keys_arg.pos())
-            }
-            "address" => {
-                let m = self.match_of(frame, &args, pos)?;
+                Ok(values)
+            }),
+            "address" => self.compare(frame, &args, pos, |cx, _, names| {
                 let part = address_part_of(&args);
-                let names = self.strings(frame, args.positional(0, pos)?)?;
-                let keys_arg = args.positional(1, pos)?;
-                let keys = self.strings(frame, keys_arg)?;
                 let mut values = Vec::new();
                 for n in &names {
-                    for v in self.field_values(n, &args)? {
+                    for v in cx.field_values(n, &args)? {
                         for a in message::addresses(&v) {
-                            if let Some(p) = message::address_part(&a, part, self.input.delimiters)
-                            {
+                            if let Some(p) = message::address_part(&a, part, cx.input.delimiters) {
                                 values.push(p);
                             }
                         }
                     }
                 }
-                self.match_values(frame, &m, &values, &keys, keys_arg.pos())
-            }
-            "envelope" => {
-                let m = self.match_of(frame, &args, pos)?;
+                Ok(values)
+            }),
+            "envelope" => self.compare(frame, &args, pos, |cx, _, parts| {
                 let part = address_part_of(&args);
-                let parts = self.strings(frame, args.positional(0, pos)?)?;
-                let keys_arg = args.positional(1, pos)?;
-                let keys = self.strings(frame, keys_arg)?;
-                let env = self.input.envelope;
+                let env = cx.input.envelope;
                 let mut values = Vec::new();
                 for p in &parts {
                     let raw: Option<&str> = if p.eq_ignore_ascii_case("from") {
@@ -1422,24 +1427,20 @@ impl<'a, 'i> Ctx<'a, 'i> {
                         continue;
                     }
                     if let Some(a) = message::parse_envelope_address(raw) {
-                        if let Some(v) = message::address_part(&a, part, self.input.delimiters) {
+                        if let Some(v) = message::address_part(&a, part, cx.input.delimiters) {
                             values.push(v);
                         }
                     }
                 }
-                self.match_values(frame, &m, &values, &keys, keys_arg.pos())
-            }
-            "string" => {
-                let m = self.match_of(frame, &args, pos)?;
-                let mut source = self.strings(frame, args.positional(0, pos)?)?;
-                let keys_arg = args.positional(1, pos)?;
-                let keys = self.strings(frame, keys_arg)?;
+                Ok(values)
+            }),
+            "string" => self.compare(frame, &args, pos, |_, m, mut source| {
                 if matches!(m.mt, MatchType::Count(_)) {
                     // RFC 5229 §5: empty strings are not counted.
                     source.retain(|s| !s.is_empty());
                 }
-                self.match_values(frame, &m, &source, &keys, keys_arg.pos())
-            }
+                Ok(source)
+            }),
             "hasflag" => {
                 let m = self.match_of(frame, &args, pos)?;
                 let (vars, keys_arg) = if args.pos.len() >= 2 {
