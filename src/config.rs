@@ -21,9 +21,11 @@ use std::time::Duration;
 
 use crate::proto::BareNewline;
 use value::{
-    Address, Checked, Codec, Count, Each, FilePath, Locks, Metrics, OctalMode, OneOf, Secs, Size,
-    SpecialUse, Store, Text, YesNo,
+    Address, Checked, Codec, Count, Each, FilePath, Locks, Metrics, OctalMode, OneOf, Period, Secs,
+    Size, SpecialUse, Store, Text, YesNo,
 };
+
+pub use crate::submit::NullSender;
 
 /// Where to listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +105,19 @@ impl StoreKind {
 pub use lmtpd_mbox::LockKind;
 /// `+detail` handling: deliver into a folder named by the detail?
 pub use lmtpd_store::DetailMailbox;
+
+/// The envelope sender of redirected mail (`redirect_envelope_from`). A message whose
+/// own sender is `<>` is always redirected with `<>` (a bounce must not bounce back).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RedirectFrom {
+    /// The original envelope sender (breaks SPF at receivers that check it).
+    #[default]
+    Sender,
+    /// The recipient whose script redirected.
+    Recipient,
+    /// The recipient as the MTA first addressed it (ORCPT), else the recipient.
+    OrigRecipient,
+}
 
 /// Log destination (`log`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,6 +424,45 @@ config! {
         max_header_size: u64 = 1 << 20, "sieve_max_header_size" @ 45, Size, Reload;
         /// Most octets of one decoded body part that `body` compares as a whole.
         max_body_part: u64 = 1 << 20, "sieve_max_body_part" @ 46, Size, Reload;
+        /// The program that sends redirects and vacation replies, run as
+        /// `PROGRAM -i -f SENDER -- RECIPIENT`.
+        sendmail: PathBuf = PathBuf::from("/usr/sbin/sendmail"), "sendmail" @ 47, FilePath, Reload;
+        /// How long one run of the sendmail program may take before it is killed.
+        sendmail_timeout: Duration = Duration::from_secs(60),
+            "sendmail_timeout" @ 48, Secs(1, 3600), Reload;
+        /// How the null sender is passed to the sendmail program: `-f <>` or `-f ''`.
+        sendmail_null_sender: NullSender = NullSender::Angle, "sendmail_null_sender" @ 49, OneOf {
+            words: &[("<>", NullSender::Angle), ("empty", NullSender::Empty)],
+            expected: "<> or empty",
+        }, Reload;
+        /// The envelope sender of redirected mail.
+        redirect_from: RedirectFrom = RedirectFrom::Sender, "redirect_envelope_from" @ 50, OneOf {
+            words: &[
+                ("sender", RedirectFrom::Sender),
+                ("recipient", RedirectFrom::Recipient),
+                ("orig_recipient", RedirectFrom::OrigRecipient),
+            ],
+            expected: "sender, recipient or orig_recipient",
+        }, Reload;
+        /// Most redirects one delivery may send.
+        max_redirects: usize = 4, "sieve_max_redirects" @ 51, Count(0, 100), Reload;
+        /// Directory of the per-user vacation and duplicate tracking lists.
+        state_dir: PathBuf = PathBuf::from("/var/lib/lmtpd/sieve"), "sieve_state_dir" @ 52, FilePath, Reload;
+        /// Shortest vacation period (a shorter `:days`/`:seconds` is raised to it).
+        vacation_min_period: Duration = Duration::from_secs(86_400),
+            "sieve_vacation_min_period" @ 53, Period(0, 365 * 86_400), Reload;
+        /// Longest vacation period (a longer one is lowered to it).
+        vacation_max_period: Duration = Duration::from_secs(60 * 86_400),
+            "sieve_vacation_max_period" @ 54, Period(0, 365 * 86_400), Reload;
+        /// The vacation period when the script gives none.
+        vacation_default_period: Duration = Duration::from_secs(7 * 86_400),
+            "sieve_vacation_default_period" @ 55, Period(0, 365 * 86_400), Reload;
+        /// The `duplicate` period when the script gives no `:seconds`.
+        duplicate_period: Duration = Duration::from_secs(7 * 86_400),
+            "sieve_duplicate_period" @ 56, Period(0, 365 * 86_400), Reload;
+        /// Longest `duplicate` period (a longer `:seconds` is lowered to it).
+        duplicate_max_period: Duration = Duration::from_secs(7 * 86_400),
+            "sieve_duplicate_max_period" @ 57, Period(0, 365 * 86_400), Reload;
     }
 
     // Accepted so that old files still load, with their value checked, and ignored.
@@ -743,6 +797,12 @@ impl SieveSection {
             max_regex_size: size(self.max_regex_size),
             max_header_octets: size(self.max_header_size),
             max_body_part: size(self.max_body_part),
+            max_redirects: self.max_redirects,
+            vacation_min_period: self.vacation_min_period.as_secs(),
+            vacation_max_period: self.vacation_max_period.as_secs(),
+            vacation_default_period: self.vacation_default_period.as_secs(),
+            duplicate_default_period: self.duplicate_period.as_secs(),
+            duplicate_max_period: self.duplicate_max_period.as_secs(),
             ..crate::sieve::Limits::default()
         }
     }
@@ -808,8 +868,24 @@ sieve_max_variable_size = 4K
 sieve_max_regex_size = 128K
 sieve_max_header_size = 256K
 sieve_max_body_part = 512K
+sendmail = /usr/local/sbin/sendmail
+sendmail_timeout = 20
+sendmail_null_sender = empty
+redirect_envelope_from = recipient
+sieve_max_redirects = 2
+sieve_state_dir = /var/db/lmtpd/sieve
+sieve_vacation_min_period = 12h
+sieve_vacation_max_period = 30d
+sieve_vacation_default_period = 3d
+sieve_duplicate_period = 90m
+sieve_duplicate_max_period = 86401
 ";
         let c = Config::parse(text, "t").expect("valid");
+        assert_eq!(c.sieve.sendmail_null_sender, NullSender::Empty);
+        assert_eq!(c.sieve.redirect_from, RedirectFrom::Recipient);
+        assert_eq!(c.sieve.limits().vacation_min_period, 43_200);
+        assert_eq!(c.sieve.limits().duplicate_default_period, 5400);
+        assert_eq!(c.sieve.limits().max_redirects, 2);
         assert_eq!(c.sieve.before.len(), 2);
         assert_eq!(c.sieve.separator, '/');
         assert_eq!(
@@ -895,6 +971,17 @@ sieve_max_variable_size = 4096
 sieve_max_regex_size = 131072
 sieve_max_header_size = 262144
 sieve_max_body_part = 524288
+sendmail = /usr/local/sbin/sendmail
+sendmail_timeout = 20
+sendmail_null_sender = empty
+redirect_envelope_from = recipient
+sieve_max_redirects = 2
+sieve_state_dir = /var/db/lmtpd/sieve
+sieve_vacation_min_period = 12h
+sieve_vacation_max_period = 30d
+sieve_vacation_default_period = 3d
+sieve_duplicate_period = 90m
+sieve_duplicate_max_period = 86401s
 "
         );
     }
@@ -958,6 +1045,17 @@ sieve_max_variable_size = 65536
 sieve_max_regex_size = 1048576
 sieve_max_header_size = 1048576
 sieve_max_body_part = 1048576
+sendmail = /usr/sbin/sendmail
+sendmail_timeout = 60
+sendmail_null_sender = <>
+redirect_envelope_from = sender
+sieve_max_redirects = 4
+sieve_state_dir = /var/lib/lmtpd/sieve
+sieve_vacation_min_period = 1d
+sieve_vacation_max_period = 60d
+sieve_vacation_default_period = 7d
+sieve_duplicate_period = 7d
+sieve_duplicate_max_period = 7d
 "
             )
         );

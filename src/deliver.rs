@@ -172,18 +172,29 @@ pub fn deliver_all<E>(
     let shared = policy::Shared::new(job.env, job.body);
     let mut plans: Vec<Plan> = Vec::with_capacity(rcpts.len());
     let mut summaries: Vec<String> = Vec::with_capacity(rcpts.len());
+    let mut outgoing: Vec<policy::Outgoing> = Vec::with_capacity(rcpts.len());
     for r in rcpts {
         let default = || Target::for_detail(r.rcpt.detail.as_deref(), job.detail_mailbox);
         match &job.filter {
             Some(f) => {
                 let store = job.stores.get(r.store);
-                let done = policy::filter(f, &shared, job.conn, r, store, job.detail_mailbox);
+                let mut done = policy::filter(f, &shared, job.conn, r, store, job.detail_mailbox);
+                // A redirect that is the only thing keeping the message goes out before the
+                // reply; when it cannot, the message is stored in INBOX instead.
+                if done.outgoing.redirect_only
+                    && !policy::send_redirects(f, &shared, job.conn, r, &done.outgoing)
+                {
+                    done.plan = Plan::Store(vec![Target::inbox()]);
+                    done.summary.push_str(",keep(redirect failed)");
+                }
                 plans.push(done.plan);
                 summaries.push(done.summary);
+                outgoing.push(done.outgoing);
             }
             None => {
                 plans.push(Plan::Store(vec![default()]));
                 summaries.push(String::new());
+                outgoing.push(policy::Outgoing::default());
             }
         }
     }
@@ -205,6 +216,7 @@ pub fn deliver_all<E>(
         failed: None,
         started: Instant::now(),
         summaries: &summaries,
+        ok: vec![false; rcpts.len()],
     };
     let mut start = 0;
     while start < rcpts.len() {
@@ -247,6 +259,15 @@ pub fn deliver_all<E>(
             }
         }
         start = end;
+    }
+    // What the scripts asked to send or track, for each recipient whose copies are now
+    // durable (the replies are out; a failure here never changes one).
+    if let Some(f) = &job.filter {
+        for (i, r) in rcpts.iter().enumerate() {
+            if out.ok[i] {
+                policy::after_delivery(f, &shared, job.conn, r, &outgoing[i]);
+            }
+        }
     }
     match out.failed {
         Some(e) => Err(e),
@@ -297,12 +318,17 @@ struct Released<'j, 'r, F, E> {
     started: Instant,
     /// Each recipient's Sieve summary for its log line, by RCPT index.
     summaries: &'j [String],
+    /// Which recipients' outcomes were `Ok` (their copies are durable), by RCPT index.
+    ok: Vec<bool>,
 }
 
 impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
     /// Logs, counts and (while the client is there) sends one recipient's reply. False once
     /// the client is gone.
     fn send(&mut self, store: StoreKind, index: usize, d: &Delivery<'_>, outcome: Outcome) -> bool {
+        if let Some(ok) = self.ok.get_mut(index) {
+            *ok = outcome.is_ok();
+        }
         let rp = outcome_reply(self.job.env, d.rcpt, &outcome);
         let sieve = self.summaries.get(index).map_or("", String::as_str);
         log_outcome(

@@ -14,6 +14,9 @@
 //! - [`policy`]: Sieve at delivery: which scripts run for a recipient and what their
 //!   actions mean for its copies and its reply.
 //! - [`scripts`]: finding, reading and caching compiled Sieve scripts.
+//! - [`submit`]: the submission path (the sendmail program) for redirects and vacation
+//!   replies.
+//! - [`tracking`]: the per-user vacation and duplicate tracking lists.
 //! - [`doctor`]: the checks behind `lmtpd -t`.
 //! - [`logging`]: stderr or syslog.
 //! - [`metrics`]: counters and histograms for `GET /metrics`.
@@ -50,5 +53,7 @@ pub mod server;
 pub mod sieve;
 pub mod sieve_tool;
 pub mod spool;
+pub mod submit;
 pub mod sys;
 pub mod trace;
+pub mod tracking;

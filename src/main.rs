@@ -396,6 +396,7 @@ fn sieve(args: &[String]) -> ExitCode {
             folders: m.opt_strs("folder"),
             now,
             limits,
+            redirect_from: sieve_cfg.redirect_from,
         })
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -91,14 +91,17 @@ pub enum SieveResult {
     Discarded = 2,
     /// A script failed: implicit keep into INBOX.
     Failed = 3,
+    /// `redirect` without a copy: sent on, nothing stored here.
+    Redirected = 4,
 }
 
 impl SieveResult {
-    const ALL: [SieveResult; 4] = [
+    const ALL: [SieveResult; 5] = [
         SieveResult::Stored,
         SieveResult::Rejected,
         SieveResult::Discarded,
         SieveResult::Failed,
+        SieveResult::Redirected,
     ];
 
     fn label(self) -> &'static str {
@@ -107,8 +110,30 @@ impl SieveResult {
             SieveResult::Rejected => "rejected",
             SieveResult::Discarded => "discarded",
             SieveResult::Failed => "failed",
+            SieveResult::Redirected => "redirected",
         }
     }
+}
+
+/// A message Sieve asked lmtpd to send (`lmtpd_sieve_sent_total{kind}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// A `redirect`.
+    Redirect = 0,
+    /// A vacation reply.
+    Vacation = 1,
+}
+
+/// What became of it (`lmtpd_sieve_sent_total{result}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SentResult {
+    /// The sendmail program took it.
+    Sent = 0,
+    /// Sending failed (a redirect's message was kept in INBOX instead).
+    Failed = 1,
+    /// Not sent on purpose: a redirect loop, a vacation rule (list mail, bounce, already
+    /// answered within the period).
+    Suppressed = 2,
 }
 
 /// Every metric the server exports.
@@ -134,7 +159,9 @@ pub struct Metrics {
     /// Sieve failures by kind: compile, read, runtime.
     sieve_errors: [AtomicU64; 3],
     /// Recipients whose scripts ran, by result (`SieveResult`).
-    sieve_runs: [AtomicU64; 4],
+    sieve_runs: [AtomicU64; 5],
+    /// Messages Sieve asked to send, by kind (`Sent`) and result (`SentResult`).
+    sieve_sent: [[AtomicU64; 3]; 2],
     /// RCPT replies by reply code.
     rcpt: Mutex<BTreeMap<u16, u64>>,
     /// Post-DATA outcomes by (store, enhanced status code as class, subject, detail).
@@ -266,6 +293,11 @@ impl Metrics {
         inc(&self.sieve_runs[result as usize]);
     }
 
+    /// A message Sieve asked to send, and what became of it.
+    pub fn sieve_sent(&self, kind: Sent, result: SentResult) {
+        inc(&self.sieve_sent[kind as usize][result as usize]);
+    }
+
     /// The exposition text (`text/plain; version=0.0.4`).
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(8 * 1024);
@@ -314,6 +346,7 @@ impl Metrics {
                 ("{kind=\"runtime\"}".into(), get(&self.sieve_errors[2])),
             ]),
             Family::new("lmtpd_sieve_recipients_total", "counter", "Recipients whose Sieve scripts ran, by what they decided.", SieveResult::ALL.iter().map(|r| (format!("{{result=\"{}\"}}", r.label()), get(&self.sieve_runs[*r as usize]))).collect()),
+            Family::new("lmtpd_sieve_sent_total", "counter", "Messages Sieve asked to send (redirects, vacation replies), by what became of them.", [("redirect", 0), ("vacation", 1)].iter().flat_map(|(k, i)| [("sent", 0), ("failed", 1), ("suppressed", 2)].iter().map(move |(r, j)| (format!("{{kind=\"{k}\",result=\"{r}\"}}"), get(&self.sieve_sent[*i][*j])))).collect()),
             Family::new("lmtpd_recipients_total", "counter", "RCPT commands answered after the directory and store checks, by reply code.", {
                 let m = self.rcpt.lock().unwrap_or_else(|p| p.into_inner());
                 m.iter().map(|(code, n)| (format!("{{code=\"{code}\"}}"), *n)).collect()

@@ -16,12 +16,15 @@ use lmtpd_store::{
     Recipient, Target,
 };
 
-use crate::config::SieveSection;
+use crate::config::{RedirectFrom, SieveSection};
 use crate::directory::{Resolved, UserSieve};
 use crate::metrics::SieveResult;
+use crate::metrics::{Sent, SentResult};
 use crate::scripts::{Found, ScriptCache};
 use crate::sieve::interp::{self, Sequence, SequenceError};
 use crate::sieve::{self, Action, Host, IncludeError, IncludeLocation, Script};
+use crate::submit::Submitter;
+use crate::tracking::{self, Kind, Mark, Tracking};
 
 /// What the delivery path needs to filter: the `[sieve]` settings, the compiled-script
 /// cache and the recipient delimiters (for `subaddress`).
@@ -224,6 +227,8 @@ struct RcptHost<'a> {
     store: Option<&'a dyn MailStore>,
     /// `include :personal` directory.
     personal: Option<PathBuf>,
+    /// The run's clock (for the tracking list).
+    now: i64,
 }
 
 impl Host for RcptHost<'_> {
@@ -246,6 +251,21 @@ impl Host for RcptHost<'_> {
             .iter()
             .find(|(f, _)| f.eq_ignore_ascii_case(flag))?;
         self.mailbox_exists(folder).then(|| folder.clone())
+    }
+
+    fn duplicate(&self, handle: &str, id: &str) -> bool {
+        let key = tracking::key(handle, id);
+        match tracking_of(self.f.cfg).contains(&self.rcpt.user, Kind::Duplicate, &key, self.now) {
+            Ok(seen) => seen,
+            Err(e) => {
+                // Not knowing means not a duplicate: the message is delivered.
+                log::warn!(
+                    "sieve: {}: duplicate tracking unavailable ({e}); taken as not seen",
+                    self.rcpt.user
+                );
+                false
+            }
+        }
     }
 
     fn include(&self, location: IncludeLocation, name: &str) -> Result<Arc<Script>, IncludeError> {
@@ -346,6 +366,27 @@ pub struct Filtered {
     pub plan: Plan,
     /// The log summary: `sieve=fileinto:Junk,keep` and the like; empty when no script ran.
     pub summary: String,
+    /// What to send and to track once the recipient's copies are durable.
+    pub outgoing: Outgoing,
+}
+
+/// What a recipient's scripts asked to send and to track. It is acted on only for a
+/// recipient whose delivery succeeded (a recipient that gets a tempfail runs its scripts
+/// again when the MTA retries), after its copies are durable; [`Outgoing::redirect_only`]
+/// redirects go before the reply instead, since nothing else keeps that message.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    /// The redirects.
+    pub redirects: Vec<sieve::Redirect>,
+    /// The vacation action, if any.
+    pub vacation: Option<sieve::Vacation>,
+    /// The duplicate tracking entries.
+    pub tracked: Vec<sieve::Tracked>,
+    /// Nothing but the redirects keeps the message: they are sent first, and the message is
+    /// stored in INBOX when one of them fails.
+    pub redirect_only: bool,
+    /// The header section the copies are stored with was read whole (edits can be sent).
+    original: Option<Original>,
 }
 
 /// Runs `r`'s scripts over the message and plans its delivery. `default` is the target
@@ -366,6 +407,7 @@ pub fn filter(
         return Filtered {
             plan: Plan::Store(vec![Target::inbox()]),
             summary: "sieve=error,keep".into(),
+            outgoing: Outgoing::default(),
         };
     };
     let scripts: Vec<&Loaded> = globals
@@ -378,16 +420,19 @@ pub fn filter(
         return Filtered {
             plan: Plan::Store(vec![default]),
             summary: String::new(),
+            outgoing: Outgoing::default(),
         };
     }
     let tag = log_tag(conn, shared, r);
     let limits = f.cache.limits();
     let active = user.as_ref().map(|l| l.path.clone());
+    let now = unix_now();
     let host = RcptHost {
         f,
         rcpt: &r.rcpt,
         store,
         personal: personal_dir(f.cfg, r, active.as_deref()),
+        now,
     };
     let envelope = sieve::Envelope {
         from: shared.env.sender.clone().unwrap_or_default(),
@@ -400,9 +445,6 @@ pub fn filter(
         let r: Box<dyn Read + '_> = shared.body.open()?;
         Ok(r)
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let environment = environment(f.hostname, shared.env.peer);
     let input = sieve::Input {
         envelope: &envelope,
@@ -429,21 +471,47 @@ pub fn filter(
         );
         crate::metrics::get().sieve_error(crate::metrics::SieveError::Runtime);
         crate::metrics::get().sieve_run(SieveResult::Failed);
+        // Actions of the scripts that completed are dropped with the rest: the message
+        // is kept as received and nothing is sent or tracked.
         return Filtered {
             plan: Plan::Store(vec![Target::inbox()]),
             summary: "sieve=error,keep".into(),
+            outgoing: Outgoing::default(),
         };
     }
     let edits = complete.then(|| Original {
         len: header.len() as u64,
         lines: header.iter().filter(|&&b| b == b'\n').count() as u64,
     });
-    plan(f, &tag, &outcome.actions, default, edits)
+    let mut done = plan(f, &tag, &outcome.actions, default, edits);
+    done.outgoing.tracked = outcome.tracked;
+    done
+}
+
+/// Seconds since the epoch, now.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The tracking store of the `[sieve]` settings.
+fn tracking_of(cfg: &SieveSection) -> Tracking {
+    Tracking::new(&cfg.state_dir)
+}
+
+/// The submission program of the `[sieve]` settings.
+fn submitter_of(cfg: &SieveSection) -> Submitter {
+    Submitter {
+        program: cfg.sendmail.clone(),
+        timeout: cfg.sendmail_timeout,
+        null_sender: cfg.sendmail_null_sender,
+    }
 }
 
 /// The original header section an edited copy replaces; `None` when the header section was
 /// longer than `sieve_max_header_size`, so an edit cannot be applied safely.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Original {
     len: u64,
     lines: u64,
@@ -483,6 +551,10 @@ fn plan(
     let mut summary: Vec<String> = Vec::new();
     let mut reject: Option<String> = None;
     let mut discarded = false;
+    let mut outgoing = Outgoing {
+        original,
+        ..Outgoing::default()
+    };
     for action in actions {
         match action {
             Action::Keep { store, implicit } => {
@@ -515,6 +587,18 @@ fn plan(
                 discarded = true;
                 summary.push("discard".into());
             }
+            Action::Redirect(r) => {
+                summary.push(format!(
+                    "redirect{}:{}",
+                    if r.copy { "+copy" } else { "" },
+                    r.address
+                ));
+                outgoing.redirects.push(r.clone());
+            }
+            Action::Vacation(v) => {
+                summary.push("vacation".into());
+                outgoing.vacation = Some(v.clone());
+            }
         }
     }
     // Two actions asking for the same copy are one copy (RFC 5228 §2.10.3); the engine
@@ -533,6 +617,10 @@ fn plan(
             (Plan::Answer(Err(err)), SieveResult::Rejected)
         }
         _ if !unique.is_empty() => (Plan::Store(unique), SieveResult::Stored),
+        _ if !outgoing.redirects.is_empty() => {
+            outgoing.redirect_only = true;
+            (Plan::Answer(Ok(())), SieveResult::Redirected)
+        }
         _ => {
             if !discarded {
                 log::warn!("sieve: {tag}: no action kept the message");
@@ -542,7 +630,223 @@ fn plan(
         }
     };
     crate::metrics::get().sieve_run(result);
-    Filtered { plan, summary }
+    Filtered {
+        plan,
+        summary,
+        outgoing,
+    }
+}
+
+/// The envelope sender of `r`'s redirects (`redirect_envelope_from`); a message from `<>`
+/// is redirected from `<>`.
+fn redirect_sender(cfg: &SieveSection, env: &Envelope, r: &Resolved) -> Option<String> {
+    let original = env.sender.clone()?;
+    Some(match cfg.redirect_from {
+        RedirectFrom::Sender => original,
+        // ORCPT is not kept yet (the DSN extension): the recipient stands in for it.
+        RedirectFrom::Recipient | RedirectFrom::OrigRecipient => r.rcpt.address.clone(),
+    })
+}
+
+/// Does the message already carry our `Delivered-To` for this recipient (it went through
+/// this mailbox before: forwarding it again would loop)?
+pub(crate) fn delivered_to(headers: &sieve::message::Headers, own: &[&str]) -> bool {
+    headers.named("delivered-to").any(|f| {
+        let v = f.value.trim();
+        let v = v
+            .strip_prefix('<')
+            .and_then(|x| x.strip_suffix('>'))
+            .unwrap_or(v);
+        own.iter().any(|a| v.eq_ignore_ascii_case(a))
+    })
+}
+
+/// The message a redirect sends: our `Delivered-To` and `Received` (the loop marker), then
+/// the message as received, or with the header section `editheader` made for the action.
+fn forwarded<'b>(
+    shared: &'b Shared<'_>,
+    prefix: Vec<u8>,
+    edit: Option<(&'b [u8], Original)>,
+) -> std::io::Result<Box<dyn Read + 'b>> {
+    let mut body = shared.body.open()?;
+    let head: Box<dyn Read + 'b> = match edit {
+        Some((header, original)) => {
+            std::io::copy(&mut (&mut body).take(original.len), &mut std::io::sink())?;
+            Box::new(std::io::Cursor::new(prefix).chain(header))
+        }
+        None => Box::new(std::io::Cursor::new(prefix)),
+    };
+    Ok(Box::new(head.chain(body)))
+}
+
+/// Sends `out`'s redirects for `r` through the sendmail program. True when each was
+/// handed over; false when one failed or a loop stopped them (the caller keeps the message
+/// in INBOX when nothing else does). Each is logged and counted.
+pub fn send_redirects(
+    f: &Filter<'_>,
+    shared: &Shared<'_>,
+    conn: u64,
+    r: &Resolved,
+    out: &Outgoing,
+) -> bool {
+    if out.redirects.is_empty() {
+        return true;
+    }
+    let tag = log_tag(conn, shared, r);
+    let metrics = crate::metrics::get();
+    let (header, _) = shared.header(f.cache.limits().max_header_octets);
+    let own = [r.rcpt.address.as_str(), r.rcpt.user.as_str()];
+    if delivered_to(&sieve::message::Headers::parse(header), &own) {
+        for rd in &out.redirects {
+            log::warn!(
+                "sieve: {tag}: redirect to <{}> not sent: the message already has Delivered-To: {} (a forwarding loop)",
+                rd.address,
+                r.rcpt.address
+            );
+            metrics.sieve_sent(Sent::Redirect, SentResult::Suppressed);
+        }
+        return false;
+    }
+    let sender = redirect_sender(f.cfg, shared.env, r);
+    let submitter = submitter_of(f.cfg);
+    let mut all = true;
+    for rd in &out.redirects {
+        let prefix = crate::trace::forwarded(shared.env, &r.rcpt, f.hostname, SystemTime::now());
+        let edit = match (&rd.header, out.original) {
+            (Some(h), Some(o)) => Some((&h[..], o)),
+            _ => None,
+        };
+        let result = forwarded(shared, prefix, edit)
+            .map_err(crate::submit::SubmitError::Read)
+            .and_then(|mut reader| submitter.send(sender.as_deref(), &rd.address, &mut reader));
+        match result {
+            Ok(()) => {
+                log::info!(
+                    "sieve: {tag}: redirected to <{}> from <{}>",
+                    rd.address,
+                    sender.as_deref().unwrap_or("")
+                );
+                metrics.sieve_sent(Sent::Redirect, SentResult::Sent);
+            }
+            Err(e) => {
+                log::warn!("sieve: {tag}: redirect to <{}> failed: {e}", rd.address);
+                metrics.sieve_sent(Sent::Redirect, SentResult::Failed);
+                all = false;
+            }
+        }
+    }
+    all
+}
+
+/// Once `r`'s copies are durable: records its duplicate tracking entries (RFC 7352 §3),
+/// sends the redirects that did not go before the reply (a failure is logged: the message
+/// has its copy), and sends its vacation reply when the rules and the tracking list allow.
+pub fn after_delivery(
+    f: &Filter<'_>,
+    shared: &Shared<'_>,
+    conn: u64,
+    r: &Resolved,
+    out: &Outgoing,
+) {
+    let now = unix_now();
+    if !out.tracked.is_empty() {
+        let marks: Vec<Mark> = out
+            .tracked
+            .iter()
+            .map(|t| Mark {
+                kind: Kind::Duplicate,
+                key: tracking::key(&t.handle, &t.id),
+                seconds: t.seconds,
+                refresh: t.last,
+            })
+            .collect();
+        if let Err(e) = tracking_of(f.cfg).record(&r.rcpt.user, &marks, now) {
+            log::warn!(
+                "sieve: {}: duplicate tracking not recorded: {e}",
+                log_tag(conn, shared, r)
+            );
+        }
+    }
+    if !out.redirect_only {
+        send_redirects(f, shared, conn, r, out);
+    }
+    if let Some(v) = &out.vacation {
+        vacation(f, shared, conn, r, v, now);
+    }
+}
+
+/// A vacation reply's Message-ID counter (unique within the process).
+static REPLY_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sends `v`'s reply for `r` unless a rule of RFC 5230 refuses it or the sender got one
+/// within the period (claimed in the tracking list before sending, so neither a crash nor
+/// a concurrent delivery sends a second one).
+fn vacation(
+    f: &Filter<'_>,
+    shared: &Shared<'_>,
+    conn: u64,
+    r: &Resolved,
+    v: &sieve::Vacation,
+    now: i64,
+) {
+    let tag = log_tag(conn, shared, r);
+    let metrics = crate::metrics::get();
+    let sender = shared.env.sender.as_deref().unwrap_or("");
+    let (header, _) = shared.header(f.cache.limits().max_header_octets);
+    let headers = sieve::message::Headers::parse(header);
+    let own = [r.rcpt.address.as_str(), r.rcpt.user.as_str()];
+    if let Some(why) = sieve::vacation::refusal(v, sender, &own, &headers) {
+        log::info!("sieve: {tag}: vacation: no reply to <{sender}>: {why}");
+        metrics.sieve_sent(Sent::Vacation, SentResult::Suppressed);
+        return;
+    }
+    let key = tracking::key(&v.handle, &sender.to_ascii_lowercase());
+    match tracking_of(f.cfg).claim(&r.rcpt.user, &key, v.seconds, now) {
+        Ok(true) => {}
+        Ok(false) => {
+            log::info!(
+                "sieve: {tag}: vacation: <{sender}> was answered within the last {}s; no reply",
+                v.seconds
+            );
+            metrics.sieve_sent(Sent::Vacation, SentResult::Suppressed);
+            return;
+        }
+        Err(e) => {
+            // Without the list a reply could repeat for every message: none is sent.
+            log::warn!(
+                "sieve: {tag}: vacation: no reply to <{sender}>: tracking list unavailable: {e}"
+            );
+            metrics.sieve_sent(Sent::Vacation, SentResult::Failed);
+            return;
+        }
+    }
+    let seq = REPLY_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let message_id = format!(
+        "<{now}.{}.{seq}.vacation@{}>",
+        std::process::id(),
+        f.hostname
+    );
+    let date = lmtpd_store::date::rfc5322(SystemTime::now());
+    let reply = sieve::vacation::compose(
+        v,
+        &headers,
+        &sieve::vacation::ReplyTo {
+            from: &r.rcpt.user,
+            to: sender,
+            date: &date,
+            message_id: &message_id,
+        },
+    );
+    match submitter_of(f.cfg).send(None, sender, &mut &reply[..]) {
+        Ok(()) => {
+            log::info!("sieve: {tag}: vacation reply {message_id} sent to <{sender}>");
+            metrics.sieve_sent(Sent::Vacation, SentResult::Sent);
+        }
+        Err(e) => {
+            log::warn!("sieve: {tag}: vacation reply to <{sender}> failed: {e}");
+            metrics.sieve_sent(Sent::Vacation, SentResult::Failed);
+        }
+    }
 }
 
 fn log_dropped(tag: &str, dropped: &[String]) {

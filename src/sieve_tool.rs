@@ -40,6 +40,8 @@ pub struct TestArgs {
     pub now: Option<i64>,
     /// The engine's limits (`lmtpd sieve test -c FILE` takes them from the configuration).
     pub limits: Limits,
+    /// `redirect_envelope_from` (from the configuration with `-c`).
+    pub redirect_from: crate::config::RedirectFrom,
 }
 
 /// `lmtpd sieve check`: compiles each file and prints every error as
@@ -172,6 +174,7 @@ fn run_into(args: &TestArgs, report: &mut TestReport) -> i32 {
                 let _ = writeln!(err, "{}: {note}", args.script.display());
             }
             report.stdout = sieve::print::render(&outcome);
+            report.stdout.push_str(&would_send(args, &header, &outcome));
             0
         }
         Err(e) => {
@@ -183,6 +186,79 @@ fn run_into(args: &TestArgs, report: &mut TestReport) -> i32 {
             1
         }
     }
+}
+
+/// The messages delivery would send for `outcome`, with their envelopes, and why one would
+/// not be sent (a forwarding loop, a vacation rule); empty when there are none. The once
+/// per period rule of vacation needs the tracking list and is not applied here.
+fn would_send(args: &TestArgs, header: &[u8], outcome: &sieve::Outcome) -> String {
+    use std::fmt::Write as _;
+    let headers = sieve::message::Headers::parse(header);
+    let mut own = vec![args.to.as_str()];
+    if let Some(o) = &args.orcpt {
+        own.push(o);
+    }
+    let from = |s: &str| {
+        if s.is_empty() {
+            "<>".to_string()
+        } else {
+            format!("<{s}>")
+        }
+    };
+    let mut out = String::new();
+    for action in &outcome.actions {
+        match action {
+            sieve::Action::Redirect(r) => {
+                let sender = match args.redirect_from {
+                    _ if args.from.is_empty() => String::new(),
+                    crate::config::RedirectFrom::Sender => args.from.clone(),
+                    _ => args.to.clone(),
+                };
+                let _ = write!(
+                    out,
+                    "  redirect: MAIL FROM:{} RCPT TO:<{}>",
+                    from(&sender),
+                    r.address
+                );
+                if crate::policy::delivered_to(&headers, &own) {
+                    let _ = write!(
+                        out,
+                        " (not sent: the message already has Delivered-To: {}, a loop)",
+                        args.to
+                    );
+                }
+                out.push('\n');
+            }
+            sieve::Action::Vacation(v) => {
+                match sieve::vacation::refusal(v, &args.from, &own, &headers) {
+                    Some(why) => {
+                        let _ = writeln!(out, "  vacation: no reply ({why})");
+                    }
+                    None => {
+                        let _ = writeln!(out, "  vacation: MAIL FROM:<> RCPT TO:<{}>", args.from);
+                        let reply = sieve::vacation::compose(
+                            v,
+                            &headers,
+                            &sieve::vacation::ReplyTo {
+                                from: &args.to,
+                                to: &args.from,
+                                date: "(the time of delivery)",
+                                message_id: "<(made at delivery)>",
+                            },
+                        );
+                        for line in String::from_utf8_lossy(&reply).lines() {
+                            let _ = writeln!(out, "    | {line}");
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!("Would send (lmtpd sieve test sends nothing):\n\n{out}\n")
 }
 
 /// The [`Host`] of `lmtpd sieve test`: the given folder list, and `include` from files.
@@ -204,6 +280,11 @@ impl Host for FileHost<'_> {
             .iter()
             .find(|f| f.eq_ignore_ascii_case(wanted))
             .cloned()
+    }
+
+    /// `sieve test` has no tracking list: nothing was delivered before (as in `sieve-test`).
+    fn duplicate(&self, _handle: &str, _id: &str) -> bool {
+        false
     }
 
     fn include(&self, location: IncludeLocation, name: &str) -> Result<Arc<Script>, IncludeError> {

@@ -152,6 +152,18 @@ pub fn drop_privileges(user: &Account, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends SIGKILL to process `pid` (a child of ours that must not finish what it started).
+pub fn kill_process(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Sets the file mode creation mask and returns the old one.
 pub fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask cannot fail; the cast fits mode_t on every platform we build for.

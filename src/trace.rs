@@ -45,6 +45,15 @@ pub fn headers(env: &Envelope, rcpt: &Recipient, hostname: &str, now: SystemTime
     s.into_bytes()
 }
 
+/// The trace fields a message forwarded from `rcpt`'s mailbox starts with: `Delivered-To`
+/// (the loop marker that makes a message coming back be recognised) and `Received`, without
+/// `Return-Path` (RFC 5321 §4.4: only final delivery adds it).
+pub fn forwarded(env: &Envelope, rcpt: &Recipient, hostname: &str, now: SystemTime) -> Vec<u8> {
+    let all = headers(env, rcpt, hostname, now);
+    let first = all.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    all[first..].to_vec()
+}
+
 /// Header values must not break the header block: CR, LF and other controls become spaces.
 fn clean(s: &str) -> String {
     s.chars()

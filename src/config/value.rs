@@ -105,6 +105,53 @@ impl Codec<Duration> for Secs {
     }
 }
 
+/// A period: a whole number with an optional unit, `s` (the default), `m`, `h` or `d`
+/// (`7d`, `12h`), in `min..=max` seconds; printed with the largest unit that divides it.
+pub(super) struct Period(pub u64, pub u64);
+
+impl Codec<Duration> for Period {
+    fn parse(&self, text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+            Some((i, _)) => (&t[..i], &t[i..]),
+            None => (t, "s"),
+        };
+        let scale = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => {
+                return Err(format!(
+                    "'{text}' is not a period (a number with s, m, h or d)"
+                ))
+            }
+        };
+        let n = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .filter(|n| (self.0..=self.1).contains(n));
+        n.map(Duration::from_secs).ok_or_else(|| {
+            format!(
+                "'{text}' is not a period from {} to {}",
+                Period(0, 0).show(&Duration::from_secs(self.0)),
+                Period(0, 0).show(&Duration::from_secs(self.1))
+            )
+        })
+    }
+    fn show(&self, value: &Duration) -> String {
+        let s = value.as_secs();
+        match s {
+            0 => "0s".into(),
+            _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+            _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+            _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+            _ => format!("{s}s"),
+        }
+    }
+}
+
 /// A size in bytes with an optional binary suffix (`10K`, `5M`, `2G`); printed in bytes.
 pub(super) struct Size;
 

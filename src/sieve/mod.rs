@@ -8,7 +8,8 @@
 //! command, test, tag and `require` against one table; produces a [`Script`]) → [`interp`]
 //! (runs a script, or the before/user/after sequence, into an [`Outcome`]). The message
 //! side: [`message`] (header fields, RFC 2047, addresses), [`date`] (RFC 5322 dates and date parts), [`mime`] (the streaming
-//! body walker behind `body`), [`matcher`] (comparators and match types). [`print`] renders
+//! body walker behind `body`), [`matcher`] (comparators and match types), [`vacation`] (who
+//! gets no auto-reply; the reply message). [`print`] renders
 //! an outcome the way Pigeonhole's `sieve-test` does.
 
 use std::io::Read;
@@ -23,6 +24,7 @@ pub mod message;
 pub mod mime;
 pub mod parser;
 pub mod print;
+pub mod vacation;
 pub mod validate;
 
 pub use ast::Pos;
@@ -56,6 +58,19 @@ pub struct Limits {
     /// Most test and command evaluations one run may make (default 100 000): a bound on
     /// time independent of message size.
     pub max_steps: u64,
+    /// Most `redirect`s one delivery may send (default 4); one more is a run-time error.
+    pub max_redirects: usize,
+    /// Shortest `vacation` period in seconds (default one day); a shorter `:days` or
+    /// `:seconds` is raised to it (RFC 5230 §4.1 and RFC 6131 §2 let a site set a minimum).
+    pub vacation_min_period: u64,
+    /// Longest `vacation` period in seconds (default 60 days); a longer one is lowered.
+    pub vacation_max_period: u64,
+    /// The `vacation` period without `:days` or `:seconds` (default 7 days, RFC 5230 §4.1).
+    pub vacation_default_period: u64,
+    /// The `duplicate` period without `:seconds` (default 7 days).
+    pub duplicate_default_period: u64,
+    /// Longest `duplicate` period in seconds (default 7 days); a longer `:seconds` is lowered.
+    pub duplicate_max_period: u64,
 }
 
 impl Default for Limits {
@@ -70,9 +85,18 @@ impl Default for Limits {
             max_header_octets: 1 << 20,
             max_body_part: 1 << 20,
             max_steps: 100_000,
+            max_redirects: 4,
+            vacation_min_period: DAY,
+            vacation_max_period: 60 * DAY,
+            vacation_default_period: 7 * DAY,
+            duplicate_default_period: 7 * DAY,
+            duplicate_max_period: 7 * DAY,
         }
     }
 }
+
+/// Seconds in a day.
+pub const DAY: u64 = 86_400;
 
 /// A compile error, with the place in the script. Shown as `line:column: message`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +171,10 @@ pub trait Host {
     fn special_use(&self, flag: &str) -> Option<String>;
     /// The compiled script `name` from `location`, for `include`.
     fn include(&self, location: IncludeLocation, name: &str) -> Result<Arc<Script>, IncludeError>;
+    /// Is `id` in the recipient's duplicate tracking list under `handle`, and not expired
+    /// (RFC 7352 §3)? Only earlier deliveries count: the entries this run adds are in
+    /// [`Outcome::tracked`], recorded by the caller once the delivery succeeded.
+    fn duplicate(&self, handle: &str, id: &str) -> bool;
 }
 
 /// The envelope as the script sees it (`envelope` test, RFC 5228 §5.4).
@@ -233,6 +261,62 @@ pub enum Action {
     },
     /// `discard`: nothing is stored (only shown when nothing else keeps the message).
     Discard,
+    /// `redirect` (RFC 5228 §4.2): send the message on to another address.
+    Redirect(Redirect),
+    /// `vacation` (RFC 5230): an auto-reply to the sender, if the caller's rules allow it
+    /// (see [`vacation`] for who never gets one) and none went to that sender within the
+    /// period.
+    Vacation(Vacation),
+}
+
+/// One `redirect`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// The address to send to (an RFC 5322 addr-spec, checked).
+    pub address: String,
+    /// `:copy` (RFC 3894): the redirect did not cancel the implicit keep.
+    pub copy: bool,
+    /// The header section to send with, when `editheader` changed it before the action.
+    pub header: Option<Arc<[u8]>>,
+    /// Where in which script.
+    pub pos: Pos,
+}
+
+/// One `vacation` (RFC 5230 §4, RFC 6131), with its arguments evaluated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vacation {
+    /// The reply text (with `:mime`, a MIME entity: its header fields, an empty line, its
+    /// body).
+    pub reason: String,
+    /// `:subject`.
+    pub subject: Option<String>,
+    /// `:from`.
+    pub from: Option<String>,
+    /// `:addresses`: more addresses of the recipient.
+    pub addresses: Vec<String>,
+    /// `:mime`.
+    pub mime: bool,
+    /// `:handle`, or the one RFC 5230 §4.2 derives from the other arguments.
+    pub handle: String,
+    /// The period in seconds after the site's bounds were applied.
+    pub seconds: u64,
+    /// Where in which script.
+    pub pos: Pos,
+}
+
+/// An entry for the recipient's duplicate tracking list (RFC 7352 §3), which the caller
+/// records only when the whole delivery succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    /// `:handle` (empty without one).
+    pub handle: String,
+    /// The unique id: `:uniqueid`, the `:header` field's value or the Message-ID.
+    pub id: String,
+    /// How long the entry lives, in seconds.
+    pub seconds: u64,
+    /// `:last`: the period counts from this delivery even when the id was seen before;
+    /// without it an existing entry keeps its expiry.
+    pub last: bool,
 }
 
 /// The result of a run: the actions to take, in order, after the RFC 5228 §2.10.3 rules
@@ -245,4 +329,7 @@ pub struct Outcome {
     /// Things worth a log line that did not stop the run (an `include :optional` that was
     /// missing, a value truncated at a limit, ...), each starting with its position.
     pub notes: Vec<String>,
+    /// The duplicate tracking entries to record once the delivery succeeded (RFC 7352 §3:
+    /// only when the script completed).
+    pub tracked: Vec<Tracked>,
 }

@@ -24,7 +24,7 @@
 //! action, an edited header section) are left out; a `:specialuse` request, which Debian's
 //! Pigeonhole does not support, is shown as one more detail line.
 
-use super::{Action, Outcome, Store};
+use super::{Action, Outcome, Store, Vacation};
 
 /// The text `sieve-test` would print for `outcome` on its standard output: the
 /// "Performed actions" section with every action but the implicit keep, then the
@@ -51,7 +51,20 @@ pub fn render(outcome: &Outcome) -> String {
                 ));
             }
             Action::Discard => performed.push_str(" * discard\n"),
+            Action::Redirect(r) => {
+                performed.push_str(&format!(
+                    " * redirect message to: <{}>\n",
+                    one_line(&r.address)
+                ));
+                if r.copy {
+                    performed.push_str("        + preserve implicit keep\n");
+                }
+            }
+            Action::Vacation(v) => vacation_lines(&mut performed, v),
         }
+    }
+    if !outcome.tracked.is_empty() {
+        performed.push_str(" * track duplicate\n");
     }
     if performed.is_empty() {
         performed.push_str("  (none)\n");
@@ -60,6 +73,24 @@ pub fn render(outcome: &Outcome) -> String {
         implicit.push_str("  (none)\n");
     }
     format!("\nPerformed actions:\n\n{performed}\nImplicit keep:\n\n{implicit}\n")
+}
+
+/// A vacation action as `sieve-test` shows it: the period, the subject and `:from` when
+/// given, the handle, then the reason between `START MESSAGE` and `END MESSAGE`.
+fn vacation_lines(out: &mut String, v: &Vacation) {
+    out.push_str(" * send vacation message:\n");
+    out.push_str(&format!("    => seconds : {}\n", v.seconds));
+    if let Some(s) = &v.subject {
+        out.push_str(&format!("    => subject : {}\n", one_line(s)));
+    }
+    if let Some(f) = &v.from {
+        out.push_str(&format!("    => from    : {}\n", one_line(f)));
+    }
+    out.push_str(&format!("    => handle  : {}\n", v.handle));
+    out.push_str(&format!(
+        "\nSTART MESSAGE\n{}\nEND MESSAGE\n",
+        v.reason.trim_end_matches(['\r', '\n'])
+    ));
 }
 
 /// One store action: the folder line and its details, in Pigeonhole's order.
@@ -132,6 +163,7 @@ mod tests {
                 implicit: true,
             }],
             notes: vec![],
+            tracked: Vec::new(),
         };
         assert_eq!(
             render(&outcome),
@@ -152,6 +184,7 @@ mod tests {
                 },
             ],
             notes: vec![],
+            tracked: Vec::new(),
         };
         assert_eq!(
             render(&outcome),
@@ -167,11 +200,13 @@ mod tests {
                 ereject: false,
             }],
             notes: vec![],
+            tracked: Vec::new(),
         };
         assert!(render(&outcome).contains(" * reject message with reason: go away\n"));
         let outcome = Outcome {
             actions: vec![Action::Discard],
             notes: vec![],
+            tracked: Vec::new(),
         };
         assert!(render(&outcome)
             .contains("Performed actions:\n\n * discard\n\nImplicit keep:\n\n  (none)\n"));
@@ -185,6 +220,7 @@ mod tests {
                 ereject: true,
             }],
             notes: vec![],
+            tracked: Vec::new(),
         };
         assert!(render(&outcome).contains(" * ereject message with reason: no\n"));
     }

@@ -279,6 +279,27 @@ const INCLUDE: &[TagSpec] = &[
     tag("optional", None, None, ""),
 ];
 const LAST: &[TagSpec] = &[tag("last", None, None, "")];
+const VACATION: &[TagSpec] = &[
+    tag("days", None, Some(Kind::Num), "period"),
+    tag(
+        "seconds",
+        Some("vacation-seconds"),
+        Some(Kind::Num),
+        "period",
+    ),
+    tag("subject", None, Some(Kind::Str), ""),
+    tag("from", None, Some(Kind::Str), ""),
+    tag("addresses", None, Some(Kind::List), ""),
+    tag("mime", None, None, ""),
+    tag("handle", None, Some(Kind::Str), ""),
+];
+const DUPLICATE: &[TagSpec] = &[
+    tag("handle", None, Some(Kind::Str), ""),
+    tag("header", None, Some(Kind::Str), "unique id"),
+    tag("uniqueid", None, Some(Kind::Str), "unique id"),
+    tag("seconds", None, Some(Kind::Num), ""),
+    tag("last", None, None, ""),
+];
 const DELETE_INDEX: &[TagSpec] = &[
     tag("index", None, Some(Kind::Num), ""),
     tag("last", None, None, ""),
@@ -355,6 +376,8 @@ pub const SPECS: &[Spec] = &[
         &[COPY, FLAGS, FILEINTO],
         &[STR],
     ),
+    // RFC 5230, RFC 6131
+    command("vacation", Some("vacation"), &[VACATION], &[STR]),
     // RFC 5429
     command("reject", Some("reject"), &[], &[STR]),
     command("ereject", Some("ereject"), &[], &[STR]),
@@ -490,6 +513,8 @@ pub const SPECS: &[Spec] = &[
         &[COMPARATOR, MATCH],
         &[STR, KEYS],
     ),
+    // RFC 7352
+    test("duplicate", Some("duplicate"), &[DUPLICATE], &[]),
     // RFC 8579
     test(
         "specialuse_exists",
@@ -530,13 +555,13 @@ pub const EXTENSIONS: &[&str] = &[
     "environment",
     "editheader",
     "special-use",
+    "vacation",
+    "vacation-seconds",
+    "duplicate",
 ];
 
 /// Extensions known but not implemented yet: `require` of one is a clear error.
 pub const NOT_YET: &[&str] = &[
-    "vacation",
-    "vacation-seconds",
-    "duplicate",
     "enotify",
     "notify",
     "ihave",
@@ -572,7 +597,22 @@ pub const DATE_PARTS: &[&str] = &[
 pub fn tag_takes_argument(name: &str) -> bool {
     matches!(
         name,
-        "comparator" | "value" | "count" | "flags" | "specialuse" | "content" | "zone" | "index"
+        "comparator"
+            | "value"
+            | "count"
+            | "flags"
+            | "specialuse"
+            | "content"
+            | "zone"
+            | "index"
+            | "days"
+            | "seconds"
+            | "subject"
+            | "from"
+            | "addresses"
+            | "handle"
+            | "header"
+            | "uniqueid"
     )
 }
 
@@ -1041,7 +1081,7 @@ impl Validator<'_> {
             }
         }
         let has_tag = |n: &str| seen.iter().any(|(s, _)| s.name == n);
-        if has_tag("last") && !has_tag("index") && name != "addheader" {
+        if has_tag("last") && !has_tag("index") && name != "addheader" && name != "duplicate" {
             self.error(pos, "':last' needs ':index'");
         }
         // Positionals: match the given count to the spec's optional ones.

@@ -45,8 +45,36 @@ fn normalise(stdout: &str, stderr: &str) -> Vec<String> {
             out.push(text + &extra.concat());
         }
     };
+    // Inside a vacation's START MESSAGE .. END MESSAGE block: its reason so far.
+    let mut reason: Option<Vec<String>> = None;
     for raw in stdout.lines() {
         let line = raw.trim_end();
+        if let Some(r) = reason.as_mut() {
+            if line == "END MESSAGE" {
+                let text = reason_text(&r.join(" "));
+                reason = None;
+                if let Some((_, extra)) = current.as_mut() {
+                    extra.push(format!(" reason={text}"));
+                }
+            } else {
+                r.push(line.to_string());
+            }
+            continue;
+        }
+        if line == "START MESSAGE" {
+            reason = Some(Vec::new());
+            continue;
+        }
+        if !line.starts_with(' ')
+            && line.ends_with(':')
+            && line != "Performed actions:"
+            && line != "Implicit keep:"
+        {
+            // Another section (`lmtpd sieve test`'s "Would send"): not an outcome.
+            flush(&mut current, &mut out);
+            section = None;
+            continue;
+        }
         if line == "Performed actions:" || line == "Implicit keep:" {
             flush(&mut current, &mut out);
             section = Some(if line.starts_with("Performed") {
@@ -62,10 +90,11 @@ fn normalise(stdout: &str, stderr: &str) -> Vec<String> {
         }
         if let Some(item) = line.strip_prefix(" * ") {
             flush(&mut current, &mut out);
-            if item.starts_with("track duplicate") || item.starts_with("send vacation message") {
-                continue;
-            }
-            let text = if let Some(folder) = item.strip_prefix("store message in folder: ") {
+            let text = if item.starts_with("send vacation message") {
+                "vacation".to_string()
+            } else if item.starts_with("track duplicate") {
+                "track-duplicate".to_string()
+            } else if let Some(folder) = item.strip_prefix("store message in folder: ") {
                 let kind = if sec == "performed" {
                     "store"
                 } else {
@@ -81,6 +110,14 @@ fn normalise(stdout: &str, stderr: &str) -> Vec<String> {
                 item.trim().to_string()
             };
             current = Some((text, Vec::new()));
+            continue;
+        }
+        if let (Some((_, extra)), Some(detail)) =
+            (current.as_mut(), line.trim().strip_prefix("=> "))
+        {
+            if let Some((key, value)) = detail.split_once(':') {
+                extra.push(format!(" {}={}", key.trim(), value.trim()));
+            }
             continue;
         }
         if let (Some((_, extra)), Some(detail)) = (current.as_mut(), line.trim().strip_prefix("+ "))
@@ -158,6 +195,7 @@ fn sieve_corpus_matches_pigeonhole_recordings() {
             folders: folders.clone(),
             now: Some(NOW),
             limits: Default::default(),
+            redirect_from: Default::default(),
         };
         let report = std::panic::catch_unwind(|| run_test(&args));
         let ours = match report {
@@ -203,7 +241,16 @@ fn corpus_normalisation_reads_sieve_test_output() {
         vec![
             "implicit-keep INBOX",
             "store B",
-            "store Junk create flags=\\seen,foobar"
+            "store Junk create flags=\\seen,foobar",
+            "track-duplicate"
+        ]
+    );
+    let vacation = "\nPerformed actions:\n\n * redirect message to: <a@x.example>\n * send vacation message:\n    => seconds : 259200\n    => subject : Away\n    => handle  : h1\n\nSTART MESSAGE\nI am\naway\nEND MESSAGE\n\nImplicit keep:\n\n  (none)\n\nWould send (lmtpd sieve test sends nothing):\n\n * not an action\n";
+    assert_eq!(
+        normalise(vacation, ""),
+        vec![
+            "redirect message to: <a@x.example>",
+            "vacation seconds=259200 subject=Away handle=h1 reason=I am away"
         ]
     );
     assert_eq!(

@@ -27,8 +27,6 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FROM = "sender@example.org"
 DEFAULT_TO = "rcpt@example.com"
-# Lines of sieve-test's output that have no counterpart in lmtpd's outcome.
-IGNORED = ("track duplicate", "send vacation message")
 
 
 def read_cases(only):
@@ -94,8 +92,24 @@ def normalise(stdout, stderr):
         if current is not None:
             out.append(current["text"] + ("".join(current["extra"])))
 
+    reason = None  # inside a vacation's START MESSAGE .. END MESSAGE block
     for raw in stdout.splitlines():
         line = raw.rstrip()
+        if reason is not None:
+            if line == "END MESSAGE":
+                if current is not None:
+                    current["extra"].append(" reason=" + reason_text(" ".join(reason)))
+                reason = None
+            else:
+                reason.append(line)
+            continue
+        if line == "START MESSAGE":
+            reason = []
+            continue
+        if (not line.startswith(" ") and line.endswith(":")
+                and line not in ("Performed actions:", "Implicit keep:")):
+            # Another section (lmtpd sieve test's "Would send"): not an outcome.
+            flush(); current = None; section = None; continue
         if line == "Performed actions:":
             flush(); current = None; section = "performed"; continue
         if line == "Implicit keep:":
@@ -105,7 +119,11 @@ def normalise(stdout, stderr):
         if line.startswith(" * "):
             flush(); current = None
             item = line[3:]
-            if item.startswith(IGNORED):
+            if item.startswith("send vacation message"):
+                current = {"text": "vacation", "extra": []}
+                continue
+            if item.startswith("track duplicate"):
+                current = {"text": "track-duplicate", "extra": []}
                 continue
             m = re.match(r"store message in folder: (.*)$", item)
             if m:
@@ -117,6 +135,10 @@ def normalise(stdout, stderr):
                 current = {"text": "reject " + reason_text(m.group(1)), "extra": []}
                 continue
             current = {"text": item.strip(), "extra": []}
+            continue
+        if current is not None and line.strip().startswith("=> "):
+            key, _, value = line.strip()[3:].partition(":")
+            current["extra"].append(f" {key.strip()}={value.strip()}")
             continue
         if current is not None and line.strip().startswith("+ "):
             detail = line.strip()[2:]

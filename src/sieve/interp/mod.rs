@@ -19,8 +19,16 @@
 //!   nothing). `reject` with `discard` is fine.
 //! - `discard` is listed (as [`Action::Discard`], where it was executed) only when no store
 //!   action remains in the outcome.
-//! - `redirect` is not supported yet: it does not cancel the implicit keep and leaves the
-//!   note "redirect to X is not supported yet; the message is kept".
+//! - `redirect` (RFC 5228 §4.2) cancels the implicit keep unless `:copy`; two redirects to
+//!   one address are one (§2.10.3); more than [`Limits::max_redirects`] is a run-time error;
+//!   an address that is not an addr-spec is a run-time error. Sending, loops and failures
+//!   are the caller's (`crate::policy`).
+//! - `vacation` (RFC 5230) does not touch the implicit keep; a second one in a delivery is a
+//!   run-time error; whether the reply goes out is decided by the caller with
+//!   [`super::vacation::refusal`] and its tracking store.
+//! - The `duplicate` test (RFC 7352) asks [`super::Host::duplicate`] about earlier
+//!   deliveries and lists what this run tracks in [`Outcome::tracked`] (empty after a
+//!   run-time error: §3 tracks only completed runs).
 //! - The implicit keep, when still in effect at the end, is the last action,
 //!   `Action::Keep { implicit: true }`, with the final value of the imap4flags internal
 //!   variable and the final edited header section.
@@ -71,8 +79,8 @@ use super::message::{self, AddressPart, Headers};
 use super::mime::{self, Transform};
 use super::validate::tag_takes_argument;
 use super::{
-    date, Action, IncludeError, IncludeLocation, Input, Limits, Outcome, Pos, RuntimeError, Script,
-    Store,
+    date, Action, IncludeError, IncludeLocation, Input, Limits, Outcome, Pos, Redirect,
+    RuntimeError, Script, Store, Tracked, Vacation,
 };
 
 #[cfg(test)]
@@ -133,9 +141,11 @@ pub fn run_sequence(scripts: &[&Script], input: &Input<'_>, limits: &Limits) -> 
                     implicit: true,
                 });
             }
+            // RFC 7352 §3: nothing is tracked from a run that failed.
             let outcome = Outcome {
                 actions,
                 notes: std::mem::take(&mut cx.notes),
+                tracked: Vec::new(),
             };
             return Sequence {
                 outcome,
@@ -241,6 +251,8 @@ struct Ctx<'a, 'i> {
     depth: usize,
     included_once: HashSet<(IncludeLocation, String)>,
     include_stack: Vec<(IncludeLocation, String, *const Script)>,
+    /// The `duplicate` entries to record on success.
+    tracked: Vec<Tracked>,
 }
 
 /// The deepest recursion of blocks and tests whatever the limits say (a bound on stack use).
@@ -342,6 +354,50 @@ fn merge_flags(into: &mut Vec<String>, from: &[String]) {
 }
 
 /// The folder key of a store action for duplicate detection: INBOX case-insensitively.
+/// A `redirect` address as an addr-spec (RFC 5228 §4.2 wants an RFC 5322 address; the
+/// envelope needs a bare one): `local@domain`, optionally in angle brackets, a dot-atom or
+/// quoted local part, a domain of letters, digits, `-` and `.` (UTF-8 allowed, RFC 6531)
+/// or an address literal; at most 254 octets. `None` for anything else.
+pub fn redirect_address(text: &str) -> Option<String> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix('<')
+        .and_then(|x| x.strip_suffix('>'))
+        .unwrap_or(t);
+    if t.is_empty() || t.len() > 254 {
+        return None;
+    }
+    let at = t.rfind('@')?;
+    let (local, domain) = (t.get(..at)?, t.get(at + 1..)?);
+    let atext =
+        |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii();
+    let local_ok = if let Some(q) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        let mut escaped = false;
+        q.chars().all(|c| {
+            let ok = !c.is_control() && (escaped || c != '"');
+            escaped = !escaped && c == '\\';
+            ok
+        }) && !escaped
+    } else {
+        !local.is_empty()
+            && local
+                .split('.')
+                .all(|w| !w.is_empty() && w.chars().all(atext))
+    };
+    let domain_ok = if domain.starts_with('[') {
+        domain.ends_with(']') && !domain.chars().any(|c| c.is_whitespace() || c.is_control())
+    } else {
+        !domain.is_empty()
+            && domain.split('.').all(|l| {
+                !l.is_empty()
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            })
+    };
+    (local_ok && domain_ok).then(|| t.to_string())
+}
+
 fn folder_key(mailbox: Option<&str>) -> String {
     match mailbox {
         None => "INBOX".to_string(),
@@ -500,6 +556,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
             depth: 0,
             included_once: HashSet::new(),
             include_stack: Vec::new(),
+            tracked: Vec::new(),
         }
     }
 
@@ -577,6 +634,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
         Outcome {
             actions: self.actions,
             notes: self.notes,
+            tracked: self.tracked,
         }
     }
 
@@ -896,6 +954,174 @@ impl<'a, 'i> Ctx<'a, 'i> {
         Ok(())
     }
 
+    /// `redirect` (RFC 5228 §4.2): a checked address, one send per address (§2.10.3), at
+    /// most [`Limits::max_redirects`]; without `:copy` it cancels the implicit keep.
+    fn redirect(&mut self, to: String, copy: bool, pos: Pos) -> R<()> {
+        if self.rejected {
+            return Err(err(pos, "redirect cannot be combined with reject"));
+        }
+        let address = redirect_address(&to)
+            .ok_or_else(|| err(pos, format!("redirect: '{to}' is not a valid address")))?;
+        let existing = self.actions.iter_mut().find_map(|a| match a {
+            Action::Redirect(r) if r.address.eq_ignore_ascii_case(&address) => Some(r),
+            _ => None,
+        });
+        match existing {
+            Some(r) => r.copy &= copy,
+            None => {
+                let sent = self
+                    .actions
+                    .iter()
+                    .filter(|a| matches!(a, Action::Redirect(_)))
+                    .count();
+                if sent >= self.limits.max_redirects {
+                    return Err(err(
+                        pos,
+                        format!(
+                            "more than {} redirects (sieve_max_redirects)",
+                            self.limits.max_redirects
+                        ),
+                    ));
+                }
+                self.count_check(pos)?;
+                let header = self.header_snapshot();
+                self.actions.push(Action::Redirect(Redirect {
+                    address,
+                    copy,
+                    header,
+                    pos,
+                }));
+            }
+        }
+        if !copy {
+            self.implicit_keep = false;
+        }
+        Ok(())
+    }
+
+    /// `vacation` (RFC 5230 §4, RFC 6131): one per delivery; the period bounded by the
+    /// site's limits; the default handle derived from the other arguments (§4.2). Whether a
+    /// reply is sent is the caller's decision ([`super::vacation`]).
+    fn vacation(&mut self, frame: &Frame<'_>, args: &Args<'_>, pos: Pos) -> R<()> {
+        if self
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Vacation(_)))
+        {
+            return Err(err(pos, "more than one vacation (RFC 5230 §4.7)"));
+        }
+        let reason = self.string(frame, args.positional(0, pos)?)?;
+        let opt = |cx: &mut Self, tag: &str| -> R<Option<String>> {
+            match args.value(tag) {
+                Some(a) => cx.string(frame, a).map(Some),
+                None => Ok(None),
+            }
+        };
+        let subject = opt(self, "subject")?;
+        let from = opt(self, "from")?;
+        let handle = opt(self, "handle")?;
+        let addresses = match args.value("addresses") {
+            Some(a) => self.strings(frame, a)?,
+            None => Vec::new(),
+        };
+        let mime = args.has("mime");
+        let l = self.limits;
+        let asked = match (args.value("days"), args.value("seconds")) {
+            (Some(d), _) => number(d)?.saturating_mul(super::DAY),
+            (None, Some(s)) => number(s)?,
+            (None, None) => l.vacation_default_period,
+        };
+        let seconds = asked
+            .max(l.vacation_min_period)
+            .min(l.vacation_max_period.max(l.vacation_min_period));
+        if seconds != asked {
+            self.note(
+                pos,
+                format!("vacation: period {asked}s is outside the site's bounds; {seconds}s used"),
+            );
+        }
+        let handle = handle.unwrap_or_else(|| {
+            format!(
+                "{reason}{}{}{}",
+                subject.as_deref().unwrap_or("<default-subject>"),
+                from.as_deref().unwrap_or("<default-from>"),
+                if mime { "<MIME>" } else { "<NO-MIME>" }
+            )
+        });
+        self.count_check(pos)?;
+        self.actions.push(Action::Vacation(Vacation {
+            reason,
+            subject,
+            from,
+            addresses,
+            mime,
+            handle,
+            seconds,
+            pos,
+        }));
+        Ok(())
+    }
+
+    /// The `duplicate` test (RFC 7352 §3): is this message's unique id in the tracking list
+    /// of earlier deliveries? The id is listed in [`Outcome::tracked`] either way; a message
+    /// without the id's header field is neither a duplicate nor tracked.
+    fn duplicate(&mut self, frame: &Frame<'_>, args: &Args<'_>, pos: Pos) -> R<bool> {
+        let id = match (args.value("uniqueid"), args.value("header")) {
+            (Some(u), _) => Some(self.string(frame, u)?),
+            (None, Some(h)) => {
+                let name = self.string(frame, h)?;
+                let value = self.headers.named(&name).next().map(|f| f.value.clone());
+                value
+            }
+            (None, None) => self
+                .headers
+                .named("message-id")
+                .next()
+                .map(|f| f.value.clone()),
+        };
+        let Some(id) = id.filter(|v| !v.trim().is_empty()) else {
+            return Ok(false);
+        };
+        let handle = match args.value("handle") {
+            Some(h) => self.string(frame, h)?,
+            None => String::new(),
+        };
+        let l = self.limits;
+        let seconds = match args.value("seconds") {
+            Some(s) => number(s)?,
+            None => l.duplicate_default_period,
+        }
+        .min(l.duplicate_max_period);
+        let last = args.has("last");
+        let seen = self.input.host.duplicate(&handle, &id);
+        if seen {
+            // Logged for every delivery: a message discarded as a duplicate can be found.
+            let h = if handle.is_empty() {
+                String::new()
+            } else {
+                format!(" (handle {handle})")
+            };
+            self.note(pos, format!("duplicate: {id} was delivered before{h}"));
+        }
+        match self
+            .tracked
+            .iter_mut()
+            .find(|t| t.handle == handle && t.id == id)
+        {
+            Some(t) => {
+                t.last |= last;
+                t.seconds = t.seconds.max(seconds);
+            }
+            None => self.tracked.push(Tracked {
+                handle,
+                id,
+                seconds,
+                last,
+            }),
+        }
+        Ok(seen)
+    }
+
     fn add_store(&mut self, store: Store, keep: bool, pos: Pos) -> R<()> {
         if self.rejected {
             return Err(err(pos, "reject cannot be combined with keep or fileinto"));
@@ -1062,12 +1288,16 @@ impl<'a, 'i> Ctx<'a, 'i> {
                 if self.rejected {
                     return Err(err(pos, "more than one reject (RFC 5429 §2.1)"));
                 }
-                if self
-                    .actions
-                    .iter()
-                    .any(|a| matches!(a, Action::Keep { .. } | Action::FileInto(_)))
-                {
-                    return Err(err(pos, "reject cannot be combined with keep or fileinto"));
+                if self.actions.iter().any(|a| {
+                    matches!(
+                        a,
+                        Action::Keep { .. } | Action::FileInto(_) | Action::Redirect(_)
+                    )
+                }) {
+                    return Err(err(
+                        pos,
+                        "reject cannot be combined with keep, fileinto or redirect",
+                    ));
                 }
                 self.count_check(pos)?;
                 self.actions.push(Action::Reject {
@@ -1079,11 +1309,9 @@ impl<'a, 'i> Ctx<'a, 'i> {
             }
             "redirect" => {
                 let to = self.string(frame, args.positional(0, pos)?)?;
-                self.note(
-                    pos,
-                    format!("redirect to {to} is not supported yet; the message is kept"),
-                );
+                self.redirect(to, args.has("copy"), pos)?;
             }
+            "vacation" => self.vacation(frame, &args, pos)?,
             "set" => {
                 let name_arg = args.positional(0, pos)?;
                 let name = raw_strings(name_arg)?.first().cloned().unwrap_or_default();
@@ -1379,6 +1607,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
                     Err(err(pos, "size needs :over or :under"))
                 }
             }
+            "duplicate" => self.duplicate(frame, &args, pos),
             "exists" => {
                 let names = self.strings(frame, args.positional(0, pos)?)?;
                 Ok(names.iter().all(|n| self.headers.named(n).next().is_some()))

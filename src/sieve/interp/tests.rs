@@ -18,6 +18,8 @@ struct TestHost {
     special: Vec<(String, String)>,
     scripts: HashMap<(IncludeLocation, String), Arc<Script>>,
     broken: Vec<String>,
+    /// The duplicate tracking list of earlier deliveries: (handle, id).
+    seen: Vec<(String, String)>,
 }
 
 impl Host for TestHost {
@@ -29,6 +31,9 @@ impl Host for TestHost {
             .iter()
             .find(|(f, _)| f.eq_ignore_ascii_case(flag))
             .map(|(_, m)| m.clone())
+    }
+    fn duplicate(&self, handle: &str, id: &str) -> bool {
+        self.seen.iter().any(|(h, i)| h == handle && i == id)
     }
     fn include(&self, location: IncludeLocation, name: &str) -> Result<Arc<Script>, IncludeError> {
         if self.broken.iter().any(|b| b == name) {
@@ -174,6 +179,15 @@ fn summary(o: &Outcome) -> Vec<String> {
                     Vec::new(),
                 ),
                 Action::Discard => ("discard".to_string(), Vec::new()),
+                Action::Redirect(r) => (
+                    format!(
+                        "redirect:{}{}",
+                        r.address,
+                        if r.copy { " copy" } else { "" }
+                    ),
+                    Vec::new(),
+                ),
+                Action::Vacation(v) => (format!("vacation:{}s", v.seconds), Vec::new()),
             };
             if !flags.is_empty() {
                 s.push(' ');
@@ -512,20 +526,6 @@ fn rfc5429_reject_with_discard_is_fine() {
     assert_eq!(
         T::new().acts("require \"reject\"; discard; reject \"x\";"),
         v(&["discard", "reject:x"])
-    );
-}
-
-// ----- redirect (not supported yet) -----
-
-#[test]
-fn redirect_is_noted_and_the_message_kept() {
-    let o = T::new().ok("redirect \"carol@example.net\";");
-    assert_eq!(summary(&o), v(&["keep*"]));
-    assert!(
-        o.notes.iter().any(|n| n
-            .contains("redirect to carol@example.net is not supported yet; the message is kept")),
-        "{:?}",
-        o.notes
     );
 }
 
@@ -1625,4 +1625,253 @@ fn random_scripts_never_panic_and_keep_the_limits() {
         }
     }
     assert!(compiled > 1000, "only {compiled} random scripts compiled");
+}
+
+// ----- redirect (RFC 5228 §4.2, RFC 3894) -----
+
+#[test]
+fn rfc5228_4_2_redirect_cancels_the_implicit_keep() {
+    let t = T::new();
+    assert_eq!(
+        t.acts(r#"redirect "carol@example.net";"#),
+        v(&["redirect:carol@example.net"])
+    );
+}
+
+#[test]
+fn rfc3894_redirect_copy_keeps_the_implicit_keep() {
+    let t = T::new();
+    assert_eq!(
+        t.acts(r#"require "copy"; redirect :copy "carol@example.net";"#),
+        v(&["redirect:carol@example.net copy", "keep*"])
+    );
+}
+
+#[test]
+fn rfc5228_2_10_3_two_redirects_to_one_address_send_once() {
+    let t = T::new();
+    assert_eq!(
+        t.acts(
+            r#"require "copy"; redirect :copy "carol@example.net"; redirect "Carol@Example.NET";"#
+        ),
+        v(&["redirect:carol@example.net"]),
+        "one send; the plain redirect cancelled the keep"
+    );
+}
+
+#[test]
+fn redirects_past_sieve_max_redirects_are_a_runtime_error() {
+    let mut t = T::new();
+    t.limits.max_redirects = 2;
+    let e = t.fail(r#"redirect "a@x.example"; redirect "b@x.example"; redirect "c@x.example";"#);
+    assert!(e.message.contains("max_redirects"), "{e}");
+    assert_eq!(e.pos.line, 1);
+}
+
+#[test]
+fn rfc5228_4_2_a_redirect_to_an_invalid_address_is_a_runtime_error() {
+    let t = T::new();
+    for bad in [
+        "not an address",
+        "nobody",
+        "a@",
+        "@b.example",
+        "a@b..example",
+        "-f@x",
+    ] {
+        let src = format!(r#"require "variables"; set "a" "{bad}"; redirect "${{a}}";"#);
+        if bad == "-f@x" {
+            // A local part may begin with '-': the submission path passes it after `--`.
+            assert_eq!(t.acts(&src), v(&["redirect:-f@x"]));
+            continue;
+        }
+        let e = t.fail(&src);
+        assert!(e.message.contains("not a valid address"), "{bad}: {e}");
+    }
+    assert_eq!(
+        t.acts(r#"redirect "<carol@example.net>";"#),
+        v(&["redirect:carol@example.net"])
+    );
+}
+
+#[test]
+fn rfc5429_reject_and_redirect_conflict_in_either_order() {
+    let t = T::new();
+    assert!(t
+        .fail(r#"require "reject"; redirect "a@x.example"; reject "no";"#)
+        .message
+        .contains("reject"));
+    assert!(t
+        .fail(r#"require "reject"; reject "no"; redirect "a@x.example";"#)
+        .message
+        .contains("reject"));
+}
+
+// ----- vacation (RFC 5230, RFC 6131) -----
+
+#[test]
+fn rfc5230_4_1_the_default_period_is_seven_days_and_keep_is_untouched() {
+    let t = T::new();
+    let o = t.ok(r#"require "vacation"; vacation "away";"#);
+    assert_eq!(summary(&o), v(&["vacation:604800s", "keep*"]));
+    match &o.actions[0] {
+        Action::Vacation(vac) => {
+            assert_eq!(vac.reason, "away");
+            assert_eq!(vac.handle, "away<default-subject><default-from><NO-MIME>");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rfc5230_4_1_days_and_rfc6131_seconds_are_bounded_by_the_site() {
+    let t = T::new();
+    assert_eq!(
+        t.acts(r#"require "vacation"; vacation :days 3 "x";"#)[0],
+        "vacation:259200s"
+    );
+    let o = t.ok(r#"require "vacation"; vacation :days 0 "x";"#);
+    assert_eq!(
+        summary(&o)[0],
+        "vacation:86400s",
+        ":days 0 is raised to the minimum"
+    );
+    assert!(
+        o.notes.iter().any(|n| n.contains("bounds")),
+        "{:?}",
+        o.notes
+    );
+    assert_eq!(
+        t.acts(r#"require ["vacation", "vacation-seconds"]; vacation :seconds 7200 "x";"#)[0],
+        "vacation:86400s"
+    );
+    let mut t = T::new();
+    t.limits.vacation_min_period = 60;
+    t.limits.vacation_max_period = 3600;
+    assert_eq!(
+        t.acts(r#"require ["vacation", "vacation-seconds"]; vacation :seconds 600 "x";"#)[0],
+        "vacation:600s"
+    );
+    assert_eq!(
+        t.acts(r#"require "vacation"; vacation :days 100 "x";"#)[0],
+        "vacation:3600s"
+    );
+}
+
+#[test]
+fn rfc6131_seconds_needs_its_extension() {
+    let e = compile(
+        br#"require "vacation"; vacation :seconds 60 "x";"#,
+        &Limits::default(),
+    );
+    assert!(e.is_err());
+}
+
+#[test]
+fn rfc5230_4_2_the_handle_and_the_other_arguments_are_kept() {
+    let t = T::new();
+    let o = t.ok(
+        r#"require ["vacation", "variables"]; set "who" "Alice";
+vacation :subject "Out: ${who}" :from "alice@example.org" :addresses ["a@x.example", "b@x.example"] :mime :handle "ooo" "Content-Type: text/plain
+
+away";"#,
+    );
+    let Action::Vacation(vac) = &o.actions[0] else {
+        panic!("{o:?}")
+    };
+    assert_eq!(vac.subject.as_deref(), Some("Out: Alice"));
+    assert_eq!(vac.from.as_deref(), Some("alice@example.org"));
+    assert_eq!(vac.addresses, v(&["a@x.example", "b@x.example"]));
+    assert!(vac.mime);
+    assert_eq!(vac.handle, "ooo");
+}
+
+#[test]
+fn rfc5230_4_7_a_second_vacation_is_a_runtime_error() {
+    let t = T::new();
+    let e = t.fail(r#"require "vacation"; vacation "a"; vacation "b";"#);
+    assert!(e.message.contains("vacation"), "{e}");
+}
+
+// ----- duplicate (RFC 7352) -----
+
+#[test]
+fn rfc7352_3_the_message_id_is_tracked_and_a_new_one_is_not_a_duplicate() {
+    let t = T::new().msg(b"Message-ID: <1@example.com>\r\n\r\nx\r\n");
+    let o = t.ok(r#"require "duplicate"; if duplicate { discard; }"#);
+    assert_eq!(summary(&o), v(&["keep*"]));
+    assert_eq!(o.tracked.len(), 1);
+    assert_eq!(o.tracked[0].id, "<1@example.com>");
+    assert_eq!(o.tracked[0].handle, "");
+    assert_eq!(
+        o.tracked[0].seconds,
+        Limits::default().duplicate_default_period
+    );
+    assert!(!o.tracked[0].last);
+}
+
+#[test]
+fn rfc7352_3_a_message_id_seen_before_is_a_duplicate_and_noted() {
+    let mut t = T::new().msg(b"Message-ID: <1@example.com>\r\n\r\nx\r\n");
+    t.host.seen.push((String::new(), "<1@example.com>".into()));
+    let o = t.ok(r#"require "duplicate"; if duplicate { discard; }"#);
+    assert_eq!(summary(&o), v(&["discard"]));
+    assert!(
+        o.notes.iter().any(|n| n.contains("<1@example.com>")),
+        "the discard can be traced to the Message-ID: {:?}",
+        o.notes
+    );
+}
+
+#[test]
+fn rfc7352_3_2_handles_header_and_uniqueid_select_what_is_compared() {
+    let mut t = T::new().msg(b"Message-ID: <1@example.com>\r\nX-Ticket: 42\r\n\r\nx\r\n");
+    t.host.seen.push(("tickets".into(), "42".into()));
+    t.host.seen.push(("".into(), "custom".into()));
+    assert_eq!(
+        t.acts(
+            r#"require "duplicate"; if duplicate :handle "tickets" :header "x-ticket" { discard; }"#
+        ),
+        v(&["discard"])
+    );
+    assert_eq!(
+        t.acts(r#"require "duplicate"; if duplicate :header "x-ticket" { discard; }"#),
+        v(&["keep*"]),
+        "without the handle it is another list"
+    );
+    assert_eq!(
+        t.acts(r#"require "duplicate"; if duplicate :uniqueid "custom" { discard; }"#),
+        v(&["discard"])
+    );
+    assert!(compile(
+        br#"require "duplicate"; if duplicate :header "a" :uniqueid "b" { stop; }"#,
+        &Limits::default()
+    )
+    .is_err());
+}
+
+#[test]
+fn rfc7352_3_a_missing_header_is_no_duplicate_and_nothing_is_tracked() {
+    let t = T::new().msg(b"Subject: no id\r\n\r\nx\r\n");
+    let o = t.ok(r#"require "duplicate"; if duplicate { discard; }"#);
+    assert_eq!(summary(&o), v(&["keep*"]));
+    assert!(o.tracked.is_empty());
+}
+
+#[test]
+fn rfc7352_3_3_seconds_are_capped_and_last_is_recorded() {
+    let t = T::new().msg(b"Message-ID: <1@example.com>\r\n\r\nx\r\n");
+    let o = t.ok(r#"require "duplicate"; if duplicate :seconds 99999999 :last { stop; }"#);
+    assert_eq!(o.tracked[0].seconds, Limits::default().duplicate_max_period);
+    assert!(o.tracked[0].last);
+}
+
+#[test]
+fn rfc7352_3_nothing_is_tracked_when_the_run_fails() {
+    let t = T::new().msg(b"Message-ID: <1@example.com>\r\n\r\nx\r\n");
+    let a = script(r#"require "duplicate"; if duplicate { stop; }"#);
+    let b = script(r#"require "include"; include "missing";"#);
+    let seq = t.with(|input| run_sequence(&[&a, &b], input, &t.limits));
+    assert!(seq.error.is_some());
+    assert!(seq.outcome.tracked.is_empty());
 }
