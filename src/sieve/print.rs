@@ -63,8 +63,12 @@ pub fn render(outcome: &Outcome) -> String {
             Action::Vacation(v) => vacation_lines(&mut performed, v),
         }
     }
-    if !outcome.tracked.is_empty() {
-        performed.push_str(" * track duplicate\n");
+    for t in &outcome.tracked {
+        performed.push_str(if t.last {
+            " * track last duplicate\n"
+        } else {
+            " * track duplicate\n"
+        });
     }
     if performed.is_empty() {
         performed.push_str("  (none)\n");

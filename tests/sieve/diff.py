@@ -191,7 +191,7 @@ class Pigeonhole:
             f.write("plugin {\n")
             f.write(f"  sieve = file:{self.dir}/scripts;active={self.dir}/no-active.sieve\n")
             f.write(f"  sieve_global = {self.dir}/global\n")
-            f.write("  sieve_extensions = +editheader\n")
+            f.write("  sieve_extensions = +editheader +vacation-seconds\n")
             f.write("}\n")
         for root, dirs, files in os.walk(self.dir):
             for d in dirs:

@@ -354,6 +354,15 @@ fn merge_flags(into: &mut Vec<String>, from: &[String]) {
 }
 
 /// The folder key of a store action for duplicate detection: INBOX case-insensitively.
+/// Two addresses are one destination when their local parts are equal and their domains
+/// equal but for case (RFC 5321 §2.4: only the domain is case-insensitive).
+fn same_address(a: &str, b: &str) -> bool {
+    match (a.rsplit_once('@'), b.rsplit_once('@')) {
+        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
+        _ => a == b,
+    }
+}
+
 /// A `redirect` address as an addr-spec (RFC 5228 §4.2 wants an RFC 5322 address; the
 /// envelope needs a bare one): `local@domain`, optionally in angle brackets, a dot-atom or
 /// quoted local part, a domain of letters, digits, `-` and `.` (UTF-8 allowed, RFC 6531)
@@ -963,7 +972,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
         let address = redirect_address(&to)
             .ok_or_else(|| err(pos, format!("redirect: '{to}' is not a valid address")))?;
         let existing = self.actions.iter_mut().find_map(|a| match a {
-            Action::Redirect(r) if r.address.eq_ignore_ascii_case(&address) => Some(r),
+            Action::Redirect(r) if same_address(&r.address, &address) => Some(r),
             _ => None,
         });
         match existing {
@@ -1003,6 +1012,9 @@ impl<'a, 'i> Ctx<'a, 'i> {
     /// site's limits; the default handle derived from the other arguments (§4.2). Whether a
     /// reply is sent is the caller's decision ([`super::vacation`]).
     fn vacation(&mut self, frame: &Frame<'_>, args: &Args<'_>, pos: Pos) -> R<()> {
+        if self.rejected {
+            return Err(err(pos, "vacation cannot be combined with reject"));
+        }
         if self
             .actions
             .iter()
@@ -1040,14 +1052,28 @@ impl<'a, 'i> Ctx<'a, 'i> {
                 format!("vacation: period {asked}s is outside the site's bounds; {seconds}s used"),
             );
         }
-        let handle = handle.unwrap_or_else(|| {
-            format!(
-                "{reason}{}{}{}",
-                subject.as_deref().unwrap_or("<default-subject>"),
-                from.as_deref().unwrap_or("<default-from>"),
-                if mime { "<MIME>" } else { "<NO-MIME>" }
-            )
-        });
+        // RFC 5230 §4.2: without :handle, one derived from the arguments as the script
+        // writes them (before variables are expanded, as Pigeonhole does), so a changed
+        // text starts a new period but a changed variable does not.
+        let handle = match handle {
+            Some(h) => h,
+            None => {
+                let raw = |tag: &str| -> Option<String> {
+                    let a = args.value(tag)?;
+                    raw_strings(a).ok()?.first().cloned()
+                };
+                let reason_raw = raw_strings(args.positional(0, pos)?)?
+                    .first()
+                    .cloned()
+                    .unwrap_or_default();
+                format!(
+                    "{reason_raw}{}{}{}",
+                    raw("subject").unwrap_or_else(|| "<default-subject>".into()),
+                    raw("from").unwrap_or_else(|| "<default-from>".into()),
+                    if mime { "<MIME>" } else { "<NO-MIME>" }
+                )
+            }
+        };
         self.count_check(pos)?;
         self.actions.push(Action::Vacation(Vacation {
             reason,
@@ -1291,12 +1317,15 @@ impl<'a, 'i> Ctx<'a, 'i> {
                 if self.actions.iter().any(|a| {
                     matches!(
                         a,
-                        Action::Keep { .. } | Action::FileInto(_) | Action::Redirect(_)
+                        Action::Keep { .. }
+                            | Action::FileInto(_)
+                            | Action::Redirect(_)
+                            | Action::Vacation(_)
                     )
                 }) {
                     return Err(err(
                         pos,
-                        "reject cannot be combined with keep, fileinto or redirect",
+                        "reject cannot be combined with keep, fileinto, redirect or vacation",
                     ));
                 }
                 self.count_check(pos)?;

@@ -1,0 +1,5 @@
+require "duplicate";
+if duplicate {
+  discard;
+  stop;
+}

@@ -1,0 +1,1 @@
+redirect "fwd@example.net";

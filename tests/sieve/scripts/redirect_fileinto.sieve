@@ -1,0 +1,3 @@
+require "fileinto";
+fileinto "Work";
+redirect "fwd@example.net";

@@ -1,0 +1,3 @@
+require "reject";
+redirect "fwd@example.net";
+reject "no";

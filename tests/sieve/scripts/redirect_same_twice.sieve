@@ -1,0 +1,3 @@
+require "copy";
+redirect :copy "fwd@example.net";
+redirect "FWD@example.net";

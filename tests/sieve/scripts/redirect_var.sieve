@@ -1,0 +1,3 @@
+require "variables";
+set "to" "fwd";
+redirect "${to}@example.net";
