@@ -81,6 +81,10 @@ load@example.org
 many@example.org
 sv@example.org
 svrej@example.org
+rd@example.org
+fw@example.org
+fwd@example.org
+vac@example.org
 EOF
 cat >"$work/lmtpd.conf" <<EOF
 user = $RUN_USER
@@ -102,6 +106,24 @@ log_level = info
 sieve = $mail/%d/%n/.dovecot.sieve
 sieve_dir = $mail/%d/%n/sieve
 sieve_before = $work/sieve/spam.sieve
+sendmail = $work/pf-sendmail
+sieve_state_dir = $work/state
+EOF
+# Sieve sending: rd redirects, fw redirects a copy, both to fwd; vac has a vacation
+# script. What they send goes through the private Postfix's sendmail (below) and comes back
+# through Postfix's LMTP client.
+pf=$work/postfix
+cat >"$work/pf-sendmail" <<EOF
+#!/bin/sh
+exec /usr/sbin/sendmail -C $pf/etc "\$@"
+EOF
+chmod 755 "$work/pf-sendmail"
+mkdir -p "$work/state" "$mail/example.org/rd" "$mail/example.org/fw" "$mail/example.org/vac"
+echo 'redirect "fwd@example.org";' >"$mail/example.org/rd/.dovecot.sieve"
+printf 'require "copy";\nredirect :copy "fwd@example.org";\n' >"$mail/example.org/fw/.dovecot.sieve"
+cat >"$mail/example.org/vac/.dovecot.sieve" <<'EOF'
+require "vacation";
+vacation :days 1 :subject "Out of office" "I am away this week.";
 EOF
 # Sieve: a global spam script before every user's (mailcow / mail-in-a-box style), sv's
 # script in Dovecot's ManageSieve layout (sieve/*.sieve, the active one linked from
@@ -136,13 +158,21 @@ EOF
 full=$mail/example.org/full/Maildir
 mkdir -p "$full/new" "$full/cur" "$full/tmp"
 head -c 2000 /dev/zero | tr '\0' x >"$full/new/1.M1P1.interop,S=2000"
-chown -R "$RUN_USER:$RUN_GROUP" "$work/run" "$work/spool" "$mail"
+chown -R "$RUN_USER:$RUN_GROUP" "$work/run" "$work/spool" "$mail" "$work/state"
 
 lmtpd_pid=""
-pf=$work/postfix
 pf_started=""
+acd_set=""
 cleanup() {
     [ -n "$pf_started" ] && postfix -c "$pf/etc" stop >/dev/null 2>&1
+    # Give the system's Postfix its alternate_config_directories back.
+    if [ -n "$acd_set" ]; then
+        if [ -n "$acd_old" ]; then
+            postconf -e "alternate_config_directories = $acd_old"
+        else
+            postconf -X alternate_config_directories
+        fi
+    fi
     if [ -n "$lmtpd_pid" ] && kill -0 "$lmtpd_pid" 2>/dev/null; then
         kill -TERM "$lmtpd_pid" 2>/dev/null
         wait "$lmtpd_pid" 2>/dev/null
@@ -306,8 +336,93 @@ pf_round() {
     fi
 }
 
+# wait_new USER N: waits up to 30 s until USER's Maildir new/ holds N messages.
+wait_new() {
+    local i=0
+    while [ "$(newcount "$1")" -lt "$2" ] && [ $i -lt 150 ]; do
+        sleep 0.2
+        i=$((i + 1))
+        [ $((i % 25)) = 0 ] && postqueue -c "$pf/etc" -f
+    done
+    newcount "$1"
+}
+
+# vac_replies: vac's vacation replies in sender's INBOX.
+vac_replies() {
+    grep -l '^Subject: Out of office' "$mail/example.org/sender/Maildir/new/"* 2>/dev/null | wc -l | tr -d ' '
+}
+
+# Sieve redirect and vacation with the private Postfix as the submission path.
+pf_sieve_sending() {
+    local qid f1 r1 w1 n replies suppressed i
+    # redirect and redirect :copy, one transaction: fwd gets both through Postfix.
+    mkmsg pf-redir rd@example.org
+    sendmail -C "$pf/etc" -i -f sender@example.org -- rd@example.org fw@example.org \
+        <"$sent/pf-redir.msg"
+    f1=$(wait_new fwd 2)
+    r1=$(newcount rd)
+    w1=$(newcount fw)
+    n=$(grep -c 'to=<fwd@example.org>.*status=sent' "$pflog")
+    if [ "$f1" = 2 ] && [ "$r1" = 0 ] && [ "$w1" = 1 ] && [ "$n" = 2 ] &&
+        grep -l 'Delivered-To: rd@example.org' "$mail/example.org/fwd/Maildir/new/"* >/dev/null 2>&1 &&
+        grep -q 'sieve: .*redirected to <fwd@example.org>' "$work/lmtpd.log"; then
+        pass "postfix + sieve redirect: rd's and fw's redirects reached fwd through Postfix (2 x status=sent), rd kept nothing, fw kept its :copy"
+    else
+        fail "postfix + sieve redirect: fwd=$f1 rd=$r1 fw=$w1 sent-to-fwd=$n (want 2/0/1/2)" "$pflog" "$work/lmtpd.log"
+    fi
+    # vacation: one reply to sender, none for the second message, a list message or a bounce.
+    mkmsg pf-vac1 vac@example.org
+    sendmail -C "$pf/etc" -i -f sender@example.org -- vac@example.org <"$sent/pf-vac1.msg"
+    # (sender's INBOX also holds Postfix's bounces from the earlier rounds.)
+    i=0
+    while [ "$(vac_replies)" = 0 ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
+    sed 's/pf-vac1@/pf-vac2@/' "$sent/pf-vac1.msg" >"$sent/pf-vac2.msg"
+    sendmail -C "$pf/etc" -i -f sender@example.org -- vac@example.org <"$sent/pf-vac2.msg"
+    { echo "List-Id: <dev.lists.example.org>"; sed 's/pf-vac1@/pf-vac3@/' "$sent/pf-vac1.msg"; } \
+        >"$sent/pf-vac3.msg"
+    sendmail -C "$pf/etc" -i -f sender@example.org -- vac@example.org <"$sent/pf-vac3.msg"
+    sed 's/pf-vac1@/pf-vac4@/' "$sent/pf-vac1.msg" >"$sent/pf-vac4.msg"
+    sendmail -C "$pf/etc" -i -f '<>' -- vac@example.org <"$sent/pf-vac4.msg"
+    wait_new vac 4 >/dev/null
+    sleep 2
+    replies=$(vac_replies)
+    suppressed=$(grep -c 'vacation: no reply\|answered within the last' "$work/lmtpd.log")
+    if [ "$replies" = 1 ] && [ "$(newcount vac)" = 4 ] && [ "$suppressed" -ge 3 ] &&
+        grep -q 'from=<>' "$pflog" &&
+        grep -l '^Subject: Out of office' "$mail/example.org/sender/Maildir/new/"* |
+        xargs grep -q '^In-Reply-To: <pf-vac1@interop.test>'; then
+        pass "postfix + sieve vacation: one reply (from <>, In-Reply-To the first message) reached the sender through Postfix; none for the second message, the list message or the bounce"
+    else
+        fail "postfix + sieve vacation: $replies replies (want 1), vac has $(newcount vac) of 4, $suppressed suppressed (want 3)" "$pflog" "$work/lmtpd.log"
+    fi
+    # A sendmail that fails: the redirected message lands in rd's INBOX, Postfix sees 250.
+    sed -i "s|^sendmail = .*|sendmail = /bin/false|" "$work/lmtpd.conf"
+    kill -HUP "$lmtpd_pid"
+    sleep 1
+    mkmsg pf-redir-fail rd@example.org
+    sendmail -C "$pf/etc" -i -f sender@example.org -- rd@example.org <"$sent/pf-redir-fail.msg"
+    qid=$(qid_of "pf-redir-fail@interop.test")
+    if [ "$(pf_status "$qid" rd@example.org)" = sent ] && [ "$(wait_new rd 1)" = 1 ] &&
+        grep -q 'redirect to <fwd@example.org> failed' "$work/lmtpd.log"; then
+        pass "postfix + sieve redirect with a failing sendmail: the message is in rd's INBOX and Postfix got 250 (status=sent)"
+    else
+        fail "postfix + sieve redirect with a failing sendmail: rd=$(newcount rd)" "$pflog" "$work/lmtpd.log"
+    fi
+    sed -i "s|^sendmail = .*|sendmail = $work/pf-sendmail|" "$work/lmtpd.conf"
+    kill -HUP "$lmtpd_pid"
+    sleep 1
+}
+
 if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
     export PATH=/usr/sbin:$PATH
+    # lmtpd submits Sieve's redirects and vacation replies as nobody through this private
+    # instance's sendmail (pf-sendmail: sendmail -C $pf/etc); Postfix lets a user other than
+    # root name a configuration directory only when the default main.cf lists it. Restored
+    # by cleanup.
+    if [ -f /etc/postfix/main.cf ]; then
+        acd_old=$(postconf -h alternate_config_directories 2>/dev/null)
+        postconf -e "alternate_config_directories = ${acd_old:+$acd_old, }$pf/etc" && acd_set=1
+    fi
     if postfix -c "$pf/etc" start >"$work/postfix-start.log" 2>&1; then
         pf_started=1
         pf_round unix "lmtp:unix:" "[$sock]"
@@ -363,6 +478,7 @@ if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
         else
             fail "postfix + sieve: sv+lists=$ss svrej=$sr good=$sg spam=$sj (want sent/bounced/sent/sent)" "$pflog" "$work/lmtpd.log"
         fi
+        pf_sieve_sending
         postfix -c "$pf/etc" stop >>"$work/postfix-start.log" 2>&1
         pf_started=""
     else

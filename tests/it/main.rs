@@ -1,6 +1,7 @@
 //! The integration tests, one test binary: `tests/it/common` is compiled once and shared by
 //! the server (`lmtp`), operations (`ops`), hardening, end-to-end store (`stores`), Sieve at
-//! delivery (`filter`) and the Sieve corpus (`sieve`) tests.
+//! delivery (`filter`), Sieve sending and tracking (`sending`) and the Sieve corpus (`sieve`)
+//! tests.
 //! Run one group with a filter on its module, e.g. `cargo test --test it hardening::`.
 
 mod common;
@@ -8,5 +9,6 @@ mod filter;
 mod hardening;
 mod lmtp;
 mod ops;
+mod sending;
 mod sieve;
 mod stores;

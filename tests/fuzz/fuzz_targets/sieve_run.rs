@@ -3,7 +3,9 @@
 //!
 //! The input is `script \0 message`. Invariants: no panic; the run ends (the step budget
 //! holds); an outcome has at most `max_actions` actions and, after a run-time error, is the
-//! fallback keep; every reject reason and folder name is bounded by the variable limit.
+//! fallback keep; every reject reason and folder name is bounded by the variable limit; every
+//! redirect address is valid and there are at most `max_redirects`; vacation periods stay in
+//! the site's bounds; a failed run tracks nothing.
 #![no_main]
 
 use std::io::Read;
@@ -26,6 +28,9 @@ impl Host for NoHost {
     }
     fn include(&self, _: IncludeLocation, _: &str) -> Result<Arc<Script>, IncludeError> {
         Err(IncludeError::NotFound)
+    }
+    fn duplicate(&self, _: &str, id: &str) -> bool {
+        id.len() % 2 == 1
     }
 }
 
@@ -68,9 +73,25 @@ fuzz_target!(|data: &[u8]| {
     };
     let seq = run_sequence(&[&compiled, &compiled], &input, &limits);
     assert!(seq.outcome.actions.len() <= limits.max_actions + 1);
+    let bound = limits.max_script_size + limits.max_variable_size;
+    let mut redirects = 0;
     for a in &seq.outcome.actions {
-        if let Action::Reject { reason, .. } = a {
-            assert!(reason.len() <= limits.max_script_size + limits.max_variable_size);
+        match a {
+            Action::Reject { reason, .. } => assert!(reason.len() <= bound),
+            Action::Redirect(r) => {
+                redirects += 1;
+                assert!(lmtpd::sieve::interp::redirect_address(&r.address).is_some());
+            }
+            Action::Vacation(v) => {
+                assert!(v.reason.len() <= bound);
+                assert!(v.seconds >= limits.vacation_min_period);
+                assert!(v.seconds <= limits.vacation_max_period);
+            }
+            _ => {}
         }
+    }
+    assert!(redirects <= limits.max_redirects);
+    if seq.error.is_some() {
+        assert!(seq.outcome.tracked.is_empty());
     }
 });
