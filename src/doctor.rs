@@ -280,6 +280,39 @@ fn check_sieve(cfg: &Config, out: &mut Vec<Finding>) {
             }
         }
     }
+    if crate::policy::configured(&cfg.sieve) {
+        check_sending(cfg, out);
+    }
+}
+
+/// The submission program and the tracking directory, when scripts can run: a missing
+/// `sendmail` makes every redirect fall back to INBOX and every vacation reply fail, which
+/// an admin wants to hear before the first one.
+fn check_sending(cfg: &Config, out: &mut Vec<Finding>) {
+    use std::os::unix::fs::PermissionsExt;
+    // Notes, not problems: without them mail is still delivered (a redirect falls back to
+    // INBOX, no vacation reply is sent), and a host without an MTA may not use either.
+    let program = &cfg.sieve.sendmail;
+    match std::fs::metadata(program) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+        Ok(_) => out.push(Finding::Note(format!(
+            "sendmail {}: not an executable file: Sieve redirects will be kept in INBOX and vacation replies not sent",
+            program.display()
+        ))),
+        Err(e) => out.push(Finding::Note(format!(
+            "sendmail {}: {e}: Sieve redirects will be kept in INBOX and vacation replies not sent",
+            program.display()
+        ))),
+    }
+    let dir = &cfg.sieve.state_dir;
+    if !dir.is_dir() {
+        out.push(Finding::Note(format!(
+            "sieve_state_dir: {} will be created by the first vacation or duplicate",
+            dir.display()
+        )));
+    } else {
+        check_dir_writable("sieve_state_dir", dir, out);
+    }
 }
 
 #[cfg(test)]

@@ -1652,10 +1652,15 @@ fn rfc5228_2_10_3_two_redirects_to_one_address_send_once() {
     let t = T::new();
     assert_eq!(
         t.acts(
-            r#"require "copy"; redirect :copy "carol@example.net"; redirect "Carol@Example.NET";"#
+            r#"require "copy"; redirect :copy "carol@example.net"; redirect "carol@Example.NET";"#
         ),
         v(&["redirect:carol@example.net"]),
         "one send; the plain redirect cancelled the keep"
+    );
+    // RFC 5321 §2.4: a local part's case may matter, so these are two destinations.
+    assert_eq!(
+        t.acts(r#"redirect "carol@example.net"; redirect "Carol@example.net";"#),
+        v(&["redirect:carol@example.net", "redirect:Carol@example.net"])
     );
 }
 
