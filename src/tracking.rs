@@ -1,38 +1,59 @@
 //! The per-user tracking store behind Sieve's `vacation` (one reply per sender per handle
-//! per period) and `duplicate` (RFC 7352's tracking list): one small text file per user
-//! under `sieve_state_dir`, replaced atomically (written, fsync'd, renamed, directory
-//! fsync'd) under an exclusive lock on a companion `.lock` file, so a crash leaves either the
-//! old or the new list, never half of one. Expired entries are dropped at every write and a
-//! user's list holds at most [`MAX_ENTRIES`] entries of at most [`MAX_KEY`] octets, so the
-//! store cannot grow without bound.
+//! per period) and `duplicate` (RFC 7352's tracking list): one small append-only text file
+//! per user under `sieve_state_dir`, with a companion `.lock` file.
 //!
-//! File format (version 1), one entry per line after the header line:
+//! - A duplicate entry is one line appended and `fdatasync`ed, under a shared lock, so
+//!   deliveries to one user running at once do not wait for each other (their syncs share
+//!   the journal commit).
+//! - A vacation claim (is there a live entry? if not, add one) is one step under the
+//!   exclusive lock, so two deliveries cannot both reply; the line is synced before the
+//!   reply is sent.
+//! - When a list has grown to twice its size after the last compaction (and past 64 KiB), it
+//!   is compacted under the exclusive lock: expired entries dropped, at most [`MAX_ENTRIES`]
+//!   kept (the soonest to expire go first), written to a new file that is fsync'd and
+//!   renamed over the old one, and the directory fsync'd. A crash leaves the old or the new
+//!   file, never half of one; a line torn by a crash is ignored. Keys are at most
+//!   [`MAX_KEY`] octets. So no list grows without bound.
+//!
+//! File format (version 1): the line `lmtpd-tracking 1`, then one entry per line, applied in
+//! order:
 //!
 //! ```text
-//! lmtpd-tracking 1
-//! v 1796100000 h1%00bob@example.com
-//! d 1796200000 %00<abc@example.com>
+//! v 1796100000 h1%00bob@example.com          a vacation reply sent: expires then
+//! d 1796200000 %00<abc@example.com>          a duplicate entry (re)set to expire then
+//! D 1795600000 1796200000 %00<abc@example.com>  set unless one was live at the first time
 //! ```
 //!
-//! the kind (`v` vacation, `d` duplicate), the expiry in seconds since the epoch, and the
-//! key with every octet outside `!`..`~` and `%` itself written as `%XX`.
+//! Keys are written with every octet outside `!`..`~`, and `%` itself, as `%XX`, so a line
+//! has no spaces but its separators.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The most entries one user's list keeps; past it the ones that expire soonest go first.
 pub const MAX_ENTRIES: usize = 10_000;
 
 /// The longest key (handle plus address or unique id, before encoding) that is tracked; a
 /// longer one is not (a duplicate test on it is false, a vacation reply is not sent).
-pub const MAX_KEY: usize = 1000;
+pub const MAX_KEY: usize = 256;
 
 const HEADER: &str = "lmtpd-tracking 1";
 
+/// A list is not compacted before it reaches this size.
+const COMPACT_MIN: u64 = 64 << 10;
+
+/// The most octets of a list that are read (a bound on memory whatever is in the file):
+/// the largest compacted list (every key at its longest, every octet encoded) twice over
+/// and the growth allowed before compaction. A list of Message-IDs of a typical length
+/// takes about 60 octets an entry.
+const READ_MAX: u64 = 3 * (MAX_ENTRIES as u64) * (3 * MAX_KEY as u64 + 48) + COMPACT_MIN;
+
 /// What an entry tracks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A vacation reply sent: the key is the handle and the sender.
     Vacation,
@@ -92,13 +113,11 @@ impl std::fmt::Display for TrackingError {
     }
 }
 
-/// One entry as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Entry {
-    kind: Kind,
-    expires: i64,
-    key: String,
-}
+/// The live state of a list: (kind, key) → expiry.
+type State = HashMap<(Kind, String), i64>;
+
+/// The size of each list right after this process last compacted it (when it is next due).
+static COMPACTED: Mutex<Option<HashMap<PathBuf, u64>>> = Mutex::new(None);
 
 impl Tracking {
     /// The store under `dir` (created, mode 0700, when first written).
@@ -140,27 +159,48 @@ impl Tracking {
         }
         let path = self.path(user);
         let _lock = self.lock(&path, false)?;
-        let entries = read(&path)?;
-        Ok(entries
-            .iter()
-            .any(|e| e.kind == kind && e.key == key && e.expires > now))
+        let (state, _) = read(&path)?;
+        Ok(live(&state, kind, key, now))
     }
 
-    /// Records `marks` for `user` at `now`, durably, dropping expired entries.
+    /// Records `marks` for `user` at `now`, durably (appended and synced under a shared
+    /// lock); compacts the list when it is due.
     pub fn record(&self, user: &str, marks: &[Mark], now: i64) -> Result<(), TrackingError> {
-        if marks.is_empty() {
+        let lines: String = marks
+            .iter()
+            .filter(|m| m.key.len() <= MAX_KEY)
+            .map(|m| {
+                let expires = expiry(now, m.seconds);
+                match (m.kind, m.refresh) {
+                    (Kind::Duplicate, false) => format!("D {now} {expires} {}\n", encode(&m.key)),
+                    (kind, _) => format!("{} {expires} {}\n", kind.letter(), encode(&m.key)),
+                }
+            })
+            .collect();
+        if lines.is_empty() {
             return Ok(());
         }
         let path = self.path(user);
-        let _lock = self.lock(&path, true)?;
-        let mut entries = read(&path)?;
-        apply(&mut entries, marks, now);
-        write(&path, &entries)
+        let size = {
+            let _lock = self.lock(&path, false)?;
+            append(&path, &lines)?
+        };
+        match size {
+            Some(size) if compaction_due(&path, size) => self.compact(&path, now),
+            Some(_) => Ok(()),
+            // No list yet: it is created whole, under the exclusive lock.
+            None => {
+                let _lock = self.lock(&path, true)?;
+                let (mut state, _) = read(&path)?;
+                replay(&mut state, &lines);
+                write(&path, &state, now)
+            }
+        }
     }
 
     /// Vacation's step: if `user` has no live entry for `key`, records one for `seconds`
-    /// (durably) and returns true; otherwise false. The check and the record are one
-    /// locked step, so two deliveries at once cannot both reply.
+    /// (synced) and returns true; otherwise false. The check and the record are one locked
+    /// step, so two deliveries at once cannot both reply.
     pub fn claim(
         &self,
         user: &str,
@@ -172,23 +212,32 @@ impl Tracking {
             return Err(TrackingError::KeyTooLong);
         }
         let path = self.path(user);
-        let _lock = self.lock(&path, true)?;
-        let mut entries = read(&path)?;
-        if entries
-            .iter()
-            .any(|e| e.kind == Kind::Vacation && e.key == key && e.expires > now)
-        {
+        let lock = self.lock(&path, true)?;
+        let (mut state, _) = read(&path)?;
+        if live(&state, Kind::Vacation, key, now) {
             return Ok(false);
         }
-        let mark = Mark {
-            kind: Kind::Vacation,
-            key: key.to_string(),
-            seconds,
-            refresh: true,
-        };
-        apply(&mut entries, &[mark], now);
-        write(&path, &entries)?;
+        let line = format!("v {} {}\n", expiry(now, seconds), encode(key));
+        match append(&path, &line)? {
+            Some(size) => {
+                drop(lock);
+                if compaction_due(&path, size) {
+                    self.compact(&path, now)?;
+                }
+            }
+            None => {
+                replay(&mut state, &line);
+                write(&path, &state, now)?;
+            }
+        }
         Ok(true)
+    }
+
+    /// Rewrites the list at `path` with its live entries only.
+    fn compact(&self, path: &Path, now: i64) -> Result<(), TrackingError> {
+        let _lock = self.lock(path, true)?;
+        let (state, _) = read(path)?;
+        write(path, &state, now)
     }
 
     /// Takes the user's lock file (shared or exclusive), creating the directory and the
@@ -222,92 +271,154 @@ impl Tracking {
     }
 }
 
-/// Adds or refreshes `marks` and drops what expired by `now`; keeps at most
-/// [`MAX_ENTRIES`], dropping the soonest to expire.
-fn apply(entries: &mut Vec<Entry>, marks: &[Mark], now: i64) {
-    entries.retain(|e| e.expires > now);
-    for m in marks {
-        if m.key.len() > MAX_KEY {
-            continue;
+fn expiry(now: i64, seconds: u64) -> i64 {
+    now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX))
+}
+
+fn live(state: &State, kind: Kind, key: &str, now: i64) -> bool {
+    state
+        .get(&(kind, key.to_string()))
+        .is_some_and(|&expires| expires > now)
+}
+
+/// Is the list at `path`, now `size` octets, due for compaction?
+fn compaction_due(path: &Path, size: u64) -> bool {
+    let Ok(mut guard) = COMPACTED.lock() else {
+        return size > COMPACT_MIN;
+    };
+    let map = guard.get_or_insert_with(HashMap::new);
+    let after = map.get(path).copied().unwrap_or(0);
+    size > COMPACT_MIN.max(after.saturating_mul(2))
+}
+
+fn note_compacted(path: &Path, size: u64) {
+    if let Ok(mut guard) = COMPACTED.lock() {
+        let map = guard.get_or_insert_with(HashMap::new);
+        // A bound on the memory of this hint: forgetting only means one early compaction.
+        if map.len() >= 100_000 {
+            map.clear();
         }
-        let expires = now.saturating_add(i64::try_from(m.seconds).unwrap_or(i64::MAX));
-        match entries
-            .iter_mut()
-            .find(|e| e.kind == m.kind && e.key == m.key)
-        {
-            Some(e) if m.refresh => e.expires = expires,
-            Some(_) => {}
-            None if expires > now => entries.push(Entry {
-                kind: m.kind,
-                expires,
-                key: m.key.clone(),
-            }),
-            None => {}
-        }
-    }
-    if entries.len() > MAX_ENTRIES {
-        entries.sort_by_key(|e| std::cmp::Reverse(e.expires));
-        entries.truncate(MAX_ENTRIES);
+        map.insert(path.to_path_buf(), size);
     }
 }
 
-/// The entries of the list at `path`; none when it does not exist. Lines that do not
-/// parse are skipped.
-fn read(path: &Path) -> Result<Vec<Entry>, TrackingError> {
-    let mut text = String::new();
-    match OpenOptions::new()
+/// Appends `lines` to the list at `path` and syncs it; `None` when there is no list yet.
+/// Returns the list's size after the append. A list whose last line was torn by a crash
+/// gets a line break first, so the new lines stay whole.
+fn append(path: &Path, lines: &str) -> Result<Option<u64>, TrackingError> {
+    let io = |e| TrackingError::Io(path.to_path_buf(), e);
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let size = f.metadata().map_err(io)?.len();
+    let mut last = [0u8; 1];
+    let torn = size > 0 && f.read_at(&mut last, size - 1).map_err(io)? == 1 && last[0] != b'\n';
+    let mut buf = String::with_capacity(lines.len() + 1);
+    if torn {
+        buf.push('\n');
+    }
+    buf.push_str(lines);
+    f.write_all(buf.as_bytes()).map_err(io)?;
+    f.sync_data().map_err(io)?;
+    Ok(Some(size + buf.len() as u64))
+}
+
+/// The live state of the list at `path` (empty when it does not exist or is not a list)
+/// and its size in octets.
+fn read(path: &Path) -> Result<(State, u64), TrackingError> {
+    let text = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
     {
         Ok(f) => {
-            // A list holds at most MAX_ENTRIES lines of bounded length.
-            let bound = (MAX_ENTRIES as u64 + 1) * (3 * MAX_KEY as u64 + 32);
-            f.take(bound)
-                .read_to_string(&mut text)
+            let mut bytes = Vec::new();
+            f.take(READ_MAX)
+                .read_to_end(&mut bytes)
                 .map_err(|e| TrackingError::Io(path.to_path_buf(), e))?;
+            String::from_utf8_lossy(&bytes).into_owned()
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((State::new(), 0)),
         Err(e) => return Err(TrackingError::Io(path.to_path_buf(), e)),
-    }
-    let mut lines = text.lines();
-    if lines.next() != Some(HEADER) {
-        return Ok(Vec::new());
-    }
-    Ok(lines.filter_map(parse_line).collect())
-}
-
-fn parse_line(line: &str) -> Option<Entry> {
-    let mut parts = line.splitn(3, ' ');
-    let kind = match parts.next()? {
-        "v" => Kind::Vacation,
-        "d" => Kind::Duplicate,
-        _ => return None,
     };
-    let expires = parts.next()?.parse().ok()?;
-    let key = decode(parts.next()?)?;
-    Some(Entry { kind, expires, key })
+    let mut state = State::new();
+    let Some(body) = text.strip_prefix(HEADER).and_then(|t| t.strip_prefix('\n')) else {
+        return Ok((state, text.len() as u64));
+    };
+    replay(&mut state, body);
+    Ok((state, text.len() as u64))
 }
 
-/// Replaces the list at `path` with `entries`: a new file beside it, fsync'd, renamed over
-/// it, and the directory fsync'd.
-fn write(path: &Path, entries: &[Entry]) -> Result<(), TrackingError> {
+/// Applies the complete lines of `text` (a line without its line break, torn by a crash, is
+/// ignored; so is any line that does not parse).
+fn replay(state: &mut State, text: &str) {
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => return,
+    };
+    for line in complete.split('\n') {
+        let f: Vec<&str> = line.split(' ').collect();
+        match f.as_slice() {
+            [k @ ("v" | "d"), expires, key] => {
+                let (Ok(expires), Some(key)) = (expires.parse::<i64>(), decode(key)) else {
+                    continue;
+                };
+                let kind = if *k == "v" {
+                    Kind::Vacation
+                } else {
+                    Kind::Duplicate
+                };
+                state.insert((kind, key), expires);
+            }
+            ["D", at, expires, key] => {
+                let (Ok(at), Ok(expires), Some(key)) =
+                    (at.parse::<i64>(), expires.parse::<i64>(), decode(key))
+                else {
+                    continue;
+                };
+                let slot = state.entry((Kind::Duplicate, key)).or_insert(i64::MIN);
+                if *slot <= at {
+                    *slot = expires;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Replaces the list at `path` with the entries of `state` still live at `now` (at most
+/// [`MAX_ENTRIES`], the latest to expire): a new file beside it, fsync'd, renamed over it,
+/// and the directory fsync'd.
+fn write(path: &Path, state: &State, now: i64) -> Result<(), TrackingError> {
     let io = |e| TrackingError::Io(path.to_path_buf(), e);
+    let mut entries: Vec<(&(Kind, String), &i64)> =
+        state.iter().filter(|(_, &e)| e > now).collect();
+    if entries.len() > MAX_ENTRIES {
+        entries.sort_by_key(|(_, &e)| std::cmp::Reverse(e));
+        entries.truncate(MAX_ENTRIES);
+    }
     let mut text = String::with_capacity(32 + entries.len() * 64);
     text.push_str(HEADER);
     text.push('\n');
-    for e in entries {
-        text.push(e.kind.letter());
+    for ((kind, key), expires) in entries {
+        text.push(kind.letter());
         text.push(' ');
-        text.push_str(&e.expires.to_string());
+        text.push_str(&expires.to_string());
         text.push(' ');
-        text.push_str(&encode(&e.key));
+        text.push_str(&encode(key));
         text.push('\n');
     }
     let mut tmp_path = path.as_os_str().to_owned();
     tmp_path.push(".new");
     let tmp_path = PathBuf::from(tmp_path);
-    // The lock is held: nobody else writes this temporary file.
+    // The exclusive lock is held: nobody else writes this temporary file.
     let _ = fs::remove_file(&tmp_path);
     let mut tmp = OpenOptions::new()
         .write(true)
@@ -323,6 +434,7 @@ fn write(path: &Path, entries: &[Entry]) -> Result<(), TrackingError> {
     if let Some(dir) = path.parent() {
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
+    note_compacted(path, text.len() as u64);
     Ok(())
 }
 
@@ -426,26 +538,58 @@ mod tests {
     }
 
     #[test]
-    fn expired_entries_are_pruned_and_the_list_is_bounded() {
-        let mut entries = Vec::new();
+    fn compaction_drops_expired_entries_and_bounds_the_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracking::new(dir.path());
+        let user = "u@example.org";
         let marks: Vec<Mark> = (0..MAX_ENTRIES + 50)
             .map(|i| mark(Kind::Duplicate, &format!("k{i}"), 10 + i as u64, false))
             .collect();
-        apply(&mut entries, &marks, NOW);
-        assert_eq!(entries.len(), MAX_ENTRIES);
+        t.record(user, &marks, NOW).unwrap();
+        let (state, _) = read(&t.path(user)).unwrap();
+        assert_eq!(
+            state.len(),
+            MAX_ENTRIES,
+            "the first write is already bounded"
+        );
         assert!(
-            !entries.iter().any(|e| e.key == "k0"),
+            !live(&state, Kind::Duplicate, "k0", NOW),
             "the soonest to expire went first"
         );
-        apply(&mut entries, &[], NOW + 10 + 100);
-        assert_eq!(entries.len(), MAX_ENTRIES + 50 - 101);
+        // Appending past the compaction point rewrites the list with live entries only.
+        let other = "v@example.org";
+        let old: Vec<Mark> = (0..3000)
+            .map(|i| mark(Kind::Duplicate, &format!("old{i}"), 10, false))
+            .collect();
+        t.record(other, &old, NOW).unwrap();
+        let new: Vec<Mark> = (0..6000)
+            .map(|i| mark(Kind::Duplicate, &format!("new{i}"), 100, false))
+            .collect();
+        t.record(other, &new, NOW + 20).unwrap();
+        let text = fs::read_to_string(t.path(other)).unwrap();
+        assert!(!text.contains("old"), "expired entries were dropped");
+        assert_eq!(text.lines().count(), 6001, "header and the live entries");
         let long = "x".repeat(MAX_KEY + 1);
-        apply(
-            &mut entries,
-            &[mark(Kind::Duplicate, &long, 10, false)],
-            NOW,
-        );
-        assert!(!entries.iter().any(|e| e.key == long));
+        t.record(user, &[mark(Kind::Duplicate, &long, 10, false)], NOW)
+            .unwrap();
+        assert!(t.contains(user, Kind::Duplicate, &long, NOW).is_err());
+    }
+
+    #[test]
+    fn a_line_torn_by_a_crash_is_ignored_and_the_next_one_stays_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracking::new(dir.path());
+        t.record("u", &[mark(Kind::Duplicate, "a", 100, true)], NOW)
+            .unwrap();
+        let path = t.path("u");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"d 18000").unwrap();
+        drop(f);
+        assert!(t.contains("u", Kind::Duplicate, "a", NOW).unwrap());
+        t.record("u", &[mark(Kind::Duplicate, "b", 100, true)], NOW)
+            .unwrap();
+        assert!(t.contains("u", Kind::Duplicate, "b", NOW).unwrap());
+        assert!(t.contains("u", Kind::Duplicate, "a", NOW).unwrap());
     }
 
     #[test]
