@@ -152,7 +152,14 @@ const MAX_COPIED: usize = 900;
 /// ASCII) or, with `:mime`, as the MIME entity the script wrote. LF line ends.
 pub fn compose(v: &Vacation, original: &Headers, to: &ReplyTo<'_>) -> Vec<u8> {
     let mut out = String::with_capacity(512 + v.reason.len());
-    let from = clean(v.from.as_deref().unwrap_or(to.from));
+    // A `:from` that is not an address (made from variables; a constant one does not
+    // compile) gives way to the recipient's address.
+    let own = v
+        .from
+        .as_deref()
+        .filter(|f| super::validate::valid_from(f))
+        .unwrap_or(to.from);
+    let from = clean(own);
     push_field(&mut out, "From", &address_field(&from));
     push_field(&mut out, "To", &format!("<{}>", clean(to.to)));
     let subject = match &v.subject {
@@ -524,6 +531,22 @@ mod tests {
         let r = reply_text(&v, PLAIN);
         assert!(
             r.contains("MIME-Version: 1.0\nContent-Type: text/html\n\n<p>away</p>\n"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn rfc5230_4_4_a_from_that_is_not_an_address_gives_way_to_the_recipient() {
+        let mut v = vacation();
+        v.from = Some("not an address".into());
+        assert!(reply_text(&v, PLAIN).starts_with("From: alice@example.org\n"));
+        v.from = Some("Alice Example <alice@work.example>".into());
+        assert!(reply_text(&v, PLAIN).starts_with("From: Alice Example <alice@work.example>\n"));
+        v.from = Some("Jörg <joerg@example.org>".into());
+        let r = reply_text(&v, PLAIN);
+        assert!(r.starts_with("From: =?UTF-8?B?"), "{r}");
+        assert!(
+            r.lines().next().unwrap().ends_with(" <joerg@example.org>"),
             "{r}"
         );
     }

@@ -531,6 +531,15 @@ pub const SPECS: &[Spec] = &[
     ),
 ];
 
+/// Is `v` usable as vacation's `:from`: an addr-spec, or `phrase <addr-spec>`?
+pub fn valid_from(v: &str) -> bool {
+    let v = v.trim();
+    match (v.rfind('<'), v.ends_with('>')) {
+        (Some(i), true) => crate::sieve::interp::redirect_address(&v[i..]).is_some(),
+        _ => crate::sieve::interp::redirect_address(v).is_some(),
+    }
+}
+
 /// The extensions `require` accepts.
 pub const EXTENSIONS: &[&str] = &[
     "fileinto",
@@ -1183,6 +1192,12 @@ impl Validator<'_> {
                     }
                     *v = lower;
                 }
+                "from" if name == "vacation" && self.constant(v) && !valid_from(v) => {
+                    self.error(
+                        apos,
+                        format!("vacation :from \"{v}\" is not an address (RFC 5230 §4.4)"),
+                    );
+                }
                 "specialuse" if self.constant(v) && !is_special_use(v) => {
                     self.error(
                         apos,
@@ -1235,6 +1250,14 @@ impl Validator<'_> {
             for (k, v) in values.iter_mut().enumerate() {
                 let constant = !(vars && v.contains("${"));
                 match p.role {
+                    Role::Plain if name == "redirect" && constant => {
+                        if crate::sieve::interp::redirect_address(v).is_none() {
+                            self.error(
+                                apos,
+                                format!("redirect \"{v}\" is not a valid address (RFC 5228 §4.2)"),
+                            );
+                        }
+                    }
                     Role::Plain | Role::Extensions => {}
                     Role::Keys => {
                         if match_tag == Some("regex")

@@ -1031,6 +1031,12 @@ impl<'a, 'i> Ctx<'a, 'i> {
         };
         let subject = opt(self, "subject")?;
         let from = opt(self, "from")?;
+        if let Some(f) = from.as_deref().filter(|f| !super::validate::valid_from(f)) {
+            self.note(
+                pos,
+                format!("vacation: :from \"{f}\" is not an address; the reply will come from the recipient"),
+            );
+        }
         let handle = opt(self, "handle")?;
         let addresses = match args.value("addresses") {
             Some(a) => self.strings(frame, a)?,

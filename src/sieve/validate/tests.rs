@@ -873,3 +873,35 @@ fn rfc5229_3_variable_references_only_special_with_variables() {
     assert!(s.prepared.regexes.is_empty());
     ok("require \"variables\"; if header :is \"${a b}\" \"x\" {}");
 }
+
+#[test]
+fn rfc5228_4_2_a_constant_redirect_address_is_checked_when_compiling() {
+    bad("redirect \"not an address\";", "not a valid address");
+    bad("redirect \"a@\";", "not a valid address");
+    ok("redirect \"fwd@example.net\";");
+    // With variables the check waits for the run.
+    ok("require \"variables\"; set \"a\" \"x\"; redirect \"${a}\";");
+}
+
+#[test]
+fn rfc5230_4_4_a_constant_vacation_from_is_checked_when_compiling() {
+    bad(
+        "require \"vacation\"; vacation :from \"nobody\" \"x\";",
+        "is not an address",
+    );
+    ok("require \"vacation\"; vacation :from \"Alice <alice@example.org>\" \"x\";");
+    ok("require \"vacation\"; vacation :from \"alice@example.org\" \"x\";");
+}
+
+#[test]
+fn rfc6131_days_and_seconds_exclude_each_other_and_rfc7352_header_and_uniqueid_too() {
+    bad(
+        "require [\"vacation\", \"vacation-seconds\"]; vacation :days 1 :seconds 60 \"x\";",
+        "",
+    );
+    bad(
+        "require \"duplicate\"; if duplicate :header \"a\" :uniqueid \"b\" { stop; }",
+        "",
+    );
+    ok("require \"duplicate\"; if duplicate :header \"a\" :seconds 60 :last { stop; }");
+}

@@ -1,0 +1,2 @@
+require "vacation";
+vacation :from "Alice Example <alice@example.org>" "x";
