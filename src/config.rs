@@ -75,6 +75,8 @@ pub enum StoreKind {
     Mbox,
     /// One SQLite database.
     Sqlite,
+    /// A PostgreSQL database (shared by several lmtpd nodes).
+    Postgres,
 }
 
 impl StoreKind {
@@ -85,8 +87,10 @@ impl StoreKind {
             "mbox" => Ok(StoreKind::Mbox),
             "sqlite" if cfg!(feature = "sqlite") => Ok(StoreKind::Sqlite),
             "sqlite" => Err("this lmtpd was built without SQLite support".into()),
+            "postgres" if cfg!(feature = "postgres") => Ok(StoreKind::Postgres),
+            "postgres" => Err("this lmtpd was built without PostgreSQL support".into()),
             _ => Err(format!(
-                "unknown store '{s}' (expected maildir, mbox or sqlite)"
+                "unknown store '{s}' (expected maildir, mbox, sqlite or postgres)"
             )),
         }
     }
@@ -97,6 +101,7 @@ impl StoreKind {
             StoreKind::Maildir => "maildir",
             StoreKind::Mbox => "mbox",
             StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
         }
     }
 }
@@ -379,6 +384,20 @@ config! {
         /// How long a SQLite writer waits for the database lock before `451 4.3.0`.
         busy_timeout: Duration = Duration::from_secs(30),
             "sqlite_busy_timeout" @ 10, Secs(0, 3600), Reload;
+    }
+
+    /// The PostgreSQL store.
+    postgres: PostgresSection {
+        /// libpq-style connection string (`host=/run/postgresql dbname=mail user=lmtpd`).
+        conninfo: String = String::new(), "postgres" @ 58, Text, Reload;
+        /// Most connections to the database server.
+        pool_size: usize = 16, "postgres_pool_size" @ 59, Count(1, 1000), Reload;
+        /// How long connecting, or waiting for a pooled connection, may take.
+        connect_timeout: Duration = Duration::from_secs(10),
+            "postgres_connect_timeout" @ 60, Secs(1, 600), Reload;
+        /// The longest any statement may run (`statement_timeout`, `lock_timeout`).
+        statement_timeout: Duration = Duration::from_secs(30),
+            "postgres_statement_timeout" @ 61, Secs(1, 3600), Reload;
     }
 
     /// Sieve filtering at delivery (README "Sieve"): where scripts live and the engine's
@@ -879,6 +898,10 @@ sieve_vacation_max_period = 30d
 sieve_vacation_default_period = 3d
 sieve_duplicate_period = 90m
 sieve_duplicate_max_period = 86401
+postgres = host=/run/postgresql dbname=mail user=lmtpd
+postgres_pool_size = 4
+postgres_connect_timeout = 3
+postgres_statement_timeout = 9
 ";
         let c = Config::parse(text, "t").expect("valid");
         assert_eq!(c.sieve.sendmail_null_sender, NullSender::Empty);
@@ -886,6 +909,11 @@ sieve_duplicate_max_period = 86401
         assert_eq!(c.sieve.limits().vacation_min_period, 43_200);
         assert_eq!(c.sieve.limits().duplicate_default_period, 5400);
         assert_eq!(c.sieve.limits().max_redirects, 2);
+        assert_eq!(
+            c.postgres.conninfo,
+            "host=/run/postgresql dbname=mail user=lmtpd"
+        );
+        assert_eq!(c.postgres.pool_size, 4);
         assert_eq!(c.sieve.before.len(), 2);
         assert_eq!(c.sieve.separator, '/');
         assert_eq!(
@@ -982,6 +1010,10 @@ sieve_vacation_max_period = 30d
 sieve_vacation_default_period = 3d
 sieve_duplicate_period = 90m
 sieve_duplicate_max_period = 86401s
+postgres = host=/run/postgresql dbname=mail user=lmtpd
+postgres_pool_size = 4
+postgres_connect_timeout = 3
+postgres_statement_timeout = 9
 "
         );
     }
@@ -1056,6 +1088,10 @@ sieve_vacation_max_period = 60d
 sieve_vacation_default_period = 7d
 sieve_duplicate_period = 7d
 sieve_duplicate_max_period = 7d
+postgres = 
+postgres_pool_size = 16
+postgres_connect_timeout = 10
+postgres_statement_timeout = 30
 "
             )
         );

@@ -31,6 +31,7 @@ pub struct Stores {
     maildir: Arc<dyn MailStore>,
     mbox: Arc<dyn MailStore>,
     sqlite: Option<Arc<dyn MailStore>>,
+    postgres: Option<Arc<dyn MailStore>>,
 }
 
 impl Stores {
@@ -67,10 +68,22 @@ impl Stores {
         } else {
             Some(open_sqlite(cfg)?)
         };
+        let kept_postgres = previous.and_then(|(old_cfg, old)| {
+            let same = PostgresSettings::of(old_cfg) == PostgresSettings::of(cfg);
+            old.postgres.clone().filter(|_| same)
+        });
+        let postgres = if !uses(cfg, directory, StoreKind::Postgres) {
+            None
+        } else if let Some(s) = kept_postgres {
+            Some(s)
+        } else {
+            Some(open_postgres(cfg)?)
+        };
         Ok(Stores {
             maildir: Arc::new(maildir),
             mbox: Arc::new(mbox),
             sqlite,
+            postgres,
         })
     }
 
@@ -80,6 +93,7 @@ impl Stores {
             StoreKind::Maildir => Some(&*self.maildir),
             StoreKind::Mbox => Some(&*self.mbox),
             StoreKind::Sqlite => self.sqlite.as_deref(),
+            StoreKind::Postgres => self.postgres.as_deref(),
         }
     }
 }
@@ -121,6 +135,44 @@ fn open_sqlite(cfg: &Config) -> Result<Arc<dyn MailStore>, OpenError> {
     })
     .map_err(|e| e.context(s.path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Everything the PostgreSQL store is opened with: a reload keeps the open store (and its
+/// pool) exactly when this is unchanged.
+#[derive(Clone, Debug, PartialEq)]
+struct PostgresSettings {
+    section: crate::config::PostgresSection,
+    quota_permfail: bool,
+}
+
+impl PostgresSettings {
+    fn of(cfg: &Config) -> PostgresSettings {
+        PostgresSettings {
+            section: cfg.postgres.clone(),
+            quota_permfail: cfg.delivery.quota_permfail,
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(cfg: &Config) -> Result<Arc<dyn MailStore>, OpenError> {
+    let p = &cfg.postgres;
+    let store = lmtpd_postgres::PostgresStore::try_open(lmtpd_postgres::PostgresConfig {
+        conninfo: p.conninfo.clone(),
+        pool_size: u32::try_from(p.pool_size).unwrap_or(u32::MAX),
+        connect_timeout: p.connect_timeout,
+        statement_timeout: p.statement_timeout,
+        quota_permfail: cfg.delivery.quota_permfail,
+    })?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_cfg: &Config) -> Result<Arc<dyn MailStore>, OpenError> {
+    Err(OpenError::new(
+        lmtpd_store::open::OpenErrorKind::Refused,
+        "this lmtpd was built without PostgreSQL support",
+    ))
 }
 
 /// Size of the SQLite read pool (RCPT-time quota checks; writes go through one writer

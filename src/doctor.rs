@@ -64,7 +64,41 @@ pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
     if uses(cfg, directory, StoreKind::Sqlite) {
         sqlite_status(cfg, &mut out);
     }
+    if uses(cfg, directory, StoreKind::Postgres) {
+        postgres_status(cfg, &mut out);
+    }
     out
+}
+
+/// Connectivity, schema state and the durability settings of the PostgreSQL store.
+#[cfg(feature = "postgres")]
+fn postgres_status(cfg: &Config, out: &mut Vec<Finding>) {
+    if cfg.postgres.conninfo.is_empty() {
+        out.push(Finding::Problem(
+            "postgres: store postgres is used but no postgres connection string is set".into(),
+        ));
+        return;
+    }
+    match lmtpd_postgres::schema_status(&cfg.postgres.conninfo) {
+        Ok(s) if s.fsync == "off" => out.push(Finding::Problem(format!(
+            "postgres: {s}: the server runs with fsync = off; lmtpd refuses it"
+        ))),
+        Ok(s) if s.version > s.known => out.push(Finding::Problem(format!(
+            "postgres: {s}: the database is newer than this lmtpd"
+        ))),
+        Ok(s) if s.synchronous_commit == "off" => out.push(Finding::Note(format!(
+            "postgres: {s}: warning: synchronous_commit = off can lose deliveries answered 250"
+        ))),
+        Ok(s) => out.push(Finding::Note(format!("postgres: {s}"))),
+        Err(e) => out.push(Finding::Problem(format!("postgres: {e}"))),
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_status(_cfg: &Config, out: &mut Vec<Finding>) {
+    out.push(Finding::Problem(
+        "store postgres is used but this lmtpd was built without PostgreSQL support".into(),
+    ));
 }
 
 #[cfg(feature = "sqlite")]

@@ -21,7 +21,12 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
 /// A store's name and an enhanced status code (class, subject, detail).
 type DeliveryKey = (&'static str, (u8, u16, u16));
 
-const STORES: [StoreKind; 3] = [StoreKind::Maildir, StoreKind::Mbox, StoreKind::Sqlite];
+const STORES: [StoreKind; 4] = [
+    StoreKind::Maildir,
+    StoreKind::Mbox,
+    StoreKind::Sqlite,
+    StoreKind::Postgres,
+];
 
 /// Why a connection was refused at connect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +171,7 @@ pub struct Metrics {
     rcpt: Mutex<BTreeMap<u16, u64>>,
     /// Post-DATA outcomes by (store, enhanced status code as class, subject, detail).
     deliveries: Mutex<BTreeMap<DeliveryKey, u64>>,
-    latency: [Histogram; 3],
+    latency: [Histogram; 4],
 }
 
 static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
@@ -199,6 +204,7 @@ fn store_index(kind: StoreKind) -> usize {
         StoreKind::Maildir => 0,
         StoreKind::Mbox => 1,
         StoreKind::Sqlite => 2,
+        StoreKind::Postgres => 3,
     }
 }
 

@@ -10,7 +10,7 @@ use rusqlite::blob::ZeroBlob;
 use rusqlite::{params, Connection, OptionalExtension, MAIN_DB};
 
 use crate::error::Failure;
-use crate::headers::Meta;
+use lmtpd_store::headers::Meta;
 
 /// Size of the buffer the body is copied through.
 pub(crate) const CHUNK: usize = 64 * 1024;

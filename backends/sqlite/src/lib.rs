@@ -2,7 +2,7 @@
 //! ([`schema_status`]) and mailbox export ([`export`]).
 //!
 //! Every delivery lands in one database file whose schema is documented in `SCHEMA.md`
-//! (mailboxes, messages, deliveries, folders). The schema lives in `migrations/NNNN_*.sql`,
+//! (mailboxes, messages, deliveries, folders). The schema lives in `migrations/sqlite/NNNN_*.sql`,
 //! embedded in the binary and applied in order at [`SqliteStore::open`], tracked with
 //! `PRAGMA user_version`; a database newer than the binary is refused.
 //!
@@ -17,7 +17,7 @@
 //! (the RCPT-time quota check).
 //!
 //! Layout of this crate: `conn` (opening and pragmas), `migrate` (migrations, schema status),
-//! `headers` (Message-ID / Subject), `group` (group commit), `deliver` (one recipient's
+//! `group` (group commit), `deliver` (one recipient's
 //! step), `export`
 //! (mbox / .eml), `error` (internal failure → [`DeliveryError`]).
 
@@ -26,7 +26,6 @@ mod deliver;
 mod error;
 mod export;
 mod group;
-mod headers;
 mod migrate;
 mod open_error;
 
@@ -47,6 +46,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::deliver::Shared;
 use crate::error::Failure;
 use crate::group::Writer;
+use lmtpd_store::headers;
 
 pub use crate::export::{export, ExportFormat};
 pub use crate::migrate::schema_status;

@@ -1,4 +1,4 @@
-//! Schema migrations: `migrations/NNNN_name.sql`, embedded in the binary, applied in order
+//! Schema migrations: `migrations/sqlite/NNNN_name.sql`, embedded in the binary, applied in order
 //! inside one transaction and tracked with `PRAGMA user_version` (= number of migrations
 //! applied).
 
@@ -23,7 +23,7 @@ pub(crate) struct Migration {
 /// Every migration, in order. `user_version` N means the first N have been applied.
 pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     name: "0001_init",
-    sql: include_str!("../../../migrations/0001_init.sql"),
+    sql: include_str!("../../../migrations/sqlite/0001_init.sql"),
 }];
 
 /// The schema version this binary creates and understands.

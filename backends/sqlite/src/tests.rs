@@ -20,9 +20,9 @@ use rusqlite::Connection;
 use tempfile::TempDir;
 
 use crate::error::Failure;
-use crate::headers::{self, Meta};
 use crate::migrate::{self, MIGRATIONS};
 use crate::{export, schema_status, ExportFormat, SqliteConfig, SqliteStore};
+use lmtpd_store::headers::{self, Meta};
 
 const BODY: &[u8] = b"Message-ID: <m1@x.org>\nSubject: hi\n there\n\nhello\n";
 
@@ -243,7 +243,7 @@ fn migration_files_are_numbered_in_order_and_all_embedded() {
             m.name
         );
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
     let mut files: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| {
@@ -255,7 +255,7 @@ fn migration_files_are_numbered_in_order_and_all_embedded() {
     let embedded: Vec<String> = MIGRATIONS.iter().map(|m| m.name.to_string()).collect();
     assert_eq!(
         files, embedded,
-        "every migrations/*.sql must be in MIGRATIONS"
+        "every migrations/sqlite/*.sql must be in MIGRATIONS"
     );
 }
 

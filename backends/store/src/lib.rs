@@ -11,13 +11,15 @@
 //! holds whatever a store does. A [`DeliveryError`] carries the reply code the client sees.
 //!
 //! Modules: [`delivery`] (requests, targets, flags), [`report`] (the reporter), [`group`]
-//! (one fsync or COMMIT shared by concurrent writers), [`path`] (the one path-component
+//! (one fsync or COMMIT shared by concurrent writers), [`headers`] (Message-ID and Subject
+//! for SQL listings), [`path`] (the one path-component
 //! rule), [`template`] (path templates), [`mboxrd`] and [`date`] (mbox format), and with the `testing`
 //! feature [`testing`], the contract suite every backend runs.
 
 pub mod date;
 pub mod delivery;
 pub mod group;
+pub mod headers;
 pub mod mboxrd;
 pub mod open;
 pub mod path;

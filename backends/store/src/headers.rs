@@ -2,22 +2,22 @@
 
 use std::io::{self, Read};
 
-use lmtpd_store::Body;
+use crate::Body;
 
 /// At most this many bytes of the body are read to find the headers.
-pub(crate) const HEADER_LIMIT: u64 = 64 * 1024;
+pub const HEADER_LIMIT: u64 = 64 * 1024;
 
 /// The listing fields of a message (raw header values, unfolded, not RFC 2047-decoded).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Meta {
+pub struct Meta {
     /// The first `Message-ID:` value, trimmed.
-    pub(crate) message_id: Option<String>,
+    pub message_id: Option<String>,
     /// The first `Subject:` value, unfolded and trimmed.
-    pub(crate) subject: Option<String>,
+    pub subject: Option<String>,
 }
 
 /// Reads at most [`HEADER_LIMIT`] bytes of `body` and extracts the listing fields.
-pub(crate) fn extract(body: &dyn Body) -> io::Result<Meta> {
+pub fn extract(body: &dyn Body) -> io::Result<Meta> {
     let mut head = Vec::new();
     body.open()?.take(HEADER_LIMIT).read_to_end(&mut head)?;
     let complete = (head.len() as u64) < HEADER_LIMIT;
@@ -26,7 +26,7 @@ pub(crate) fn extract(body: &dyn Body) -> io::Result<Meta> {
 
 /// Parses a header section. When `complete` is false the data was cut at the limit and its
 /// last, possibly partial, line is ignored.
-pub(crate) fn parse(head: &[u8], complete: bool) -> Meta {
+pub fn parse(head: &[u8], complete: bool) -> Meta {
     let mut lines: Vec<&[u8]> = head.split_inclusive(|&b| b == b'\n').collect();
     if !complete && lines.last().is_some_and(|l| !l.ends_with(b"\n")) {
         lines.pop();
