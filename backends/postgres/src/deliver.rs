@@ -1,6 +1,7 @@
-//! One [`lmtpd_store::MailStore::deliver`] call as one transaction: every recipient copy in
-//! a savepoint of its own (mailbox row, quota check with the counter update, folder, the
-//! body stored once, the delivery row), then one `COMMIT`.
+//! One [`lmtpd_store::MailStore::deliver`] call as one transaction: the body stored first
+//! (once), then the recipients' mailbox rows created and locked in one global order, then
+//! every recipient copy in a savepoint of its own (quota check with the counter update,
+//! folder, the delivery row), then one `COMMIT`.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -21,7 +22,7 @@ fn to_i64(v: u64) -> i64 {
 /// The statements every copy runs, prepared once per call.
 struct Statements {
     mailbox_insert: Statement,
-    mailbox_id: Statement,
+    mailbox_lock: Statement,
     take_uid: Statement,
     usage: Statement,
     delivery: Statement,
@@ -35,6 +36,8 @@ struct Call<'r> {
     meta: &'r Meta,
     received: i64,
     bodies: HashMap<u64, i64>,
+    /// The locked mailbox rows of the call's recipients, by address.
+    mailboxes: HashMap<String, i64>,
     st: Statements,
 }
 
@@ -59,9 +62,23 @@ pub(crate) fn stage_all(
         meta,
         received: now,
         bodies: HashMap::new(),
+        mailboxes: HashMap::new(),
         st,
     };
+    // The body first, before any lock another delivery could wait for.
+    let plain = req
+        .deliveries
+        .iter()
+        .flat_map(|d| &d.targets)
+        .any(|t| t.edit.is_none());
+    if plain {
+        let id = insert_body(&mut tx, &call, 0)?;
+        call.bodies.insert(0, id);
+    }
+    lock_mailboxes(&mut tx, &mut call, now)?;
     let mut out = Vec::new();
+    let mut stored_any = false;
+    let mut plain_used = false;
     for (i, d) in req.deliveries.iter().enumerate() {
         for target in &d.targets {
             let result = match tx.savepoint("copy") {
@@ -82,14 +99,52 @@ pub(crate) fn stage_all(
                     err,
                 }),
             };
+            if result.is_ok() {
+                stored_any = true;
+                plain_used |= target.edit.is_none();
+            }
             out.push((i, target.folder.to_string(), result));
         }
+    }
+    if !stored_any {
+        // Nothing to keep: the body goes with the transaction.
+        let _ = tx.rollback();
+        return Ok((out, Ok(())));
+    }
+    if let (false, Some(&id)) = (plain_used, call.bodies.get(&0)) {
+        tx.execute("DELETE FROM messages WHERE id = $1", &[&id])
+            .map_err(Failure::sql("remove the unused body"))?;
     }
     let commit = tx.commit().map_err(|e| match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     });
     Ok((out, commit))
+}
+
+/// Creates the mailbox rows of every recipient that lacks one and locks all of them, both
+/// in one global order (addresses sorted, then ids), so that concurrent deliveries with
+/// overlapping recipients wait for each other instead of deadlocking.
+fn lock_mailboxes(tx: &mut Transaction<'_>, call: &mut Call<'_>, now: i64) -> Result<(), Failure> {
+    let mut users: Vec<&str> = call
+        .req
+        .deliveries
+        .iter()
+        .map(|d| d.rcpt.user.as_str())
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    for u in &users {
+        tx.execute(&call.st.mailbox_insert, &[u, &now])
+            .map_err(Failure::sql("create mailbox"))?;
+    }
+    let rows = tx
+        .query(&call.st.mailbox_lock, &[&users])
+        .map_err(Failure::sql("lock mailboxes"))?;
+    for row in rows {
+        call.mailboxes.insert(row.get(1), row.get(0));
+    }
+    Ok(())
 }
 
 fn prepare(tx: &mut Transaction<'_>) -> Result<Statements, Failure> {
@@ -100,7 +155,10 @@ fn prepare(tx: &mut Transaction<'_>) -> Result<Statements, Failure> {
             "INSERT INTO mailboxes (address, created) VALUES ($1, $2) \
              ON CONFLICT (address) DO NOTHING",
         )?,
-        mailbox_id: p(tx, "SELECT id FROM mailboxes WHERE address = $1")?,
+        mailbox_lock: p(
+            tx,
+            "SELECT id, address FROM mailboxes WHERE address = ANY($1) ORDER BY id FOR UPDATE",
+        )?,
         // The quota check and the counter update in one statement on the locked row: two
         // nodes delivering at once cannot both pass a check their sum fails.
         take_uid: p(
@@ -137,12 +195,10 @@ fn stage_one(
 ) -> Result<(), Failure> {
     let rcpt = d.rcpt;
     let size = d.copy_size_at(&call.req.message, target);
-    tx.execute(&call.st.mailbox_insert, &[&rcpt.user, &now])
-        .map_err(Failure::sql("create mailbox"))?;
-    let mailbox: i64 = tx
-        .query_one(&call.st.mailbox_id, &[&rcpt.user])
-        .map_err(Failure::sql("read mailbox"))?
-        .get(0);
+    let mailbox = *call
+        .mailboxes
+        .get(&rcpt.user)
+        .ok_or_else(|| Failure::Local(format!("mailbox row of {} not locked", rcpt.user)))?;
     let quota_bytes = rcpt.quota.bytes.map(to_i64);
     let quota_messages = rcpt.quota.messages.map(to_i64);
     let uid: i64 = match tx

@@ -261,3 +261,31 @@ fn a_server_without_fsync_is_refused() {
     let e = PostgresStore::try_open(PostgresConfig::new(c.database())).unwrap_err();
     assert!(e.to_string().contains("fsync = off"), "{e}");
 }
+
+#[test]
+fn overlapping_recipients_in_any_order_wait_for_each_other_instead_of_deadlocking() {
+    let Some(c) = cluster() else { return };
+    let st = Arc::new(open(&c.database()));
+    let names = ["a", "b", "c", "d"];
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let st = Arc::clone(&st);
+            thread::spawn(move || {
+                (0..20)
+                    .map(|n| {
+                        // Three of the four, in an order that differs between threads.
+                        let rcpts: Vec<Recipient> = (0..3)
+                            .map(|k| rcpt(names[(t + n + k * (1 + t % 3)) % 4]))
+                            .collect();
+                        deliver_to(&st, b"Subject: o\n\nbody\n", &rcpts)
+                            .into_iter()
+                            .filter(|ok| !ok)
+                            .count()
+                    })
+                    .sum::<usize>()
+            })
+        })
+        .collect();
+    let failed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(failed, 0, "every copy stored");
+}
