@@ -14,7 +14,6 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// sysexits(3) codes.
 const EX_USAGE: u8 = 64;
-#[cfg(feature = "sqlite")]
 const EX_DATAERR: u8 = 65;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_OSERR: u8 = 71;
@@ -402,11 +401,16 @@ fn sieve(args: &[String]) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// `lmtpd export`: a SQLite mailbox out as mbox or .eml files.
-#[cfg(feature = "sqlite")]
+/// `lmtpd export`: a SQLite or PostgreSQL mailbox out as mbox or .eml files.
 fn export(args: &[String]) -> ExitCode {
     let mut opts = Options::new();
-    opts.reqopt("", "db", "the SQLite database", "FILE");
+    opts.optopt("", "db", "the SQLite database", "FILE");
+    opts.optopt(
+        "",
+        "postgres",
+        "the PostgreSQL database (a connection string)",
+        "CONNINFO",
+    );
     opts.reqopt("", "mailbox", "the mailbox address", "ADDR");
     opts.optopt("", "folder", "only this folder (default: all)", "F");
     opts.optopt("", "mbox", "write one mbox file", "OUT");
@@ -417,7 +421,8 @@ fn export(args: &[String]) -> ExitCode {
         "DIR",
     );
     let brief =
-        "Usage: lmtpd export --db FILE --mailbox ADDR [--folder F] (--mbox OUT | --eml-dir DIR)";
+        "Usage: lmtpd export (--db FILE | --postgres CONNINFO) --mailbox ADDR [--folder F] \
+                 (--mbox OUT | --eml-dir DIR)";
     let m = match opts.parse(args) {
         Ok(m) => m,
         Err(e) => {
@@ -426,8 +431,8 @@ fn export(args: &[String]) -> ExitCode {
         }
     };
     let (format, out) = match (m.opt_str("mbox"), m.opt_str("eml-dir")) {
-        (Some(f), None) => (lmtpd_sqlite::ExportFormat::Mbox, f),
-        (None, Some(d)) => (lmtpd_sqlite::ExportFormat::Eml, d),
+        (Some(f), None) => (lmtpd_store::export::ExportFormat::Mbox, f),
+        (None, Some(d)) => (lmtpd_store::export::ExportFormat::Eml, d),
         _ => {
             eprintln!(
                 "lmtpd export: give exactly one of --mbox and --eml-dir\n{}",
@@ -436,16 +441,23 @@ fn export(args: &[String]) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let db = PathBuf::from(m.opt_str("db").unwrap_or_default());
     let mailbox = m.opt_str("mailbox").unwrap_or_default();
     let folder = m.opt_str("folder");
-    match lmtpd_sqlite::export(
-        &db,
-        &mailbox,
-        folder.as_deref(),
-        format,
-        std::path::Path::new(&out),
-    ) {
+    let out_path = std::path::Path::new(&out);
+    let result = match (m.opt_str("db"), m.opt_str("postgres")) {
+        (Some(db), None) => export_sqlite(&db, &mailbox, folder.as_deref(), format, out_path),
+        (None, Some(conninfo)) => {
+            export_postgres(&conninfo, &mailbox, folder.as_deref(), format, out_path)
+        }
+        _ => {
+            eprintln!(
+                "lmtpd export: give exactly one of --db and --postgres\n{}",
+                opts.usage(brief)
+            );
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match result {
         Ok(n) => {
             println!("lmtpd export: {n} message(s) written to {out}");
             ExitCode::SUCCESS
@@ -457,8 +469,46 @@ fn export(args: &[String]) -> ExitCode {
     }
 }
 
+#[cfg(feature = "sqlite")]
+fn export_sqlite(
+    db: &str,
+    mailbox: &str,
+    folder: Option<&str>,
+    format: lmtpd_store::export::ExportFormat,
+    out: &std::path::Path,
+) -> Result<usize, String> {
+    lmtpd_sqlite::export(&PathBuf::from(db), mailbox, folder, format, out)
+}
+
 #[cfg(not(feature = "sqlite"))]
-fn export(_args: &[String]) -> ExitCode {
-    eprintln!("lmtpd export: this lmtpd was built without SQLite support");
-    ExitCode::from(EX_USAGE)
+fn export_sqlite(
+    _db: &str,
+    _mailbox: &str,
+    _folder: Option<&str>,
+    _format: lmtpd_store::export::ExportFormat,
+    _out: &std::path::Path,
+) -> Result<usize, String> {
+    Err("this lmtpd was built without SQLite support".into())
+}
+
+#[cfg(feature = "postgres")]
+fn export_postgres(
+    conninfo: &str,
+    mailbox: &str,
+    folder: Option<&str>,
+    format: lmtpd_store::export::ExportFormat,
+    out: &std::path::Path,
+) -> Result<usize, String> {
+    lmtpd_postgres::export(conninfo, mailbox, folder, format, out)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn export_postgres(
+    _conninfo: &str,
+    _mailbox: &str,
+    _folder: Option<&str>,
+    _format: lmtpd_store::export::ExportFormat,
+    _out: &std::path::Path,
+) -> Result<usize, String> {
+    Err("this lmtpd was built without PostgreSQL support".into())
 }

@@ -21,6 +21,7 @@
 //! pooled connection costs one socket and a few hundred KiB.
 
 mod deliver;
+mod export;
 mod migrate;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -38,7 +39,9 @@ use postgres::error::SqlState;
 use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 
+pub use crate::export::export;
 pub use crate::migrate::{schema_status, SchemaStatus};
+pub use lmtpd_store::export::ExportFormat;
 
 /// Largest piece of a body in one `message_chunks` row (and one statement).
 pub const CHUNK: usize = 256 * 1024;
@@ -72,7 +75,7 @@ impl PostgresConfig {
     }
 
     /// The client configuration: the connection string with our timeouts.
-    fn client(&self) -> Result<postgres::Config, OpenError> {
+    pub(crate) fn client(&self) -> Result<postgres::Config, OpenError> {
         let mut c: postgres::Config = self.conninfo.parse().map_err(|e| {
             OpenError::new(
                 OpenErrorKind::Refused,

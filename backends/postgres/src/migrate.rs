@@ -170,11 +170,16 @@ pub fn schema_status(conninfo: &str) -> Result<SchemaStatus, OpenError> {
     let mut conn = cfg
         .connect(postgres::NoTls)
         .map_err(|e| unavailable("connect", &e))?;
+    schema_status_of(&mut conn)
+}
+
+/// [`schema_status`] on an open connection.
+pub(crate) fn schema_status_of(conn: &mut Client) -> Result<SchemaStatus, OpenError> {
     Ok(SchemaStatus {
-        version: version(&mut conn)?,
+        version: version(conn)?,
         known: known(),
-        fsync: setting(&mut conn, "fsync")?,
-        synchronous_commit: setting(&mut conn, "synchronous_commit")?,
+        fsync: setting(conn, "fsync")?,
+        synchronous_commit: setting(conn, "synchronous_commit")?,
     })
 }
 

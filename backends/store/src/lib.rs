@@ -10,7 +10,8 @@
 //! reports and answers `451 4.3.0` for any recipient the store never reported, so the rule
 //! holds whatever a store does. A [`DeliveryError`] carries the reply code the client sees.
 //!
-//! Modules: [`delivery`] (requests, targets, flags), [`report`] (the reporter), [`group`]
+//! Modules: [`delivery`] (requests, targets, flags), [`export`] (`lmtpd export`'s mbox and
+//! `.eml` output), [`report`] (the reporter), [`group`]
 //! (one fsync or COMMIT shared by concurrent writers), [`headers`] (Message-ID and Subject
 //! for SQL listings), [`path`] (the one path-component
 //! rule), [`template`] (path templates), [`mboxrd`] and [`date`] (mbox format), and with the `testing`
@@ -18,6 +19,7 @@
 
 pub mod date;
 pub mod delivery;
+pub mod export;
 pub mod group;
 pub mod headers;
 pub mod mboxrd;
