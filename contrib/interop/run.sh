@@ -163,8 +163,12 @@ chown -R "$RUN_USER:$RUN_GROUP" "$work/run" "$work/spool" "$mail" "$work/state"
 lmtpd_pid=""
 pf_started=""
 acd_set=""
+pg_ctl_bin=""
+pg_nodes=""
 cleanup() {
     [ -n "$pf_started" ] && postfix -c "$pf/etc" stop >/dev/null 2>&1
+    for p in $pg_nodes; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    [ -n "$pg_ctl_bin" ] && runuser -u postgres -- "$pg_ctl_bin" -D "$work/pg/data" stop -m fast >/dev/null 2>&1
     # Give the system's Postfix its alternate_config_directories back.
     if [ -n "$acd_set" ]; then
         if [ -n "$acd_old" ]; then
@@ -347,6 +351,92 @@ wait_new() {
     newcount "$1"
 }
 
+# Two lmtpd nodes on one private PostgreSQL database behind Postfix's list of LMTP next hops:
+# a burst to pgu@ starts on node 1; node 1 is SIGKILLed part-way; Postfix goes on with node 2.
+pf_postgres_nodes() {
+    local pgbin pgd conn n i k t1 t2 rows distinct p1 p2
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    if [ ! -x "$pgbin/initdb" ]; then
+        skip "postfix + two postgres nodes (postgresql is not installed)"
+        return
+    fi
+    pgd=$work/pg
+    mkdir -p "$pgd/data"
+    chown -R postgres "$pgd"
+    runuser -u postgres -- "$pgbin/initdb" -D "$pgd/data" -U postgres --auth=trust -E UTF8 \
+        >"$work/pg-initdb.log" 2>&1
+    pg_ctl_bin=$pgbin/pg_ctl
+    if ! runuser -u postgres -- "$pgbin/pg_ctl" -D "$pgd/data" -w -l "$pgd/server.log" \
+        -o "-k $pgd -p 5499 -c listen_addresses=" start >/dev/null 2>&1; then
+        fail "postfix + two postgres nodes: the private PostgreSQL did not start" "$pgd/server.log"
+        return
+    fi
+    psql -h "$pgd" -p 5499 -U postgres -qc "CREATE DATABASE mail" >/dev/null
+    conn="host=$pgd port=5499 user=postgres dbname=mail"
+    p1=$((port + 10))
+    p2=$((port + 11))
+    for k in 1 2; do
+        mkdir -p "$work/pgnode$k/spool"
+        chown "$RUN_USER:$RUN_GROUP" "$work/pgnode$k/spool"
+        echo "pgu@example.org store=postgres" >"$work/pgnode$k/users"
+        cat >"$work/pgnode$k/lmtpd.conf" <<EOF
+user = $RUN_USER
+group = $RUN_GROUP
+listen = 127.0.0.1:$((port + 9 + k))
+users = $work/pgnode$k/users
+spool_dir = $work/pgnode$k/spool
+hostname = node$k.interop.test
+postgres = $conn
+sieve =
+log_level = info
+EOF
+        "$BIN" -c "$work/pgnode$k/lmtpd.conf" 2>"$work/pgnode$k/lmtpd.log" &
+        pg_nodes="$pg_nodes $!"
+    done
+    set -- $pg_nodes
+    n1=$1
+    sleep 1
+    printf 'pgu@example.org lmtp:[127.0.0.1]:%s, [127.0.0.1]:%s\n' "$p1" "$p2" \
+        >"$pf/etc/transport"
+    postconf -c "$pf/etc" -e "transport_maps = texthash:$pf/etc/transport"
+    postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+    sleep 1
+    pgcount() { psql -h "$pgd" -p 5499 -U postgres -d mail -tAc "$1" 2>/dev/null; }
+    pgsend() {
+        for i in $(seq "$1" "$2"); do
+            printf 'Subject: pg %d\nMessage-ID: <pg-%d@interop.test>\n\npostgres message %d\n' \
+                "$i" "$i" "$i" | sendmail -C "$pf/etc" -i -f sender@example.org pgu@example.org
+        done
+    }
+    pgwait() {
+        i=0
+        while [ "$(pgcount 'SELECT count(DISTINCT m.message_id) FROM deliveries d JOIN messages m ON m.id = d.message_id')" -lt "$1" ] 2>/dev/null && [ $i -lt 300 ]; do
+            sleep 0.2
+            i=$((i + 1))
+            [ $((i % 25)) = 0 ] && postqueue -c "$pf/etc" -f
+        done
+    }
+    # The first half goes to node 1 (first in the list); then node 1 is killed and the
+    # second half must go to node 2.
+    pgsend 1 30
+    pgwait 30
+    kill -KILL "$n1"
+    pgsend 31 60
+    pgwait 60
+    rows=$(pgcount 'SELECT count(*) FROM deliveries')
+    distinct=$(pgcount 'SELECT count(DISTINCT m.message_id) FROM deliveries d JOIN messages m ON m.id = d.message_id')
+    t1=$(grep -c 'to=<pgu@example.org>.*status=250' "$work/pgnode1/lmtpd.log")
+    t2=$(grep -c 'to=<pgu@example.org>.*status=250' "$work/pgnode2/lmtpd.log")
+    if [ "$distinct" = 60 ] && [ "$t1" -gt 0 ] && [ "$t2" -gt 0 ] && [ $((rows - distinct)) -le 4 ] &&
+        [ "$(grep -c 'to=<pgu@example.org>.*status=sent' "$pflog")" -ge 60 ]; then
+        pass "postfix + two postgres nodes: 60 of 60 messages in the database, $t1 through node 1 until its SIGKILL, $t2 through node 2 (Postfix's next hop list), $((rows - distinct)) delivered again after the kill"
+    else
+        fail "postfix + two postgres nodes: $distinct distinct of 60 ($rows rows), node 1 $t1, node 2 $t2" "$pflog" "$work/pgnode1/lmtpd.log" "$work/pgnode2/lmtpd.log"
+    fi
+    postconf -c "$pf/etc" -X transport_maps
+    postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+}
+
 # vac_replies: vac's vacation replies in sender's INBOX.
 vac_replies() {
     grep -l '^Subject: Out of office' "$mail/example.org/sender/Maildir/new/"* 2>/dev/null | wc -l | tr -d ' '
@@ -479,6 +569,7 @@ if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
             fail "postfix + sieve: sv+lists=$ss svrej=$sr good=$sg spam=$sj (want sent/bounced/sent/sent)" "$pflog" "$work/lmtpd.log"
         fi
         pf_sieve_sending
+        pf_postgres_nodes
         postfix -c "$pf/etc" stop >>"$work/postfix-start.log" 2>&1
         pf_started=""
     else
