@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,11 @@ use lmtpd_store::testing;
 pub struct Cluster {
     socket_dir: PathBuf,
     port: u16,
+    server: PathBuf,
+    data: PathBuf,
+    settings: Vec<String>,
+    /// The running server's process id.
+    pid: Mutex<u32>,
 }
 
 /// The directory of `initdb` and `postgres`: Debian's versioned directories, else `PATH`.
@@ -113,39 +118,50 @@ impl Cluster {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut cmd = as_server_user(&bin.join("postgres"));
-        cmd.arg("-D").arg(&data).arg("-k").arg(&dir).args([
-            "-p",
-            &port.to_string(),
-            "-c",
-            "listen_addresses=",
-            "-c",
-            "max_connections=300",
-        ]);
-        for s in settings {
-            cmd.args(["-c", s]);
-        }
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        // The server lives as long as this thread, which waits for it for ever: it goes
-        // when the test process does.
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            let mut child = cmd.spawn().unwrap();
-            tx.send(()).unwrap();
-            let _ = child.wait();
-        });
-        rx.recv().unwrap();
-        let socket = dir.join(format!(".s.PGSQL.{port}"));
-        let t0 = Instant::now();
         let c = Cluster {
             socket_dir: dir,
             port,
+            server: bin.join("postgres"),
+            data,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+            pid: Mutex::new(0),
         };
+        c.run();
+        Some(c)
+    }
+
+    /// Starts the server on the cluster's data directory and waits until it answers.
+    fn run(&self) {
+        let mut cmd = as_server_user(&self.server);
+        cmd.arg("-D")
+            .arg(&self.data)
+            .arg("-k")
+            .arg(&self.socket_dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "max_connections=300",
+            ]);
+        for s in &self.settings {
+            cmd.args(["-c", s]);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        // The server lives as long as this thread, which waits for it: it goes when the test
+        // process does, or when `restart` stops it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut child = cmd.spawn().unwrap();
+            tx.send(child.id()).unwrap();
+            let _ = child.wait();
+        });
+        *self.pid.lock().unwrap() = rx.recv().unwrap();
+        let t0 = Instant::now();
         loop {
-            if socket.exists()
-                && postgres::Client::connect(&c.conninfo("postgres"), postgres::NoTls).is_ok()
-            {
-                return Some(c);
+            if postgres::Client::connect(&self.conninfo("postgres"), postgres::NoTls).is_ok() {
+                return;
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(60),
@@ -153,6 +169,24 @@ impl Cluster {
             );
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Restarts the server (a fast shutdown: open transactions are rolled back, clients
+    /// disconnected), as an admin's restart or a failover would.
+    pub fn restart(&self) {
+        let pid = *self.pid.lock().unwrap();
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+        let t0 = Instant::now();
+        while Path::new("/proc").join(pid.to_string()).exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "postgres did not stop"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.run();
     }
 
     /// The connection string of database `db` on this cluster.
