@@ -1,7 +1,10 @@
 #!/bin/sh
 # The PostgreSQL store under the workloads of make bench (a, b, c, and 8 sessions x 10 MiB),
 # on a private PostgreSQL cluster in a temporary directory (Unix socket only, as the
-# postgres user when run as root; stopped and removed at the end). Prints lmtp-bench's
+# postgres user when run as root; stopped and removed at the end), then workload b over two
+# lmtpd nodes on the one database. PG_OPTIONS adds server settings (e.g.
+# "-c commit_delay=200 -c commit_siblings=2" to try PostgreSQL's commit grouping delay).
+# Prints lmtp-bench's
 # figures per workload (deliveries/s, latency percentiles, lmtpd's peak RSS) and the rows
 # stored. Needs the release binaries (cargo build --release --workspace) and Debian's
 # postgresql package. Not part of make bench yet.
@@ -18,7 +21,7 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 mkdir -p "$d/data" "$d/spool"
 [ "$(id -u)" = 0 ] && chown postgres "$d" "$d/data"
 as_pg "$PGBIN/initdb" -D "$d/data" -U postgres --auth=trust -E UTF8 >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$d/data" -o "-k $d -p $port -c listen_addresses=" -l "$d/pg.log" -w start >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$d/data" -o "-k $d -p $port -c listen_addresses= ${PG_OPTIONS:-}" -l "$d/pg.log" -w start >/dev/null
 trap 'as_pg "$PGBIN/pg_ctl" -D "$d/data" stop -m fast >/dev/null; rm -rf "$d"' EXIT
 psql -h "$d" -p $port -U postgres -qc "CREATE DATABASE mail"
 i=0
@@ -47,7 +50,24 @@ for wl in "a 1 2000 1 4K 1" "b 8 4000 1 4K 1" "c 8 1000 5 4K 8" "rss8 8 16 1 10M
         tr '\n' ' '
     echo
 done
-kill -TERM "$pid"
-wait "$pid"
+# b over two nodes on the same database: a second lmtpd, 4 sessions against each.
+sed -e "s|$d/lmtp.sock|$d/lmtp2.sock|" "$d/lmtpd.conf" >"$d/lmtpd2.conf"
+"$BIN" -c "$d/lmtpd2.conf" </dev/null 2>"$d/lmtpd2.log" &
+pid2=$!
+while [ ! -S "$d/lmtp2.sock" ]; do sleep 0.1; done
+t0=$(date +%s.%N)
+"$GEN" load --connect "unix:$d/lmtp.sock" -s 4 -m 2000 -r 1 -l 4K --mailboxes 1 --max-time 300 \
+    --timeout 120 --label b2-node1 >"$d/b2-1.out" 2>/dev/null &
+g1=$!
+"$GEN" load --connect "unix:$d/lmtp2.sock" -s 4 -m 2000 -r 1 -l 4K --mailboxes 1 --max-time 300 \
+    --timeout 120 --label b2-node2 >"$d/b2-2.out" 2>/dev/null &
+g2=$!
+wait "$g1" "$g2"
+t1=$(date +%s.%N)
+cat "$d/b2-1.out" "$d/b2-2.out" | awk -v t0="$t0" -v t1="$t1" '
+    { for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "deliveries") n += kv[2]; if (kv[1] == "errors") e += kv[2] } }
+    END { printf "label=b2 (b over two nodes, 4 sessions each) errors=%d deliveries=%d dps=%.1f\n", e, n, n / (t1 - t0) }'
+kill -TERM "$pid" "$pid2"
+wait "$pid" "$pid2"
 echo "rows: $(psql -h "$d" -p $port -U postgres -d mail -tAc \
     "SELECT count(*) || ' deliveries, ' || (SELECT count(*) FROM messages) || ' bodies' FROM deliveries")"

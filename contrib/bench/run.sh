@@ -19,6 +19,8 @@
 #   BENCH_USER=U     when run as root, the unprivileged user both servers deliver as
 #                    (default nobody; Dovecot refuses to deliver as uid 0)
 #   SIEVE_ONLY=1     only the Sieve pairs (s, s0) and the 10 MiB RSS runs (rss8, rss8s)
+#   POSTGRES=0       skip the PostgreSQL rows (otherwise run on a private cluster when
+#                    Debian's postgresql package is installed)
 #   NO_BUILD=1       use the binaries in ${CARGO_TARGET_DIR:-target}/release as they are
 #                    (`make bench` builds both, then runs this with NO_BUILD=1)
 #
@@ -124,11 +126,13 @@ fi
 W=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/lmtpd-bench.XXXXXX") || exit 1
 chmod 0755 "$W"
 SERVER_PID=
+PG_CTL=
 cleanup() {
     if [ -n "$SERVER_PID" ]; then
         kill -TERM "$SERVER_PID" 2>/dev/null
         wait "$SERVER_PID" 2>/dev/null
     fi
+    [ -n "$PG_CTL" ] && pg_as "$PG_CTL" -D "$W/pg/data" stop -m fast >/dev/null 2>&1
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -137,6 +141,27 @@ mkdir -p "$OUT_DIR"
 RESULTS=$W/results.txt
 : > "$RESULTS"
 FAILED=0
+
+# PostgreSQL (POSTGRES=0 skips it): a private cluster in $W/pg on the same disk, Unix socket
+# only, fsync and synchronous_commit as shipped; every lmtpd postgres run gets a fresh
+# database. Without Debian's postgresql package the PostgreSQL rows are left out.
+pg_as() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+PG_PORT=54410
+if [ "${POSTGRES:-1}" != 0 ] && [ -x "$PG_BIN/initdb" ]; then
+    mkdir -p "$W/pg/data"
+    chmod 0755 "$W/pg"
+    [ "$(id -u)" = 0 ] && chown -R postgres "$W/pg"
+    if pg_as "$PG_BIN/initdb" -D "$W/pg/data" -U postgres --auth=trust -E UTF8 >/dev/null 2>&1 &&
+        pg_as "$PG_BIN/pg_ctl" -D "$W/pg/data" -w -l "$W/pg/server.log" \
+            -o "-k $W/pg -p $PG_PORT -c listen_addresses=" start >/dev/null 2>&1; then
+        PG_CTL=$PG_BIN/pg_ctl
+        log "postgres: private cluster $($PG_BIN/postgres --version | awk '{ print $3 }') in $W/pg"
+    else
+        log "postgres: the private cluster did not start; no PostgreSQL rows"
+    fi
+fi
+pg_sql() { psql -h "$W/pg" -p $PG_PORT -U postgres -d "${2:-postgres}" -tAqc "$1" 2>/dev/null; }
 
 # ---------------------------------------------------------------------------------------
 # Workloads: name sessions messages recipients size mailboxes description.
@@ -296,6 +321,7 @@ start_lmtpd() {
         echo "maildir = $d/mail/%d/%n/Maildir"
         echo "mbox = $d/mail/%d/%n"
         echo "sqlite = $d/mail/mail.db"
+        echo "postgres = host=$W/pg port=$PG_PORT user=postgres dbname=bench"
         echo "spool_dir = $d/spool"
         echo "max_message_size = 200M"
         [ -n "$LM_WORKERS" ] && echo "workers = $LM_WORKERS"
@@ -310,6 +336,10 @@ start_lmtpd() {
         [ "$(id -u)" = 0 ] && echo "user = $RUN_USER"
     } > "$d/lmtpd.conf"
     [ -n "$LM_SIEVE" ] && write_sieve "$d/sieve" "$LM_SIEVE"
+    if [ "$1" = postgres ]; then
+        pg_sql "DROP DATABASE IF EXISTS bench"
+        pg_sql "CREATE DATABASE bench"
+    fi
     chmod 0644 "$d/users" "$d/lmtpd.conf"
     chown -R "$RUN_UID:$RUN_GID" "$d/mail" "$d/spool"
     "$BIN" -c "$d/lmtpd.conf" < /dev/null 2>> "$d/lmtpd.log" &
@@ -379,6 +409,7 @@ print(sqlite3.connect(sys.argv[1]).execute("select count(*) from deliveries").fe
         else
             sqlite3 "$db" 'select count(*) from deliveries'
         fi ;;
+    postgres) pg_sql "SELECT count(*) FROM deliveries" bench ;;
     esac
 }
 
@@ -447,6 +478,10 @@ dovecot maildir
 lmtpd mbox
 dovecot mbox
 lmtpd sqlite"
+# The memory runs (rss*) and their table cover the file stores and SQLite only.
+RSS_TARGETS=$TARGETS
+[ -n "$PG_CTL" ] && TARGETS="$TARGETS
+lmtpd postgres"
 
 # For each workload, each repetition runs every server back to back, so the numbers that are
 # compared were measured minutes apart at most (the host's speed drifts).
@@ -532,7 +567,7 @@ echo "$S_SPEC" | while read -r swl s m r size k; do
 done
 LM_SIEVE=
 
-run_set "$RSS_RUNS" 1
+run_set "$RSS_RUNS" 1 "$RSS_TARGETS"
 LM_SIEVE=body
 run_set "$RSS_SIEVE" 1 "lmtpd maildir
 lmtpd mbox
@@ -649,17 +684,18 @@ report() {
     echo "| workload | store | lmtpd deliveries/s | messages/s | p50 ms | p99 ms | CPU s per 1000 deliveries (sys) | peak RSS MiB | stored = acked | Dovecot deliveries/s | Dovecot CPU s/1000 (sys) | lmtpd / Dovecot deliveries/s | Dovecot CPU / lmtpd CPU |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     echo "$WORKLOADS" | while read -r wl s m r size k; do
-        for store in maildir mbox sqlite; do
+        for store in maildir mbox sqlite postgres; do
+            [ $store = postgres ] && [ -z "$PG_CTL" ] && continue
             dvs=$store
-            [ $store = sqlite ] && dvs=maildir
+            case $store in sqlite | postgres) dvs=maildir ;; esac
             dps=$(med "$wl" lmtpd $store dps)
             cpu=$(med "$wl" lmtpd $store cpu_ms_per_delivery)
             ddps=$(med "$wl" dovecot $dvs dps)
             dcpu=$(med "$wl" dovecot $dvs cpu_ms_per_delivery)
             dlabel=$(fmt "$ddps" 0)
-            [ $store = sqlite ] && [ "$ddps" != - ] && dlabel="$dlabel (Maildir)"
+            [ $dvs != $store ] && [ "$ddps" != - ] && dlabel="$dlabel (Maildir)"
             dok=
-            [ "$ddps" != - ] && [ $store != sqlite ] && [ "$(stored_ok "$wl" dovecot $dvs)" = "**NO**" ] && dok=" (**lost**)"
+            [ "$ddps" != - ] && [ $dvs = $store ] && [ "$(stored_ok "$wl" dovecot $dvs)" = "**NO**" ] && dok=" (**lost**)"
             echo "| $(describe "$wl" "$s" "$m") | $store | $(fmt "$dps" 0) | $(fmt "$(med "$wl" lmtpd $store mps)" 0) | $(fmt "$(med "$wl" lmtpd $store p50_ms)" 1) | $(fmt "$(med "$wl" lmtpd $store p99_ms)" 1) | $(cpu_cell "$cpu" "$(med "$wl" lmtpd $store cpu_sys_ms_per_delivery)") | $(mib "$(med "$wl" lmtpd $store rss_kib)") | $(stored_ok "$wl" lmtpd $store) | $dlabel$dok | $(cpu_cell "$dcpu" "$(med "$wl" dovecot $dvs cpu_sys_ms_per_delivery)") | $(ratio "$dps" "$ddps") | $(ratio "$dcpu" "$cpu") |"
         done
     done

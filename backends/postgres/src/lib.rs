@@ -208,10 +208,12 @@ impl PostgresStore {
     }
 
     fn check_inner(&self, rcpt: &Recipient) -> Result<(), Failure> {
+        // A pooled connection is checked before it is handed out (one round trip), so an
+        // unreachable database is a 451 at RCPT, before the client sends the body.
+        let mut conn = self.conn()?;
         if !rcpt.quota.is_limited() {
             return Ok(());
         }
-        let mut conn = self.conn()?;
         let row = conn
             .query_opt(
                 "SELECT used_bytes, used_messages FROM mailboxes WHERE address = $1",

@@ -173,6 +173,35 @@ fn a_database_newer_than_the_binary_or_not_ours_is_refused() {
 }
 
 #[test]
+fn a_database_that_went_away_is_451_at_rcpt_for_every_recipient() {
+    let Some(c) = Cluster::start("gone", 54_323, &[]) else {
+        return;
+    };
+    let conninfo = c.database();
+    let mut cfg = PostgresConfig::new(&conninfo);
+    cfg.connect_timeout = Duration::from_secs(2);
+    let st = PostgresStore::try_open(cfg).unwrap();
+    assert!(st.check(&rcpt("a")).is_ok());
+    let mut db = postgres::Client::connect(&c.conninfo("postgres"), postgres::NoTls).unwrap();
+    let name = conninfo.rsplit('=').next().unwrap().to_string();
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+        &[&name],
+    )
+    .unwrap();
+    db.batch_execute(&format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"
+    ))
+    .unwrap();
+    let e = st.check(&rcpt("a")).unwrap_err();
+    assert_eq!(
+        (e.code, e.enhanced.to_string()),
+        (451, "4.3.0".to_string()),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn an_unreachable_server_is_unavailable_within_the_timeout() {
     let mut cfg = PostgresConfig::new("host=/nonexistent-lmtpd-test port=1 user=x dbname=x");
     cfg.connect_timeout = Duration::from_secs(2);
