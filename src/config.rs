@@ -302,6 +302,20 @@ config! {
             "syslog_facility" @ 26, Checked(check_facility), Restart;
     }
 
+    /// STARTTLS on TCP listeners (RFC 3207; never on Unix sockets).
+    tls: TlsSection {
+        /// PEM certificate chain; with `tls_key`, STARTTLS is offered on TCP listeners.
+        cert: PathBuf = PathBuf::new(), "tls_cert" @ 62, FilePath, Reload;
+        /// PEM private key of `tls_cert`.
+        key: PathBuf = PathBuf::new(), "tls_key" @ 63, FilePath, Reload;
+        /// `may`: STARTTLS is offered; `required`: MAIL over TCP before STARTTLS gets
+        /// `530 5.7.0`.
+        required: bool = false, "tls" @ 64, OneOf {
+            words: &[("may", false), ("required", true)],
+            expected: "may or required",
+        }, Reload;
+    }
+
     /// The limits a session enforces.
     limits: Limits {
         /// Largest message accepted, in bytes (0 = unlimited); advertised as SIZE.
@@ -902,6 +916,9 @@ postgres = host=/run/postgresql dbname=mail user=lmtpd
 postgres_pool_size = 4
 postgres_connect_timeout = 3
 postgres_statement_timeout = 9
+tls_cert = /etc/lmtpd/cert.pem
+tls_key = /etc/lmtpd/key.pem
+tls = required
 ";
         let c = Config::parse(text, "t").expect("valid");
         assert_eq!(c.sieve.sendmail_null_sender, NullSender::Empty);
@@ -914,6 +931,7 @@ postgres_statement_timeout = 9
             "host=/run/postgresql dbname=mail user=lmtpd"
         );
         assert_eq!(c.postgres.pool_size, 4);
+        assert!(c.tls.required);
         assert_eq!(c.sieve.before.len(), 2);
         assert_eq!(c.sieve.separator, '/');
         assert_eq!(
@@ -1014,6 +1032,9 @@ postgres = host=/run/postgresql dbname=mail user=lmtpd
 postgres_pool_size = 4
 postgres_connect_timeout = 3
 postgres_statement_timeout = 9
+tls_cert = /etc/lmtpd/cert.pem
+tls_key = /etc/lmtpd/key.pem
+tls = required
 "
         );
     }
@@ -1092,6 +1113,9 @@ postgres =
 postgres_pool_size = 16
 postgres_connect_timeout = 10
 postgres_statement_timeout = 30
+tls_cert = 
+tls_key = 
+tls = may
 "
             )
         );

@@ -38,6 +38,7 @@ command -v swaks >/dev/null 2>&1 || pkgs="$pkgs swaks"
 command -v doveadm >/dev/null 2>&1 || pkgs="$pkgs dovecot-core dovecot-imapd"
 command -v prometheus >/dev/null 2>&1 || pkgs="$pkgs prometheus"
 command -v curl >/dev/null 2>&1 || pkgs="$pkgs curl"
+command -v openssl >/dev/null 2>&1 || pkgs="$pkgs openssl"
 if [ -n "$pkgs" ]; then
     note "installing$pkgs"
     apt-get update -q >/dev/null 2>&1
@@ -85,6 +86,7 @@ rd@example.org
 fw@example.org
 fwd@example.org
 vac@example.org
+tls@example.org
 EOF
 cat >"$work/lmtpd.conf" <<EOF
 user = $RUN_USER
@@ -108,7 +110,15 @@ sieve_dir = $mail/%d/%n/sieve
 sieve_before = $work/sieve/spam.sieve
 sendmail = $work/pf-sendmail
 sieve_state_dir = $work/state
+tls_cert = $work/tls/cert.pem
+tls_key = $work/tls/key.pem
 EOF
+# STARTTLS on the TCP listener: a self-signed certificate made here.
+mkdir -p "$work/tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=lmtpd.interop.test" \
+    -addext "subjectAltName=DNS:lmtpd.interop.test,IP:127.0.0.1" \
+    -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" >"$work/openssl.log" 2>&1
+chmod 0644 "$work/tls/cert.pem" "$work/tls/key.pem"
 # Sieve sending: rd redirects, fw redirects a copy, both to fwd; vac has a vacation
 # script. What they send goes through the private Postfix's sendmail (below) and comes back
 # through Postfix's LMTP client.
@@ -291,6 +301,7 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 EOF
 
 # qid_of MESSAGE-ID: the queue id cleanup logged for it (waits up to 20 s).
@@ -521,6 +532,26 @@ if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
         sleep 1
         pf_round inet "lmtp:inet:127.0.0.1:$port" "relay=127.0.0.1[127.0.0.1]:$port,"
 
+        # The same over STARTTLS: Postfix with lmtp_tls_security_level = encrypt (TLS or no
+        # delivery; the certificate is not verified at this level).
+        postconf -c "$pf/etc" -e "lmtp_tls_security_level = encrypt" "lmtp_tls_loglevel = 1"
+        postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+        sleep 1
+        mkmsg pf-tls good@example.org
+        sendmail -C "$pf/etc" -i -f sender@example.org -- good@example.org <"$sent/pf-tls.msg"
+        qid=$(qid_of "pf-tls@interop.test")
+        st=$(pf_status "$qid" good@example.org)
+        if [ "$st" = sent ] &&
+            grep -q 'TLS connection established to 127.0.0.1\[127.0.0.1\]:'"$port"': TLSv1' "$pflog" &&
+            grep -q 'STARTTLS: TLSv1_' "$work/lmtpd.log"; then
+            pass "postfix over STARTTLS (lmtp_tls_security_level = encrypt): status=sent, $(grep -o 'TLS connection established to 127.0.0.1[^:]*:[0-9]*: [^ ]*' "$pflog" | head -1 | awk '{ print $NF }') in Postfix's log, lmtpd logged $(grep -o 'STARTTLS: [^ ]* [^ ]*' "$work/lmtpd.log" | head -1)"
+        else
+            fail "postfix over STARTTLS: status=$st" "$pflog" "$work/lmtpd.log"
+        fi
+        postconf -c "$pf/etc" -e "lmtp_tls_security_level = none"
+        postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+        sleep 1
+
         # A burst of 200 through Postfix's LMTP connection cache (over TCP). They are
         # queued while Postfix is stopped (sendmail leaves them in the maildrop), so at start
         # the queue manager has all 200 at once and the lmtp client reuses its connections.
@@ -712,6 +743,19 @@ if command -v swaks >/dev/null 2>&1; then
         pass "swaks sqlite (Unix socket, --pipeline): 250 sq, 250 sq+archive"
     else
         fail "swaks sqlite" "$work/swaks-swaks-sqlite.out"
+    fi
+    # STARTTLS over TCP; the LHLO after the handshake no longer offers it, and the Unix
+    # socket never does.
+    swaks_send swaks-tls --server 127.0.0.1 --port "$port" --tls tls@example.org
+    swaks --protocol LMTP --socket "$sock" --quit-after LHLO >"$work/swaks-unix-lhlo.out" 2>&1
+    if grep -q '=== TLS started with cipher TLSv1' "$work/swaks-swaks-tls.out" &&
+        grep -q '<~  250 2.0.0' "$work/swaks-swaks-tls.out" &&
+        ! grep -q '<~  250.STARTTLS' "$work/swaks-swaks-tls.out" &&
+        grep -q '<-  250 STARTTLS' "$work/swaks-swaks-tls.out" &&
+        ! grep -q 'STARTTLS' "$work/swaks-unix-lhlo.out"; then
+        pass "swaks --tls (TCP): $(grep -o 'TLS started with cipher [^ ]*' "$work/swaks-swaks-tls.out"), 250 after the dot inside TLS; STARTTLS offered on TCP only and not again after the handshake"
+    else
+        fail "swaks --tls" "$work/swaks-swaks-tls.out" "$work/swaks-unix-lhlo.out"
     fi
 else
     fail "swaks is not installed"

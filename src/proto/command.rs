@@ -35,6 +35,8 @@ pub enum Verb {
     Help,
     /// `QUIT`
     Quit,
+    /// `STARTTLS` (RFC 3207)
+    Starttls,
 }
 
 /// A fully parsed command.
@@ -64,6 +66,8 @@ pub enum Command {
     Help,
     /// `QUIT`
     Quit,
+    /// `STARTTLS` (no arguments, RFC 3207 §4)
+    Starttls,
 }
 
 /// Transaction-dependent facts the parser needs.
@@ -85,7 +89,7 @@ pub fn split_verb(line: &[u8]) -> Option<(Verb, &[u8])> {
         ),
         None => (line, &[][..]),
     };
-    const VERBS: [(&[u8], Verb); 12] = [
+    const VERBS: [(&[u8], Verb); 13] = [
         (b"LHLO", Verb::Lhlo),
         (b"HELO", Verb::Helo),
         (b"EHLO", Verb::Ehlo),
@@ -98,6 +102,7 @@ pub fn split_verb(line: &[u8]) -> Option<(Verb, &[u8])> {
         (b"EXPN", Verb::Expn),
         (b"HELP", Verb::Help),
         (b"QUIT", Verb::Quit),
+        (b"STARTTLS", Verb::Starttls),
     ];
     VERBS
         .iter()
@@ -132,6 +137,7 @@ pub fn parse(line: &[u8], ctx: &ParseContext) -> Result<Command, Reply> {
         Verb::Quit => no_args(args, Command::Quit, "Syntax: QUIT"),
         Verb::Noop => Ok(Command::Noop),
         Verb::Help => Ok(Command::Help),
+        Verb::Starttls => no_args(args, Command::Starttls, "Syntax: STARTTLS"),
         Verb::Expn => Ok(Command::Expn),
         Verb::Vrfy => {
             if args.iter().all(|&b| b == b' ') {

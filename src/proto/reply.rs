@@ -123,6 +123,33 @@ impl Reply {
         }
     }
 
+    /// `220 2.0.0 Ready to start TLS`: the answer to STARTTLS (RFC 3207 §4); the TLS
+    /// handshake follows at once.
+    pub fn tls_ready() -> Reply {
+        Reply::coded(220, (2, 0, 0), "Ready to start TLS")
+    }
+
+    /// `503 5.5.1 Error: TLS already active`: a second STARTTLS (RFC 3207 §4.2: the command
+    /// is not offered again after a successful handshake).
+    pub fn tls_active() -> Reply {
+        Reply::coded(503, (5, 5, 1), "Error: TLS already active")
+    }
+
+    /// `503 5.5.1 Error: STARTTLS inside a transaction`: STARTTLS resets the session, so it
+    /// is refused between MAIL and the end of the transaction.
+    pub fn tls_in_transaction() -> Reply {
+        Reply::coded(
+            503,
+            (5, 5, 1),
+            "Error: STARTTLS inside a transaction, send RSET",
+        )
+    }
+
+    /// `530 5.7.0 Must issue a STARTTLS command first`: `tls = required` (RFC 3207 §4).
+    pub fn tls_required() -> Reply {
+        Reply::coded(530, (5, 7, 0), "Must issue a STARTTLS command first")
+    }
+
     /// `221 2.0.0 Bye`: the answer to QUIT (RFC 5321 §4.1.1.10).
     pub fn bye() -> Reply {
         Reply::coded(221, (2, 0, 0), "Bye")

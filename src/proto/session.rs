@@ -30,6 +30,11 @@ pub struct SessionConfig {
     pub max_errors: usize,
     /// Bare CR/LF policy for content.
     pub bare_newline: BareNewline,
+    /// STARTTLS is offered (RFC 3207): a TCP listener with a certificate. The driver
+    /// upgrades the stream on [`Event::StartTls`].
+    pub starttls: bool,
+    /// MAIL is refused with `530 5.7.0` until TLS is active (`tls = required`).
+    pub tls_required: bool,
 }
 
 impl Default for SessionConfig {
@@ -41,6 +46,8 @@ impl Default for SessionConfig {
             max_recipients: 1000,
             max_errors: 20,
             bare_newline: BareNewline::Normalize,
+            starttls: false,
+            tls_required: false,
         }
     }
 }
@@ -89,6 +96,11 @@ pub enum Event<'s, R> {
     /// [`BareNewline::Reject`] → `550 5.5.2`). The session has already queued that reply once
     /// per recipient; the driver drops the spool.
     MessageDiscarded(Transaction<R>, Reply),
+    /// After `220 2.0.0 Ready to start TLS`: the driver flushes the output and runs the TLS
+    /// handshake on the stream before reading anything else. The session has already
+    /// forgotten LHLO and discarded whatever input followed the STARTTLS line (RFC 3207
+    /// §4.2: commands pipelined before the handshake are not executed).
+    StartTls,
     /// After 221 / 421: the driver flushes the output and closes. Yielded once.
     Close,
 }
@@ -131,6 +143,8 @@ pub struct Session<R> {
     close_pending: bool,
     /// MAIL commands accepted so far: the number of the current transaction.
     transactions: u64,
+    /// TLS is active on the connection (STARTTLS succeeded).
+    tls: bool,
 }
 
 fn find_crlf(b: &[u8]) -> Option<usize> {
@@ -153,11 +167,17 @@ impl<R> Session<R> {
             errors: 0,
             close_pending: false,
             transactions: 0,
+            tls: false,
             cfg,
         };
         let greeting = Reply::greeting(&s.cfg.hostname);
         greeting.write_to(&mut s.out);
         s
+    }
+
+    /// Whether TLS is active (a STARTTLS was answered `220`).
+    pub fn tls(&self) -> bool {
+        self.tls
     }
 
     /// Appends received bytes. The driver calls this only after [`Session::poll`] returned
@@ -294,6 +314,9 @@ impl<R> Session<R> {
                 Some(Verb::Mail | Verb::Rcpt | Verb::Data) if self.lhlo.is_none() => {
                     Some(Reply::lhlo_first())
                 }
+                Some(Verb::Mail) if self.cfg.tls_required && !self.tls => {
+                    Some(Reply::tls_required())
+                }
                 Some(Verb::Mail) if self.mail.is_some() => Some(Reply::nested_mail()),
                 Some(Verb::Rcpt | Verb::Data) if self.mail.is_none() => Some(Reply::need_mail()),
                 Some(Verb::Data) if self.rcpts.is_empty() => Some(Reply::no_valid_recipients()),
@@ -319,7 +342,30 @@ impl<R> Session<R> {
             Command::Lhlo(name) => {
                 self.reset_transaction();
                 self.lhlo = Some(name);
-                self.respond(Reply::lhlo(&self.cfg.hostname, self.cfg.max_message_size));
+                let mut r = Reply::lhlo(&self.cfg.hostname, self.cfg.max_message_size);
+                if self.cfg.starttls && !self.tls {
+                    r.lines.push("STARTTLS".into());
+                }
+                self.respond(r);
+            }
+            Command::Starttls => {
+                if !self.cfg.starttls {
+                    self.respond(Reply::not_implemented());
+                } else if self.tls {
+                    self.respond(Reply::tls_active());
+                } else if self.mail.is_some() {
+                    self.respond(Reply::tls_in_transaction());
+                } else {
+                    // RFC 3207 §4.2: everything known before the handshake is forgotten,
+                    // and anything the client pipelined after STARTTLS is dropped unread.
+                    self.respond(Reply::tls_ready());
+                    self.reset_transaction();
+                    self.lhlo = None;
+                    self.input.clear();
+                    self.pos = 0;
+                    self.tls = true;
+                    return Some(Event::StartTls);
+                }
             }
             Command::Helo | Command::Ehlo => {
                 self.respond(Reply::not_lmtp());

@@ -42,6 +42,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// Unix-domain socket.
     Unix(UnixStream),
+    /// TCP after STARTTLS.
+    Tls(Box<super::tls::TlsStream>),
     /// Standard input and output (`lmtpd -i`, inetd style).
     Stdio {
         /// Duplicate of descriptor 0.
@@ -67,6 +69,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
             Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Tls(s) => s.sock.set_read_timeout(t),
             Stream::Stdio { timeout, .. } => {
                 *timeout = t;
                 Ok(())
@@ -78,6 +81,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(t),
             Stream::Unix(s) => s.set_write_timeout(t),
+            Stream::Tls(s) => s.sock.set_write_timeout(t),
             Stream::Stdio { .. } => Ok(()),
         }
     }
@@ -86,6 +90,7 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
+            Stream::Tls(s) => s.sock.shutdown(how),
             Stream::Stdio { .. } => Ok(()),
         };
     }
@@ -96,6 +101,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
             Stream::Stdio { input, timeout, .. } => {
                 if let Some(t) = timeout {
                     if !crate::sys::wait_readable(input.as_raw_fd(), *t)? {
@@ -113,6 +119,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
             Stream::Stdio { output, .. } => output.write(buf),
         }
     }
@@ -120,6 +127,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
             Stream::Stdio { output, .. } => output.flush(),
         }
     }
@@ -208,12 +216,21 @@ pub fn serve(ctx: &Context, conn: &mut Conn) {
         log::warn!("conn={}: cannot set timeouts: {e}", conn.id);
         return;
     }
+    // STARTTLS is offered on TCP only, when a certificate is configured.
+    let tls = live
+        .tls
+        .clone()
+        .filter(|_| matches!(conn.stream, Stream::Tcp(_)));
+    let mut session_cfg = live.session.clone();
+    session_cfg.starttls = tls.is_some();
+    session_cfg.tls_required = tls.is_some() && live.config.tls.required;
     let mut driver = Driver {
         ctx,
         conn_id: conn.id,
         peer: conn.peer,
         timeout,
-        session: Session::new(live.session.clone()),
+        tls,
+        session: Session::new(session_cfg),
         pinned: None,
         spool: None,
         spool_error: None,
@@ -235,6 +252,8 @@ struct Driver<'c> {
     peer: Option<IpAddr>,
     /// Idle timeout of this session.
     timeout: Duration,
+    /// STARTTLS's configuration when the session offers it.
+    tls: Option<Arc<rustls::ServerConfig>>,
     session: Session<Resolved>,
     /// The settings of the current transaction, taken at its first RCPT and kept to its
     /// end, so that a SIGHUP never splits one transaction across two configurations.
@@ -386,7 +405,36 @@ impl Driver<'_> {
                         );
                     }
                 }
+                Event::StartTls => {
+                    flush(&mut self.session, stream)?;
+                    self.start_tls(stream)?;
+                }
                 Event::Close => return Ok(()),
+            }
+        }
+    }
+
+    /// After `220 Ready to start TLS`: the handshake on the TCP stream, which then becomes
+    /// the TLS stream. Nothing the client sent before the handshake is kept (the session
+    /// dropped it). A failed handshake ends the connection.
+    fn start_tls(&mut self, stream: &mut Stream) -> io::Result<()> {
+        let (Some(config), Stream::Tcp(tcp)) = (self.tls.clone(), &*stream) else {
+            return Err(io::Error::other("STARTTLS without TLS"));
+        };
+        let tcp = tcp.try_clone()?;
+        match super::tls::accept(config, tcp) {
+            Ok(tls) => {
+                log::info!(
+                    "conn={} STARTTLS: {}",
+                    self.conn_id,
+                    super::tls::describe(&tls)
+                );
+                *stream = Stream::Tls(Box::new(tls));
+                Ok(())
+            }
+            Err(e) => {
+                log::info!("conn={} STARTTLS handshake failed: {e}", self.conn_id);
+                Err(e)
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod http;
 pub mod limits;
 pub mod listen;
 pub mod pool;
+pub mod tls;
 
 use std::io;
 use std::path::PathBuf;
@@ -68,6 +69,8 @@ pub struct Live {
     pub directory: Arc<Directory>,
     /// Compiled Sieve scripts (kept across reloads while the Sieve limits stay the same).
     pub scripts: Arc<crate::scripts::ScriptCache>,
+    /// STARTTLS's configuration, when `tls_cert` and `tls_key` are set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Everything a session needs, shared by all workers.
@@ -111,6 +114,8 @@ impl Context {
     /// store the users are routed to; fails with the kind of failure when one cannot be
     /// opened.
     pub fn new(config: Config, directory: Directory) -> Result<Context, OpenError> {
+        let tls = tls::server_config(&config.tls)
+            .map_err(|e| OpenError::new(lmtpd_store::open::OpenErrorKind::Refused, e))?;
         let stores = Stores::open(&config, &directory, None)?;
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -122,6 +127,7 @@ impl Context {
             stores: Arc::new(stores),
             directory: Arc::new(directory),
             scripts: crate::scripts::ScriptCache::for_limits(None, config.sieve.limits()),
+            tls,
         };
         Ok(Context {
             config,
@@ -194,6 +200,15 @@ impl Context {
                 return;
             }
         };
+        // A certificate that cannot be read now (a key readable by root only, read at
+        // start-up before privileges were dropped) keeps the one in use; the rest reloads.
+        let tls = match tls::server_config(&config.tls) {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("{e}; keeping the TLS certificate in use");
+                old.tls.clone()
+            }
+        };
         let stores = match Stores::open(&config, &directory, Some((&old.config, &old.stores))) {
             Ok(s) => s,
             Err(e) => {
@@ -217,6 +232,7 @@ impl Context {
             stores: Arc::new(stores),
             directory: Arc::new(directory),
             scripts,
+            tls,
         };
         let users = live.config.recipients.users.display().to_string();
         match self.live.write() {

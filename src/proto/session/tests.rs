@@ -1279,3 +1279,134 @@ fn check_tx(rcpts: &[u64], last: &mut Option<u64>, round: usize) {
         *last = Some(r);
     }
 }
+
+// ----- STARTTLS (RFC 3207) -----
+
+fn tls_cfg(required: bool) -> SessionConfig {
+    SessionConfig {
+        starttls: true,
+        tls_required: required,
+        ..SessionConfig::default()
+    }
+}
+
+#[test]
+fn rfc3207_starttls_is_advertised_only_when_offered() {
+    let t = run_cfg(&tls_cfg(false), b"LHLO c\r\n", &verdict, &outcome);
+    assert!(t.out.contains("250 STARTTLS\r\n"), "{}", t.out);
+    assert_eq!(
+        lhlo(""),
+        format!("{GREETING}{LHLO_REPLY}"),
+        "not offered by default"
+    );
+    let t = run_cfg(
+        &SessionConfig::default(),
+        b"STARTTLS\r\n",
+        &verdict,
+        &outcome,
+    );
+    assert!(
+        t.out
+            .ends_with("502 5.5.1 Error: command not implemented\r\n"),
+        "{}",
+        t.out
+    );
+}
+
+#[test]
+fn rfc3207_4_starttls_answers_220_and_asks_the_driver_to_handshake() {
+    let t = run_cfg(
+        &tls_cfg(false),
+        b"LHLO c\r\nSTARTTLS\r\n",
+        &verdict,
+        &outcome,
+    );
+    assert!(
+        t.out.ends_with("220 2.0.0 Ready to start TLS\r\n"),
+        "{}",
+        t.out
+    );
+    assert!(String::from_utf8_lossy(&t.log).contains("[starttls]"));
+}
+
+#[test]
+fn rfc3207_4_2_commands_pipelined_after_starttls_are_dropped_not_executed() {
+    // CVE-2011-0411: plaintext injected after STARTTLS must not run inside the TLS session.
+    let mut s: Session<String> = Session::new(tls_cfg(false));
+    s.receive(b"LHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<x@y>\r\n");
+    let mut started = false;
+    while let Some(ev) = s.poll() {
+        if matches!(ev, Event::StartTls) {
+            started = true;
+        }
+    }
+    assert!(started);
+    let out = String::from_utf8(s.take_output()).unwrap();
+    assert!(out.ends_with("220 2.0.0 Ready to start TLS\r\n"), "{out}");
+    assert!(!out.contains("2.1.0"), "the injected MAIL ran: {out}");
+    // After the handshake the session starts over: LHLO first, no MAIL from before.
+    s.receive(b"MAIL FROM:<a@b>\r\n");
+    while s.poll().is_some() {}
+    let out = String::from_utf8(s.take_output()).unwrap();
+    assert!(out.starts_with("503 5.5.1"), "LHLO is needed again: {out}");
+    s.receive(b"LHLO c\r\n");
+    while s.poll().is_some() {}
+    let out = String::from_utf8(s.take_output()).unwrap();
+    assert!(!out.contains("STARTTLS"), "not offered twice: {out}");
+    s.receive(b"STARTTLS\r\n");
+    while s.poll().is_some() {}
+    let out = String::from_utf8(s.take_output()).unwrap();
+    assert!(
+        out.starts_with("503 5.5.1 Error: TLS already active"),
+        "{out}"
+    );
+}
+
+#[test]
+fn rfc3207_4_starttls_takes_no_arguments_and_not_inside_a_transaction() {
+    let t = run_cfg(
+        &tls_cfg(false),
+        b"LHLO c\r\nSTARTTLS now\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\nRSET\r\n",
+        &verdict,
+        &outcome,
+    );
+    assert!(
+        t.out.contains("501 5.5.4 Syntax: STARTTLS\r\n"),
+        "{}",
+        t.out
+    );
+    assert!(
+        t.out
+            .contains("503 5.5.1 Error: STARTTLS inside a transaction"),
+        "{}",
+        t.out
+    );
+    assert!(!String::from_utf8_lossy(&t.log).contains("[starttls]"));
+}
+
+#[test]
+fn rfc3207_4_tls_required_refuses_mail_before_starttls_with_530() {
+    let t = run_cfg(
+        &tls_cfg(true),
+        b"LHLO c\r\nMAIL FROM:<a@b>\r\n",
+        &verdict,
+        &outcome,
+    );
+    assert!(
+        t.out
+            .ends_with("530 5.7.0 Must issue a STARTTLS command first\r\n"),
+        "{}",
+        t.out
+    );
+    let mut s: Session<String> = Session::new(tls_cfg(true));
+    s.receive(b"LHLO c\r\nSTARTTLS\r\n");
+    while s.poll().is_some() {}
+    s.take_output();
+    s.receive(b"LHLO c\r\nMAIL FROM:<a@b>\r\n");
+    while s.poll().is_some() {}
+    let out = String::from_utf8(s.take_output()).unwrap();
+    assert!(
+        out.ends_with("250 2.1.0 Ok\r\n") || out.contains("\r\n250 2.1.0"),
+        "{out}"
+    );
+}
