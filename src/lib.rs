@@ -25,7 +25,8 @@
 //!
 //! The mailbox backends live in their own crates: `lmtpd-store` (the `MailStore` trait,
 //! the delivery request, the per-recipient reporter and the contract suite) and
-//! `lmtpd-maildir`, `lmtpd-mbox`, `lmtpd-sqlite` (optional feature `sqlite`).
+//! `lmtpd-maildir`, `lmtpd-mbox`, `lmtpd-sqlite` (optional feature `sqlite`) and
+//! `lmtpd-postgres` (optional feature `postgres`).
 //!
 //! # The path of one message
 //!

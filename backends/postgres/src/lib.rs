@@ -131,6 +131,8 @@ pub(crate) enum Failure {
     },
     /// The copy does not fit the recipient's quota.
     OverQuota(String),
+    /// The database server is out of disk space (or memory).
+    Full(String),
     /// Something that should not happen (a body of the wrong length).
     Local(String),
 }
@@ -154,6 +156,7 @@ impl Failure {
             Failure::Io { err, .. } => DeliveryError::from_io(err, quota_permfail),
             Failure::Pool(_) | Failure::Local(_) => DeliveryError::local_error(),
             Failure::OverQuota(_) => DeliveryError::over_quota(quota_permfail),
+            Failure::Full(_) => DeliveryError::storage_full(),
         };
         base.with_source(&self)
     }
@@ -167,7 +170,10 @@ impl std::fmt::Display for Failure {
                 None => write!(f, "{what}: {err}"),
             },
             Failure::Io { what, err } => write!(f, "{what}: {err}"),
-            Failure::Pool(why) | Failure::OverQuota(why) | Failure::Local(why) => f.write_str(why),
+            Failure::Pool(why)
+            | Failure::OverQuota(why)
+            | Failure::Local(why)
+            | Failure::Full(why) => f.write_str(why),
         }
     }
 }
@@ -319,7 +325,7 @@ impl MailStore for PostgresStore {
                     if err.code() == Some(&SqlState::DISK_FULL));
                 fail_all("transaction", &|| {
                     if full {
-                        Failure::Local(format!("{text} (disk full)"))
+                        Failure::Full(text.clone())
                     } else {
                         Failure::Local(text.clone())
                     }
