@@ -330,6 +330,7 @@ impl Directory {
                 domain: user.domain.clone(),
                 detail,
                 quota: user.quota,
+                orcpt: None,
             },
             store: user.store.unwrap_or(self.default_store),
             sieve: user.sieve.clone(),

@@ -437,7 +437,7 @@ pub fn filter(
     let envelope = sieve::Envelope {
         from: shared.env.sender.clone().unwrap_or_default(),
         to: r.rcpt.address.clone(),
-        orig_to: None,
+        orig_to: r.rcpt.orcpt.clone(),
         auth: None,
     };
     let (header, complete) = shared.header(limits.max_header_octets);
@@ -643,8 +643,8 @@ fn redirect_sender(cfg: &SieveSection, env: &Envelope, r: &Resolved) -> Option<S
     let original = env.sender.clone()?;
     Some(match cfg.redirect_from {
         RedirectFrom::Sender => original,
-        // ORCPT is not kept yet (the DSN extension): the recipient stands in for it.
-        RedirectFrom::Recipient | RedirectFrom::OrigRecipient => r.rcpt.address.clone(),
+        RedirectFrom::Recipient => r.rcpt.address.clone(),
+        RedirectFrom::OrigRecipient => r.rcpt.orcpt.clone().unwrap_or(r.rcpt.address.clone()),
     })
 }
 
@@ -794,7 +794,8 @@ fn vacation(
     let sender = shared.env.sender.as_deref().unwrap_or("");
     let (header, _) = shared.header(f.cache.limits().max_header_octets);
     let headers = sieve::message::Headers::parse(header);
-    let own = [r.rcpt.address.as_str(), r.rcpt.user.as_str()];
+    let mut own = vec![r.rcpt.address.as_str(), r.rcpt.user.as_str()];
+    own.extend(r.rcpt.orcpt.as_deref());
     if let Some(why) = sieve::vacation::refusal(v, sender, &own, &headers) {
         log::info!("sieve: {tag}: vacation: no reply to <{sender}>: {why}");
         metrics.sieve_sent(Sent::Vacation, SentResult::Suppressed);

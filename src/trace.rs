@@ -1,5 +1,6 @@
-//! The trace header block that starts each recipient's copy: `Return-Path`, `Delivered-To`
-//! and `Received` (RFC 5321 §4.4), with an RFC 5322 date in UTC (numeric zone `+0000`).
+//! The trace header block that starts each recipient's copy: `Return-Path`, `X-Original-To`
+//! (when the client gave DSN `ORCPT`), `Delivered-To` and `Received` (RFC 5321 §4.4), with
+//! an RFC 5322 date in UTC (numeric zone `+0000`).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -17,6 +18,10 @@ use lmtpd_store::{date, Envelope, Recipient};
 pub fn headers(env: &Envelope, rcpt: &Recipient, hostname: &str, now: SystemTime) -> Vec<u8> {
     let mut s = String::with_capacity(256);
     let _ = writeln!(s, "Return-Path: <{}>", clean(env.sender_or_empty()));
+    // Postfix's header name for the recipient as the MTA first saw it (DSN ORCPT).
+    if let Some(orig) = &rcpt.orcpt {
+        let _ = writeln!(s, "X-Original-To: {}", clean(orig));
+    }
     let _ = writeln!(s, "Delivered-To: {}", clean(&rcpt.address));
     let _ = write!(s, "Received: from {}", clean(&env.lhlo));
     if let Some(ip) = env.peer {
@@ -49,7 +54,11 @@ pub fn headers(env: &Envelope, rcpt: &Recipient, hostname: &str, now: SystemTime
 /// (the loop marker that makes a message coming back be recognised) and `Received`, without
 /// `Return-Path` (RFC 5321 §4.4: only final delivery adds it).
 pub fn forwarded(env: &Envelope, rcpt: &Recipient, hostname: &str, now: SystemTime) -> Vec<u8> {
-    let all = headers(env, rcpt, hostname, now);
+    let without_orcpt = Recipient {
+        orcpt: None,
+        ..rcpt.clone()
+    };
+    let all = headers(env, &without_orcpt, hostname, now);
     let first = all.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
     all[first..].to_vec()
 }

@@ -448,6 +448,32 @@ EOF
     postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
 }
 
+# An alias Postfix expands (alias@ -> good@): lmtpd offers DSN, so Postfix sends the alias as
+# ORCPT, and the copy carries it as X-Original-To.
+pf_alias_orcpt() {
+    local qid f
+    echo "alias@example.org good@example.org" >"$pf/etc/virtual"
+    postconf -c "$pf/etc" -e "virtual_alias_maps = texthash:$pf/etc/virtual"
+    postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+    sleep 1
+    mkmsg pf-alias alias@example.org
+    sendmail -C "$pf/etc" -i -f sender@example.org -- alias@example.org <"$sent/pf-alias.msg"
+    qid=$(qid_of "pf-alias@interop.test")
+    f=""
+    if [ "$(pf_status "$qid" good@example.org)" = sent ]; then
+        f=$(grep -l 'Message-ID: <pf-alias@interop.test>' "$mail/example.org/good/Maildir/new/"* 2>/dev/null | head -1)
+    fi
+    if [ -n "$f" ] && grep -q '^X-Original-To: alias@example.org$' "$f" &&
+        grep "$qid: to=<good@example.org>" "$pflog" | grep -q 'orig_to=<alias@example.org>'; then
+        pass "postfix alias + DSN: alias@ expanded to good@ by Postfix arrives with X-Original-To: alias@example.org (ORCPT)"
+    else
+        fail "postfix alias + DSN: no X-Original-To: alias@example.org in good's copy (${f:-not delivered})" "$pflog" "$work/lmtpd.log"
+    fi
+    postconf -c "$pf/etc" -X virtual_alias_maps
+    postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+    sleep 1
+}
+
 # vac_replies: vac's vacation replies in sender's INBOX.
 vac_replies() {
     grep -l '^Subject: Out of office' "$mail/example.org/sender/Maildir/new/"* 2>/dev/null | wc -l | tr -d ' '
@@ -599,6 +625,7 @@ if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
         else
             fail "postfix + sieve: sv+lists=$ss svrej=$sr good=$sg spam=$sj (want sent/bounced/sent/sent)" "$pflog" "$work/lmtpd.log"
         fi
+        pf_alias_orcpt
         pf_sieve_sending
         pf_postgres_nodes
         postfix -c "$pf/etc" stop >>"$work/postfix-start.log" 2>&1

@@ -5,8 +5,9 @@ use super::address::{parse_path, AddressError, Mailbox, PathKind};
 use super::reply::Reply;
 use super::session::MailFrom;
 
-/// Longest command line accepted, including CRLF: 512 + 26 (SIZE) + 10 (SMTPUTF8) + 16 (BODY).
-pub const MAX_COMMAND_LINE: usize = 512 + 26 + 10 + 16;
+/// Longest command line accepted, including CRLF: 512 + 26 (SIZE) + 10 (SMTPUTF8) + 16 (BODY)
+/// + 500 (RFC 3461 §5: ORCPT and NOTIFY on RCPT; ENVID and RET on MAIL take less).
+pub const MAX_COMMAND_LINE: usize = 512 + 26 + 10 + 16 + 500;
 
 /// A recognised command verb (case-insensitive on the wire).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +51,8 @@ pub enum Command {
     Ehlo,
     /// `MAIL FROM:<path> [params]`
     Mail(MailFrom),
-    /// `RCPT TO:<path>`
-    Rcpt(Mailbox),
+    /// `RCPT TO:<path> [NOTIFY=...] [ORCPT=...]`
+    Rcpt(Mailbox, RcptParams),
     /// `DATA`
     Data,
     /// `RSET`
@@ -68,6 +69,15 @@ pub enum Command {
     Quit,
     /// `STARTTLS` (no arguments, RFC 3207 §4)
     Starttls,
+}
+
+/// The DSN parameters of a RCPT (RFC 3461 §4.1, §4.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RcptParams {
+    /// `NOTIFY=`.
+    pub notify: Option<super::dsn::Notify>,
+    /// `ORCPT=`.
+    pub orcpt: Option<super::dsn::Orcpt>,
 }
 
 /// Transaction-dependent facts the parser needs.
@@ -131,7 +141,7 @@ pub fn parse(line: &[u8], ctx: &ParseContext) -> Result<Command, Reply> {
         Verb::Helo => Ok(Command::Helo),
         Verb::Ehlo => Ok(Command::Ehlo),
         Verb::Mail => parse_mail(args, ctx).map(Command::Mail),
-        Verb::Rcpt => parse_rcpt(args, ctx).map(Command::Rcpt),
+        Verb::Rcpt => parse_rcpt(args, ctx).map(|(m, p)| Command::Rcpt(m, p)),
         Verb::Data => no_args(args, Command::Data, "Syntax: DATA"),
         Verb::Rset => no_args(args, Command::Rset, "Syntax: RSET"),
         Verb::Quit => no_args(args, Command::Quit, "Syntax: QUIT"),
@@ -240,6 +250,16 @@ fn parse_mail(args: &[u8], ctx: &ParseContext) -> Result<MailFrom, Reply> {
                 return Err(Reply::syntax_error("SMTPUTF8 takes no value"));
             }
             mail.smtputf8 = true;
+        } else if key.eq_ignore_ascii_case(b"RET") {
+            let v = value.ok_or_else(|| Reply::syntax_error("Bad RET parameter"))?;
+            if mail.ret.replace(super::dsn::parse_ret(v)?).is_some() {
+                return Err(Reply::syntax_error("Duplicate RET parameter"));
+            }
+        } else if key.eq_ignore_ascii_case(b"ENVID") {
+            let v = value.ok_or_else(|| Reply::syntax_error("Bad ENVID parameter"))?;
+            if mail.envid.replace(super::dsn::parse_envid(v)?).is_some() {
+                return Err(Reply::syntax_error("Duplicate ENVID parameter"));
+            }
         } else {
             return Err(Reply::unsupported_option());
         }
@@ -257,7 +277,7 @@ fn parse_mail(args: &[u8], ctx: &ParseContext) -> Result<MailFrom, Reply> {
     Ok(mail)
 }
 
-fn parse_rcpt(args: &[u8], ctx: &ParseContext) -> Result<Mailbox, Reply> {
+fn parse_rcpt(args: &[u8], ctx: &ParseContext) -> Result<(Mailbox, RcptParams), Reply> {
     let path = strip_prefix_ci(args, b"TO:")
         .filter(|p| p.first() == Some(&b'<'))
         .ok_or_else(|| Reply::syntax_error("Syntax: RCPT TO:<address>"))?;
@@ -265,15 +285,31 @@ fn parse_rcpt(args: &[u8], ctx: &ParseContext) -> Result<Mailbox, Reply> {
         AddressError::Syntax => Reply::bad_recipient_syntax(),
         AddressError::TooLong => Reply::recipient_too_long(),
     })?;
-    let params = split_params(rest)?;
-    if !params.is_empty() {
-        return Err(Reply::unsupported_option());
+    let mut out = RcptParams::default();
+    for (key, value) in split_params(rest)? {
+        if key.eq_ignore_ascii_case(b"NOTIFY") {
+            let v = value.ok_or_else(|| Reply::syntax_error("Bad NOTIFY parameter"))?;
+            if out.notify.replace(super::dsn::parse_notify(v)?).is_some() {
+                return Err(Reply::syntax_error("Duplicate NOTIFY parameter"));
+            }
+        } else if key.eq_ignore_ascii_case(b"ORCPT") {
+            let v = value.ok_or_else(|| Reply::syntax_error("Bad ORCPT parameter"))?;
+            if out
+                .orcpt
+                .replace(super::dsn::parse_orcpt(v, ctx.smtputf8)?)
+                .is_some()
+            {
+                return Err(Reply::syntax_error("Duplicate ORCPT parameter"));
+            }
+        } else {
+            return Err(Reply::unsupported_option());
+        }
     }
     let mbox = mbox.ok_or_else(Reply::bad_recipient_syntax)?;
     if !mbox.is_ascii() && !ctx.smtputf8 {
         return Err(Reply::non_ascii_recipient());
     }
-    Ok(mbox)
+    Ok((mbox, out))
 }
 
 type Param<'a> = (&'a [u8], Option<&'a [u8]>);
@@ -343,8 +379,8 @@ mod tests {
     }
 
     #[test]
-    fn max_command_line_is_564() {
-        assert_eq!(MAX_COMMAND_LINE, 564);
+    fn max_command_line_is_1064_rfc3461_5_adds_500() {
+        assert_eq!(MAX_COMMAND_LINE, 1064);
     }
 
     #[test]
@@ -352,7 +388,7 @@ mod tests {
         assert_eq!(p("LhLo x"), Ok(Command::Lhlo("x".into())));
         assert_eq!(p("noop"), Ok(Command::Noop));
         assert!(matches!(p("mail from:<a@b>"), Ok(Command::Mail(_))));
-        assert!(matches!(p("rcpt to:<a@b>"), Ok(Command::Rcpt(_))));
+        assert!(matches!(p("rcpt to:<a@b>"), Ok(Command::Rcpt(..))));
     }
 
     #[test]
@@ -499,7 +535,7 @@ mod tests {
             (555, Some(Enhanced(5, 5, 4)))
         );
         assert_eq!(
-            code("MAIL FROM:<a@b> RET=FULL"),
+            code("MAIL FROM:<a@b> MT-PRIORITY=3"),
             (555, Some(Enhanced(5, 5, 4)))
         );
         assert_eq!(code("MAIL FROM:<a@b> =x"), (501, Some(Enhanced(5, 5, 4))));
@@ -517,21 +553,70 @@ mod tests {
                 }),
                 size: Some(10),
                 eight_bit: true,
-                smtputf8: true
+                smtputf8: true,
+                ret: None,
+                envid: None,
             }
         );
     }
 
     #[test]
-    fn rcpt_parameters_are_555() {
-        assert_eq!(
-            code("RCPT TO:<a@b> NOTIFY=SUCCESS"),
-            (555, Some(Enhanced(5, 5, 4)))
-        );
-        assert_eq!(
-            code("RCPT TO:<a@b> ORCPT=rfc822;a@b"),
-            (555, Some(Enhanced(5, 5, 4)))
-        );
+    fn rfc3461_mail_takes_ret_and_envid_once_each() {
+        let m = mail("MAIL FROM:<a@b> RET=HDRS ENVID=QQ+2B1");
+        assert_eq!(m.ret, Some(crate::proto::Ret::Hdrs));
+        assert_eq!(m.envid.as_deref(), Some("QQ+1"));
+        let ctx = ParseContext::default();
+        for bad in [
+            "MAIL FROM:<a@b> RET=HDRS RET=FULL",
+            "MAIL FROM:<a@b> ENVID=x ENVID=y",
+            "MAIL FROM:<a@b> RET=BODY",
+            "MAIL FROM:<a@b> RET",
+        ] {
+            let e = parse(bad.as_bytes(), &ctx).unwrap_err();
+            assert_eq!(
+                (e.code, e.enhanced.map(|x| x.to_string())),
+                (501, Some("5.5.4".into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc3461_rcpt_takes_notify_and_orcpt_once_each() {
+        let ctx = ParseContext::default();
+        let Ok(Command::Rcpt(m, p)) = parse(
+            b"RCPT TO:<a@b> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alias@b",
+            &ctx,
+        ) else {
+            panic!("not a RCPT")
+        };
+        assert_eq!(m.to_string(), "a@b");
+        assert!(p.notify.is_some_and(|n| n.success && n.failure));
+        assert_eq!(p.orcpt.and_then(|o| o.address).as_deref(), Some("alias@b"));
+        for bad in [
+            "RCPT TO:<a@b> NOTIFY=NEVER NOTIFY=NEVER",
+            "RCPT TO:<a@b> ORCPT=rfc822;x@y ORCPT=rfc822;z@y",
+            "RCPT TO:<a@b> ORCPT=rfc822",
+            "RCPT TO:<a@b> NOTIFY",
+        ] {
+            let e = parse(bad.as_bytes(), &ctx).unwrap_err();
+            assert_eq!(
+                (e.code, e.enhanced.map(|x| x.to_string())),
+                (501, Some("5.5.4".into())),
+                "{bad}"
+            );
+        }
+        let e = parse(b"RCPT TO:<a@b> FOO=1", &ctx).unwrap_err();
+        assert_eq!(e.code, 555, "an unknown parameter is still 555");
+    }
+
+    #[test]
+    fn rcpt_parameters_other_than_dsns_are_555() {
+        assert_eq!(code("RCPT TO:<a@b> XFOO=1"), (555, Some(Enhanced(5, 5, 4))));
+        assert!(matches!(
+            p("RCPT TO:<a@b> NOTIFY=SUCCESS ORCPT=rfc822;a@b"),
+            Ok(Command::Rcpt(..))
+        ));
     }
 
     #[test]
@@ -559,7 +644,7 @@ mod tests {
         };
         assert!(matches!(
             parse("RCPT TO:<usér@x>".as_bytes(), &c),
-            Ok(Command::Rcpt(_))
+            Ok(Command::Rcpt(..))
         ));
     }
 

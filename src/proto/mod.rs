@@ -5,12 +5,14 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod dsn;
 pub mod reply;
 pub mod session;
 
 pub use address::{AddressError, Mailbox};
-pub use command::{Command, Verb, MAX_COMMAND_LINE};
+pub use command::{Command, RcptParams, Verb, MAX_COMMAND_LINE};
 pub use data::DataDecoder;
+pub use dsn::{Notify, Orcpt, Ret};
 pub use reply::{Enhanced, Reply};
 #[doc(hidden)]
 pub use session::testing;

@@ -119,6 +119,7 @@ impl Reply {
                 "8BITMIME".into(),
                 format!("SIZE {max_size}"),
                 "SMTPUTF8".into(),
+                "DSN".into(),
             ],
         }
     }
@@ -446,7 +447,7 @@ mod tests {
             (
                 Reply::lhlo("h", 7),
                 "250-h\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n\
-                 250-SIZE 7\r\n250 SMTPUTF8\r\n",
+                 250-SIZE 7\r\n250-SMTPUTF8\r\n250 DSN\r\n",
             ),
             (Reply::bye(), "221 2.0.0 Bye\r\n"),
             (

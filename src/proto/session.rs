@@ -63,6 +63,10 @@ pub struct MailFrom {
     pub eight_bit: bool,
     /// `SMTPUTF8` was given.
     pub smtputf8: bool,
+    /// DSN `RET=` (RFC 3461 §4.3).
+    pub ret: Option<super::dsn::Ret>,
+    /// DSN `ENVID=`, decoded (RFC 3461 §4.4).
+    pub envid: Option<String>,
 }
 
 /// A complete transaction handed to the driver at the end of DATA.
@@ -110,7 +114,7 @@ enum Phase {
     /// Reading command lines.
     Command,
     /// Waiting for `recipient_verdict` for this mailbox.
-    AwaitVerdict(Mailbox),
+    AwaitVerdict(Mailbox, super::command::RcptParams),
     /// Reading content.
     Data(DataDecoder),
     /// Waiting for this many more `delivery_outcome` calls.
@@ -175,6 +179,15 @@ impl<R> Session<R> {
         s
     }
 
+    /// The DSN parameters (NOTIFY, ORCPT) of the RCPT whose verdict is awaited, for the
+    /// driver handling [`Event::Recipient`].
+    pub fn pending_recipient_params(&self) -> Option<&super::command::RcptParams> {
+        match &self.phase {
+            Phase::AwaitVerdict(_, p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// Whether TLS is active (a STARTTLS was answered `220`).
     pub fn tls(&self) -> bool {
         self.tls
@@ -204,7 +217,7 @@ impl<R> Session<R> {
                 return Some(Event::Close);
             }
             match &mut self.phase {
-                Phase::Closed | Phase::AwaitVerdict(_) | Phase::AwaitOutcomes(_) => return None,
+                Phase::Closed | Phase::AwaitVerdict(..) | Phase::AwaitOutcomes(_) => return None,
                 Phase::Data(dec) => {
                     if dec.is_done() {
                         return self.finish_data();
@@ -376,11 +389,11 @@ impl<R> Session<R> {
                 self.transactions += 1;
                 self.respond(Reply::mail_ok());
             }
-            Command::Rcpt(m) => {
+            Command::Rcpt(m, params) => {
                 if self.rcpts.len() >= self.cfg.max_recipients {
                     self.respond(Reply::too_many_recipients());
                 } else {
-                    self.phase = Phase::AwaitVerdict(m.clone());
+                    self.phase = Phase::AwaitVerdict(m.clone(), params);
                     return Some(Event::Recipient(m));
                 }
             }
@@ -442,7 +455,7 @@ impl<R> Session<R> {
     /// Answers the last [`Event::Recipient`]: `Ok` queues `250 2.1.5 <addr> OK` and remembers
     /// `R`; `Err` queues that reply. Ignored when no verdict is awaited.
     pub fn recipient_verdict(&mut self, verdict: Result<R, Reply>) {
-        let Phase::AwaitVerdict(m) = std::mem::replace(&mut self.phase, Phase::Command) else {
+        let Phase::AwaitVerdict(m, _) = std::mem::replace(&mut self.phase, Phase::Command) else {
             return;
         };
         match verdict {

@@ -357,7 +357,15 @@ impl Driver<'_> {
             };
             match ev {
                 Event::Recipient(mailbox) => {
-                    let verdict = self.check_recipient(&mailbox);
+                    let orcpt = self
+                        .session
+                        .pending_recipient_params()
+                        .and_then(|p| p.orcpt.as_ref())
+                        .and_then(|o| o.address.clone());
+                    let verdict = self.check_recipient(&mailbox).map(|mut r| {
+                        r.rcpt.orcpt = orcpt;
+                        r
+                    });
                     crate::metrics::get().rcpt(match &verdict {
                         Ok(_) => 250,
                         Err(reply) => reply.code,

@@ -483,3 +483,73 @@ fn a_sigkill_during_a_vacation_load_sends_nobody_a_second_reply() {
         counts.len()
     );
 }
+
+#[test]
+fn rfc3461_orcpt_becomes_x_original_to_and_the_sieve_original_recipient() {
+    let srv = server(0, |cfg, _| {
+        cfg.sieve.redirect_from = RedirectFrom::OrigRecipient;
+    });
+    script(
+        &srv,
+        "alice",
+        "require [\"copy\", \"envelope\"];\nif envelope :is \"to\" \"alias@example.org\" { redirect :copy \"fwd@example.net\"; }\n",
+    );
+    let mut c = Client::connect_tcp(srv.tcp, Some(Duration::from_secs(60)))
+        .expect("connect")
+        .greeted(GREETING);
+    let lhlo = c.cmd("LHLO client.test");
+    assert!(lhlo.contains("DSN"), "{lhlo}");
+    c.expect("MAIL FROM:<bob@example.net> RET=HDRS ENVID=x+2By", "250");
+    c.expect(
+        "RCPT TO:<alice@example.org> NOTIFY=FAILURE ORCPT=rfc822;alias+2Bx@example.org",
+        "250",
+    );
+    c.expect("RCPT TO:<bob@example.org>", "250");
+    c.expect("DATA", "354");
+    c.send(message("o1", "").replace('\n', "\r\n").as_bytes());
+    c.send(b".\r\n");
+    assert!(c.reply().starts_with("250"));
+    assert!(c.reply().starts_with("250"));
+    c.expect("QUIT", "221");
+    let alice = inbox(&srv, "alice");
+    assert!(
+        alice[0].starts_with(
+            "Return-Path: <bob@example.net>\nX-Original-To: alias+x@example.org\nDelivered-To: alice@example.org\n"
+        ),
+        "{}",
+        alice[0]
+    );
+    assert!(
+        !inbox(&srv, "bob")[0].contains("X-Original-To"),
+        "only the recipient that had an ORCPT"
+    );
+    // Sieve saw the original recipient: envelope "to" matched only with the ORCPT (the
+    // script tests alias+x@… against "alias@…", so it must not match) — and with an exact
+    // ORCPT it does, and the redirect goes out from it.
+    assert!(sent(&srv).is_empty(), "alias+x is not alias");
+    let mut c = Client::connect_tcp(srv.tcp, Some(Duration::from_secs(60)))
+        .expect("connect")
+        .greeted(GREETING);
+    c.lhlo();
+    c.expect("MAIL FROM:<bob@example.net>", "250");
+    c.expect(
+        "RCPT TO:<alice@example.org> ORCPT=rfc822;alias@example.org",
+        "250",
+    );
+    c.expect("DATA", "354");
+    c.send(message("o2", "").replace('\n', "\r\n").as_bytes());
+    c.send(b".\r\n");
+    assert!(c.reply().starts_with("250"));
+    c.expect("QUIT", "221");
+    let s = sent(&srv);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(
+        s[0].0,
+        ["-i", "-f", "alias@example.org", "--", "fwd@example.net"],
+        "redirect_envelope_from = orig_recipient"
+    );
+    assert!(
+        !s[0].1.contains("X-Original-To"),
+        "the forwarded copy carries no X-Original-To of ours"
+    );
+}

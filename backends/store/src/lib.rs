@@ -238,6 +238,9 @@ pub struct Recipient {
     pub detail: Option<String>,
     /// Quota limits for this user.
     pub quota: Quota,
+    /// The original recipient the client gave with DSN `ORCPT=` (RFC 3461 §4.2), decoded:
+    /// the copy gets an `X-Original-To:` field with it, and Sieve's `envelope "to"` tests it.
+    pub orcpt: Option<String>,
 }
 
 impl Recipient {
@@ -253,6 +256,7 @@ impl Recipient {
             domain: domain.into(),
             detail: None,
             quota: Quota::default(),
+            orcpt: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::proto::Enhanced;
 
 const GREETING: &str = "220 localhost LMTP ready\r\n";
 const LHLO_REPLY: &str = "250-localhost\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n\
-                          250-8BITMIME\r\n250-SIZE 0\r\n250 SMTPUTF8\r\n";
+                          250-8BITMIME\r\n250-SIZE 0\r\n250-SMTPUTF8\r\n250 DSN\r\n";
 
 type Verdict<'a> = &'a dyn Fn(&Mailbox) -> Result<String, Reply>;
 type Outcome<'a> = &'a dyn Fn(&str) -> Reply;
@@ -179,9 +179,12 @@ fn lhlo_reply_lists_extensions_without_enhanced_codes() {
     assert_eq!(
         t.out,
         "220 mx.example LMTP ready\r\n250-mx.example\r\n250-PIPELINING\r\n\
-         250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SIZE 10240000\r\n250 SMTPUTF8\r\n"
+         250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SIZE 10240000\r\n250-SMTPUTF8\r\n250 DSN\r\n"
     );
-    assert!(!t.out.contains("DSN") && !t.out.contains("CHUNKING"));
+    assert!(
+        !t.out.contains("CHUNKING") && !t.out.contains("STARTTLS"),
+        "not offered (yet, or here)"
+    );
 }
 
 #[test]
@@ -437,7 +440,7 @@ fn mail_parameters() {
                   MAIL FROM:<a@b> SIZE=1001\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\n\
                   MAIL FROM:<a@b> SIZE=1 SIZE=2\r\nMAIL FROM:<a@b> SIZE=1000 BODY=8BITMIME SMTPUTF8\r\n";
     let t = run_cfg(&cfg, script.as_bytes(), &verdict, &outcome);
-    let replies: Vec<&str> = t.out.lines().skip(7).map(|l| &l[..9]).collect();
+    let replies: Vec<&str> = t.out.lines().skip(8).map(|l| &l[..9]).collect();
     assert_eq!(
         replies,
         [
@@ -458,11 +461,15 @@ fn mail_non_ascii_sender_without_smtputf8_is_550() {
 }
 
 #[test]
-fn rcpt_parameters_are_555() {
+fn rcpt_parameters_other_than_dsns_are_555() {
+    assert!(
+        talk(&format!("{ENVELOPE}RCPT TO:<user@example.org> XFOO=1\r\n"))
+            .ends_with("555 5.5.4 Unsupported option\r\n")
+    );
     assert!(talk(&format!(
-        "{ENVELOPE}RCPT TO:<user@example.org> NOTIFY=SUCCESS\r\n"
+        "{ENVELOPE}RCPT TO:<user@example.org> NOTIFY=SUCCESS ORCPT=rfc822;alias@example.org\r\n"
     ))
-    .ends_with("555 5.5.4 Unsupported option\r\n"));
+    .ends_with("250 2.1.5 <user@example.org> OK\r\n"));
 }
 
 #[test]
@@ -495,7 +502,7 @@ fn command_line_of_max_length_is_accepted() {
     assert_eq!(noop.len(), 512);
     assert!(talk(&noop).ends_with("250 2.0.0 Ok\r\n"));
     let max = format!("NOOP {}\r\n", "x".repeat(MAX_COMMAND_LINE - 7));
-    assert_eq!(max.len(), 564);
+    assert_eq!(max.len(), 1064);
     assert!(talk(&max).ends_with("250 2.0.0 Ok\r\n"));
     let over = format!("NOOP {}\r\n", "x".repeat(MAX_COMMAND_LINE - 6));
     assert!(talk(&over).ends_with("500 5.5.2 Error: line too long\r\n"));
