@@ -316,6 +316,15 @@ config! {
         }, Reload;
     }
 
+    /// Which clients may send XFORWARD (Postfix's original client and queue id).
+    xforward: XforwardSection {
+        /// `local`: Unix-socket and loopback clients; `none`: nobody.
+        local: bool = true, "xforward" @ 65, OneOf {
+            words: &[("local", true), ("none", false)],
+            expected: "local or none",
+        }, Reload;
+    }
+
     /// The limits a session enforces.
     limits: Limits {
         /// Largest message accepted, in bytes (0 = unlimited); advertised as SIZE.
@@ -919,6 +928,7 @@ postgres_statement_timeout = 9
 tls_cert = /etc/lmtpd/cert.pem
 tls_key = /etc/lmtpd/key.pem
 tls = required
+xforward = none
 ";
         let c = Config::parse(text, "t").expect("valid");
         assert_eq!(c.sieve.sendmail_null_sender, NullSender::Empty);
@@ -1035,6 +1045,7 @@ postgres_statement_timeout = 9
 tls_cert = /etc/lmtpd/cert.pem
 tls_key = /etc/lmtpd/key.pem
 tls = required
+xforward = none
 "
         );
     }
@@ -1116,6 +1127,7 @@ postgres_statement_timeout = 30
 tls_cert = 
 tls_key = 
 tls = may
+xforward = local
 "
             )
         );

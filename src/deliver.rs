@@ -209,6 +209,8 @@ pub struct Job<'a> {
     /// Sieve filtering, when any script is configured (`None`: every recipient gets its
     /// default target without looking for scripts).
     pub filter: Option<crate::policy::Filter<'a>>,
+    /// What XFORWARD said about the original client and the MTA's queue id.
+    pub xforward: &'a crate::proto::Xforward,
 }
 
 /// Delivers every recipient's copies and calls `reply` with each recipient's reply, in RCPT
@@ -255,6 +257,10 @@ pub fn deliver_all<E>(
         .zip(&mut plans)
         .map(|(r, plan)| {
             let trace = trace::headers(job.env, &r.rcpt, job.hostname, now);
+            let trace = match job.xforward.client() {
+                Some(client) => trace::with_original_client(trace, &client),
+                None => trace,
+            };
             let targets = match plan {
                 Plan::Store(targets) => std::mem::take(targets),
                 Plan::Answer(_) => Vec::new(),
@@ -447,8 +453,16 @@ pub fn log_outcome(
     } else {
         format!(" {sieve}")
     };
+    // The MTA's queue id and client (XFORWARD): follow one message from the MTA's log here.
+    let mut orig = String::new();
+    if let Some(id) = &job.xforward.ident {
+        orig.push_str(&format!(" orig_queue_id={id}"));
+    }
+    if let Some(client) = job.xforward.client() {
+        orig.push_str(&format!(" orig_client={client}"));
+    }
     log::info!(
-        "conn={} id={} from=<{}> to=<{}> user={} store={store} size={} status={} {enhanced} ms={}{sieve}{detail}",
+        "conn={} id={}{orig} from=<{}> to=<{}> user={} store={store} size={} status={} {enhanced} ms={}{sieve}{detail}",
         job.conn,
         job.env.id,
         job.env.sender_or_empty(),
@@ -492,6 +506,7 @@ mod tests {
             body: &body,
             dot: Instant::now(),
             filter: None,
+            xforward: &crate::proto::Xforward::default(),
         });
     }
 

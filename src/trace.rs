@@ -50,6 +50,28 @@ pub fn headers(env: &Envelope, rcpt: &Recipient, hostname: &str, now: SystemTime
     s.into_bytes()
 }
 
+/// `trace` with the original client XFORWARD named (`name[addr]`) as a comment on its
+/// `Received:` line: `Received: from mx (...) (originally name[addr]) by ...`.
+pub fn with_original_client(trace: Vec<u8>, client: &str) -> Vec<u8> {
+    let Some(at) = trace
+        .windows(10)
+        .position(|w| w == b"Received: ")
+        .and_then(|r| {
+            trace[r..]
+                .windows(4)
+                .position(|w| w == b" by ")
+                .map(|b| r + b)
+        })
+    else {
+        return trace;
+    };
+    let mut out = Vec::with_capacity(trace.len() + client.len() + 16);
+    out.extend_from_slice(&trace[..at]);
+    out.extend_from_slice(format!(" (originally {})", clean(client)).as_bytes());
+    out.extend_from_slice(&trace[at..]);
+    out
+}
+
 /// The trace fields a message forwarded from `rcpt`'s mailbox starts with: `Delivered-To`
 /// (the loop marker that makes a message coming back be recognised) and `Received`, without
 /// `Return-Path` (RFC 5321 §4.4: only final delivery adds it).
@@ -71,6 +93,7 @@ fn clean(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
@@ -120,5 +143,40 @@ mod tests {
         assert!(h.starts_with("Return-Path: <>\n"));
         assert!(h.contains("Received: from mx  X-Evil: 1 by h with UTF8LMTP id I\n"));
         assert_eq!(h.matches('\n').count(), 4, "no injected header lines");
+    }
+
+    #[test]
+    fn the_original_client_is_a_comment_of_the_received_line() {
+        let env = Envelope {
+            sender: Some("bob@example.net".into()),
+            lhlo: "mta.example.org".into(),
+            peer: None,
+            smtputf8: false,
+            eight_bit: false,
+            id: "X1".into(),
+        };
+        let t = headers(&env, &rcpt("alice@example.org"), "lmtp.local", UNIX_EPOCH);
+        let t = String::from_utf8(with_original_client(t, "mx.example.net[192.0.2.1]")).unwrap();
+        assert!(
+            t.contains("Received: from mta.example.org (originally mx.example.net[192.0.2.1]) by lmtp.local with LMTP id X1\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn rfc3461_orcpt_is_x_original_to_before_delivered_to() {
+        let env = Envelope::default();
+        let mut r = rcpt("alice@example.org");
+        r.orcpt = Some("alias@example.org".into());
+        let t = String::from_utf8(headers(&env, &r, "h", UNIX_EPOCH)).unwrap();
+        assert!(
+            t.starts_with("Return-Path: <>\nX-Original-To: alias@example.org\nDelivered-To: alice@example.org\n"),
+            "{t}"
+        );
+        let f = String::from_utf8(forwarded(&env, &r, "h", UNIX_EPOCH)).unwrap();
+        assert!(
+            !f.contains("X-Original-To") && !f.contains("Return-Path"),
+            "{f}"
+        );
     }
 }

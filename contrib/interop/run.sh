@@ -280,8 +280,11 @@ maximal_backoff_time = 10s
 maillog_file = $pflog
 maillog_file_prefixes = $work
 biff = no
+# lmtpd offers XFORWARD to local clients: Postfix then sends its queue id and the client.
+lmtp_send_xforward_command = yes
 EOF
-# No smtpd at all; every service unchrooted (the socket lives in $work).
+# One smtpd on loopback (for mail that arrives with a client, as XFORWARD needs); every
+# service unchrooted (the socket lives in $work).
 cat >"$pf/etc/master.cf" <<EOF
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -302,6 +305,7 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+127.0.0.1:$((port + 30)) inet n -       n       -       -       smtpd
 EOF
 
 # qid_of MESSAGE-ID: the queue id cleanup logged for it (waits up to 20 s).
@@ -348,6 +352,23 @@ pf_round() {
         pass "postfix via $1 status=sent good, bounced unknown (550 5.1.1), deferred full (452 4.2.2)"
     else
         fail "postfix via $1 good=$sg unknown=$su full=$sf (want sent/bounced/deferred via $2)" "$pflog"
+    fi
+    # XFORWARD: mail that Postfix's smtpd received (so it has a client) arrives with the
+    # original client on lmtpd's log line and in the Received header. (Locally submitted
+    # mail has no client: Postfix then forwards SOURCE=LOCAL only.)
+    swaks --server 127.0.0.1 --port $((port + 30)) --from sender@example.org --to good@example.org \
+        --helo client.interop.test --header "Message-ID: <$id-xf@interop.test>" \
+        --body "xforward $1" >"$work/swaks-xf-$1.out" 2>&1
+    local xq line
+    xq=$(qid_of "$id-xf@interop.test")
+    pf_status "$xq" good@example.org >/dev/null
+    line=$(grep 'to=<good@example.org>' "$work/lmtpd.log" | grep 'orig_client=localhost\[127.0.0.1\]' | tail -1)
+    if [ -n "$line" ] &&
+        grep -l "Message-ID: <$id-xf@interop.test>" "$mail/example.org/good/Maildir/new/"* 2>/dev/null |
+        xargs grep -q '(originally localhost\[127.0.0.1\])'; then
+        pass "postfix via $1 + XFORWARD: lmtpd's line for good@ has $(echo "$line" | grep -o 'orig_queue_id=[^ ]*' || echo 'no queue id (Postfix sent none)') $(echo "$line" | grep -o 'orig_client=[^ ]*'), the copy's Received names it"
+    else
+        fail "postfix via $1 + XFORWARD: no orig_client on lmtpd's line for good@ (queue id $xq)" "$work/lmtpd.log" "$pflog"
     fi
 }
 
@@ -778,7 +799,7 @@ if command -v swaks >/dev/null 2>&1; then
     if grep -q '=== TLS started with cipher TLSv1' "$work/swaks-swaks-tls.out" &&
         grep -q '<~  250 2.0.0' "$work/swaks-swaks-tls.out" &&
         ! grep -q '<~  250.STARTTLS' "$work/swaks-swaks-tls.out" &&
-        grep -q '<-  250 STARTTLS' "$work/swaks-swaks-tls.out" &&
+        grep -q '<-  250.STARTTLS' "$work/swaks-swaks-tls.out" &&
         ! grep -q 'STARTTLS' "$work/swaks-unix-lhlo.out"; then
         pass "swaks --tls (TCP): $(grep -o 'TLS started with cipher [^ ]*' "$work/swaks-swaks-tls.out"), 250 after the dot inside TLS; STARTTLS offered on TCP only and not again after the handshake"
     else

@@ -38,6 +38,8 @@ pub enum Verb {
     Quit,
     /// `STARTTLS` (RFC 3207)
     Starttls,
+    /// `XFORWARD` (Postfix's XFORWARD_README)
+    Xforward,
 }
 
 /// A fully parsed command.
@@ -69,6 +71,93 @@ pub enum Command {
     Quit,
     /// `STARTTLS` (no arguments, RFC 3207 §4)
     Starttls,
+    /// `XFORWARD attr=value ...`: the attributes given, names upper-cased, values decoded
+    /// (`None` for `[UNAVAILABLE]`).
+    Xforward(Vec<(XforwardAttr, Option<String>)>),
+}
+
+/// The XFORWARD attributes lmtpd accepts (Postfix's list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XforwardAttr {
+    /// `NAME`: the original client's host name.
+    Name,
+    /// `ADDR`: its address.
+    Addr,
+    /// `PORT`: its port.
+    Port,
+    /// `PROTO`: `SMTP` or `ESMTP`.
+    Proto,
+    /// `HELO`: its HELO/EHLO name.
+    Helo,
+    /// `IDENT`: the MTA's queue id of the message.
+    Ident,
+    /// `SOURCE`: `LOCAL` or `REMOTE`.
+    Source,
+}
+
+impl XforwardAttr {
+    /// Every attribute, in the order the LHLO reply lists them.
+    pub const ALL: [XforwardAttr; 7] = [
+        XforwardAttr::Name,
+        XforwardAttr::Addr,
+        XforwardAttr::Port,
+        XforwardAttr::Proto,
+        XforwardAttr::Helo,
+        XforwardAttr::Ident,
+        XforwardAttr::Source,
+    ];
+
+    /// The attribute's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            XforwardAttr::Name => "NAME",
+            XforwardAttr::Addr => "ADDR",
+            XforwardAttr::Port => "PORT",
+            XforwardAttr::Proto => "PROTO",
+            XforwardAttr::Helo => "HELO",
+            XforwardAttr::Ident => "IDENT",
+            XforwardAttr::Source => "SOURCE",
+        }
+    }
+}
+
+/// The longest XFORWARD value, decoded (XFORWARD_README: 255).
+pub const MAX_XFORWARD_VALUE: usize = 255;
+
+/// Parses XFORWARD's arguments: one or more `name=value`, names case-insensitive, values
+/// xtext (`[UNAVAILABLE]` and `[TEMPUNAVAIL]` mean unknown); an unknown name, a value past
+/// [`MAX_XFORWARD_VALUE`] or bad xtext is `501 5.5.4`.
+fn parse_xforward(args: &[u8]) -> Result<Command, Reply> {
+    let mut out = Vec::new();
+    for p in args.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
+        let eq = p
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| Reply::syntax_error("Syntax: XFORWARD attribute=value ..."))?;
+        let (name, value) = (&p[..eq], &p[eq + 1..]);
+        let attr = XforwardAttr::ALL
+            .iter()
+            .copied()
+            .find(|a| name.eq_ignore_ascii_case(a.name().as_bytes()))
+            .ok_or_else(|| Reply::syntax_error("Bad XFORWARD attribute name"))?;
+        let value = if value.eq_ignore_ascii_case(b"[UNAVAILABLE]")
+            || value.eq_ignore_ascii_case(b"[TEMPUNAVAIL]")
+        {
+            None
+        } else {
+            let v = super::dsn::decode_xtext(value)
+                .filter(|v| {
+                    v.len() <= MAX_XFORWARD_VALUE && v.iter().all(|&b| (32..127).contains(&b))
+                })
+                .ok_or_else(|| Reply::syntax_error("Bad XFORWARD attribute value"))?;
+            Some(String::from_utf8_lossy(&v).into_owned())
+        };
+        out.push((attr, value));
+    }
+    if out.is_empty() {
+        return Err(Reply::syntax_error("Syntax: XFORWARD attribute=value ..."));
+    }
+    Ok(Command::Xforward(out))
 }
 
 /// The DSN parameters of a RCPT (RFC 3461 §4.1, §4.2).
@@ -99,7 +188,7 @@ pub fn split_verb(line: &[u8]) -> Option<(Verb, &[u8])> {
         ),
         None => (line, &[][..]),
     };
-    const VERBS: [(&[u8], Verb); 13] = [
+    const VERBS: [(&[u8], Verb); 14] = [
         (b"LHLO", Verb::Lhlo),
         (b"HELO", Verb::Helo),
         (b"EHLO", Verb::Ehlo),
@@ -113,6 +202,7 @@ pub fn split_verb(line: &[u8]) -> Option<(Verb, &[u8])> {
         (b"HELP", Verb::Help),
         (b"QUIT", Verb::Quit),
         (b"STARTTLS", Verb::Starttls),
+        (b"XFORWARD", Verb::Xforward),
     ];
     VERBS
         .iter()
@@ -148,6 +238,7 @@ pub fn parse(line: &[u8], ctx: &ParseContext) -> Result<Command, Reply> {
         Verb::Noop => Ok(Command::Noop),
         Verb::Help => Ok(Command::Help),
         Verb::Starttls => no_args(args, Command::Starttls, "Syntax: STARTTLS"),
+        Verb::Xforward => parse_xforward(args),
         Verb::Expn => Ok(Command::Expn),
         Verb::Vrfy => {
             if args.iter().all(|&b| b == b' ') {

@@ -16,4 +16,4 @@ pub use dsn::{Notify, Orcpt, Ret};
 pub use reply::{Enhanced, Reply};
 #[doc(hidden)]
 pub use session::testing;
-pub use session::{BareNewline, Event, MailFrom, Session, SessionConfig, Transaction};
+pub use session::{BareNewline, Event, MailFrom, Session, SessionConfig, Transaction, Xforward};

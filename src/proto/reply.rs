@@ -146,6 +146,12 @@ impl Reply {
         )
     }
 
+    /// `503 5.5.1 Error: XFORWARD inside a transaction`: XFORWARD comes before MAIL
+    /// (XFORWARD_README).
+    pub fn xforward_in_transaction() -> Reply {
+        Reply::coded(503, (5, 5, 1), "Error: XFORWARD inside a transaction")
+    }
+
     /// `530 5.7.0 Must issue a STARTTLS command first`: `tls = required` (RFC 3207 §4).
     pub fn tls_required() -> Reply {
         Reply::coded(530, (5, 7, 0), "Must issue a STARTTLS command first")

@@ -35,6 +35,8 @@ pub struct SessionConfig {
     pub starttls: bool,
     /// MAIL is refused with `530 5.7.0` until TLS is active (`tls = required`).
     pub tls_required: bool,
+    /// XFORWARD is offered (the client is allowed by `xforward`).
+    pub xforward: bool,
 }
 
 impl Default for SessionConfig {
@@ -48,6 +50,7 @@ impl Default for SessionConfig {
             bare_newline: BareNewline::Normalize,
             starttls: false,
             tls_required: false,
+            xforward: false,
         }
     }
 }
@@ -80,6 +83,55 @@ pub struct Transaction<R> {
     pub rcpts: Vec<R>,
     /// Message size as received, counted as RFC 1870 does.
     pub size: u64,
+    /// What XFORWARD said about the original client and the MTA's queue id.
+    pub xforward: Xforward,
+}
+
+/// The XFORWARD attributes of a transaction (unknown: `None`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Xforward {
+    /// `NAME`.
+    pub name: Option<String>,
+    /// `ADDR`.
+    pub addr: Option<String>,
+    /// `PORT`.
+    pub port: Option<String>,
+    /// `PROTO`.
+    pub proto: Option<String>,
+    /// `HELO`.
+    pub helo: Option<String>,
+    /// `IDENT`: the MTA's queue id.
+    pub ident: Option<String>,
+    /// `SOURCE`.
+    pub source: Option<String>,
+}
+
+impl Xforward {
+    fn set(&mut self, attr: super::command::XforwardAttr, value: Option<String>) {
+        use super::command::XforwardAttr as A;
+        let slot = match attr {
+            A::Name => &mut self.name,
+            A::Addr => &mut self.addr,
+            A::Port => &mut self.port,
+            A::Proto => &mut self.proto,
+            A::Helo => &mut self.helo,
+            A::Ident => &mut self.ident,
+            A::Source => &mut self.source,
+        };
+        *slot = value;
+    }
+
+    /// `name[addr]` of the original client when either is known.
+    pub fn client(&self) -> Option<String> {
+        match (&self.name, &self.addr) {
+            (None, None) => None,
+            (n, a) => Some(format!(
+                "{}[{}]",
+                n.as_deref().unwrap_or("unknown"),
+                a.as_deref().unwrap_or("unknown")
+            )),
+        }
+    }
 }
 
 /// What the driver must act on, returned by [`Session::poll`].
@@ -149,6 +201,8 @@ pub struct Session<R> {
     transactions: u64,
     /// TLS is active on the connection (STARTTLS succeeded).
     tls: bool,
+    /// XFORWARD attributes for the next transaction.
+    xforward: Xforward,
 }
 
 fn find_crlf(b: &[u8]) -> Option<usize> {
@@ -172,6 +226,7 @@ impl<R> Session<R> {
             close_pending: false,
             transactions: 0,
             tls: false,
+            xforward: Xforward::default(),
             cfg,
         };
         let greeting = Reply::greeting(&s.cfg.hostname);
@@ -312,6 +367,7 @@ impl<R> Session<R> {
     fn reset_transaction(&mut self) {
         self.mail = None;
         self.rcpts.clear();
+        self.xforward = Xforward::default();
     }
 
     fn handle_line(&mut self, line: Option<Vec<u8>>) -> Option<Event<'static, R>> {
@@ -359,7 +415,26 @@ impl<R> Session<R> {
                 if self.cfg.starttls && !self.tls {
                     r.lines.push("STARTTLS".into());
                 }
+                if self.cfg.xforward {
+                    let names: Vec<&str> = super::command::XforwardAttr::ALL
+                        .iter()
+                        .map(|a| a.name())
+                        .collect();
+                    r.lines.push(format!("XFORWARD {}", names.join(" ")));
+                }
                 self.respond(r);
+            }
+            Command::Xforward(attrs) => {
+                if !self.cfg.xforward {
+                    self.respond(Reply::not_implemented());
+                } else if self.mail.is_some() {
+                    self.respond(Reply::xforward_in_transaction());
+                } else {
+                    for (a, v) in attrs {
+                        self.xforward.set(a, v);
+                    }
+                    self.respond(Reply::ok());
+                }
             }
             Command::Starttls => {
                 if !self.cfg.starttls {
@@ -428,6 +503,8 @@ impl<R> Session<R> {
             mail: self.mail.take().unwrap_or_default(),
             rcpts: std::mem::take(&mut self.rcpts),
             size: dec.size(),
+            // The attributes hold for one transaction (XFORWARD_README).
+            xforward: std::mem::take(&mut self.xforward),
         };
         let refusal = if dec.over_limit() {
             Some(Reply::message_too_big())

@@ -224,6 +224,12 @@ pub fn serve(ctx: &Context, conn: &mut Conn) {
     let mut session_cfg = live.session.clone();
     session_cfg.starttls = tls.is_some();
     session_cfg.tls_required = tls.is_some() && live.config.tls.required;
+    // XFORWARD only from the MTA on this machine: a Unix socket, standard input or loopback.
+    session_cfg.xforward = live.config.xforward.local
+        && match &conn.stream {
+            Stream::Tcp(_) | Stream::Tls(_) => conn.peer.is_some_and(|ip| ip.is_loopback()),
+            Stream::Unix(_) | Stream::Stdio { .. } => true,
+        };
     let mut driver = Driver {
         ctx,
         conn_id: conn.id,
@@ -534,6 +540,7 @@ impl Driver<'_> {
             env: &env,
             body: &body,
             dot,
+            xforward: &tx.xforward,
             filter: crate::policy::configured(&live.config.sieve).then_some(
                 crate::policy::Filter {
                     cfg: &live.config.sieve,

@@ -28,6 +28,8 @@ pub struct Msg<R> {
     pub body: Vec<u8>,
     /// The reply a refused (discarded) message got, once per recipient.
     pub discarded: Option<Reply>,
+    /// The transaction's XFORWARD attributes.
+    pub xforward: super::Xforward,
 }
 
 /// Everything a driver observes.
@@ -174,6 +176,7 @@ fn drain<R>(
                     size: tx.size,
                     body,
                     discarded: None,
+                    xforward: tx.xforward,
                 });
             }
             Some(Event::MessageDiscarded(tx, r)) => {
@@ -188,6 +191,7 @@ fn drain<R>(
                     size: tx.size,
                     body: Vec::new(),
                     discarded: Some(r),
+                    xforward: tx.xforward,
                 });
             }
             Some(Event::StartTls) => {

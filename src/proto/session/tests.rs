@@ -1417,3 +1417,104 @@ fn rfc3207_4_tls_required_refuses_mail_before_starttls_with_530() {
         "{out}"
     );
 }
+
+// ----- XFORWARD (Postfix's XFORWARD_README) -----
+
+fn xf_cfg() -> SessionConfig {
+    SessionConfig {
+        xforward: true,
+        ..SessionConfig::default()
+    }
+}
+
+#[test]
+fn xforward_is_advertised_only_to_allowed_clients_and_refused_otherwise() {
+    let t = run_cfg(&xf_cfg(), b"LHLO c\r\n", &verdict, &outcome);
+    assert!(
+        t.out
+            .contains("250 XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE\r\n"),
+        "{}",
+        t.out
+    );
+    let t = run_cfg(
+        &SessionConfig::default(),
+        b"LHLO c\r\nXFORWARD NAME=x\r\n",
+        &verdict,
+        &outcome,
+    );
+    assert!(!t.out.contains("XFORWARD"), "{}", t.out);
+    assert!(
+        t.out
+            .ends_with("502 5.5.1 Error: command not implemented\r\n"),
+        "{}",
+        t.out
+    );
+}
+
+#[test]
+fn xforward_attributes_reach_the_transaction_and_are_reset_after_it() {
+    let script = b"LHLO c\r\nXFORWARD NAME=mx.example.net ADDR=192.0.2.1\r\n\
+        XFORWARD IDENT=4B1A2C3D PROTO=ESMTP HELO=[UNAVAILABLE] SOURCE=REMOTE PORT=25\r\n\
+        MAIL FROM:<a@b>\r\nRCPT TO:<u@x>\r\nDATA\r\nhi\r\n.\r\n\
+        MAIL FROM:<a@b>\r\nRCPT TO:<u@x>\r\nDATA\r\nagain\r\n.\r\n";
+    let t = run_cfg(&xf_cfg(), script, &verdict, &outcome);
+    assert_eq!(t.msgs.len(), 2);
+    let x = &t.msgs[0].xforward;
+    assert_eq!(x.ident.as_deref(), Some("4B1A2C3D"));
+    assert_eq!(x.client().as_deref(), Some("mx.example.net[192.0.2.1]"));
+    assert_eq!(x.helo, None, "[UNAVAILABLE]");
+    assert_eq!(x.port.as_deref(), Some("25"));
+    assert_eq!(
+        t.msgs[1].xforward,
+        Xforward::default(),
+        "one transaction only"
+    );
+}
+
+#[test]
+fn xforward_syntax_rules() {
+    let t = run_cfg(
+        &xf_cfg(),
+        b"LHLO c\r\nXFORWARD\r\nXFORWARD COLOR=red\r\nXFORWARD NAME\r\nXFORWARD NAME=a+2\r\n\
+          MAIL FROM:<a@b>\r\nXFORWARD NAME=late\r\nRSET\r\n",
+        &verdict,
+        &outcome,
+    );
+    let codes: Vec<&str> = t
+        .out
+        .lines()
+        .filter(|l| l.starts_with('5'))
+        .map(|l| &l[..9])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "501 5.5.4",
+            "501 5.5.4",
+            "501 5.5.4",
+            "501 5.5.4",
+            "503 5.5.1"
+        ],
+        "{}",
+        t.out
+    );
+    let long = format!("LHLO c\r\nXFORWARD NAME={}\r\n", "a".repeat(256));
+    let t = run_cfg(&xf_cfg(), long.as_bytes(), &verdict, &outcome);
+    assert!(
+        t.out
+            .ends_with("501 5.5.4 Bad XFORWARD attribute value\r\n"),
+        "{}",
+        t.out
+    );
+    let t = run_cfg(
+        &xf_cfg(),
+        b"LHLO c\r\nXFORWARD name=a+2Bb\r\n",
+        &verdict,
+        &outcome,
+    );
+    assert!(
+        t.out.ends_with("250 2.0.0 Ok\r\n"),
+        "names case-insensitive, xtext: {}",
+        t.out
+    );
+}
