@@ -10,7 +10,7 @@ pub mod session;
 
 pub use address::{AddressError, Mailbox};
 pub use command::{Command, Verb, MAX_COMMAND_LINE};
-pub use data::DataDecoder;
+pub use data::{ChunkDecoder, DataDecoder};
 pub use reply::{Enhanced, Reply};
 #[doc(hidden)]
 pub use session::testing;

@@ -46,7 +46,7 @@ pub struct Transcript<R> {
     /// Content of a message still being received when the input ended.
     pub body: Option<Vec<u8>>,
     /// The events as one log independent of the chunking: `[start]`, the content and
-    /// `[end]` for a delivered message, `[discarded]`, `[close]`.
+    /// `[end]` for a delivered message, `[discarded]`, `[abandoned]`, `[close]`.
     pub log: Vec<u8>,
 }
 
@@ -189,6 +189,13 @@ fn drain<R>(
                     body: Vec::new(),
                     discarded: Some(r),
                 });
+            }
+            Some(Event::MessageAbandoned) => {
+                assert!(
+                    t.body.take().is_some(),
+                    "MessageAbandoned without MessageStart"
+                );
+                t.log.extend_from_slice(b"\n[abandoned]\n");
             }
             Some(Event::Close) => {
                 assert!(s.is_closed());
