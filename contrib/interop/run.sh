@@ -87,6 +87,7 @@ fw@example.org
 fwd@example.org
 vac@example.org
 tls@example.org
+chunk@example.org
 EOF
 cat >"$work/lmtpd.conf" <<EOF
 user = $RUN_USER
@@ -698,6 +699,11 @@ qualify_domain = interop.test
 keep_environment =
 daemon_smtp_ports =
 begin routers
+lmtpd_tcp:
+  driver = accept
+  domains = example.org
+  local_parts = chunk
+  transport = lmtpd_smtp
 lmtpd:
   driver = accept
   domains = example.org
@@ -707,6 +713,17 @@ lmtpd_lmtp:
   driver = lmtp
   socket = $sock
   batch_max = 10
+  user = Debian-exim
+# The smtp transport speaking LMTP over TCP: it uses BDAT whenever the server offers
+# CHUNKING (hosts_try_chunking defaults to *).
+lmtpd_smtp:
+  driver = smtp
+  protocol = lmtp
+  hosts = 127.0.0.1
+  port = $port
+  hosts_override
+  allow_localhost
+  hosts_avoid_tls = *
   user = Debian-exim
 begin retry
 * * F,1h,10m
@@ -754,6 +771,23 @@ else
         pass "exim lmtp transport (batch_max = 10): good (maildir) and mb (mbox) in one transaction,$tg; unknown bounced 550 5.1.1"
     else
         fail "exim: good +$((g1 - g0)), mb +$((m1 - m0)), ids '$tg' '$tm'" "$ex/log/mainlog" "$ex/inject.log" "$ex/log/paniclog"
+    fi
+    # Exim's smtp transport with protocol = lmtp over TCP sends the message with BDAT: its
+    # debug output shows the chunk, its log marks the delivery K (CHUNKING).
+    mkmsg exim-bdat chunk@example.org
+    c0=$(newcount chunk)
+    exim_run -C "$ex/exim.conf" -d+transport -odi -oi -f exim@example.org chunk@example.org \
+        <"$sent/exim-bdat.msg" >"$ex/bdat-debug.log" 2>&1
+    i=0
+    while [ "$(newcount chunk)" = "$c0" ] && [ $i -lt 100 ]; do
+        sleep 0.2
+        i=$((i + 1))
+    done
+    if [ "$(newcount chunk)" = $((c0 + 1)) ] && grep -Eq 'SMTP[>|+]*> BDAT [0-9]+ LAST' "$ex/bdat-debug.log" &&
+        grep -E '=> chunk@example.org .*T=lmtpd_smtp.* K ' "$ex/log/mainlog" >/dev/null; then
+        pass "exim smtp transport, protocol = lmtp over TCP: '$(grep -Eo 'BDAT [0-9]+ LAST' "$ex/bdat-debug.log" | head -1)' in Exim's debug output, delivery logged K (CHUNKING), the copy on disk"
+    else
+        fail "exim BDAT: chunk +$(($(newcount chunk) - c0))" "$ex/bdat-debug.log" "$ex/log/mainlog" "$work/lmtpd.log"
     fi
 fi
 

@@ -24,6 +24,8 @@ pub enum Verb {
     Rcpt,
     /// `DATA`
     Data,
+    /// `BDAT` (RFC 3030 CHUNKING)
+    Bdat,
     /// `RSET`
     Rset,
     /// `NOOP`
@@ -57,6 +59,13 @@ pub enum Command {
     Rcpt(Mailbox, RcptParams),
     /// `DATA`
     Data,
+    /// `BDAT <size> [LAST]`
+    Bdat {
+        /// The chunk size in octets.
+        size: u64,
+        /// `LAST` was given.
+        last: bool,
+    },
     /// `RSET`
     Rset,
     /// `NOOP [ignored]`
@@ -188,13 +197,14 @@ pub fn split_verb(line: &[u8]) -> Option<(Verb, &[u8])> {
         ),
         None => (line, &[][..]),
     };
-    const VERBS: [(&[u8], Verb); 14] = [
+    const VERBS: [(&[u8], Verb); 15] = [
         (b"LHLO", Verb::Lhlo),
         (b"HELO", Verb::Helo),
         (b"EHLO", Verb::Ehlo),
         (b"MAIL", Verb::Mail),
         (b"RCPT", Verb::Rcpt),
         (b"DATA", Verb::Data),
+        (b"BDAT", Verb::Bdat),
         (b"RSET", Verb::Rset),
         (b"NOOP", Verb::Noop),
         (b"VRFY", Verb::Vrfy),
@@ -233,6 +243,10 @@ pub fn parse(line: &[u8], ctx: &ParseContext) -> Result<Command, Reply> {
         Verb::Mail => parse_mail(args, ctx).map(Command::Mail),
         Verb::Rcpt => parse_rcpt(args, ctx).map(|(m, p)| Command::Rcpt(m, p)),
         Verb::Data => no_args(args, Command::Data, "Syntax: DATA"),
+        Verb::Bdat => match parse_bdat(args) {
+            Ok((size, last)) => Ok(Command::Bdat { size, last }),
+            Err(_) => Err(Reply::syntax_error(BDAT_SYNTAX)),
+        },
         Verb::Rset => no_args(args, Command::Rset, "Syntax: RSET"),
         Verb::Quit => no_args(args, Command::Quit, "Syntax: QUIT"),
         Verb::Noop => Ok(Command::Noop),
@@ -247,6 +261,43 @@ pub fn parse(line: &[u8], ctx: &ParseContext) -> Result<Command, Reply> {
                 Ok(Command::Vrfy)
             }
         }
+    }
+}
+
+/// The text of the `501` for a malformed BDAT.
+pub const BDAT_SYNTAX: &str = "Syntax: BDAT size [LAST]";
+
+/// Why a BDAT command line is malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BdatError {
+    /// The size is missing, not a number, or past `u64::MAX`: the chunk's end is unknown.
+    Size,
+    /// The size is readable but what follows it is not `LAST`: the chunk can still be
+    /// skipped.
+    Args(u64),
+}
+
+/// Parses BDAT's arguments: `chunk-size [SP "LAST"]`, chunk-size = 1*DIGIT (RFC 3030 §2),
+/// `LAST` in any case, trailing whitespace already removed.
+pub fn parse_bdat(args: &[u8]) -> Result<(u64, bool), BdatError> {
+    let digits = args.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (num, rest) = args.split_at(digits);
+    if num.is_empty() {
+        return Err(BdatError::Size);
+    }
+    let mut size = 0u64;
+    for &d in num {
+        size = size
+            .checked_mul(10)
+            .and_then(|s| s.checked_add(u64::from(d - b'0')))
+            .ok_or(BdatError::Size)?;
+    }
+    match rest {
+        [] => Ok((size, false)),
+        [b' ', word @ ..] if word.eq_ignore_ascii_case(b"LAST") => Ok((size, true)),
+        // `BDAT 12x`: the digits are not a number of their own.
+        [c, ..] if *c != b' ' => Err(BdatError::Size),
+        _ => Err(BdatError::Args(size)),
     }
 }
 
@@ -753,5 +804,29 @@ mod tests {
         assert_eq!(p("HELP"), Ok(Command::Help));
         assert_eq!(p("HELO x"), Ok(Command::Helo));
         assert_eq!(p("EHLO x"), Ok(Command::Ehlo));
+    }
+
+    #[test]
+    fn bdat_arguments() {
+        assert_eq!(parse_bdat(b"0"), Ok((0, false)));
+        assert_eq!(parse_bdat(b"0 LAST"), Ok((0, true)));
+        assert_eq!(parse_bdat(b"0012 last"), Ok((12, true)));
+        assert_eq!(parse_bdat(b"18446744073709551615"), Ok((u64::MAX, false)));
+        assert_eq!(parse_bdat(b"18446744073709551616"), Err(BdatError::Size));
+        assert_eq!(parse_bdat(b""), Err(BdatError::Size));
+        assert_eq!(parse_bdat(b"x"), Err(BdatError::Size));
+        assert_eq!(parse_bdat(b"-1"), Err(BdatError::Size));
+        assert_eq!(parse_bdat(b"12x"), Err(BdatError::Size));
+        assert_eq!(parse_bdat(b"12 FIRST"), Err(BdatError::Args(12)));
+        assert_eq!(parse_bdat(b"12 LAST x"), Err(BdatError::Args(12)));
+        assert_eq!(parse_bdat(b"12  LAST"), Err(BdatError::Args(12)));
+        assert_eq!(
+            p("bdat 5 LAST  "),
+            Ok(Command::Bdat {
+                size: 5,
+                last: true
+            })
+        );
+        assert_eq!(code("BDAT x"), (501, Some(Enhanced(5, 5, 4))));
     }
 }

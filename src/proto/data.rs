@@ -190,6 +190,74 @@ impl DataDecoder {
     }
 }
 
+/// Streaming decoder for BDAT content (RFC 3030 §2: exactly the announced octets, no
+/// dot-stuffing, no end marker). The output follows the DATA conventions so the spool and the
+/// stores see the same thing either way: CRLF becomes LF (also when the CR ends one chunk and
+/// the LF starts the next), a bare LF stays LF, a bare CR stays CR, and both are flagged.
+#[derive(Clone, Debug, Default)]
+pub struct ChunkDecoder {
+    /// The last octet seen was a CR whose successor is not known yet.
+    cr: bool,
+    bare_cr: bool,
+    bare_lf: bool,
+}
+
+impl ChunkDecoder {
+    /// A decoder at the start of a message.
+    pub fn new() -> Self {
+        ChunkDecoder::default()
+    }
+
+    /// Decodes all of `input` (chunk octets), appending at most `input.len() + 1` octets to
+    /// `out`; a trailing CR is held back until the next octet (or [`ChunkDecoder::finish`]).
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut rest = input;
+        while let Some((&b, tail)) = rest.split_first() {
+            if std::mem::take(&mut self.cr) {
+                if b == b'\n' {
+                    out.push(b'\n');
+                    rest = tail;
+                    continue;
+                }
+                self.bare_cr = true;
+                out.push(b'\r');
+            }
+            match b {
+                b'\r' => {
+                    self.cr = true;
+                    rest = tail;
+                }
+                b'\n' => {
+                    self.bare_lf = true;
+                    out.push(b'\n');
+                    rest = tail;
+                }
+                _ => {
+                    let run = rest
+                        .iter()
+                        .position(|&c| c == b'\r' || c == b'\n')
+                        .unwrap_or(rest.len());
+                    out.extend_from_slice(rest.get(..run).unwrap_or(&[]));
+                    rest = rest.get(run..).unwrap_or(&[]);
+                }
+            }
+        }
+    }
+
+    /// The message ended: a CR held back is a bare CR (appended to `out`). Idempotent.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.cr) {
+            self.bare_cr = true;
+            out.push(b'\r');
+        }
+    }
+
+    /// Whether a bare CR or bare LF has been seen.
+    pub fn saw_bare_newline(&self) -> bool {
+        self.bare_cr || self.bare_lf
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -366,5 +434,45 @@ mod tests {
         want.push(b'\n');
         assert_eq!(o, want);
         assert!(!d.saw_bare_newline());
+    }
+
+    /// Decodes `input` as BDAT chunks of the given sizes (cycled), then finishes.
+    fn chunks_decoded(input: &[u8], size: usize) -> (Vec<u8>, bool) {
+        let mut d = ChunkDecoder::new();
+        let mut out = Vec::new();
+        for c in input.chunks(size.max(1)) {
+            let before = out.len();
+            d.decode(c, &mut out);
+            assert!(out.len() - before <= c.len() + 1);
+        }
+        d.finish(&mut out);
+        d.finish(&mut out);
+        (out, d.saw_bare_newline())
+    }
+
+    #[test]
+    fn chunk_content_crlf_becomes_lf_across_chunk_boundaries() {
+        let input = b"a\r\nb\r\n.\r\n..x\r\n";
+        for size in 1..=input.len() {
+            let (o, bare) = chunks_decoded(input, size);
+            assert_eq!(o, b"a\nb\n.\n..x\n", "chunk {size}");
+            assert!(!bare);
+        }
+    }
+
+    #[test]
+    fn chunk_content_bare_cr_and_lf_are_kept_and_flagged() {
+        for (input, want) in [
+            (&b"a\rb"[..], &b"a\rb"[..]),
+            (b"a\nb", b"a\nb"),
+            (b"a\r", b"a\r"),
+            (b"\r\r\n", b"\r\n"),
+        ] {
+            for size in 1..=input.len() {
+                let (o, bare) = chunks_decoded(input, size);
+                assert_eq!(o, want, "{input:?} chunk {size}");
+                assert!(bare, "{input:?}");
+            }
+        }
     }
 }

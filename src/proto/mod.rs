@@ -11,7 +11,7 @@ pub mod session;
 
 pub use address::{AddressError, Mailbox};
 pub use command::{Command, RcptParams, Verb, MAX_COMMAND_LINE};
-pub use data::DataDecoder;
+pub use data::{ChunkDecoder, DataDecoder};
 pub use dsn::{Notify, Orcpt, Ret};
 pub use reply::{Enhanced, Reply};
 #[doc(hidden)]

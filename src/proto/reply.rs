@@ -117,6 +117,7 @@ impl Reply {
                 "PIPELINING".into(),
                 "ENHANCEDSTATUSCODES".into(),
                 "8BITMIME".into(),
+                "CHUNKING".into(),
                 format!("SIZE {max_size}"),
                 "SMTPUTF8".into(),
                 "DSN".into(),
@@ -231,6 +232,41 @@ impl Reply {
     /// (RFC 5321 §4.1.1.4; RFC 2034 §3).
     pub fn start_data() -> Reply {
         Reply::plain(354, "End data with <CR><LF>.<CR><LF>")
+    }
+
+    /// `250 2.0.0 <n> octets received`: a BDAT chunk that is not the last one was taken
+    /// (RFC 3030 §2: each non-LAST BDAT gets exactly one reply; RFC 2033 §4.3).
+    pub fn chunk_ok(octets: u64) -> Reply {
+        Reply::coded(250, (2, 0, 0), format!("{octets} octets received"))
+    }
+
+    /// `503 5.5.0 Error: an earlier BDAT failed, send RSET`: a chunk after a failed one in the
+    /// same transaction (RFC 3030 §2: after a failure the client must RSET); its octets have
+    /// been read and dropped.
+    pub fn chunk_after_failure() -> Reply {
+        Reply::coded(503, (5, 5, 0), "Error: an earlier BDAT failed, send RSET")
+    }
+
+    /// `503 5.5.1 Error: DATA after BDAT`: DATA and BDAT do not mix in one transaction
+    /// (RFC 3030 §2).
+    pub fn data_after_bdat() -> Reply {
+        Reply::coded(503, (5, 5, 1), "Error: DATA after BDAT")
+    }
+
+    /// `503 5.5.1 Error: RCPT after BDAT`: the recipients are complete once content started.
+    pub fn rcpt_after_bdat() -> Reply {
+        Reply::coded(503, (5, 5, 1), "Error: RCPT after BDAT")
+    }
+
+    /// `421 4.5.0 <host> Error: BDAT size unreadable, closing`: after the `501` for a BDAT
+    /// whose size is not a number (or does not fit 64 bits): the chunk's end cannot be
+    /// known, so its octets must not be read as commands (RFC 3030 §2; RFC 5321 §3.8).
+    pub fn chunk_size_unknown(host: &str) -> Reply {
+        Reply::coded(
+            421,
+            (4, 5, 0),
+            format!("{host} Error: BDAT size unreadable, closing connection"),
+        )
     }
 
     /// `252 2.0.0 Cannot VRFY user, ...`: VRFY neither confirms nor denies a user
@@ -453,7 +489,7 @@ mod tests {
             (
                 Reply::lhlo("h", 7),
                 "250-h\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n\
-                 250-SIZE 7\r\n250-SMTPUTF8\r\n250 DSN\r\n",
+                 250-CHUNKING\r\n250-SIZE 7\r\n250-SMTPUTF8\r\n250 DSN\r\n",
             ),
             (Reply::bye(), "221 2.0.0 Bye\r\n"),
             (
@@ -486,6 +522,23 @@ mod tests {
             (
                 Reply::start_data(),
                 "354 End data with <CR><LF>.<CR><LF>\r\n",
+            ),
+            (Reply::chunk_ok(12), "250 2.0.0 12 octets received\r\n"),
+            (
+                Reply::chunk_after_failure(),
+                "503 5.5.0 Error: an earlier BDAT failed, send RSET\r\n",
+            ),
+            (
+                Reply::data_after_bdat(),
+                "503 5.5.1 Error: DATA after BDAT\r\n",
+            ),
+            (
+                Reply::rcpt_after_bdat(),
+                "503 5.5.1 Error: RCPT after BDAT\r\n",
+            ),
+            (
+                Reply::chunk_size_unknown("h"),
+                "421 4.5.0 h Error: BDAT size unreadable, closing connection\r\n",
             ),
             (
                 Reply::cannot_vrfy(),

@@ -2,8 +2,8 @@
 //! LHLO/MAIL/RCPT/DATA, runs the DATA decoder and hands the driver [`Event`]s, queueing every
 //! reply (including the per-recipient post-dot replies) in order.
 
-use super::command::{self, Command, ParseContext, Verb, MAX_COMMAND_LINE};
-use super::data::DataDecoder;
+use super::command::{self, BdatError, Command, ParseContext, Verb, MAX_COMMAND_LINE};
+use super::data::{ChunkDecoder, DataDecoder};
 use super::reply::Reply;
 
 pub use super::address::Mailbox;
@@ -140,10 +140,15 @@ pub enum Event<'s, R> {
     /// A syntactically valid RCPT: the driver must call [`Session::recipient_verdict`] before
     /// anything else; [`Session::poll`] returns `None` until then.
     Recipient(Mailbox),
-    /// 354 has been queued: the driver opens a spool.
+    /// 354 has been queued, or the first BDAT chunk of a transaction with recipients was
+    /// accepted: the driver opens a spool.
     MessageStart,
-    /// The next chunk of content: dot-unstuffed, CRLF converted to LF.
+    /// The next chunk of content: dot-unstuffed (DATA), CRLF converted to LF.
     Body(&'s [u8]),
+    /// The message begun by `MessageStart` will not end (a BDAT chunk failed, or RSET, MAIL
+    /// or LHLO came between chunks): the driver drops the spool. A later `MessageDiscarded`
+    /// of the same transaction may still follow (at BDAT LAST).
+    MessageAbandoned,
     /// The final CRLF.CRLF was seen and the content is acceptable: the driver must call
     /// [`Session::delivery_outcome`] exactly `rcpts.len()` times, in order; `poll` yields
     /// nothing else until then.
@@ -169,10 +174,58 @@ enum Phase {
     AwaitVerdict(Mailbox, super::command::RcptParams),
     /// Reading content.
     Data(DataDecoder),
+    /// Reading the octets of one BDAT chunk.
+    Chunk(Chunk),
     /// Waiting for this many more `delivery_outcome` calls.
     AwaitOutcomes(usize),
     /// No more input is processed.
     Closed,
+}
+
+/// One BDAT chunk being read.
+#[derive(Debug)]
+struct Chunk {
+    /// Octets of the chunk still to be read.
+    remaining: u64,
+    /// Whether the octets go to the message (else they are read and dropped).
+    keep: bool,
+    /// What happens once the octets are read.
+    end: ChunkEnd,
+}
+
+/// What a BDAT chunk is answered with once its octets are read.
+#[derive(Debug)]
+enum ChunkEnd {
+    /// Exactly one reply: any non-LAST chunk, or a BDAT outside a transaction.
+    Reply(Reply),
+    /// The LAST chunk of a transaction: one reply per accepted recipient (zero when none
+    /// was accepted, RFC 2033 §4.3) — the delivery outcomes, or this refusal for each.
+    Last(Option<Reply>),
+}
+
+/// What [`Session::poll`] does after `finish_chunk`.
+// A return value that lives for one call: the size of the transaction it carries costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum ChunkStep<R> {
+    /// Yield the content in `body`.
+    Body,
+    /// Yield this event.
+    Event(Event<'static, R>),
+    /// Go on processing input.
+    Continue,
+}
+
+/// The BDAT state of the open transaction, from its first BDAT to LAST or RSET.
+#[derive(Debug, Default)]
+struct Chunking {
+    dec: ChunkDecoder,
+    /// Chunk octets announced so far (RFC 1870 size: no transformation is undone).
+    octets: u64,
+    /// `MessageStart` was yielded and no `MessageAbandoned` since.
+    started: bool,
+    /// A chunk failed: later ones get `503 5.5.0` until RSET (RFC 3030 §2).
+    failed: bool,
 }
 
 /// Capacity each buffer keeps between transactions (see [`Session::shrink_idle`]).
@@ -194,6 +247,8 @@ pub struct Session<R> {
     lhlo: Option<String>,
     mail: Option<MailFrom>,
     rcpts: Vec<R>,
+    /// BDAT state of the open transaction (`None`: no BDAT in it yet).
+    chunking: Option<Chunking>,
     phase: Phase,
     errors: usize,
     close_pending: bool,
@@ -221,6 +276,7 @@ impl<R> Session<R> {
             lhlo: None,
             mail: None,
             rcpts: Vec::new(),
+            chunking: None,
             phase: Phase::Command,
             errors: 0,
             close_pending: false,
@@ -292,6 +348,30 @@ impl<R> Session<R> {
                         return None;
                     }
                 }
+                Phase::Chunk(c) => {
+                    if c.remaining == 0 {
+                        match self.finish_chunk() {
+                            ChunkStep::Body => return Some(Event::Body(&self.body)),
+                            ChunkStep::Event(ev) => return Some(ev),
+                            ChunkStep::Continue => continue,
+                        }
+                    }
+                    let rest = self.input.get(self.pos..).unwrap_or(&[]);
+                    if rest.is_empty() {
+                        return None;
+                    }
+                    let n = usize::try_from(c.remaining).map_or(rest.len(), |r| r.min(rest.len()));
+                    c.remaining -= n as u64;
+                    if c.keep {
+                        if let Some(ch) = &mut self.chunking {
+                            ch.dec.decode(rest.get(..n).unwrap_or(&[]), &mut self.body);
+                        }
+                    }
+                    self.pos = self.pos.saturating_add(n).min(self.input.len());
+                    if !self.body.is_empty() {
+                        return Some(Event::Body(&self.body));
+                    }
+                }
                 Phase::Command => {
                     let line = self.next_line()?;
                     if let Some(ev) = self.handle_line(line) {
@@ -359,15 +439,19 @@ impl<R> Session<R> {
         }
         self.mail = None;
         self.rcpts.clear();
+        self.chunking = None;
         self.input.clear();
         self.pos = 0;
         self.discarding = false;
     }
 
-    fn reset_transaction(&mut self) {
+    /// Ends the open transaction; `MessageAbandoned` when it had a BDAT message started.
+    fn reset_transaction(&mut self) -> Option<Event<'static, R>> {
         self.mail = None;
         self.rcpts.clear();
         self.xforward = Xforward::default();
+        let started = self.chunking.take().is_some_and(|c| c.started);
+        started.then_some(Event::MessageAbandoned)
     }
 
     fn handle_line(&mut self, line: Option<Vec<u8>>) -> Option<Event<'static, R>> {
@@ -378,6 +462,9 @@ impl<R> Session<R> {
         // Sequencing is checked on the verb before the arguments are parsed.
         let verb = command::split_verb(command::trim_trailing_ws(&line)).map(|(v, _)| v);
         let has_bare = line.iter().any(|&b| b == b'\r' || b == b'\n');
+        if verb == Some(Verb::Bdat) && !has_bare {
+            return self.bdat(&line);
+        }
         if !has_bare {
             let seq = match verb {
                 Some(Verb::Mail | Verb::Rcpt | Verb::Data) if self.lhlo.is_none() => {
@@ -388,6 +475,8 @@ impl<R> Session<R> {
                 }
                 Some(Verb::Mail) if self.mail.is_some() => Some(Reply::nested_mail()),
                 Some(Verb::Rcpt | Verb::Data) if self.mail.is_none() => Some(Reply::need_mail()),
+                Some(Verb::Data) if self.chunking.is_some() => Some(Reply::data_after_bdat()),
+                Some(Verb::Rcpt) if self.chunking.is_some() => Some(Reply::rcpt_after_bdat()),
                 Some(Verb::Data) if self.rcpts.is_empty() => Some(Reply::no_valid_recipients()),
                 _ => None,
             };
@@ -409,7 +498,7 @@ impl<R> Session<R> {
         };
         match cmd {
             Command::Lhlo(name) => {
-                self.reset_transaction();
+                let ev = self.reset_transaction();
                 self.lhlo = Some(name);
                 let mut r = Reply::lhlo(&self.cfg.hostname, self.cfg.max_message_size);
                 if self.cfg.starttls && !self.tls {
@@ -423,6 +512,7 @@ impl<R> Session<R> {
                     r.lines.push(format!("XFORWARD {}", names.join(" ")));
                 }
                 self.respond(r);
+                return ev;
             }
             Command::Xforward(attrs) => {
                 if !self.cfg.xforward {
@@ -447,7 +537,8 @@ impl<R> Session<R> {
                     // RFC 3207 §4.2: everything known before the handshake is forgotten,
                     // and anything the client pipelined after STARTTLS is dropped unread.
                     self.respond(Reply::tls_ready());
-                    self.reset_transaction();
+                    // No transaction is open, so no BDAT message is abandoned here.
+                    let _ = self.reset_transaction();
                     self.lhlo = None;
                     self.input.clear();
                     self.pos = 0;
@@ -478,9 +569,12 @@ impl<R> Session<R> {
                 return Some(Event::MessageStart);
             }
             Command::Rset => {
-                self.reset_transaction();
+                let ev = self.reset_transaction();
                 self.respond(Reply::ok());
+                return ev;
             }
+            // Handled by `bdat` before parsing.
+            Command::Bdat { .. } => self.respond(Reply::unrecognised()),
             Command::Noop => self.respond(Reply::ok()),
             Command::Vrfy => self.respond(Reply::cannot_vrfy()),
             Command::Expn => self.respond(Reply::not_implemented()),
@@ -491,6 +585,130 @@ impl<R> Session<R> {
             }
         }
         None
+    }
+
+    /// A BDAT command line (no bare CR/LF in it): decides now what the chunk's octets are for
+    /// and what it will be answered, then reads the octets (always, even when the command
+    /// fails: RFC 3030 §2) before answering.
+    fn bdat(&mut self, line: &[u8]) -> Option<Event<'static, R>> {
+        let args = command::split_verb(command::trim_trailing_ws(line)).map_or(&[][..], |(_, a)| a);
+        let (size, last, syntax_ok) = match command::parse_bdat(args) {
+            Ok((size, last)) => (size, last, true),
+            Err(BdatError::Args(size)) => (size, false, false),
+            Err(BdatError::Size) => {
+                // Where the chunk ends is unknown: reading on could take its octets for
+                // commands, so the session ends here.
+                self.respond(Reply::syntax_error(command::BDAT_SYNTAX));
+                if !self.is_closed() {
+                    self.send(&Reply::chunk_size_unknown(&self.cfg.hostname));
+                    self.close();
+                }
+                return None;
+            }
+        };
+        let chunk = |keep, end| {
+            Phase::Chunk(Chunk {
+                remaining: size,
+                keep,
+                end,
+            })
+        };
+        let outside = if self.lhlo.is_none() {
+            Some(Reply::lhlo_first())
+        } else if self.mail.is_none() {
+            Some(Reply::need_mail())
+        } else {
+            None
+        };
+        if let Some(r) = outside {
+            self.phase = chunk(false, ChunkEnd::Reply(r));
+            return None;
+        }
+        let max = self.cfg.max_message_size;
+        let no_rcpts = self.rcpts.is_empty();
+        let ch = self.chunking.get_or_insert_with(Chunking::default);
+        ch.octets = ch.octets.saturating_add(size);
+        let failure = if !syntax_ok {
+            Some(Reply::syntax_error(command::BDAT_SYNTAX))
+        } else if ch.failed {
+            Some(Reply::chunk_after_failure())
+        } else if max != 0 && ch.octets > max {
+            Some(Reply::message_too_big())
+        } else {
+            None
+        };
+        let mut event = None;
+        if failure.is_some() {
+            ch.failed = true;
+            if std::mem::take(&mut ch.started) {
+                event = Some(Event::MessageAbandoned);
+            }
+        } else if !no_rcpts && !ch.started {
+            ch.started = true;
+            event = Some(Event::MessageStart);
+        }
+        let keep = ch.started;
+        let end = match (last, failure) {
+            (true, failure) => ChunkEnd::Last(failure),
+            (false, Some(r)) => ChunkEnd::Reply(r),
+            (false, None) if no_rcpts => ChunkEnd::Reply(Reply::no_valid_recipients()),
+            (false, None) => ChunkEnd::Reply(Reply::chunk_ok(size)),
+        };
+        self.phase = chunk(keep, end);
+        event
+    }
+
+    /// All octets of a BDAT chunk are read: answer it; after LAST, end the transaction.
+    fn finish_chunk(&mut self) -> ChunkStep<R> {
+        if let Some(ch) = &mut self.chunking {
+            let last_ok =
+                matches!(&self.phase, Phase::Chunk(c) if matches!(c.end, ChunkEnd::Last(None)));
+            if ch.started && last_ok {
+                // A CR that ended the last chunk is content too.
+                ch.dec.finish(&mut self.body);
+                if !self.body.is_empty() {
+                    return ChunkStep::Body;
+                }
+            }
+        }
+        let Phase::Chunk(c) = std::mem::replace(&mut self.phase, Phase::Command) else {
+            return ChunkStep::Continue;
+        };
+        let refusal = match c.end {
+            ChunkEnd::Reply(r) => {
+                self.respond(r);
+                return ChunkStep::Continue;
+            }
+            ChunkEnd::Last(refusal) => refusal,
+        };
+        let ch = self.chunking.take().unwrap_or_default();
+        let tx = Transaction {
+            lhlo: self.lhlo.clone().unwrap_or_default(),
+            mail: self.mail.take().unwrap_or_default(),
+            rcpts: std::mem::take(&mut self.rcpts),
+            size: ch.octets,
+            xforward: std::mem::take(&mut self.xforward),
+        };
+        if tx.rcpts.is_empty() {
+            // RFC 2033 §4.3: no accepted recipient, no reply to BDAT LAST.
+            return ChunkStep::Continue;
+        }
+        let refusal = refusal.or_else(|| {
+            (self.cfg.bare_newline == BareNewline::Reject && ch.dec.saw_bare_newline())
+                .then(Reply::bare_newline_refused)
+        });
+        match refusal {
+            Some(r) => {
+                for _ in 0..tx.rcpts.len() {
+                    self.send(&r);
+                }
+                ChunkStep::Event(Event::MessageDiscarded(tx, r))
+            }
+            None => {
+                self.phase = Phase::AwaitOutcomes(tx.rcpts.len());
+                ChunkStep::Event(Event::MessageEnd(tx))
+            }
+        }
     }
 
     /// The decoder reached the end of data and all content has been handed out.
@@ -599,6 +817,7 @@ impl<R> Session<R> {
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Command)
             && self.mail.is_none()
+            && self.chunking.is_none()
             && self.pos >= self.input.len()
             && !self.discarding
     }
@@ -614,9 +833,10 @@ impl<R> Session<R> {
         self.close();
     }
 
-    /// Whether content is being read (between 354 and the final dot).
+    /// Whether content is being read (between 354 and the final dot, or a BDAT chunk's
+    /// octets).
     pub fn in_data(&self) -> bool {
-        matches!(self.phase, Phase::Data(_))
+        matches!(self.phase, Phase::Data(_) | Phase::Chunk(_))
     }
 
     /// Between transactions, gives back the memory the buffers grew to during the last one

@@ -392,6 +392,10 @@ impl Driver<'_> {
                         }
                     }
                 }
+                Event::MessageAbandoned => {
+                    self.spool = None;
+                    self.spool_error = None;
+                }
                 Event::MessageEnd(tx) => {
                     crate::metrics::get().transaction(false);
                     let r = self.deliver(tx, stream);

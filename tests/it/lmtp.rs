@@ -127,6 +127,46 @@ fn message_over_quota_fails_after_data_for_that_recipient_only() {
 }
 
 #[test]
+fn bdat_chunks_over_tcp_are_one_message_and_failed_chunks_stay_in_sync() {
+    let srv = TestServer::start_lmtp();
+    let mut c = srv.greeted_tcp();
+    c.lhlo();
+    let part1 = "From: s@example.net\r\nSubject: bdat\r\n\r\nline one\r";
+    let part2 = "\nQUIT\r\n.\r\n";
+    let mut batch = format!(
+        "MAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<x@nowhere>\r\n\
+         RCPT TO:<bob@example.org>\r\nBDAT {}\r\n{part1}BDAT {} LAST\r\n{part2}",
+        part1.len(),
+        part2.len()
+    );
+    // BDAT outside a transaction: 503, and its octets (a QUIT) are not executed.
+    batch.push_str("BDAT 6\r\nQUIT\r\nNOOP\r\n");
+    c.send(batch.as_bytes());
+    for want in [
+        "250 2.1.0",
+        "250 2.1.5",
+        "550 5.1.1",
+        "250 2.1.5",
+        "250 2.0.0",
+        "250 2.0.0 <alice@example.org>",
+        "250 2.0.0 <bob@example.org>",
+        "503 5.5.1",
+        "250 2.0.0 Ok",
+    ] {
+        let r = c.reply();
+        assert!(r.starts_with(want), "want {want}, got {r}");
+    }
+    let files = srv.files("alice", "new");
+    assert_eq!(files.len(), 1);
+    let got = fs::read_to_string(&files[0]).expect("read");
+    assert!(
+        got.ends_with("Subject: bdat\n\nline one\nQUIT\n.\n"),
+        "{got}"
+    );
+    assert_eq!(srv.files("bob", "new").len(), 1);
+}
+
+#[test]
 fn whole_pipelined_transactions_in_one_write() {
     let srv = TestServer::start_lmtp();
     let mut c = srv.greeted_unix();

@@ -48,7 +48,8 @@ pub struct Transcript<R> {
     /// Content of a message still being received when the input ended.
     pub body: Option<Vec<u8>>,
     /// The events as one log independent of the chunking: `[start]`, the content and
-    /// `[end]` for a delivered message, `[discarded]`, `[starttls]`, `[close]`.
+    /// `[end]` for a delivered message, `[discarded]`, `[abandoned]`, `[starttls]`,
+    /// `[close]`.
     pub log: Vec<u8>,
 }
 
@@ -197,6 +198,13 @@ fn drain<R>(
             Some(Event::StartTls) => {
                 assert!(s.tls());
                 t.log.extend_from_slice(b"\n[starttls]\n");
+            }
+            Some(Event::MessageAbandoned) => {
+                assert!(
+                    t.body.take().is_some(),
+                    "MessageAbandoned without MessageStart"
+                );
+                t.log.extend_from_slice(b"\n[abandoned]\n");
             }
             Some(Event::Close) => {
                 assert!(s.is_closed());

@@ -8,7 +8,7 @@ use crate::proto::Enhanced;
 
 const GREETING: &str = "220 localhost LMTP ready\r\n";
 const LHLO_REPLY: &str = "250-localhost\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n\
-                          250-8BITMIME\r\n250-SIZE 0\r\n250-SMTPUTF8\r\n250 DSN\r\n";
+                          250-8BITMIME\r\n250-CHUNKING\r\n250-SIZE 0\r\n250-SMTPUTF8\r\n250 DSN\r\n";
 
 type Verdict<'a> = &'a dyn Fn(&Mailbox) -> Result<String, Reply>;
 type Outcome<'a> = &'a dyn Fn(&str) -> Reply;
@@ -179,11 +179,12 @@ fn lhlo_reply_lists_extensions_without_enhanced_codes() {
     assert_eq!(
         t.out,
         "220 mx.example LMTP ready\r\n250-mx.example\r\n250-PIPELINING\r\n\
-         250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SIZE 10240000\r\n250-SMTPUTF8\r\n250 DSN\r\n"
+         250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-CHUNKING\r\n250-SIZE 10240000\r\n\
+         250-SMTPUTF8\r\n250 DSN\r\n"
     );
     assert!(
-        !t.out.contains("CHUNKING") && !t.out.contains("STARTTLS"),
-        "not offered (yet, or here)"
+        !t.out.contains("BINARYMIME") && !t.out.contains("STARTTLS"),
+        "not offered (BINARYMIME never; STARTTLS only with a certificate on TCP)"
     );
 }
 
@@ -440,7 +441,7 @@ fn mail_parameters() {
                   MAIL FROM:<a@b> SIZE=1001\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\n\
                   MAIL FROM:<a@b> SIZE=1 SIZE=2\r\nMAIL FROM:<a@b> SIZE=1000 BODY=8BITMIME SMTPUTF8\r\n";
     let t = run_cfg(&cfg, script.as_bytes(), &verdict, &outcome);
-    let replies: Vec<&str> = t.out.lines().skip(8).map(|l| &l[..9]).collect();
+    let replies: Vec<&str> = t.out.lines().skip(9).map(|l| &l[..9]).collect();
     assert_eq!(
         replies,
         [
@@ -1023,6 +1024,327 @@ fn body_events_come_in_large_chunks() {
     assert!(s.in_data());
 }
 
+// ---- CHUNKING / BDAT (RFC 3030, RFC 2033 §4.3) ----------------------------------------
+
+const T2: &str = "LHLO x\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\n";
+const T2_REPLIES: &str = "250 2.1.0 Ok\r\n250 2.1.5 <a@x> OK\r\n250 2.1.5 <b@x> OK\r\n";
+
+fn bdat_talk(cfg: &SessionConfig, input: &str) -> Transcript {
+    run_cfg(cfg, input.as_bytes(), &verdict, &outcome)
+}
+
+#[test]
+fn bdat_chunks_make_one_message_and_last_gets_one_reply_per_recipient() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!("{T2}BDAT 5\r\nab\r\ncBDAT 4 LAST\r\nd\r\n\rNOOP\r\n"),
+    );
+    assert_eq!(
+        t.out,
+        lhlo(&format!(
+            "{T2_REPLIES}250 2.0.0 5 octets received\r\n\
+             250 2.0.0 <a@x> Saved\r\n250 2.0.0 <b@x> Saved\r\n250 2.0.0 Ok\r\n"
+        ))
+    );
+    assert_eq!(t.msgs.len(), 1);
+    // CRLF -> LF across the chunk boundary and inside; the trailing bare CR is content.
+    assert_eq!(t.msgs[0].body, b"ab\ncd\n\r");
+    assert_eq!(t.msgs[0].size, 9);
+}
+
+#[test]
+fn bdat_crlf_split_between_chunks_is_one_line_break() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!("{T2}BDAT 2\r\na\rBDAT 2 LAST\r\n\nb"),
+    );
+    assert_eq!(t.msgs[0].body, b"a\nb");
+}
+
+#[test]
+fn bdat_content_is_not_dot_unstuffed_and_has_no_end_marker() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!("{T2}BDAT 14 LAST\r\n..x\r\n.\r\nQUIT\r\nNOOP\r\n"),
+    );
+    assert_eq!(t.msgs[0].body, b"..x\n.\nQUIT\n");
+    assert!(t.out.ends_with("250 2.0.0 <b@x> Saved\r\n250 2.0.0 Ok\r\n"));
+    assert!(!t.closed);
+}
+
+#[test]
+fn bdat_0_last_ends_a_message() {
+    let t = bdat_talk(&SessionConfig::default(), &format!("{T2}BDAT 0 LAST\r\n"));
+    assert!(t
+        .out
+        .ends_with("250 2.0.0 <a@x> Saved\r\n250 2.0.0 <b@x> Saved\r\n"));
+    assert_eq!(t.msgs.len(), 1);
+    assert!(t.msgs[0].body.is_empty());
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!("{T2}BDAT 3\r\nabcBDAT 0\r\nBDAT 0 LAST\r\n"),
+    );
+    assert!(t.out.contains("250 2.0.0 0 octets received\r\n"));
+    assert_eq!(t.msgs[0].body, b"abc");
+}
+
+#[test]
+fn bdat_last_with_no_accepted_recipient_gets_zero_replies() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        "LHLO x\r\nMAIL FROM:<s@x>\r\nRCPT TO:<bad@x>\r\nBDAT 3 LAST\r\nabcNOOP\r\n",
+    );
+    assert_eq!(
+        t.out,
+        lhlo("250 2.1.0 Ok\r\n550 5.1.1 <bad@x> User unknown\r\n250 2.0.0 Ok\r\n")
+    );
+    assert!(t.msgs.is_empty());
+    assert!(!t.log.windows(7).any(|w| w == b"[start]"));
+}
+
+#[test]
+fn bdat_non_last_with_no_accepted_recipient_gets_one_503() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        "LHLO x\r\nMAIL FROM:<s@x>\r\nRCPT TO:<bad@x>\r\nBDAT 3\r\nabcBDAT 1 LAST\r\nxNOOP\r\n",
+    );
+    assert!(t.out.ends_with(
+        "550 5.1.1 <bad@x> User unknown\r\n503 5.5.1 Error: no valid recipients\r\n\
+         250 2.0.0 Ok\r\n"
+    ));
+}
+
+#[test]
+fn bdat_octets_are_read_even_when_the_command_fails() {
+    // Before LHLO, before MAIL, after LAST: one 503 each, and the chunk octets (which look
+    // like commands) are never executed.
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        "BDAT 6\r\nQUIT\r\nLHLO x\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n",
+    );
+    assert_eq!(
+        t.out,
+        lhlo("503 5.5.1 Error: send LHLO first\r\n503 5.5.1 Error: need MAIL command\r\n250 2.0.0 Ok\r\n")
+            .replacen(GREETING, "", 1)
+            .replacen("250-localhost", &format!("{GREETING}503 5.5.1 Error: send LHLO first\r\n250-localhost"), 1)
+            .replacen("503 5.5.1 Error: send LHLO first\r\n503", "503", 1)
+    );
+    assert!(!t.closed);
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!("{T2}BDAT 2 LAST\r\nokBDAT 6\r\nQUIT\r\nNOOP\r\n"),
+    );
+    assert!(t.out.ends_with(
+        "250 2.0.0 <b@x> Saved\r\n503 5.5.1 Error: need MAIL command\r\n250 2.0.0 Ok\r\n"
+    ));
+    assert!(!t.closed);
+}
+
+#[test]
+fn bdat_bad_arguments_with_a_size_are_501_and_the_chunk_is_skipped() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!("{T2}BDAT 6 FIRST\r\nQUIT\r\nBDAT 1 LAST\r\nxRSET\r\nNOOP\r\n"),
+    );
+    assert!(t.out.ends_with(&format!(
+        "{T2_REPLIES}501 5.5.4 Syntax: BDAT size [LAST]\r\n\
+         503 5.5.0 Error: an earlier BDAT failed, send RSET\r\n\
+         503 5.5.0 Error: an earlier BDAT failed, send RSET\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n"
+    )));
+    assert!(!t.closed);
+}
+
+#[test]
+fn bdat_size_that_is_not_a_number_is_501_then_421_close() {
+    for bad in [
+        "BDAT",
+        "BDAT x",
+        "BDAT -1",
+        "BDAT 1x",
+        "BDAT 99999999999999999999",
+    ] {
+        let t = bdat_talk(
+            &SessionConfig::default(),
+            &format!("{T2}{bad}\r\nQUIT\r\nNOOP\r\n"),
+        );
+        assert!(
+            t.out.ends_with(
+                "501 5.5.4 Syntax: BDAT size [LAST]\r\n\
+                 421 4.5.0 localhost Error: BDAT size unreadable, closing connection\r\n"
+            ),
+            "{bad}: {}",
+            t.out
+        );
+        assert!(t.closed);
+    }
+}
+
+#[test]
+fn bdat_failed_chunk_makes_later_chunks_503_until_rset() {
+    let cfg = SessionConfig {
+        max_message_size: 10,
+        ..SessionConfig::default()
+    };
+    let t = bdat_talk(
+        &cfg,
+        &format!(
+            "{T2}BDAT 6\r\nabcdefBDAT 6\r\nQUIT\r\nBDAT 2\r\nxyBDAT 1 LAST\r\nzRSET\r\n\
+             MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 1 LAST\r\nk"
+        ),
+    );
+    assert!(t.out.ends_with(&format!(
+        "{T2_REPLIES}250 2.0.0 6 octets received\r\n\
+         552 5.3.4 Message size exceeds fixed limit\r\n\
+         503 5.5.0 Error: an earlier BDAT failed, send RSET\r\n\
+         503 5.5.0 Error: an earlier BDAT failed, send RSET\r\n\
+         503 5.5.0 Error: an earlier BDAT failed, send RSET\r\n\
+         250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 <a@x> OK\r\n250 2.0.0 <a@x> Saved\r\n"
+    )));
+    // The first message was started, abandoned at the failure and refused at LAST.
+    assert_eq!(t.msgs.len(), 2);
+    assert!(t.msgs[0].discarded.is_some());
+    assert_eq!(t.msgs[1].body, b"k");
+    let log = String::from_utf8_lossy(&t.log);
+    assert!(
+        log.contains("[start]\n\n[abandoned]\n\n[discarded]"),
+        "{log}"
+    );
+}
+
+#[test]
+fn bdat_size_limit_counts_all_chunks_and_refuses_last_per_recipient() {
+    let cfg = SessionConfig {
+        max_message_size: 10,
+        ..SessionConfig::default()
+    };
+    let t = bdat_talk(
+        &cfg,
+        &format!("{T2}BDAT 10\r\n0123456789BDAT 1 LAST\r\nxNOOP\r\n"),
+    );
+    assert!(t.out.ends_with(
+        "250 2.0.0 10 octets received\r\n552 5.3.4 Message size exceeds fixed limit\r\n\
+         552 5.3.4 Message size exceeds fixed limit\r\n250 2.0.0 Ok\r\n"
+    ));
+    assert_eq!(t.msgs.len(), 1);
+    assert_eq!(t.msgs[0].size, 11);
+    assert!(t.msgs[0].discarded.is_some());
+    // At the limit it is accepted.
+    let t = bdat_talk(&cfg, &format!("{T2}BDAT 10 LAST\r\n0123456789"));
+    assert!(t.out.ends_with("250 2.0.0 <b@x> Saved\r\n"));
+    assert_eq!(t.msgs[0].body, b"0123456789");
+}
+
+#[test]
+fn bdat_oversized_chunk_is_read_to_its_end_and_stays_in_sync() {
+    let cfg = SessionConfig {
+        max_message_size: 4,
+        ..SessionConfig::default()
+    };
+    let t = bdat_talk(
+        &cfg,
+        &format!("{T2}BDAT 13\r\nRCPT TO:<c@x>RSET\r\nNOOP\r\n"),
+    );
+    assert!(
+        t.out.ends_with(&format!(
+            "{T2_REPLIES}552 5.3.4 Message size exceeds fixed limit\r\n250 2.0.0 Ok\r\n\
+         250 2.0.0 Ok\r\n"
+        )),
+        "{}",
+        t.out
+    );
+    assert!(t.recipients.iter().all(|m| m.local != "c"));
+    assert!(t.msgs.is_empty());
+    assert!(
+        t.body.is_none(),
+        "nothing of an oversized first chunk is spooled"
+    );
+}
+
+#[test]
+fn data_after_bdat_and_rcpt_after_bdat_are_503() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!("{T2}BDAT 1\r\nxDATA\r\nRCPT TO:<c@x>\r\nBDAT 1 LAST\r\ny"),
+    );
+    assert!(t.out.ends_with(
+        "250 2.0.0 1 octets received\r\n503 5.5.1 Error: DATA after BDAT\r\n\
+         503 5.5.1 Error: RCPT after BDAT\r\n250 2.0.0 <a@x> Saved\r\n\
+         250 2.0.0 <b@x> Saved\r\n"
+    ));
+    assert_eq!(t.msgs[0].body, b"xy");
+}
+
+#[test]
+fn bdat_after_data_and_data_after_bdat_last_are_new_transactions() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!(
+            "{T2}DATA\r\nhi\r\n.\r\nBDAT 1 LAST\r\nx\
+             MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 1 LAST\r\nz\
+             MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\nd\r\n.\r\n"
+        ),
+    );
+    assert!(t.out.contains(
+        "250 2.0.0 <b@x> Saved\r\n503 5.5.1 Error: need MAIL command\r\n250 2.1.0 Ok\r\n"
+    ));
+    let bodies: Vec<&[u8]> = t.msgs.iter().map(|m| &m.body[..]).collect();
+    assert_eq!(bodies, [&b"hi\n"[..], b"z", b"d\n"]);
+}
+
+#[test]
+fn rset_between_chunks_abandons_the_message() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!("{T2}BDAT 3\r\nabcRSET\r\nBDAT 1\r\nx"),
+    );
+    assert!(t.out.ends_with(
+        "250 2.0.0 3 octets received\r\n250 2.0.0 Ok\r\n503 5.5.1 Error: need MAIL command\r\n"
+    ));
+    assert!(t.msgs.is_empty());
+    assert!(String::from_utf8_lossy(&t.log).contains("[start]\n\n[abandoned]"));
+}
+
+#[test]
+fn bdat_bare_newline_reject_mode_is_550_per_recipient() {
+    let t = bdat_talk(&reject_cfg(), &format!("{T2}BDAT 3 LAST\r\na\nb"));
+    assert!(t.out.ends_with(
+        "550 5.5.2 Bare <CR> or <LF> received\r\n550 5.5.2 Bare <CR> or <LF> received\r\n"
+    ));
+    let t = bdat_talk(
+        &reject_cfg(),
+        &format!("{T2}BDAT 2\r\na\rBDAT 1 LAST\r\n\n"),
+    );
+    assert!(
+        t.out.ends_with("250 2.0.0 <b@x> Saved\r\n"),
+        "a CRLF split by chunks is no bare CR"
+    );
+}
+
+#[test]
+fn eof_inside_a_chunk_yields_no_message() {
+    let t = super::testing::drive(
+        &SessionConfig::default(),
+        &[format!("{T2}BDAT 10 LAST\r\nabc").as_bytes()],
+        true,
+        &mut |m| verdict(m),
+        &mut |r: &String| outcome(r),
+    );
+    assert!(t.msgs.is_empty());
+    assert!(t.closed);
+}
+
+#[test]
+fn bdat_in_pipelined_transaction_with_quit() {
+    let t = bdat_talk(
+        &SessionConfig::default(),
+        &format!("{T2}BDAT 2 LAST\r\nhiQUIT\r\n"),
+    );
+    assert!(t
+        .out
+        .ends_with("250 2.0.0 <b@x> Saved\r\n221 2.0.0 Bye\r\n"));
+    assert!(t.closed);
+}
+
 // ---- 10.8 connection loss, timeouts, shutdown --------------------------------------
 
 #[test]
@@ -1160,6 +1482,11 @@ const PIECES: &[&[u8]] = &[
     b"RCPT TO:<\"q\\\"x\"@y>\r\n",
     b"RCPT TO:<@r,@s:u@v>\r\n",
     b"DATA\r\n",
+    b"BDAT 3\r\n",
+    b"BDAT 0 LAST\r\n",
+    b"BDAT 5 LAST\r\n",
+    b"BDAT 2 last\r\n",
+    b"BDAT 4 X\r\n",
     b"RSET\r\n",
     b"NOOP\r\n",
     b"QUIT\r\n",
@@ -1255,7 +1582,8 @@ fn random_inputs_never_panic_and_stay_bounded() {
                         for _ in &tx.rcpts {
                             s.delivery_outcome(Reply::new(250, Enhanced(2, 0, 0), "ok"));
                         }
-                        assert_eq!(s.output().len() - before, 16 * tx.rcpts.len());
+                        let one = Reply::new(250, Enhanced(2, 0, 0), "ok").to_bytes().len();
+                        assert_eq!(s.output().len() - before, one * tx.rcpts.len());
                     }
                     Some(Event::MessageDiscarded(tx, r)) => {
                         check_tx(&tx.rcpts, &mut last_tx_id, round);
