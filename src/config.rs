@@ -325,6 +325,38 @@ config! {
         }, Reload;
     }
 
+    /// Local Unix accounts as recipients (README "System accounts"). Restart-only: the
+    /// privileged helper that delivers as each account starts before lmtpd drops root, with
+    /// these settings.
+    accounts: AccountsSection {
+        /// `passwd`: a local part in `local_domains` names a Unix account; `none`: only the
+        /// users file.
+        passwd: bool = false, "accounts" @ 66, OneOf {
+            words: &[("none", false), ("passwd", true)],
+            expected: "none or passwd",
+        }, Restart;
+        /// Domains whose local parts are accounts (repeatable); none = `hostname` and
+        /// `localhost`.
+        local_domains: Vec<String> = Vec::new(), "local_domains" @ 67, Each(Text), Restart;
+        /// Lowest uid that receives mail (uid 0 never does).
+        min_uid: usize = 1000, "min_uid" @ 68, Count(1, u32::MAX as u64), Restart;
+        /// Highest uid that receives mail (above it: `nobody` and other system ids).
+        max_uid: usize = 59_999, "max_uid" @ 69, Count(1, u32::MAX as u64), Restart;
+        /// Accounts outside `min_uid`..`max_uid` that receive mail all the same (repeatable).
+        allow: Vec<String> = Vec::new(), "accounts_allow" @ 70, Each(Text), Restart;
+        /// The store of accounts without a users-file `store=`: `mbox` or `maildir`.
+        store: StoreKind = StoreKind::Mbox, "account_store" @ 71, Store, Restart;
+        /// Maildir of an account (`~` = its home, `%n` = its name).
+        maildir: String = "~/Maildir".into(),
+            "account_maildir" @ 72, Checked(check_account_template), Restart;
+        /// mbox of an account (`~` = its home, `%n` = its name).
+        mbox: String = "/var/mail/%n".into(),
+            "account_mbox" @ 73, Checked(check_account_template), Restart;
+        /// Supplementary group of the delivery to an account's mbox (to create the mbox and
+        /// its dotlock in a group-writable `/var/mail`); empty = none.
+        mail_group: String = "mail".into(), "account_mail_group" @ 74, Text, Restart;
+    }
+
     /// The limits a session enforces.
     limits: Limits {
         /// Largest message accepted, in bytes (0 = unlimited); advertised as SIZE.
@@ -742,6 +774,12 @@ impl Config {
         if self.delivery.spool_dir.as_os_str().is_empty() {
             errors.push(ConfigError::Incomplete("spool_dir is empty".into()));
         }
+        if !matches!(self.accounts.store, StoreKind::Maildir | StoreKind::Mbox) {
+            errors.push(ConfigError::Incomplete(format!(
+                "account_store = {}: accounts are delivered to maildir or mbox",
+                self.accounts.store.name()
+            )));
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -802,6 +840,28 @@ fn parse_metrics(value: &str) -> Result<Option<Listen>, String> {
 /// A mailbox template may only use `%u`, `%n`, `%d` and `%%`.
 fn check_template(t: &str) -> Result<(), String> {
     lmtpd_store::template::validate(t, "mailbox")
+}
+
+/// An account's mailbox template: absolute, or `~/...` (the account's home); it names one
+/// mailbox per account (`~` or `%n`), and `%d`/`%u` are not used (an account has no domain
+/// of its own).
+pub fn check_account_template(t: &str) -> Result<(), String> {
+    lmtpd_store::template::validate(t, "account mailbox")?;
+    if !(t.starts_with('/') || t == "~" || t.starts_with("~/")) {
+        return Err(format!("'{t}' is neither absolute nor ~/..."));
+    }
+    if t[1..].contains('~') {
+        return Err(format!("'{t}': ~ (the home) may only start the template"));
+    }
+    if t.contains("%d") || t.contains("%u") {
+        return Err(format!("'{t}': use %n (the account), not %d or %u"));
+    }
+    if !t.starts_with('~') && !t.contains("%n") {
+        return Err(format!(
+            "'{t}' names the same mailbox for every account: use ~ or %n"
+        ));
+    }
+    Ok(())
 }
 
 fn check_optional_template(t: &str) -> Result<(), String> {
@@ -929,6 +989,16 @@ tls_cert = /etc/lmtpd/cert.pem
 tls_key = /etc/lmtpd/key.pem
 tls = required
 xforward = none
+accounts = passwd
+local_domains = host.example
+local_domains = localhost
+min_uid = 500
+max_uid = 30000
+accounts_allow = news
+account_store = maildir
+account_maildir = ~/Mail/inbox
+account_mbox = /var/spool/mail/%n
+account_mail_group = 
 ";
         let c = Config::parse(text, "t").expect("valid");
         assert_eq!(c.sieve.sendmail_null_sender, NullSender::Empty);
@@ -1046,6 +1116,16 @@ tls_cert = /etc/lmtpd/cert.pem
 tls_key = /etc/lmtpd/key.pem
 tls = required
 xforward = none
+accounts = passwd
+local_domains = host.example
+local_domains = localhost
+min_uid = 500
+max_uid = 30000
+accounts_allow = news
+account_store = maildir
+account_maildir = ~/Mail/inbox
+account_mbox = /var/spool/mail/%n
+account_mail_group = 
 "
         );
     }
@@ -1128,6 +1208,13 @@ tls_cert =
 tls_key = 
 tls = may
 xforward = local
+accounts = none
+min_uid = 1000
+max_uid = 59999
+account_store = mbox
+account_maildir = ~/Maildir
+account_mbox = /var/mail/%n
+account_mail_group = mail
 "
             )
         );
@@ -1252,7 +1339,16 @@ xforward = local
                 "workers",
                 "shutdown_timeout",
                 "log",
-                "syslog_facility"
+                "syslog_facility",
+                "accounts",
+                "local_domains",
+                "min_uid",
+                "max_uid",
+                "accounts_allow",
+                "account_store",
+                "account_maildir",
+                "account_mbox",
+                "account_mail_group"
             ]
         );
     }

@@ -32,6 +32,9 @@ pub struct Stores {
     mbox: Arc<dyn MailStore>,
     sqlite: Option<Arc<dyn MailStore>>,
     postgres: Option<Arc<dyn MailStore>>,
+    /// Maildir and mbox of system accounts, written by the account helper.
+    account_maildir: Arc<dyn MailStore>,
+    account_mbox: Arc<dyn MailStore>,
 }
 
 impl Stores {
@@ -79,12 +82,31 @@ impl Stores {
         } else {
             Some(open_postgres(cfg)?)
         };
+        use crate::helper::{client::HelperStore, wire::AccountStore};
+        let helper = crate::helper::client::get();
         Ok(Stores {
             maildir: Arc::new(maildir),
             mbox: Arc::new(mbox),
             sqlite,
             postgres,
+            account_maildir: Arc::new(HelperStore::new(AccountStore::Maildir, helper.clone())),
+            account_mbox: Arc::new(HelperStore::new(AccountStore::Mbox, helper)),
         })
+    }
+
+    /// The store of a recipient: its kind's, or for a system account the helper's.
+    pub fn route(&self, r: &Resolved) -> Option<&dyn MailStore> {
+        self.get_for(r.store, r.account.is_some())
+    }
+
+    /// The store for a kind, of system accounts when `account`.
+    pub fn get_for(&self, kind: StoreKind, account: bool) -> Option<&dyn MailStore> {
+        match (account, kind) {
+            (true, StoreKind::Maildir) => Some(&*self.account_maildir),
+            (true, StoreKind::Mbox) => Some(&*self.account_mbox),
+            (true, _) => None,
+            (false, kind) => self.get(kind),
+        }
     }
 
     /// The store for a kind, if it is open.
@@ -99,8 +121,13 @@ impl Stores {
 }
 
 /// Does the configuration or any user route mail to `kind`?
+/// Users-file lines in `local_domains` (under `accounts = passwd`) describe system
+/// accounts, whose mail goes through the account helper, so they do not count.
 pub fn uses(cfg: &Config, directory: &Directory, kind: StoreKind) -> bool {
-    cfg.delivery.store == kind || directory.users().any(|u| u.store == Some(kind))
+    let mut virtual_users = directory.users().filter(|u| !directory.is_account_line(u));
+    let only_accounts =
+        cfg.accounts.passwd && directory.users().all(|u| directory.is_account_line(u));
+    (cfg.delivery.store == kind && !only_accounts) || virtual_users.any(|u| u.store == Some(kind))
 }
 
 /// Everything the SQLite store is opened with: a reload keeps the open store (and its
@@ -231,7 +258,7 @@ pub fn deliver_all<E>(
         let default = || Target::for_detail(r.rcpt.detail.as_deref(), job.detail_mailbox);
         match &job.filter {
             Some(f) => {
-                let store = job.stores.get(r.store);
+                let store = job.stores.route(r);
                 let mut done = policy::filter(f, &shared, job.conn, r, store, job.detail_mailbox);
                 // A redirect that is the only thing keeping the message goes out before the
                 // reply; when it cannot, the message is stored in INBOX instead.
@@ -279,6 +306,7 @@ pub fn deliver_all<E>(
     let mut start = 0;
     while start < rcpts.len() {
         let kind = rcpts[start].store;
+        let account = rcpts[start].account.is_some();
         if let Plan::Answer(_) = &plans[start] {
             // Rejected or discarded by the filter: answered in its place, nothing stored.
             // A failed write is remembered in `out.failed`; later runs then start no copy.
@@ -293,7 +321,9 @@ pub fn deliver_all<E>(
         let end = rcpts[start..]
             .iter()
             .zip(&plans[start..])
-            .position(|(r, p)| r.store != kind || matches!(p, Plan::Answer(_)))
+            .position(|(r, p)| {
+                r.store != kind || r.account.is_some() != account || matches!(p, Plan::Answer(_))
+            })
             .map_or(rcpts.len(), |n| start + n);
         let run = &deliveries[start..end];
         let req = Request {
@@ -304,7 +334,7 @@ pub fn deliver_all<E>(
         if out.failed.is_some() {
             replies.client_gone();
         }
-        match job.stores.get(kind) {
+        match job.stores.get_for(kind, account) {
             Some(store) => run_store(store, &req, &rep, || out.drain(kind, start, run, &replies)),
             None => {
                 for i in 0..run.len() {
@@ -485,6 +515,7 @@ mod tests {
             rcpt: Recipient::new(local, "x"),
             store,
             sieve: crate::directory::UserSieve::Off,
+            account: None,
         }
     }
 

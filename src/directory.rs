@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use lmtpd_store::path::is_safe_component;
 use lmtpd_store::{DeliveryError, Enhanced, Quota, Recipient};
@@ -43,6 +44,85 @@ pub struct Resolved {
     pub store: StoreKind,
     /// The user's own Sieve script, when the users file overrides the `sieve` template.
     pub sieve: UserSieve,
+    /// The Unix account that receives the copy (`accounts = passwd`); its copies are
+    /// written by the account helper as that account.
+    pub account: Option<SystemAccount>,
+}
+
+/// A Unix account a recipient resolved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemAccount {
+    /// Login name.
+    pub name: String,
+    /// User id (never 0).
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Home directory.
+    pub home: PathBuf,
+}
+
+/// Looks an account up by name (the password database; a table in tests).
+pub type AccountLookup = fn(&str) -> io::Result<Option<crate::sys::Account>>;
+
+/// Which accounts may receive mail: `min_uid` and `accounts_allow`. Checked by the directory
+/// at RCPT and again by the account helper before it delivers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRules {
+    /// Domains whose local parts are accounts, lower case.
+    pub local_domains: Vec<String>,
+    /// Lowest uid that receives mail.
+    pub min_uid: u32,
+    /// Highest uid that receives mail.
+    pub max_uid: u32,
+    /// Accounts below `min_uid` that receive mail all the same.
+    pub allow: Vec<String>,
+    /// Store of accounts without a users-file `store=`.
+    pub store: StoreKind,
+}
+
+impl AccountRules {
+    /// The rules of the configuration, `None` unless `accounts = passwd`.
+    pub fn of(cfg: &Config) -> Option<AccountRules> {
+        let a = &cfg.accounts;
+        if !a.passwd {
+            return None;
+        }
+        let mut local_domains: Vec<String> =
+            a.local_domains.iter().map(|d| d.to_lowercase()).collect();
+        if local_domains.is_empty() {
+            local_domains = vec![cfg.delivery.hostname.to_lowercase(), "localhost".into()];
+        }
+        Some(AccountRules {
+            local_domains,
+            min_uid: u32::try_from(a.min_uid).unwrap_or(u32::MAX),
+            max_uid: u32::try_from(a.max_uid).unwrap_or(u32::MAX),
+            allow: a.allow.clone(),
+            store: a.store,
+        })
+    }
+
+    /// Why `account` may not receive mail, or `None` when it may. uid 0 never does: its
+    /// mail belongs in an alias to a person, and a delivery as root could not drop root.
+    pub fn refusal(&self, account: &crate::sys::Account) -> Option<String> {
+        if account.uid == 0 {
+            return Some(format!("{} has uid 0", account.name));
+        }
+        let in_range = (self.min_uid..=self.max_uid).contains(&account.uid);
+        if !in_range && !self.allow.iter().any(|a| a == &account.name) {
+            return Some(format!(
+                "{} has uid {}, outside min_uid {} .. max_uid {}, and is not in accounts_allow",
+                account.name, account.uid, self.min_uid, self.max_uid
+            ));
+        }
+        if !is_safe_component(&account.name) {
+            return Some(format!("account name {:?} cannot be a path", account.name));
+        }
+        if !account.home.is_absolute() {
+            return Some(format!("{} has no absolute home directory", account.name));
+        }
+        None
+    }
 }
 
 /// The users-file `sieve=` attribute.
@@ -65,6 +145,8 @@ pub struct Directory {
     lowercase_localpart: bool,
     default_store: StoreKind,
     postmaster: String,
+    accounts: Option<AccountRules>,
+    lookup: AccountLookup,
 }
 
 /// `550 5.1.3`: an address that would be unsafe as a path component.
@@ -123,6 +205,8 @@ impl Directory {
             lowercase_localpart: cfg.recipients.lowercase_localpart,
             default_store: cfg.delivery.store,
             postmaster: cfg.recipients.postmaster.clone(),
+            accounts: AccountRules::of(cfg),
+            lookup: crate::sys::lookup_user,
         };
         let mut errors = Vec::new();
         for (i, raw) in text.lines().enumerate() {
@@ -271,6 +355,11 @@ impl Directory {
         if !is_safe_component(local) || !is_safe_component(&domain) {
             return Err(unsafe_address());
         }
+        if let Some(rules) = &self.accounts {
+            if rules.local_domains.contains(&domain) {
+                return self.resolve_account(mailbox, address, domain, rules);
+            }
+        }
         let local = self.fold_local(local);
         let exact = format!("{local}@{domain}");
         let (user, detail) = if let Some(u) = self.users.get(&exact) {
@@ -298,6 +387,93 @@ impl Directory {
             return Err(DeliveryError::unknown_user());
         };
         Ok(self.recipient(user, address, detail))
+    }
+
+    /// True for a users-file line that describes a system account (its domain is one of
+    /// the `local_domains` under `accounts = passwd`) rather than a virtual user.
+    pub fn is_account_line(&self, user: &User) -> bool {
+        self.accounts
+            .as_ref()
+            .is_some_and(|r| r.local_domains.contains(&user.domain))
+    }
+
+    /// The account-resolution rules, when `accounts = passwd`.
+    pub fn account_rules(&self) -> Option<&AccountRules> {
+        self.accounts.as_ref()
+    }
+
+    /// Uses `lookup` instead of the password database (tests).
+    pub fn with_lookup(mut self, lookup: AccountLookup) -> Directory {
+        self.lookup = lookup;
+        self
+    }
+
+    /// A recipient in a local domain: its local part (folded, without `+detail`) names a
+    /// Unix account. A users-file line for the same address adds quota and store.
+    fn resolve_account(
+        &self,
+        mailbox: &Mailbox,
+        address: String,
+        domain: String,
+        rules: &AccountRules,
+    ) -> Result<Resolved, DeliveryError> {
+        let find = |name: &str| -> Result<Option<crate::sys::Account>, DeliveryError> {
+            if !is_safe_component(name) {
+                return Err(unsafe_address());
+            }
+            (self.lookup)(name).map_err(|e| {
+                DeliveryError::local_error().with_source(format!("looking up account {name}: {e}"))
+            })
+        };
+        let whole = self.fold_local(&mailbox.local);
+        let (account, detail) = match find(&whole)? {
+            Some(a) => (a, None),
+            None => {
+                let Some(pos) = mailbox.local.find(&self.delimiters[..]) else {
+                    return Err(DeliveryError::unknown_user());
+                };
+                let (base, rest) = mailbox.local.split_at(pos);
+                let detail = &rest[rest.chars().next().map_or(0, char::len_utf8)..];
+                let account =
+                    find(&self.fold_local(base))?.ok_or_else(DeliveryError::unknown_user)?;
+                let detail = if detail.is_empty() {
+                    None
+                } else if is_safe_component(detail) {
+                    Some(detail.to_string())
+                } else {
+                    return Err(unsafe_address());
+                };
+                (account, detail)
+            }
+        };
+        if let Some(why) = rules.refusal(&account) {
+            log::info!("recipient {address} refused: {why}");
+            return Err(DeliveryError::unknown_user().with_source(why));
+        }
+        let user = format!("{}@{domain}", account.name);
+        let line = self.users.get(&user);
+        let store = line.and_then(|u| u.store).unwrap_or(rules.store);
+        Ok(Resolved {
+            rcpt: Recipient {
+                address,
+                user,
+                local: account.name.clone(),
+                domain,
+                detail,
+                quota: line.map(|u| u.quota).unwrap_or_default(),
+                orcpt: None,
+            },
+            store,
+            // Scripts of accounts would have to be read and run as the account; until the
+            // helper does that, accounts get the global scripts only.
+            sieve: UserSieve::Off,
+            account: Some(SystemAccount {
+                name: account.name,
+                uid: account.uid,
+                gid: account.gid,
+                home: account.home,
+            }),
+        })
     }
 
     fn resolve_postmaster(&self, address: String) -> Result<Resolved, DeliveryError> {
@@ -334,6 +510,7 @@ impl Directory {
             },
             store: user.store.unwrap_or(self.default_store),
             sieve: user.sieve.clone(),
+            account: None,
         }
     }
 }
@@ -474,5 +651,83 @@ mod tests {
             d.resolve(&mb("POSTMASTER", None)).expect("pm").rcpt.user,
             "alice@example.org"
         );
+    }
+
+    fn fake_accounts(name: &str) -> io::Result<Option<crate::sys::Account>> {
+        let (uid, home) = match name {
+            "alice" => (1001, "/home/alice"),
+            "root" => (0, "/root"),
+            "daemon" => (1, "/usr/sbin"),
+            "nobody" => (65534, "/nonexistent"),
+            "nohome" => (1002, ""),
+            "broken" => return Err(io::Error::other("NSS is down")),
+            _ => return Ok(None),
+        };
+        Ok(Some(crate::sys::Account {
+            name: name.into(),
+            uid,
+            gid: uid,
+            home: home.into(),
+        }))
+    }
+
+    fn accounts_dir(users: &str, allow: &[&str]) -> Directory {
+        let mut cfg = Config::default();
+        cfg.accounts.passwd = true;
+        cfg.accounts.local_domains = vec!["Host.Example".into()];
+        cfg.accounts.allow = allow.iter().map(|a| a.to_string()).collect();
+        Directory::parse(users, "u", &cfg)
+            .expect("valid")
+            .with_lookup(fake_accounts)
+    }
+
+    #[test]
+    fn local_parts_in_local_domains_name_accounts_with_detail_and_users_file_attributes() {
+        let d = accounts_dir(
+            "alice@host.example quota=1M store=maildir\nbob@other.org\n",
+            &[],
+        );
+        let r = d
+            .resolve(&mb("Alice+Lists", Some("HOST.example")))
+            .expect("alice");
+        let acct = r.account.as_ref().expect("an account");
+        assert_eq!((acct.name.as_str(), acct.uid), ("alice", 1001));
+        assert_eq!(r.rcpt.user, "alice@host.example");
+        assert_eq!(r.rcpt.detail.as_deref(), Some("Lists"));
+        assert_eq!(r.rcpt.quota.bytes, Some(1 << 20));
+        assert_eq!(r.store, StoreKind::Maildir);
+        assert_eq!(r.sieve, UserSieve::Off);
+        // Other domains are still virtual users of the users file.
+        let bob = d.resolve(&mb("bob", Some("other.org"))).expect("bob");
+        assert!(bob.account.is_none());
+        // An account without a users-file line gets account_store (mbox by default).
+        let d = accounts_dir("", &[]);
+        assert_eq!(
+            d.resolve(&mb("alice", Some("host.example")))
+                .expect("alice")
+                .store,
+            StoreKind::Mbox
+        );
+    }
+
+    #[test]
+    fn root_system_ids_and_unknown_accounts_are_550_5_1_1_and_lookup_failure_is_451() {
+        let d = accounts_dir("", &[]);
+        for who in ["root", "daemon", "nobody", "nohome", "mallory"] {
+            let e = d.resolve(&mb(who, Some("host.example"))).expect_err(who);
+            assert_eq!((e.code, e.enhanced), (550, Enhanced(5, 1, 1)), "{who}");
+        }
+        let e = d
+            .resolve(&mb("broken", Some("host.example")))
+            .expect_err("nss");
+        assert_eq!((e.code, e.enhanced), (451, Enhanced(4, 3, 0)));
+        let e = d
+            .resolve(&mb("../etc", Some("host.example")))
+            .expect_err("path");
+        assert_eq!((e.code, e.enhanced), (550, Enhanced(5, 1, 3)));
+        // accounts_allow lets a system id below min_uid receive mail; never uid 0.
+        let d = accounts_dir("", &["daemon", "root"]);
+        assert!(d.resolve(&mb("daemon", Some("host.example"))).is_ok());
+        assert!(d.resolve(&mb("root", Some("host.example"))).is_err());
     }
 }

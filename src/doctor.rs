@@ -41,7 +41,8 @@ pub fn check(cfg: &Config, directory: &Directory) -> Vec<Finding> {
         out.push(Finding::Note(w));
     }
     check_sieve(cfg, &mut out);
-    if directory.is_empty() {
+    check_accounts(cfg, &mut out);
+    if directory.is_empty() && !cfg.accounts.passwd {
         out.push(Finding::Note(format!(
             "{}: no users: every RCPT will get 550 5.1.1",
             cfg.recipients.users.display()
@@ -347,6 +348,178 @@ fn check_sending(cfg: &Config, out: &mut Vec<Finding>) {
     } else {
         check_dir_writable("sieve_state_dir", dir, out);
     }
+}
+
+/// `accounts = passwd`: lmtpd must start as root, and the directory of `account_mbox` must
+/// let the delivery (as the account, with `account_mail_group`) create the mbox and the
+/// dotlock beside it.
+fn check_accounts(cfg: &Config, out: &mut Vec<Finding>) {
+    use std::os::unix::fs::MetadataExt;
+    let a = &cfg.accounts;
+    if !a.passwd {
+        return;
+    }
+    if crate::sys::euid() != 0 {
+        out.push(Finding::Note(
+            "accounts = passwd: lmtpd must be started as root (it drops root after starting \
+             the account helper)"
+                .into(),
+        ));
+    }
+    if let Some(rules) = crate::directory::AccountRules::of(cfg) {
+        out.push(Finding::Note(format!(
+            "accounts: local parts in {} are Unix accounts with uid {} .. {}{}; store {}",
+            rules.local_domains.join(", "),
+            rules.min_uid,
+            rules.max_uid,
+            if rules.allow.is_empty() {
+                String::new()
+            } else {
+                format!(" (and {})", rules.allow.join(", "))
+            },
+            rules.store.name()
+        )));
+    }
+    if a.mbox.starts_with('~') {
+        return;
+    }
+    let Some(dir) = Path::new(&a.mbox).parent() else {
+        return;
+    };
+    let meta = match fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(Finding::Problem(format!(
+                "account_mbox: {}: {e}",
+                dir.display()
+            )));
+            return;
+        }
+    };
+    let mode = meta.mode() & 0o7777;
+    let group = if a.mail_group.is_empty() {
+        None
+    } else {
+        crate::sys::lookup_group(&a.mail_group).ok().flatten()
+    };
+    let world_sticky = mode & 0o1002 == 0o1002;
+    let group_writable = group == Some(meta.gid()) && mode & 0o020 != 0;
+    out.push(Finding::Note(format!(
+        "account_mbox: {} is uid {} gid {} mode {mode:04o}",
+        dir.display(),
+        meta.uid(),
+        meta.gid()
+    )));
+    if !(world_sticky || group_writable) {
+        let need = if cfg.mbox.locks.contains(&lmtpd_mbox::LockKind::Dotlock) {
+            "new mboxes and their dotlocks"
+        } else {
+            "new mboxes"
+        };
+        out.push(Finding::Problem(format!(
+            "account_mbox: {need} cannot be created in {} as the account: make it group-writable \
+             by account_mail_group ({}) as Debian does (root:mail 2775), or sticky and \
+             world-writable as FreeBSD does (1777)",
+            dir.display(),
+            if a.mail_group.is_empty() {
+                "empty"
+            } else {
+                &a.mail_group
+            }
+        )));
+    }
+}
+
+/// `lmtpd -t -a ADDRESS`: how one address resolves, one `key: value` line each; `Err` with
+/// the reply it would get when it is refused.
+pub fn explain(cfg: &Config, directory: &Directory, address: &str) -> Result<Vec<String>, String> {
+    let mailbox = match address.rsplit_once('@') {
+        Some((l, d)) => crate::proto::Mailbox {
+            local: l.into(),
+            domain: Some(d.into()),
+        },
+        None => crate::proto::Mailbox {
+            local: address.into(),
+            domain: None,
+        },
+    };
+    let r = directory.resolve(&mailbox).map_err(|e| {
+        format!(
+            "{address}: refused: {} {} {}{}",
+            e.code,
+            e.enhanced,
+            e.text,
+            e.source.map(|s| format!(" ({s})")).unwrap_or_default()
+        )
+    })?;
+    let mut lines = vec![format!("address: {}", r.rcpt.address)];
+    let quota = |q: lmtpd_store::Quota| {
+        format!(
+            "{} bytes, {} messages",
+            q.bytes.map_or("unlimited".into(), |b| b.to_string()),
+            q.messages.map_or("unlimited".into(), |m| m.to_string())
+        )
+    };
+    if let Some(acct) = &r.account {
+        lines.push(format!(
+            "account: {} (uid {}, gid {}, home {})",
+            acct.name,
+            acct.uid,
+            acct.gid,
+            acct.home.display()
+        ));
+        lines.push(format!(
+            "store: {} (written as {} by the account helper)",
+            r.store.name(),
+            acct.name
+        ));
+        let template = if r.store == StoreKind::Maildir {
+            &cfg.accounts.maildir
+        } else {
+            &cfg.accounts.mbox
+        };
+        let sys_account = crate::sys::Account {
+            name: acct.name.clone(),
+            uid: acct.uid,
+            gid: acct.gid,
+            home: acct.home.clone(),
+        };
+        match crate::helper::server::account_path(template, &sys_account, &r.rcpt.domain) {
+            Ok(p) => {
+                lines.push(format!("path: {}", p.display()));
+                if let Err(why) = crate::helper::server::check_ownership(
+                    &p,
+                    &sys_account,
+                    template.starts_with('~'),
+                ) {
+                    lines.push(format!("refused at delivery (550 5.2.0): {why}"));
+                }
+            }
+            Err(e) => lines.push(format!("path: cannot be computed: {e}")),
+        }
+    } else {
+        lines.push(format!("user: {}", r.rcpt.user));
+        lines.push(format!("store: {}", r.store.name()));
+        let path = match r.store {
+            StoreKind::Maildir => {
+                lmtpd_store::template::expand(&cfg.maildir.template, "maildir", &r.rcpt)
+                    .map(|p| p.display().to_string())
+            }
+            StoreKind::Mbox => lmtpd_store::template::expand(&cfg.mbox.template, "mbox", &r.rcpt)
+                .map(|p| p.display().to_string()),
+            StoreKind::Sqlite => Ok(format!("{} (database)", cfg.sqlite.path.display())),
+            StoreKind::Postgres => Ok("PostgreSQL (postgres = ...)".into()),
+        };
+        lines.push(format!(
+            "path: {}",
+            path.unwrap_or_else(|e| format!("cannot be computed: {e}"))
+        ));
+    }
+    if let Some(d) = &r.rcpt.detail {
+        lines.push(format!("detail: {d}"));
+    }
+    lines.push(format!("quota: {}", quota(r.rcpt.quota)));
+    Ok(lines)
 }
 
 #[cfg(test)]

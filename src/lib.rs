@@ -44,6 +44,7 @@ pub mod config;
 pub mod deliver;
 pub mod directory;
 pub mod doctor;
+pub mod helper;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -15,6 +15,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 /// sysexits(3) codes.
 const EX_USAGE: u8 = 64;
 const EX_DATAERR: u8 = 65;
+const EX_NOUSER: u8 = 67;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_OSERR: u8 = 71;
 const EX_TEMPFAIL: u8 = 75;
@@ -53,6 +54,10 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("sieve") {
         return sieve(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some("account-helper") {
+        // Started by lmtpd itself (accounts = passwd); standard input is its control socket.
+        return lmtpd::helper::server::keeper_main();
+    }
     let mut opts = Options::new();
     opts.optopt("c", "config", "configuration file", "FILE");
     opts.optmulti(
@@ -65,6 +70,12 @@ fn main() -> ExitCode {
         "t",
         "test",
         "check the configuration and users file, then exit",
+    );
+    opts.optopt(
+        "a",
+        "address",
+        "with -t: show how ADDRESS resolves (user or account, store, path, quota)",
+        "ADDRESS",
     );
     opts.optflag("n", "print", "print the effective settings, then exit");
     opts.optflag("d", "debug", "log at debug level");
@@ -137,6 +148,24 @@ fn main() -> ExitCode {
     let Some(directory) = directory else {
         return ExitCode::from(EX_CONFIG);
     };
+    if let Some(address) = m.opt_str("a") {
+        if !m.opt_present("t") {
+            eprintln!("lmtpd: -a needs -t");
+            return ExitCode::from(EX_USAGE);
+        }
+        return match lmtpd::doctor::explain(&config, &directory, &address) {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{e}");
+                ExitCode::from(EX_NOUSER)
+            }
+        };
+    }
     if m.opt_present("t") {
         let mut problems = 0;
         for f in lmtpd::doctor::check(&config, &directory) {
@@ -223,6 +252,20 @@ fn main() -> ExitCode {
             }
         }
     };
+    // The account helper must start while lmtpd is still root: it is what delivers to each
+    // system account as that account once the rest of lmtpd has dropped root.
+    if config.accounts.passwd {
+        if lmtpd::sys::euid() != 0 {
+            log::error!(
+                "accounts = passwd: lmtpd must start as root (its helper delivers as each account)"
+            );
+            return ExitCode::from(EX_CONFIG);
+        }
+        if let Err(e) = lmtpd::helper::client::start(&config) {
+            log::error!("cannot start the account helper: {e}");
+            return ExitCode::from(EX_OSERR);
+        }
+    }
     if let Err(e) = lmtpd::privileges::drop_if_root(&config) {
         log::error!("{e}");
         return ExitCode::from(EX_CONFIG);

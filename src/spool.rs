@@ -190,7 +190,7 @@ impl Spool {
 
 /// Creates a 0600 file in `dir` and unlinks it at once: the data lives only as long as the
 /// open descriptor, so nothing is left behind by a crash or a dropped connection.
-fn create_anonymous(dir: &Path) -> io::Result<File> {
+pub fn create_anonymous(dir: &Path) -> io::Result<File> {
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{PREFIX}{}.{n}", std::process::id()));
@@ -290,6 +290,55 @@ impl Body for SpoolBody {
                 len: self.len,
             }),
         })
+    }
+    fn lines(&self) -> u64 {
+        self.lines
+    }
+    fn file(&self) -> Option<&File> {
+        match &self.storage {
+            Storage::File(f) => Some(&**f),
+            Storage::Memory(_) => None,
+        }
+    }
+}
+
+/// A body in a file received from another process (the account helper gets the spool file
+/// as a descriptor): read with positioned reads, so the offset it shares with the sender
+/// is never used.
+pub struct FileBody {
+    file: Arc<File>,
+    len: u64,
+    lines: u64,
+}
+
+impl FileBody {
+    /// The body of `len` bytes and `lines` line ends at the start of `file`. Fails when the
+    /// file is shorter than `len`.
+    pub fn new(file: File, len: u64, lines: u64) -> io::Result<FileBody> {
+        let have = file.metadata()?.len();
+        if have < len {
+            return Err(io::Error::other(format!(
+                "body file has {have} bytes, {len} announced"
+            )));
+        }
+        Ok(FileBody {
+            file: Arc::new(file),
+            len,
+            lines,
+        })
+    }
+}
+
+impl Body for FileBody {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(FileReader {
+            file: Arc::clone(&self.file),
+            pos: 0,
+            len: self.len,
+        }))
     }
     fn lines(&self) -> u64 {
         self.lines

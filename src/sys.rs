@@ -16,7 +16,8 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 /// A user account from the password database.
@@ -28,6 +29,8 @@ pub struct Account {
     pub uid: u32,
     /// Primary group id.
     pub gid: u32,
+    /// Home directory, as the password database has it.
+    pub home: std::path::PathBuf,
 }
 
 /// The effective user id.
@@ -70,10 +73,18 @@ pub fn lookup_user(name: &str) -> io::Result<Option<Account>> {
         let login = unsafe { CStr::from_ptr(pw.pw_name) }
             .to_string_lossy()
             .into_owned();
+        let home = if pw.pw_dir.is_null() {
+            std::path::PathBuf::new()
+        } else {
+            // SAFETY: a non-null pw_dir points to a NUL-terminated string inside `buf`.
+            let bytes = unsafe { CStr::from_ptr(pw.pw_dir) }.to_bytes();
+            std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+        };
         return Ok(Some(Account {
             name: login,
             uid: pw.pw_uid,
             gid: pw.pw_gid,
+            home,
         }));
     }
 }
@@ -150,6 +161,228 @@ pub fn drop_privileges(user: &Account, gid: u32) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Becomes `uid` with primary group `gid` and exactly the supplementary `groups`, for good,
+/// and verifies that root cannot be regained (the account helper's delivery child).
+pub fn become_account(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
+    if uid == 0 {
+        return Err(io::Error::other("refusing to deliver as root"));
+    }
+    let list: Vec<libc::gid_t> = groups.iter().map(|&g| g as libc::gid_t).collect();
+    // SAFETY: `list` is a valid array of `list.len()` gids for the duration of the call.
+    // The length type differs by platform (size_t on Linux, int on the BSDs).
+    check(unsafe { libc::setgroups(list.len() as _, list.as_ptr()) })?;
+    // SAFETY: plain system calls with integer arguments.
+    check(unsafe { libc::setgid(gid) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::setuid(uid) })?;
+    // SAFETY: getters without preconditions.
+    let (ruid, euid, rgid, egid) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
+    if ruid != uid || euid != uid || rgid != gid || egid != gid {
+        return Err(io::Error::other("uid/gid did not change as asked"));
+    }
+    // SAFETY: plain system calls; each must fail now.
+    if unsafe { libc::setuid(0) } == 0 || unsafe { libc::seteuid(0) } == 0 {
+        return Err(io::Error::other("root privileges could be regained"));
+    }
+    Ok(())
+}
+
+/// The most descriptors one message of the account helper's protocol carries.
+pub const MAX_PASSED_FDS: usize = 2;
+
+/// Sends `data` on the Unix stream socket `sock` with `fds` attached (SCM_RIGHTS). Returns
+/// the number of bytes sent; the descriptors travel with the first byte.
+pub fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if fds.len() > MAX_PASSED_FDS || data.is_empty() {
+        return Err(io::Error::other("bad descriptor message"));
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let payload = std::mem::size_of_val(raw.as_slice());
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8).max(1)];
+    // SAFETY: msghdr is plain old data; all-zero is valid and every field used is set.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !raw.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points to `space` writable, aligned bytes, enough for one
+        // header with `payload` bytes of data, so CMSG_FIRSTHDR is non-null and CMSG_DATA
+        // has room for the descriptors.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload as u32) as _;
+            std::ptr::copy_nonoverlapping(
+                raw.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                payload,
+            );
+        }
+    }
+    loop {
+        // SAFETY: msg and everything it points to are valid for the call.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives up to `buf.len()` bytes from the Unix stream socket `sock`, with the descriptors
+/// attached to them (at most [`MAX_PASSED_FDS`]; more are closed and refused). Every
+/// received descriptor is close-on-exec. `Ok((0, []))` at end of stream.
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let payload = MAX_PASSED_FDS * std::mem::size_of::<RawFd>();
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain old data; all-zero is valid and every field used is set.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd"
+    ))]
+    let flags = libc::MSG_CMSG_CLOEXEC;
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd"
+    )))]
+    let flags = 0;
+    let n = loop {
+        // SAFETY: msg points to valid, writable buffers of the stated sizes.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of cmsghdrs; the
+    // CMSG_* macros walk exactly those. Each SCM_RIGHTS descriptor is new and ours to own.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 || fds.len() > MAX_PASSED_FDS {
+        return Err(io::Error::other("too many descriptors passed"));
+    }
+    Ok((n, fds))
+}
+
+/// What `fork` returned in this process.
+pub enum Forked {
+    /// This is the child.
+    Child,
+    /// This is the parent; the child's pid.
+    Parent(u32),
+}
+
+/// fork(2). Only for a single-threaded process (the account helper): a child of a
+/// multi-threaded one could find a lock held by a thread that no longer exists.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller is single-threaded (documented above), so the child's copy of
+    // the address space is consistent.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// exit(code).
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// Waits for child `pid` (`None`: any child). With `block == false`, returns `Ok(None)`
+/// when no such child has ended yet (or there is no child at all).
+pub fn wait_child(pid: Option<u32>, block: bool) -> io::Result<Option<(u32, Exit)>> {
+    let target = pid.map_or(-1, |p| p as libc::pid_t);
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid int to write to.
+        let rc =
+            unsafe { libc::waitpid(target, &mut status, if block { 0 } else { libc::WNOHANG }) };
+        if rc > 0 {
+            let exit = if libc::WIFSIGNALED(status) {
+                Exit::Signal(libc::WTERMSIG(status))
+            } else {
+                Exit::Code(libc::WEXITSTATUS(status))
+            };
+            return Ok(Some((rc as u32, exit)));
+        }
+        if rc == 0 {
+            return Ok(None);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Ends this process at once with `code`, without running destructors or atexit handlers
+/// (a forked child must not flush buffers it inherited from its parent).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
 }
 
 /// Sends SIGKILL to process `pid` (a child of ours that must not finish what it started).

@@ -486,7 +486,7 @@ impl Driver<'_> {
             );
             Reply::delivery_error(&e)
         })?;
-        let Some(store) = live.stores.get(resolved.store) else {
+        let Some(store) = live.stores.route(&resolved) else {
             log::error!(
                 "conn={} rcpt=<{mailbox}>: store {} is not open",
                 self.conn_id,

@@ -329,6 +329,11 @@ pub trait Body: Send + Sync {
     /// Number of LF line ends in the body (so a backend can report the CRLF size,
     /// e.g. Maildir's `,W=`).
     fn lines(&self) -> u64;
+    /// The file that holds exactly the body from offset 0, when there is one (so it can be
+    /// passed to another process as a descriptor instead of being copied).
+    fn file(&self) -> Option<&std::fs::File> {
+        None
+    }
 }
 
 /// A body held in memory; handy for tests and tiny messages.
