@@ -378,6 +378,18 @@ pub fn wait_child(pid: Option<u32>, block: bool) -> io::Result<Option<(u32, Exit
     }
 }
 
+/// Points standard input at `/dev/null` (the keeper, once it holds its own descriptor of the
+/// control socket it was given as standard input: no child may inherit that socket).
+pub fn stdin_to_dev_null() -> io::Result<()> {
+    let null = std::fs::File::open("/dev/null")?;
+    // SAFETY: dup2 takes two integers; `null` stays open for the call and fd 0 is
+    // replaced atomically.
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Ends this process at once with `code`, without running destructors or atexit handlers
 /// (a forked child must not flush buffers it inherited from its parent).
 pub fn exit_now(code: i32) -> ! {

@@ -113,6 +113,12 @@ pub fn keeper_main() -> ExitCode {
             return ExitCode::from(71);
         }
     };
+    // Nothing forked from here may inherit the control socket: a request child, once it is
+    // the account, could otherwise announce a helper socket of its own to lmtpd.
+    if let Err(e) = sys::stdin_to_dev_null() {
+        eprintln!("lmtpd account-helper: cannot detach standard input: {e}");
+        return ExitCode::from(71);
+    }
     let cfg = match read_frame(&control)
         .map_err(|e| e.to_string())
         .and_then(|(text, _)| String::from_utf8(text).map_err(|e| e.to_string()))
@@ -160,7 +166,7 @@ pub fn keeper_main() -> ExitCode {
         let pid = match sys::fork() {
             Ok(Forked::Child) => {
                 drop(control);
-                helper_loop(&ours, &settings)
+                helper_loop(ours, &settings)
             }
             Ok(Forked::Parent(pid)) => pid,
             Err(e) => {
@@ -194,7 +200,7 @@ pub fn keeper_main() -> ExitCode {
 
 /// The helper: receives one request socket at a time and forks a child for it. Exits 0 when
 /// lmtpd closes the socket.
-fn helper_loop(sock: &UnixStream, settings: &Settings) -> ! {
+fn helper_loop(sock: UnixStream, settings: &Settings) -> ! {
     let mut children = 0usize;
     loop {
         while let Ok(Some(_)) = sys::wait_child(None, false) {
@@ -224,6 +230,9 @@ fn helper_loop(sock: &UnixStream, settings: &Settings) -> ! {
         }
         match sys::fork() {
             Ok(Forked::Child) => {
+                // The child keeps only its own request socket: the helper socket carries
+                // every other delivery's requests and bodies.
+                drop(sock);
                 let code = serve_request(conn, settings);
                 sys::exit_now(code)
             }
@@ -379,8 +388,11 @@ fn deliver(req: &Request, body: File, s: &Settings) -> Result<(), DeliveryError>
         log::warn!("account helper: {} ({}): {why}", req.account, req.address);
         DeliveryError::mailbox_unusable().with_source(why)
     })?;
+    // The mail group only for a spool outside the home (/var/mail): inside it the account
+    // needs no group, and one it does not have could reach other users' 0660 mboxes through
+    // a directory it swaps for a symlink after the checks above.
     let mut groups = vec![account.gid];
-    if req.store == AccountStore::Mbox {
+    if req.store == AccountStore::Mbox && !template.starts_with('~') {
         groups.extend(s.mail_group);
     }
     sys::become_account(account.uid, account.gid, &groups).map_err(|e| {

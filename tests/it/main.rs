@@ -1,9 +1,10 @@
 //! The integration tests, one test binary: `tests/it/common` is compiled once and shared by
-//! the server (`lmtp`), operations (`ops`), hardening, end-to-end store (`stores`), Sieve at
-//! delivery (`filter`), Sieve sending and tracking (`sending`) and the Sieve corpus (`sieve`)
-//! tests.
+//! the server (`lmtp`), operations (`ops`), system accounts (`accounts`), hardening,
+//! end-to-end store (`stores`), Sieve at delivery (`filter`), Sieve sending and tracking
+//! (`sending`) and the Sieve corpus (`sieve`) tests.
 //! Run one group with a filter on its module, e.g. `cargo test --test it hardening::`.
 
+mod accounts;
 mod common;
 mod filter;
 mod hardening;
