@@ -77,7 +77,8 @@ sieve-diff: build
 # Interoperability suite (run as root): a private Postfix instance and Exim from its
 # unpacked packages in front of lmtpd, swaks and smtp-source, then Python's mailbox module,
 # Dovecot's doveadm and `lmtpd export` reading what was stored. Installs postfix, swaks,
-# dovecot-core and dovecot-imapd with apt-get when missing. See README "Interoperability".
+# dovecot-core, dovecot-imapd and mailutils with apt-get when missing. See README
+# "Interoperability".
 interop: build
 	BIN=$(BIN) bash contrib/interop/run.sh
 

@@ -5,8 +5,9 @@
 # and Unix sockets only. Private instances with their own directories under one temp dir;
 # the system's Postfix/Dovecot/Exim and port 25 are never used.
 #
-# Runs as root (CI); installs postfix, swaks, dovecot-core and dovecot-imapd with apt-get
-# when missing. BIN=path skips the cargo build. KEEP=1 keeps the temp dir.
+# Runs as root (CI); installs postfix, swaks, dovecot-core, dovecot-imapd and mailutils with
+# apt-get when missing. Adds (and removes at the end) a throw-away Unix account, lmtpacct.
+# BIN=path skips the cargo build. KEEP=1 keeps the temp dir.
 # Prints one PASS/FAIL/SKIP line per step and "N passed, N failed, N skipped" last; exits
 # non-zero on any FAIL.
 set -u
@@ -39,6 +40,8 @@ command -v doveadm >/dev/null 2>&1 || pkgs="$pkgs dovecot-core dovecot-imapd"
 command -v prometheus >/dev/null 2>&1 || pkgs="$pkgs prometheus"
 command -v curl >/dev/null 2>&1 || pkgs="$pkgs curl"
 command -v openssl >/dev/null 2>&1 || pkgs="$pkgs openssl"
+# GNU mailutils' mail reads the system account's mbox (pf_accounts).
+[ -x /usr/bin/mail.mailutils ] || pkgs="$pkgs mailutils"
 if [ -n "$pkgs" ]; then
     note "installing$pkgs"
     apt-get update -q >/dev/null 2>&1
@@ -176,9 +179,22 @@ pf_started=""
 acd_set=""
 pg_ctl_bin=""
 pg_nodes=""
+# pf_accounts' throw-away Unix account and its lmtpd (accounts = passwd).
+acct_name=lmtpacct
+acct_added=""
+acct_pid=""
 cleanup() {
     [ -n "$pf_started" ] && postfix -c "$pf/etc" stop >/dev/null 2>&1
     for p in $pg_nodes; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    if [ -n "$acct_pid" ]; then
+        kill -TERM "$acct_pid" 2>/dev/null
+        wait "$acct_pid" 2>/dev/null
+        acct_pid=""
+    fi
+    if [ -n "$acct_added" ]; then
+        userdel "$acct_name" >/dev/null 2>&1 || note "userdel $acct_name failed"
+        acct_added=""
+    fi
     [ -n "$pg_ctl_bin" ] && runuser -u postgres -- "$pg_ctl_bin" -D "$work/pg/data" stop -m fast >/dev/null 2>&1
     # Give the system's Postfix its alternate_config_directories back.
     if [ -n "$acd_set" ]; then
@@ -562,6 +578,119 @@ pf_sieve_sending() {
     sleep 1
 }
 
+# System accounts: a throw-away Unix account (lmtpacct), an alias to it in Postfix's own
+# aliases file, and a second lmtpd with accounts = passwd behind mailbox_transport. Postfix's
+# local(8) expands alias-acct@interop.test to lmtpacct@interop.test and hands the mailbox
+# delivery to lmtpd over LMTP; lmtpd's account helper writes the mbox (in a private
+# /var/mail: root:mail 2775) as lmtpacct, who then reads it with GNU mailutils' mail.
+pf_accounts() {
+    local a=$work/acct qid st line mbox=$work/varmail/$acct_name owner i why=""
+    local asock=$work/acct/run/lmtp.sock
+    if getent passwd "$acct_name" >/dev/null; then
+        # Left by a run that was killed before its cleanup (ours by its comment field).
+        if [ "$(getent passwd "$acct_name" | cut -d: -f5)" = "lmtpd interop throw-away" ]; then
+            userdel "$acct_name" >/dev/null 2>&1
+        else
+            fail "postfix + system account: an account $acct_name exists and is not the suite's"
+            return
+        fi
+    fi
+    mkdir -p "$a/run" "$a/spool"
+    if ! useradd -c "lmtpd interop throw-away" -d "$a/home" -M -U -s /usr/sbin/nologin \
+        -K UID_MIN=1000 -K UID_MAX=59999 "$acct_name" >"$a/useradd.log" 2>&1; then
+        fail "postfix + system account: useradd $acct_name failed" "$a/useradd.log"
+        return
+    fi
+    acct_added=1
+    install -d -o "$acct_name" -g "$acct_name" -m 0700 "$a/home"
+    install -d -o root -g mail -m 2775 "$work/varmail"
+    chown "$RUN_USER:$RUN_GROUP" "$a/run" "$a/spool"
+    : >"$a/users"
+    cat >"$a/lmtpd.conf" <<EOF
+user = $RUN_USER
+group = $RUN_GROUP
+listen = unix:$asock
+socket_mode = 0666
+users = $a/users
+spool_dir = $a/spool
+hostname = host.interop.test
+accounts = passwd
+local_domains = interop.test
+account_store = mbox
+account_mbox = $work/varmail/%n
+account_mail_group = mail
+sieve =
+log_level = info
+EOF
+    "$BIN" -c "$a/lmtpd.conf" 2>"$a/lmtpd.log" &
+    acct_pid=$!
+    i=0
+    while [ ! -S "$asock" ] && [ $i -lt 100 ] && kill -0 "$acct_pid" 2>/dev/null; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if [ ! -S "$asock" ]; then
+        fail "postfix + system account: lmtpd with accounts = passwd did not start" "$a/lmtpd.log"
+        return
+    fi
+    printf 'alias-acct: %s\n' "$acct_name" >"$pf/etc/aliases"
+    postalias -c "$pf/etc" "hash:$pf/etc/aliases"
+    postconf -c "$pf/etc" -e "mydestination = interop.test" "alias_maps = hash:$pf/etc/aliases" \
+        "alias_database = hash:$pf/etc/aliases" "local_transport = local" \
+        "mailbox_transport = lmtp:unix:$asock"
+    postconf -c "$pf/etc" -M "local/unix=local unix - n n - - local"
+    postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+    sleep 1
+    mkmsg pf-acct alias-acct@interop.test
+    sendmail -C "$pf/etc" -i -f sender@example.org -- alias-acct@interop.test <"$sent/pf-acct.msg"
+    qid=$(qid_of "pf-acct@interop.test")
+    st=$(pf_status "$qid" "$acct_name@interop.test")
+    line=$(grep "$qid: to=<$acct_name@interop.test>" "$pflog" | grep 'status=sent' | head -1)
+    i=0
+    while ! grep -q '^X-Interop-Id: pf-acct$' "$mbox" 2>/dev/null && [ $i -lt 50 ]; do
+        sleep 0.2
+        i=$((i + 1))
+    done
+    owner=$(stat -c '%U %a' "$mbox" 2>/dev/null)
+    # As the account, with a real MUA: mail -H lists the headers of the mbox and exits.
+    if [ -x /usr/bin/mail.mailutils ]; then
+        timeout 30 su -s /bin/sh "$acct_name" \
+            -c "cd / && MAIL='$mbox' /usr/bin/mail.mailutils -H -f '$mbox'" </dev/null \
+            >"$a/mail-H.out" 2>&1
+    else
+        echo "mail.mailutils is not installed (mailutils)" >"$a/mail-H.out"
+    fi
+    [ -n "$qid" ] || why="$why, not picked up"
+    [ "$st" = sent ] || why="$why, status=$st"
+    grep "$qid: passing <$acct_name@interop.test> to transport=lmtp" "$pflog" |
+        grep -q 'postfix/local\[' || why="$why, local(8) did not pass $acct_name@ to lmtp"
+    case $line in
+    *" postfix/lmtp["*"orig_to=<alias-acct@interop.test>, relay="*"[$asock]"*) ;;
+    *) why="$why, no lmtp line for $acct_name@ (orig_to=<alias-acct@>) via $asock" ;;
+    esac
+    grep "to=<$acct_name@interop.test> user=$acct_name@interop.test store=mbox" "$a/lmtpd.log" |
+        grep -q 'status=250' || why="$why, no 250 for $acct_name@ in lmtpd's log"
+    [ "$owner" = "$acct_name 600" ] || why="$why, mbox '${owner:-missing}' (want $acct_name 600)"
+    grep -q '^X-Interop-Id: pf-acct$' "$mbox" 2>/dev/null || why="$why, not in the mbox"
+    python3 "$here/check.py" mbox "$sent" "$mbox=1" >"$a/py-mbox.out" 2>&1 ||
+        why="$why, python mailbox.mbox"
+    grep -q 'interop pf-acct' "$a/mail-H.out" || why="$why, mail -H does not list it"
+    if [ -z "$why" ]; then
+        pass "postfix + system account: local(8) expanded alias-acct@ to $acct_name@ and passed it to lmtpd (accounts = passwd) over lmtp:unix: (status=sent); the mbox is $acct_name's, 0600, and mail -H run as $acct_name lists '$(grep -o 'interop pf-acct' "$a/mail-H.out" | head -1)'"
+    else
+        fail "postfix + system account:${why#,}" "$pflog" "$a/lmtpd.log" "$a/mail-H.out" \
+            "$a/py-mbox.out"
+    fi
+    kill -TERM "$acct_pid" 2>/dev/null
+    wait "$acct_pid" 2>/dev/null
+    acct_pid=""
+    postconf -c "$pf/etc" -e "mydestination =" "alias_maps =" "alias_database =" \
+        "local_transport = error:5.1.1 no local delivery in the interop test"
+    postconf -c "$pf/etc" -X mailbox_transport
+    postconf -c "$pf/etc" -MX local/unix
+    postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+}
+
 if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
     export PATH=/usr/sbin:$PATH
     # lmtpd submits Sieve's redirects and vacation replies as nobody through this private
@@ -650,6 +779,7 @@ if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
         pf_alias_orcpt
         pf_sieve_sending
         pf_postgres_nodes
+        pf_accounts
         postfix -c "$pf/etc" stop >>"$work/postfix-start.log" 2>&1
         pf_started=""
     else
@@ -659,6 +789,7 @@ if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
         fail "postfix -c $pf/etc start" "$work/postfix-start.log" "$pflog"
         skip "postfix lmtp:inet: (no private Postfix)"
         skip "postfix burst (no private Postfix)"
+        skip "postfix + system account (no private Postfix)"
     fi
 else
     fail "postfix is not installed (apt-get install postfix failed)"
