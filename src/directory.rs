@@ -360,33 +360,37 @@ impl Directory {
                 return self.resolve_account(mailbox, address, domain, rules);
             }
         }
-        let local = self.fold_local(local);
-        let exact = format!("{local}@{domain}");
-        let (user, detail) = if let Some(u) = self.users.get(&exact) {
-            (u, None)
-        } else if let Some(pos) = mailbox.local.find(&self.delimiters[..]) {
-            // Split the local part as the client sent it, so the detail keeps its case
-            // (folder lookup matches case) and folding cannot shift the split point.
-            let (base, rest) = mailbox.local.split_at(pos);
-            let mut chars = rest.chars();
-            chars.next();
-            let detail = chars.as_str();
-            let user = self
-                .users
-                .get(&format!("{}@{domain}", self.fold_local(base)))
-                .ok_or_else(DeliveryError::unknown_user)?;
-            let detail = if detail.is_empty() {
-                None
-            } else if is_safe_component(detail) {
-                Some(detail.to_string())
-            } else {
-                return Err(unsafe_address());
-            };
-            (user, detail)
-        } else {
+        let (user, detail) = self.with_detail(&mailbox.local, |l| {
+            Ok(self.users.get(&format!("{l}@{domain}")))
+        })?;
+        Ok(self.recipient(user, address, detail))
+    }
+
+    /// Looks a local part up with `find` (given it folded): whole first, else the part
+    /// before the first delimiter, with the rest as the `+detail` (checked as a path
+    /// component). The split is made in the local part as the client sent it, so the detail
+    /// keeps its case (folder lookup matches case) and folding cannot shift the split point.
+    fn with_detail<T>(
+        &self,
+        local: &str,
+        find: impl Fn(&str) -> Result<Option<T>, DeliveryError>,
+    ) -> Result<(T, Option<String>), DeliveryError> {
+        if let Some(found) = find(&self.fold_local(local))? {
+            return Ok((found, None));
+        }
+        let Some(pos) = local.find(&self.delimiters[..]) else {
             return Err(DeliveryError::unknown_user());
         };
-        Ok(self.recipient(user, address, detail))
+        let (base, rest) = local.split_at(pos);
+        let detail = &rest[rest.chars().next().map_or(0, char::len_utf8)..];
+        let found = find(&self.fold_local(base))?.ok_or_else(DeliveryError::unknown_user)?;
+        if detail.is_empty() {
+            Ok((found, None))
+        } else if is_safe_component(detail) {
+            Ok((found, Some(detail.to_string())))
+        } else {
+            Err(unsafe_address())
+        }
     }
 
     /// True for a users-file line that describes a system account (its domain is one of
@@ -425,27 +429,7 @@ impl Directory {
                 DeliveryError::local_error().with_source(format!("looking up account {name}: {e}"))
             })
         };
-        let whole = self.fold_local(&mailbox.local);
-        let (account, detail) = match find(&whole)? {
-            Some(a) => (a, None),
-            None => {
-                let Some(pos) = mailbox.local.find(&self.delimiters[..]) else {
-                    return Err(DeliveryError::unknown_user());
-                };
-                let (base, rest) = mailbox.local.split_at(pos);
-                let detail = &rest[rest.chars().next().map_or(0, char::len_utf8)..];
-                let account =
-                    find(&self.fold_local(base))?.ok_or_else(DeliveryError::unknown_user)?;
-                let detail = if detail.is_empty() {
-                    None
-                } else if is_safe_component(detail) {
-                    Some(detail.to_string())
-                } else {
-                    return Err(unsafe_address());
-                };
-                (account, detail)
-            }
-        };
+        let (account, detail) = self.with_detail(&mailbox.local, find)?;
         if let Some(why) = rules.refusal(&account) {
             log::info!("recipient {address} refused: {why}");
             return Err(DeliveryError::unknown_user().with_source(why));
