@@ -30,6 +30,10 @@
 # { process_limit = 1100 }), each run paired with the same one without them (f0) on a fresh
 # server, for the throughput ratio, and the peak RSS.
 #
+# Workload b-bdat is workload b with every message sent as BDAT (RFC 3030 CHUNKING: MAIL,
+# RCPT and one `BDAT 4096 LAST` chunk pipelined in one write; lmtp-bench --bdat) instead of
+# DATA, on both servers, right after b, for the BDAT row beside b's.
+#
 # Workload s is workload b with Sieve: a global sieve_before spam script (mail-in-a-box /
 # mailcow style: X-Spam-Flag, X-Spam-Status :regex) and a 50-rule user script (header,
 # address, envelope, :regex, variables; none matches, so every message ends in the implicit
@@ -165,6 +169,9 @@ pg_sql() { psql -h "$W/pg" -p $PG_PORT -U postgres -d "${2:-postgres}" -tAqc "$1
 
 # ---------------------------------------------------------------------------------------
 # Workloads: name sessions messages recipients size mailboxes description.
+# A name ending in -bdat sends the content with BDAT (CHUNKING, lmtp-bench --bdat) instead
+# of DATA: b-bdat is workload b that way, run right after b, on both servers (Dovecot's LMTP
+# offers CHUNKING too).
 # "mailboxes": recipient j of message i goes to mailbox (i*R + j) mod K, so R = K gives
 # R distinct mailboxes per message and R = 1, K = 8 spreads messages over 8 mailboxes.
 if [ $QUICK = 1 ]; then
@@ -172,6 +179,7 @@ if [ $QUICK = 1 ]; then
     PROBE_SECS=1
     WORKLOADS="a 1 300 1 4K 1
 b 8 600 1 4K 1
+b-bdat 8 600 1 4K 1
 b8 8 600 1 4K 8
 c 8 150 5 4K 5
 c8 8 100 8 4K 8
@@ -190,6 +198,7 @@ else
     PROBE_SECS=2
     WORKLOADS="a 1 2000 1 4K 1
 b 8 4000 1 4K 1
+b-bdat 8 4000 1 4K 1
 b8 8 4000 1 4K 8
 c 8 1000 5 4K 5
 c8 8 500 8 4K 8
@@ -231,6 +240,7 @@ describe() {
     case $1 in
     a) echo "a: 1 session, $3 msgs x 1 rcpt" ;;
     b) echo "b: 8 sessions, $3 x 1 rcpt, one mailbox" ;;
+    b-bdat) echo "b-bdat: as b, sent with BDAT (one 4 KiB chunk, LAST) instead of DATA" ;;
     b8) echo "b8: as b, over 8 mailboxes" ;;
     c) echo "c: 8 sessions, $3 x 5 distinct rcpts" ;;
     c8) echo "c8: 8 sessions, $3 x 8 distinct rcpts" ;;
@@ -427,11 +437,13 @@ run_one() {
     lmtpd) start_lmtpd "$store" ;;
     dovecot) start_dovecot "$store" ;;
     esac || { stop_server; FAILED=1; echo "$wl $server $store $rep START_FAILED" >> "$RESULTS"; return; }
-    # GEN_EXTRA is a list of options: split on purpose.
+    proto=
+    case $wl in *-bdat) proto=--bdat ;; esac
+    # GEN_EXTRA is a list of options, proto one or none: split on purpose.
     # shellcheck disable=SC2086
     line=$("$GEN" load --connect "unix:$SOCKET" -s "$5" -m "$6" -r "$7" -l "$8" \
         --mailboxes "$9" --max-time "$MAX_TIME" --timeout 120 --pid "$SERVER_PID" \
-        --label "$server-$store-$wl" $GEN_EXTRA < /dev/null 2> "$W/gen.err")
+        --label "$server-$store-$wl" $proto $GEN_EXTRA < /dev/null 2> "$W/gen.err")
     rc=$?
     stop_server
     [ -s "$W/gen.err" ] && sed 's/^/    /' "$W/gen.err" | head -5 >&2

@@ -3,10 +3,14 @@
 //! `lmtp-bench load` drives an LMTP server over a Unix socket or loopback TCP with N
 //! concurrent sessions. Each transaction is pipelined the way an MTA does it: MAIL, every
 //! RCPT and DATA go out in one write, the client waits for their replies, then sends the
-//! content and the final dot and waits for one reply per accepted recipient. Messages have a
-//! fixed size or one drawn per message from a range (exact, headers included, CRLF line
-//! ends). Every reply is counted; the latency
-//! of a transaction is the time from writing the final dot to reading its last reply. With
+//! content and the final dot and waits for one reply per accepted recipient. With `--bdat`
+//! the content goes as RFC 3030 chunks instead (`BDAT n`, at most 64 KiB each, `LAST` on the
+//! final one; raw octets, no dot-stuffing, no final dot), pipelined as Exim does it: MAIL,
+//! every RCPT and the chunks go out without waiting (a message of up to 256 KiB in one
+//! write); every non-LAST chunk gets one reply, LAST one per accepted recipient. Messages have
+//! a fixed size or one drawn per message from a range (exact, headers included, CRLF line
+//! ends). Every reply is counted; the latency of a transaction is the time from writing the
+//! final dot (with `--bdat`: the last chunk) to reading its last reply. With
 //! `--pid` it also reads the server's CPU time (user + system, from `/proc`, for the process
 //! and all its descendants) over the run and its peak RSS (`VmHWM`, summed over the tree).
 //!
@@ -52,6 +56,14 @@ const MAX_MESSAGES: u64 = 100_000_000;
 const MAX_PROBES: u64 = 10_000_000;
 /// Most idle connections `--idle` may hold.
 const MAX_IDLE: usize = 10_000;
+/// Largest BDAT chunk (`--bdat`).
+const CHUNK: usize = 64 * 1024;
+/// Most non-LAST chunks sent ahead of their replies (`--bdat`); a bound, so that the
+/// server's replies never fill the socket while the generator is still writing.
+const CHUNK_WINDOW: usize = 16;
+/// Content collected before one write to the socket: a message of up to this size goes out
+/// in one write (with `--bdat`, together with its envelope).
+const SEND_BUF: usize = 256 * 1024;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -86,6 +98,9 @@ load options:
                      gives every message its own size, uniform in that range and the
                      same for the same message number on every run
   -r N               recipients per message (default 1)
+  --bdat             send the content with BDAT (CHUNKING, RFC 3030) instead of DATA:
+                     chunks of at most 64 KiB, the last one BDAT n LAST, pipelined
+                     with MAIL and RCPT; the server must advertise CHUNKING
   --to PATTERN       recipient address; %d is replaced by the mailbox number
                      (default load%d@example.org)
   --mailboxes K      distinct mailboxes 0..K-1 (default 1); recipient j of message i
@@ -213,6 +228,8 @@ struct LoadConfig {
     /// Smallest and largest message size (equal for a fixed size).
     size: (usize, usize),
     rcpts: usize,
+    /// Send the content with BDAT instead of DATA.
+    bdat: bool,
     to: String,
     mailboxes: usize,
     same: bool,
@@ -237,6 +254,7 @@ fn load_config(args: &[String]) -> Result<LoadConfig, String> {
     o.optopt("m", "", "", "N");
     o.optopt("l", "", "", "SIZE");
     o.optopt("r", "", "", "N");
+    o.optflag("", "bdat", "");
     o.optopt("", "to", "", "PATTERN");
     o.optopt("", "mailboxes", "", "K");
     o.optflag("", "same", "");
@@ -265,6 +283,7 @@ fn load_config(args: &[String]) -> Result<LoadConfig, String> {
         messages: opt_num(&m, "m", 100u64)?,
         size,
         rcpts: opt_num(&m, "r", 1usize)?,
+        bdat: m.opt_present("bdat"),
         to: m
             .opt_str("to")
             .unwrap_or_else(|| "load%d@example.org".into()),
@@ -492,6 +511,8 @@ struct Session {
     writer: Stream,
     /// Every reply read, any code.
     replies: u64,
+    /// The LHLO reply advertised CHUNKING.
+    chunking: bool,
 }
 
 impl Session {
@@ -517,6 +538,7 @@ impl Session {
             reader: BufReader::with_capacity(16 * 1024, stream),
             writer,
             replies: 0,
+            chunking: false,
         })
     }
 
@@ -547,9 +569,11 @@ impl Session {
         if code != 250 {
             return Err(Stop::Failed(format!("LHLO: {code} {text}")));
         }
-        if !text.to_ascii_uppercase().contains("PIPELINING") {
+        let upper = text.to_ascii_uppercase();
+        if !upper.contains("PIPELINING") {
             eprintln!("lmtp-bench: note: the server does not advertise PIPELINING");
         }
+        self.chunking = upper.split_whitespace().any(|w| w == "CHUNKING");
         Ok(true)
     }
 
@@ -817,12 +841,15 @@ fn recipient(cfg: &LoadConfig, msg: u64, j: usize) -> String {
 /// What one session counted.
 #[derive(Default)]
 struct Tally {
-    /// Transactions whose content was sent (final dot written).
+    /// Transactions whose content was sent (final dot written; with `--bdat`, the LAST chunk
+    /// written with at least one recipient accepted).
     messages: u64,
-    /// Transactions in which every recipient got 250 after the dot.
+    /// Transactions in which every recipient got 250 after the dot (or BDAT LAST).
     messages_ok: u64,
-    /// 250 replies after the dot.
+    /// 250 replies after the dot (or BDAT LAST).
     deliveries: u64,
+    /// BDAT chunks sent (`--bdat`), LAST ones included.
+    chunks: u64,
     /// 4xx replies (any stage) other than `421`, which ends the session as refused.
     tempfail: u64,
     /// 5xx replies (any stage).
@@ -853,6 +880,66 @@ impl Tally {
     }
 }
 
+/// The MAIL and RCPT replies of one transaction, read in order.
+#[derive(Default)]
+struct Envelope {
+    /// Replies read so far: MAIL's, then one per RCPT.
+    read: usize,
+    mail_ok: bool,
+    /// RCPTs answered 250.
+    accepted: usize,
+}
+
+impl Envelope {
+    /// Whether all 1 + R replies have been read.
+    fn done(&self, rcpts: &[String]) -> bool {
+        self.read > rcpts.len()
+    }
+
+    /// Reads the next envelope reply (MAIL's first, then the RCPTs' in order).
+    fn read_next(&mut self, s: &mut Session, t: &mut Tally, rcpts: &[String]) -> Result<(), Stop> {
+        let (code, text) = s.reply()?;
+        t.count(code);
+        if self.read == 0 {
+            self.mail_ok = code == 250;
+            if !self.mail_ok && t.errors.len() < 5 {
+                t.errors.push(format!("MAIL: {code} {text}"));
+            }
+        } else if code == 250 {
+            self.accepted += 1;
+        } else if t.errors.len() < 5 {
+            let r = rcpts.get(self.read - 1).map_or("?", String::as_str);
+            t.errors.push(format!("RCPT {r}: {code} {text}"));
+        }
+        self.read += 1;
+        Ok(())
+    }
+}
+
+/// `MAIL FROM` and one `RCPT TO` per recipient, CRLF-terminated.
+fn envelope_commands(rcpts: &[String]) -> String {
+    let mut envelope = String::from("MAIL FROM:<bench@example.net>\r\n");
+    for r in rcpts {
+        envelope.push_str(&format!("RCPT TO:<{r}>\r\n"));
+    }
+    envelope
+}
+
+/// The header block of message `msg` from session `id`, blank line included.
+fn message_header(to: &str, id: usize, msg: u64) -> String {
+    format!(
+        "From: <bench@example.net>\r\n\
+         To: <{to}>\r\n\
+         Subject: lmtp-bench {id}/{msg}\r\n\
+         Message-ID: <{msg}.{id}.{}@lmtp-bench.localhost>\r\n\
+         Date: Thu, 1 Jan 2026 00:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n",
+        std::process::id()
+    )
+}
+
 /// Runs one transaction; `Err` means the session cannot go on (`Stop::Refused`: the server
 /// ended it with `421`).
 fn transaction(
@@ -863,29 +950,17 @@ fn transaction(
     id: usize,
     t: &mut Tally,
 ) -> Result<(), Stop> {
-    let rcpts: Vec<String> = (0..cfg.rcpts).map(|j| recipient(cfg, msg, j)).collect();
-    let mut envelope = String::from("MAIL FROM:<bench@example.net>\r\n");
-    for r in &rcpts {
-        envelope.push_str(&format!("RCPT TO:<{r}>\r\n"));
+    if cfg.bdat {
+        return transaction_bdat(s, cfg, block, msg, id, t);
     }
+    let rcpts: Vec<String> = (0..cfg.rcpts).map(|j| recipient(cfg, msg, j)).collect();
+    let mut envelope = envelope_commands(&rcpts);
     envelope.push_str("DATA\r\n");
     s.send(envelope.as_bytes())?;
 
-    let (code, text) = s.reply()?;
-    t.count(code);
-    let mail_ok = code == 250;
-    if !mail_ok && t.errors.len() < 5 {
-        t.errors.push(format!("MAIL: {code} {text}"));
-    }
-    let mut accepted = 0usize;
-    for r in &rcpts {
-        let (code, text) = s.reply()?;
-        t.count(code);
-        if code == 250 {
-            accepted += 1;
-        } else if t.errors.len() < 5 {
-            t.errors.push(format!("RCPT {r}: {code} {text}"));
-        }
+    let mut env = Envelope::default();
+    while !env.done(&rcpts) {
+        env.read_next(s, t, &rcpts)?;
     }
     let (code, text) = s.reply()?;
     t.count(code);
@@ -899,28 +974,17 @@ fn transaction(
         return Ok(());
     }
 
-    let header = format!(
-        "From: <bench@example.net>\r\n\
-         To: <{}>\r\n\
-         Subject: lmtp-bench {id}/{msg}\r\n\
-         Message-ID: <{msg}.{id}.{}@lmtp-bench.localhost>\r\n\
-         Date: Thu, 1 Jan 2026 00:00:00 +0000\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=us-ascii\r\n\
-         \r\n",
-        rcpts[0],
-        std::process::id()
-    );
+    let header = message_header(&rcpts[0], id, msg);
     let size = message_size(cfg.size, msg);
     let body_len = size.saturating_sub(header.len()).max(2);
-    if size <= 256 * 1024 {
+    if size <= SEND_BUF {
         let mut buf = Vec::with_capacity(size + 8);
         buf.extend_from_slice(header.as_bytes());
         write_body(&mut buf, block, body_len).map_err(|e| format!("body: {e}"))?;
         buf.extend_from_slice(b".\r\n");
         s.send(&buf)?;
     } else {
-        let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut s.writer);
+        let mut w = std::io::BufWriter::with_capacity(SEND_BUF, &mut s.writer);
         let written = w
             .write_all(header.as_bytes())
             .and_then(|_| write_body(&mut w, block, body_len))
@@ -933,6 +997,20 @@ fn transaction(
     }
     let dot = Instant::now();
     t.messages += 1;
+    final_replies(s, t, &rcpts, env.accepted, env.mail_ok, dot, "after DATA")
+}
+
+/// Reads the replies to the final dot (or `BDAT ... LAST`), one per accepted recipient, and
+/// counts the deliveries and the latency since `sent`.
+fn final_replies(
+    s: &mut Session,
+    t: &mut Tally,
+    rcpts: &[String],
+    accepted: usize,
+    mail_ok: bool,
+    sent: Instant,
+    what: &str,
+) -> Result<(), Stop> {
     let mut ok = 0usize;
     for r in rcpts.iter().take(accepted) {
         let (code, text) = match s.reply() {
@@ -952,16 +1030,179 @@ fn transaction(
         if code == 250 {
             ok += 1;
         } else if t.errors.len() < 5 {
-            t.errors.push(format!("after DATA {r}: {code} {text}"));
+            t.errors.push(format!("{what} {r}: {code} {text}"));
         }
     }
-    let us = u64::try_from(dot.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
     t.latencies_us.push(us);
     t.deliveries += ok as u64;
     if mail_ok && ok == rcpts.len() {
         t.messages_ok += 1;
     }
     Ok(())
+}
+
+/// Writes what is written to it as BDAT chunks of at most [`CHUNK`] octets behind the
+/// transaction's envelope, and reads the replies it has outrun whenever more than
+/// [`CHUNK_WINDOW`] chunks are unanswered. A full chunk is held until more content arrives,
+/// so [`Chunker::finish`] can send the last one as `BDAT n LAST` (never `BDAT 0 LAST`).
+struct Chunker<'a> {
+    s: &'a mut Session,
+    t: &'a mut Tally,
+    rcpts: &'a [String],
+    /// The envelope replies read so far.
+    env: Envelope,
+    /// Non-LAST chunks sent whose reply has not been read.
+    unanswered: usize,
+    /// The octets of the chunk being filled.
+    chunk: Vec<u8>,
+    /// Commands and chunks not yet written to the socket.
+    out: Vec<u8>,
+    /// Why a write failed (`Write` can only return an `io::Error`).
+    stop: Option<Stop>,
+}
+
+impl Chunker<'_> {
+    /// Frames the held octets as one chunk (`LAST` when `last`) and sends what is due.
+    fn emit(&mut self, last: bool) -> Result<(), Stop> {
+        let n = self.chunk.len();
+        let cmd = if last {
+            format!("BDAT {n} LAST\r\n")
+        } else {
+            format!("BDAT {n}\r\n")
+        };
+        self.out.extend_from_slice(cmd.as_bytes());
+        self.out.extend_from_slice(&self.chunk);
+        self.chunk.clear();
+        self.t.chunks += 1;
+        if !last {
+            self.unanswered += 1;
+        }
+        if last || self.out.len() >= SEND_BUF {
+            self.send_out()?;
+        }
+        while self.unanswered > CHUNK_WINDOW {
+            self.read_next()?;
+        }
+        Ok(())
+    }
+
+    fn send_out(&mut self) -> Result<(), Stop> {
+        if !self.out.is_empty() {
+            self.s.send(&self.out)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads the oldest outstanding reply: the envelope's first, then the chunks'.
+    fn read_next(&mut self) -> Result<(), Stop> {
+        // Everything asked must have been sent before waiting for its answer.
+        self.send_out()?;
+        if !self.env.done(self.rcpts) {
+            return self.env.read_next(self.s, self.t, self.rcpts);
+        }
+        let (code, text) = self.s.reply()?;
+        self.t.count(code);
+        self.unanswered = self.unanswered.saturating_sub(1);
+        if code != 250 && self.t.errors.len() < 5 {
+            self.t.errors.push(format!("BDAT: {code} {text}"));
+        }
+        Ok(())
+    }
+
+    /// Sends the held octets as `BDAT n LAST`, then reads every reply before LAST's.
+    fn finish(mut self) -> Result<(Envelope, Instant), Stop> {
+        self.emit(true)?;
+        let sent = Instant::now();
+        while !self.env.done(self.rcpts) || self.unanswered > 0 {
+            self.read_next()?;
+        }
+        Ok((self.env, sent))
+    }
+}
+
+impl Write for Chunker<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // A full chunk with more content to come is not the last one.
+        if self.chunk.len() == CHUNK {
+            if let Err(e) = self.emit(false) {
+                self.stop = Some(e);
+                return Err(std::io::Error::other("BDAT chunk not sent"));
+            }
+        }
+        let n = buf.len().min(CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`transaction`] with `--bdat`: MAIL, the RCPTs and the content as BDAT chunks, pipelined
+/// (Exim's way with CHUNKING): a message of up to [`SEND_BUF`] octets goes out with its
+/// envelope in one write. The content is the same as with DATA, sent raw: no dot-stuffing,
+/// no final dot. Each non-LAST chunk gets one reply; LAST gets one per accepted recipient
+/// (RFC 2033 §4.3 with RFC 3030), none when no recipient was accepted, and one when MAIL
+/// failed (there is no transaction). The latency runs from writing the LAST chunk.
+fn transaction_bdat(
+    s: &mut Session,
+    cfg: &LoadConfig,
+    block: &[u8],
+    msg: u64,
+    id: usize,
+    t: &mut Tally,
+) -> Result<(), Stop> {
+    if !s.chunking {
+        return Err(Stop::Failed(
+            "--bdat: the server does not advertise CHUNKING".into(),
+        ));
+    }
+    let rcpts: Vec<String> = (0..cfg.rcpts).map(|j| recipient(cfg, msg, j)).collect();
+    let header = message_header(&rcpts[0], id, msg);
+    let size = message_size(cfg.size, msg);
+    let body_len = size.saturating_sub(header.len()).max(2);
+    let mut out = Vec::with_capacity(size.min(SEND_BUF) + 1024);
+    out.extend_from_slice(envelope_commands(&rcpts).as_bytes());
+    let mut c = Chunker {
+        s: &mut *s,
+        t: &mut *t,
+        rcpts: &rcpts,
+        env: Envelope::default(),
+        unanswered: 0,
+        chunk: Vec::with_capacity(CHUNK.min(size)),
+        out,
+        stop: None,
+    };
+    let written = c
+        .write_all(header.as_bytes())
+        .and_then(|_| write_body(&mut c, block, body_len));
+    if let Err(e) = written {
+        return Err(c
+            .stop
+            .take()
+            .unwrap_or_else(|| Stop::Failed(format!("body: {e}"))));
+    }
+    let (env, sent) = c.finish()?;
+    if !env.mail_ok {
+        // No transaction: the LAST chunk got one refusal.
+        let (code, text) = s.reply()?;
+        t.count(code);
+        if t.errors.len() < 5 {
+            t.errors.push(format!("BDAT LAST: {code} {text}"));
+        }
+        return Ok(());
+    }
+    if env.accepted == 0 {
+        return Ok(());
+    }
+    t.messages += 1;
+    final_replies(s, t, &rcpts, env.accepted, env.mail_ok, sent, "after BDAT")
 }
 
 /// CPU seconds and peak RSS of a process tree.
@@ -1179,6 +1420,7 @@ fn load_main(args: &[String]) -> Result<bool, String> {
         total.tempfail += t.tempfail;
         total.permfail += t.permfail;
         total.replies += t.replies;
+        total.chunks += t.chunks;
         total.errors.extend(t.errors);
         total.latencies_us.extend(t.latencies_us);
         total.refused += t.refused;
@@ -1229,7 +1471,8 @@ fn load_main(args: &[String]) -> Result<bool, String> {
          expected={} tempfail={} permfail={} errors={} replies={} secs={:.3} dps={:.1} mps={:.1} \
          p50_ms={:.2} p99_ms={:.2} cpu_s={} cpu_user_s={} cpu_sys_s={} cpu_ms_per_delivery={} \
          cpu_user_ms_per_delivery={} cpu_sys_ms_per_delivery={} rss_kib={} procs={} \
-         refused={} idle={} idle_greeted={} idle_refused={} idle_waiting={} idle_dropped={}",
+         refused={} idle={} idle_greeted={} idle_refused={} idle_waiting={} idle_dropped={} \
+         proto={} chunks={}",
         cfg.label,
         cfg.sessions,
         if cfg.size.0 == cfg.size.1 {
@@ -1265,6 +1508,8 @@ fn load_main(args: &[String]) -> Result<bool, String> {
         idle.refused,
         idle.waiting,
         idle.dropped,
+        if cfg.bdat { "bdat" } else { "data" },
+        total.chunks,
     );
     // Transactions a 421 cut short, and refused sessions, are not failures of the server to
     // deliver what it accepted: leave them out of the check.
@@ -1486,6 +1731,112 @@ mod tests {
         let got = transaction(&mut s, &cfg, &body_block(), 0, 0, &mut t);
         assert!(matches!(got, Err(Stop::Refused(_))), "{got:?}");
         assert_eq!((t.messages, t.deliveries, t.tempfail), (0, 0, 0));
+        server.join().expect("fake server");
+    }
+
+    #[test]
+    fn bdat_sends_the_content_raw_in_64k_chunks_and_counts_every_reply() {
+        // One chunk, exactly one, three (the last short) and 33 (more than the window).
+        for size in [4096usize, CHUNK, 150_000, 32 * CHUNK + 1] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let path = dir.path().join("lmtp.sock");
+            let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+            let server = thread::spawn(move || {
+                let (mut c, _) = listener.accept().expect("accept");
+                let mut r = BufReader::new(c.try_clone().expect("clone"));
+                c.write_all(b"220 fake\r\n").expect("write");
+                assert!(line(&mut r).starts_with("LHLO"));
+                c.write_all(b"250-fake\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+                    .expect("write");
+                let (mut content, mut chunks, mut rcpts) = (Vec::new(), Vec::new(), 0);
+                loop {
+                    let l = line(&mut r);
+                    if l.starts_with("MAIL") {
+                        c.write_all(b"250 2.1.0 Ok\r\n").expect("write");
+                    } else if l.starts_with("RCPT") {
+                        rcpts += 1;
+                        c.write_all(b"250 2.1.5 Ok\r\n").expect("write");
+                    } else if let Some(arg) = l.strip_prefix("BDAT ") {
+                        let mut w = arg.split_whitespace();
+                        let n: usize = w.next().expect("size").parse().expect("number");
+                        let last = w.next() == Some("LAST");
+                        let mut b = vec![0u8; n];
+                        r.read_exact(&mut b).expect("chunk octets");
+                        content.extend_from_slice(&b);
+                        chunks.push((n, last));
+                        if last {
+                            for _ in 0..rcpts {
+                                c.write_all(b"250 2.0.0 Saved\r\n").expect("write");
+                            }
+                        } else {
+                            c.write_all(format!("250 2.0.0 {n} octets received\r\n").as_bytes())
+                                .expect("write");
+                        }
+                    } else {
+                        assert!(l.starts_with("QUIT"), "{l:?}");
+                        c.write_all(b"221 bye\r\n").expect("write");
+                        return (content, chunks);
+                    }
+                }
+            });
+            let cfg = cfg_for(&path, &["--bdat", "-r", "2", "-l", &size.to_string()]);
+            let wait = Duration::from_secs(60);
+            let mut s = Session::open(&cfg).expect("connect");
+            assert!(matches!(s.greet(wait, wait), Ok(true)));
+            assert!(s.chunking);
+            let mut t = Tally::default();
+            transaction(&mut s, &cfg, &body_block(), 7, 0, &mut t).expect("transaction");
+            let replies = s.replies;
+            s.quit();
+            let (content, chunks) = server.join().expect("fake server");
+            let want = size.div_ceil(CHUNK);
+            assert!(t.errors.is_empty(), "{:?}", t.errors);
+            assert_eq!(
+                (t.messages, t.messages_ok, t.deliveries),
+                (1, 1, 2),
+                "{size}"
+            );
+            assert_eq!((t.chunks, chunks.len()), (want as u64, want), "{size}");
+            // Greeting and LHLO, MAIL and 2 RCPTs, one per non-LAST chunk, 2 for LAST.
+            assert_eq!(replies, 2 + 3 + (want as u64 - 1) + 2, "{size}");
+            assert_eq!(t.latencies_us.len(), 1);
+            for (i, &(n, last)) in chunks.iter().enumerate() {
+                assert_eq!(last, i + 1 == want, "{size}: chunk {i}");
+                assert!(n > 0 && (n == CHUNK || last), "{size}: chunk {i} of {n}");
+            }
+            // The message as DATA would carry it, minus dot-stuffing and the final dot.
+            assert_eq!(content.len(), size);
+            assert!(
+                content.starts_with(b"From: <bench@example.net>\r\nTo: <load0@example.org>\r\n")
+            );
+            assert!(content.ends_with(b"\r\n") && !content.ends_with(b"\r\n.\r\n"));
+        }
+    }
+
+    #[test]
+    fn bdat_needs_chunking() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("lmtp.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let server = thread::spawn(move || {
+            let (mut c, _) = listener.accept().expect("accept");
+            let mut r = BufReader::new(c.try_clone().expect("clone"));
+            c.write_all(b"220 fake\r\n").expect("write");
+            assert!(line(&mut r).starts_with("LHLO"));
+            c.write_all(b"250-fake\r\n250 PIPELINING\r\n")
+                .expect("write");
+            // Nothing more comes: the client gives up before MAIL.
+            assert_eq!(line(&mut r), "");
+        });
+        let cfg = cfg_for(&path, &["--bdat"]);
+        let wait = Duration::from_secs(60);
+        let mut s = Session::open(&cfg).expect("connect");
+        assert!(matches!(s.greet(wait, wait), Ok(true)));
+        let mut t = Tally::default();
+        let got = transaction(&mut s, &cfg, &body_block(), 0, 0, &mut t);
+        assert!(matches!(got, Err(Stop::Failed(_))), "{got:?}");
+        s.writer.shutdown();
+        drop(s);
         server.join().expect("fake server");
     }
 
