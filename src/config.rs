@@ -355,6 +355,13 @@ config! {
         /// Supplementary group of the delivery to an account's mbox (to create the mbox and
         /// its dotlock in a group-writable `/var/mail`); empty = none.
         mail_group: String = "mail".into(), "account_mail_group" @ 74, Text, Restart;
+        /// An account's active Sieve script, read by the helper as the account (`~` = its
+        /// home, `%n` = its name); empty = accounts run the global scripts only.
+        sieve: String = "~/.dovecot.sieve".into(),
+            "account_sieve" @ 75, Checked(check_account_script), Restart;
+        /// Where an account's `include :personal` scripts are (`~` = its home).
+        sieve_dir: String = "~/sieve".into(),
+            "account_sieve_dir" @ 76, Checked(check_account_script), Restart;
     }
 
     /// The limits a session enforces.
@@ -864,6 +871,14 @@ pub fn check_account_template(t: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `account_sieve` and `account_sieve_dir`: empty, or an account template.
+fn check_account_script(t: &str) -> Result<(), String> {
+    if t.is_empty() {
+        return Ok(());
+    }
+    check_account_template(t)
+}
+
 fn check_optional_template(t: &str) -> Result<(), String> {
     if t.is_empty() {
         return Ok(());
@@ -999,6 +1014,8 @@ account_store = maildir
 account_maildir = ~/Mail/inbox
 account_mbox = /var/spool/mail/%n
 account_mail_group = 
+account_sieve = ~/.sieve/active
+account_sieve_dir = ~/.sieve
 ";
         let c = Config::parse(text, "t").expect("valid");
         assert_eq!(c.sieve.sendmail_null_sender, NullSender::Empty);
@@ -1126,6 +1143,8 @@ account_store = maildir
 account_maildir = ~/Mail/inbox
 account_mbox = /var/spool/mail/%n
 account_mail_group = 
+account_sieve = ~/.sieve/active
+account_sieve_dir = ~/.sieve
 "
         );
     }
@@ -1215,6 +1234,8 @@ account_store = mbox
 account_maildir = ~/Maildir
 account_mbox = /var/mail/%n
 account_mail_group = mail
+account_sieve = ~/.dovecot.sieve
+account_sieve_dir = ~/sieve
 "
             )
         );
@@ -1348,7 +1369,9 @@ account_mail_group = mail
                 "account_store",
                 "account_maildir",
                 "account_mbox",
-                "account_mail_group"
+                "account_mail_group",
+                "account_sieve",
+                "account_sieve_dir"
             ]
         );
     }

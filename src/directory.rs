@@ -221,6 +221,12 @@ impl Directory {
                 reason,
             };
             match dir.parse_line(line) {
+                Ok(user) if dir.is_account_line(&user) && matches!(user.sieve, UserSieve::Path(_)) => {
+                    errors.push(refused(format!(
+                        "{}: sieve=PATH cannot name a system account's script (it is read as the account from account_sieve); use sieve=none or leave it out",
+                        user.address()
+                    )))
+                }
                 Ok(user) => {
                     let key = user.address();
                     match dir.users.entry(key) {
@@ -448,9 +454,12 @@ impl Directory {
                 orcpt: None,
             },
             store,
-            // Scripts of accounts would have to be read and run as the account; until the
-            // helper does that, accounts get the global scripts only.
-            sieve: UserSieve::Off,
+            // The account's own script is read by the account helper, as the account, from
+            // the account_sieve template; `sieve=none` on its users-file line switches it off.
+            sieve: match line.map(|u| &u.sieve) {
+                Some(UserSieve::Off) => UserSieve::Off,
+                _ => UserSieve::Template,
+            },
             account: Some(SystemAccount {
                 name: account.name,
                 uid: account.uid,
@@ -666,6 +675,26 @@ mod tests {
     }
 
     #[test]
+    fn an_account_line_can_switch_its_script_off_but_never_name_a_path() {
+        let d = accounts_dir("alice@host.example sieve=none\n", &[]);
+        let r = d
+            .resolve(&mb("alice", Some("host.example")))
+            .expect("alice");
+        assert_eq!(r.sieve, UserSieve::Off);
+        let mut cfg = Config::default();
+        cfg.accounts.passwd = true;
+        cfg.accounts.local_domains = vec!["host.example".into()];
+        let errs = Directory::parse("alice@host.example sieve=/etc/evil.sieve\n", "u", &cfg)
+            .expect_err("a path for an account");
+        assert!(
+            errs[0].to_string().contains("sieve=PATH cannot name"),
+            "{errs:?}"
+        );
+        // The same attribute on a virtual user's line is fine.
+        assert!(Directory::parse("bob@other.org sieve=/srv/bob.sieve\n", "u", &cfg).is_ok());
+    }
+
+    #[test]
     fn local_parts_in_local_domains_name_accounts_with_detail_and_users_file_attributes() {
         let d = accounts_dir(
             "alice@host.example quota=1M store=maildir\nbob@other.org\n",
@@ -680,7 +709,8 @@ mod tests {
         assert_eq!(r.rcpt.detail.as_deref(), Some("Lists"));
         assert_eq!(r.rcpt.quota.bytes, Some(1 << 20));
         assert_eq!(r.store, StoreKind::Maildir);
-        assert_eq!(r.sieve, UserSieve::Off);
+        // The account's own script comes from account_sieve, through the helper.
+        assert_eq!(r.sieve, UserSieve::Template);
         // Other domains are still virtual users of the users file.
         let bob = d.resolve(&mb("bob", Some("other.org"))).expect("bob");
         assert!(bob.account.is_none());

@@ -315,7 +315,7 @@ fn check_sieve(cfg: &Config, out: &mut Vec<Finding>) {
             }
         }
     }
-    if crate::policy::configured(&cfg.sieve) {
+    if crate::policy::configured(cfg) {
         check_sending(cfg, out);
     }
 }
@@ -497,6 +497,25 @@ pub fn explain(cfg: &Config, directory: &Directory, address: &str) -> Result<Vec
             }
             Err(e) => lines.push(format!("path: cannot be computed: {e}")),
         }
+        let sieve = if r.sieve == crate::directory::UserSieve::Off {
+            "none (sieve=none in the users file)".to_string()
+        } else if cfg.accounts.sieve.is_empty() {
+            "none (account_sieve is empty)".to_string()
+        } else {
+            match crate::helper::server::account_path(
+                &cfg.accounts.sieve,
+                &sys_account,
+                &r.rcpt.domain,
+            ) {
+                Ok(p) => format!(
+                    "{} (read as {} by the account helper)",
+                    p.display(),
+                    acct.name
+                ),
+                Err(e) => format!("cannot be computed: {e}"),
+            }
+        };
+        lines.push(format!("sieve: {sieve}"));
     } else {
         lines.push(format!("user: {}", r.rcpt.user));
         lines.push(format!("store: {}", r.store.name()));

@@ -18,9 +18,10 @@ use lmtpd_store::{
 
 use crate::config::{RedirectFrom, SieveSection};
 use crate::directory::{Resolved, UserSieve};
+use crate::helper::wire::{ScriptRequest, ScriptWanted};
 use crate::metrics::SieveResult;
 use crate::metrics::{Sent, SentResult};
-use crate::scripts::{Found, ScriptCache};
+use crate::scripts::{Found, ScriptCache, Source};
 use crate::sieve::interp::{self, Sequence, SequenceError};
 use crate::sieve::{self, Action, Host, IncludeError, IncludeLocation, Script};
 use crate::submit::Submitter;
@@ -38,6 +39,9 @@ pub struct Filter<'a> {
     pub delimiters: &'a str,
     /// Our host name (`environment "host"`).
     pub hostname: &'a str,
+    /// System accounts have scripts of their own (`accounts = passwd` with a non-empty
+    /// `account_sieve`), read through the account helper.
+    pub account_scripts: bool,
 }
 
 /// What happens to one recipient after its scripts ran.
@@ -168,16 +172,32 @@ struct Loaded {
     path: PathBuf,
 }
 
-/// `r`'s scripts: the transaction's global ones around the user's. `Err` when the user's
-/// script exists but cannot run (logged and counted here).
+/// Why `r`'s own script cannot be run.
+enum UserScriptError {
+    /// It exists but cannot run (logged and counted): implicit keep into INBOX.
+    Broken,
+    /// It could not even be looked for (the account helper is not there): the recipient
+    /// gets this tempfail, so the MTA retries once the script can be read.
+    Unavailable(DeliveryError),
+}
+
+/// `r`'s scripts: the transaction's global ones around the user's.
 fn scripts_for<'s>(
     f: &Filter<'_>,
     shared: &'s Shared<'_>,
     r: &Resolved,
     conn: u64,
-) -> Result<(&'s Globals, Option<Loaded>), ()> {
+) -> Result<(&'s Globals, Option<Loaded>), UserScriptError> {
     let globals = shared.globals(f);
-    let user = match user_script(f.cfg, r).map(|p| f.cache.personal(&p)) {
+    let found = match &r.account {
+        Some(a) if f.account_scripts && r.sieve != UserSieve::Off => Some(
+            account_script(f, &a.name, &r.rcpt.domain, ScriptWanted::Active)
+                .map_err(UserScriptError::Unavailable)?,
+        ),
+        Some(_) => None,
+        None => user_script(f.cfg, r).map(|p| f.cache.personal(&p)),
+    };
+    let user = match found {
         None | Some(Found::Missing) => None,
         Some(Found::Script(script, path)) => Some(Loaded { script, path }),
         Some(Found::Failed(path, err)) => {
@@ -187,10 +207,39 @@ fn scripts_for<'s>(
                 path.display()
             );
             crate::metrics::get().sieve_error(err.kind());
-            return Err(());
+            return Err(UserScriptError::Broken);
         }
     };
     Ok((globals, user))
+}
+
+/// One of system account `name`'s scripts, read by the account helper as the account and
+/// compiled here (cached by the file's stamp, under a key naming the account). `Err` when
+/// the helper cannot be asked.
+fn account_script(
+    f: &Filter<'_>,
+    name: &str,
+    domain: &str,
+    wanted: ScriptWanted,
+) -> Result<Found, DeliveryError> {
+    let client = crate::helper::client::get()
+        .ok_or_else(|| DeliveryError::local_error().with_source("account helper: not started"))?;
+    let reply = client.script(&ScriptRequest {
+        account: name.to_string(),
+        domain: domain.to_string(),
+        wanted,
+    })?;
+    Ok(match reply {
+        Source::Missing => Found::Missing,
+        Source::Failed(path, err) => Found::Failed(path, err),
+        Source::Text(path, stamp, text) => {
+            let key = PathBuf::from(format!("account:{name}:{}", path.display()));
+            match f.cache.from_source(key, stamp, &text) {
+                Ok(script) => Found::Script(script, path),
+                Err(err) => Found::Failed(path, err),
+            }
+        }
+    })
 }
 
 /// How the Sieve log lines name a recipient's delivery.
@@ -214,9 +263,15 @@ fn user_script(cfg: &SieveSection, r: &Resolved) -> Option<PathBuf> {
     }
 }
 
-/// True when no script can run for anybody: the delivery path skips filtering.
-pub fn configured(cfg: &SieveSection) -> bool {
-    !cfg.script.is_empty() || !cfg.before.is_empty() || !cfg.after.is_empty()
+/// False when no script can run for anybody: the delivery path skips filtering.
+pub fn configured(cfg: &crate::config::Config) -> bool {
+    let s = &cfg.sieve;
+    !s.script.is_empty() || !s.before.is_empty() || !s.after.is_empty() || account_scripts(cfg)
+}
+
+/// Whether system accounts have scripts of their own to look for.
+pub fn account_scripts(cfg: &crate::config::Config) -> bool {
+    cfg.accounts.passwd && !cfg.accounts.sieve.is_empty()
 }
 
 /// The recipient's side of the engine: its mailboxes (through its store), the special-use
@@ -225,8 +280,8 @@ struct RcptHost<'a> {
     f: &'a Filter<'a>,
     rcpt: &'a Recipient,
     store: Option<&'a dyn MailStore>,
-    /// `include :personal` directory.
-    personal: Option<PathBuf>,
+    /// Where `include :personal` looks.
+    personal: Personal,
     /// The run's clock (for the tracking list).
     now: i64,
 }
@@ -269,15 +324,37 @@ impl Host for RcptHost<'_> {
     }
 
     fn include(&self, location: IncludeLocation, name: &str) -> Result<Arc<Script>, IncludeError> {
-        let (dir, confined) = match location {
-            IncludeLocation::Global => (self.f.cfg.global_dir.clone(), false),
-            IncludeLocation::Personal => match &self.personal {
-                Some(d) => (d.clone(), true),
-                None => return Err(IncludeError::NotFound),
-            },
+        let (dir, confined) = match (location, &self.personal) {
+            (IncludeLocation::Global, _) => (self.f.cfg.global_dir.clone(), false),
+            (IncludeLocation::Personal, Personal::Dir(d)) => (d.clone(), true),
+            (IncludeLocation::Personal, Personal::None) => return Err(IncludeError::NotFound),
+            (IncludeLocation::Personal, Personal::Account(account)) => {
+                let wanted = ScriptWanted::Include(name.to_string());
+                return match account_script(self.f, account, &self.rcpt.domain, wanted) {
+                    Ok(Found::Missing) => Err(IncludeError::NotFound),
+                    Ok(Found::Script(s, _)) => Ok(s),
+                    Ok(Found::Failed(path, err)) => {
+                        Err(IncludeError::Failed(format!("{}: {err}", path.display())))
+                    }
+                    Err(e) => Err(IncludeError::Failed(
+                        e.source
+                            .unwrap_or_else(|| "account helper unavailable".into()),
+                    )),
+                };
+            }
         };
         self.f.cache.include(&dir, name, confined)
     }
+}
+
+/// Where a recipient's `include :personal` scripts are.
+enum Personal {
+    /// Nowhere: every personal include is missing.
+    None,
+    /// In this directory, read by lmtpd.
+    Dir(PathBuf),
+    /// In this system account's `account_sieve_dir`, read by the account helper.
+    Account(String),
 }
 
 /// The `include :personal` directory of `r`: the `sieve_dir` template, else the directory
@@ -400,15 +477,30 @@ pub fn filter(
     detail_mailbox: DetailMailbox,
 ) -> Filtered {
     let default = Target::for_detail(r.rcpt.detail.as_deref(), detail_mailbox);
-    let Ok((globals, user)) = scripts_for(f, shared, r, conn) else {
-        // The user's script is broken: nothing of theirs can run; implicit keep into
-        // INBOX, as Pigeonhole does, and the global scripts are not half-applied either.
-        crate::metrics::get().sieve_run(SieveResult::Failed);
-        return Filtered {
-            plan: Plan::Store(vec![Target::inbox()]),
-            summary: "sieve=error,keep".into(),
-            outgoing: Outgoing::default(),
-        };
+    let (globals, user) = match scripts_for(f, shared, r, conn) {
+        Ok(found) => found,
+        Err(UserScriptError::Broken) => {
+            // The user's script is broken: nothing of theirs can run; implicit keep into
+            // INBOX, as Pigeonhole does, and the global scripts are not half-applied either.
+            crate::metrics::get().sieve_run(SieveResult::Failed);
+            return Filtered {
+                plan: Plan::Store(vec![Target::inbox()]),
+                summary: "sieve=error,keep".into(),
+                outgoing: Outgoing::default(),
+            };
+        }
+        Err(UserScriptError::Unavailable(e)) => {
+            log::warn!(
+                "sieve: {}: the account's script cannot be read: {}",
+                log_tag(conn, shared, r),
+                e.source.as_deref().unwrap_or("")
+            );
+            return Filtered {
+                plan: Plan::Answer(Err(e)),
+                summary: "sieve=unavailable".into(),
+                outgoing: Outgoing::default(),
+            };
+        }
     };
     let scripts: Vec<&Loaded> = globals
         .before
@@ -431,7 +523,11 @@ pub fn filter(
         f,
         rcpt: &r.rcpt,
         store,
-        personal: personal_dir(f.cfg, r, active.as_deref()),
+        personal: match &r.account {
+            Some(a) if f.account_scripts => Personal::Account(a.name.clone()),
+            Some(_) => Personal::None,
+            None => personal_dir(f.cfg, r, active.as_deref()).map_or(Personal::None, Personal::Dir),
+        },
         now,
     };
     let envelope = sieve::Envelope {

@@ -67,12 +67,120 @@ pub enum Found {
 
 /// The identity of a file's content as far as `stat` can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+pub struct Stamp {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification time (seconds, nanoseconds).
+    pub mtime: (i64, i64),
+    /// Change time (seconds, nanoseconds).
+    pub ctime: (i64, i64),
+}
+
+/// A script file's source as [`read_source`] found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// No file at that path: nothing to run.
+    Missing,
+    /// The file it was read from (a symlink's target), its stamp and its bytes.
+    Text(PathBuf, Stamp, Vec<u8>),
+    /// A file that cannot be run, and why.
+    Failed(PathBuf, ScriptError),
+}
+
+/// Reads the script at `path` with the same rules as [`ScriptCache::personal`] (a symlink
+/// is followed only to a file inside the directory that holds it; not a regular file or more
+/// than `max` bytes is refused), without compiling it: the account helper reads a system
+/// account's script this way, as the account, and lmtpd compiles what it sends.
+pub fn read_source(path: &Path, max: usize) -> Source {
+    let confine = path.parent().unwrap_or(Path::new("/"));
+    match locate(path, Some(confine)) {
+        Located::Missing => Source::Missing,
+        Located::Failed(p, e) => Source::Failed(p, e),
+        Located::File(real, _) => match open_checked(&real) {
+            Ok((mut file, stamp)) => match read_bounded(&mut file, stamp.len, max) {
+                Ok(text) => Source::Text(real, stamp, text),
+                Err(e) => Source::Failed(real, e),
+            },
+            Err(e) => Source::Failed(real, e),
+        },
+    }
+}
+
+/// The `dir/NAME.sieve` file `include` names, `None` when `name` cannot be a script file
+/// name (RFC 6609 §3.2 leaves names to the implementation; we refuse `/`, a leading `.` and
+/// control characters).
+pub fn include_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    if name.is_empty()
+        || name.starts_with('.')
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+    {
+        return None;
+    }
+    Some(dir.join(format!("{name}.sieve")))
+}
+
+/// Where a script path leads: nothing, a file (resolved, with the `stat` of it), or a
+/// refusal.
+enum Located {
+    Missing,
+    File(PathBuf, fs::Metadata),
+    Failed(PathBuf, ScriptError),
+}
+
+fn locate(path: &Path, confine: Option<&Path>) -> Located {
+    let link = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Located::Missing,
+        Err(e) => return Located::Failed(path.into(), ScriptError::Read(e.to_string())),
+    };
+    if !link.file_type().is_symlink() {
+        return Located::File(path.to_path_buf(), link);
+    }
+    match resolve_confined(path, confine) {
+        Ok(Some(real)) => match fs::metadata(&real) {
+            Ok(m) => Located::File(real, m),
+            Err(e) => Located::Failed(real, ScriptError::Read(e.to_string())),
+        },
+        Ok(None) => Located::Missing,
+        Err(err) => Located::Failed(path.into(), err),
+    }
+}
+
+/// Opens a resolved script path (never through a symlink swapped in since) and checks that
+/// it is a regular file.
+fn open_checked(path: &Path) -> Result<(fs::File, Stamp), ScriptError> {
+    let file = open_nofollow(path).map_err(|e| ScriptError::Read(e.to_string()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ScriptError::Read(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(ScriptError::Refused("not a regular file".into()));
+    }
+    Ok((file, Stamp::of(&meta)))
+}
+
+/// At most `max` bytes of `file`, whose size is `len`; a larger file is refused.
+fn read_bounded(file: &mut fs::File, len: u64, max: usize) -> Result<Vec<u8>, ScriptError> {
+    if len > max as u64 {
+        return Err(ScriptError::Refused(format!(
+            "{len} bytes is more than sieve_max_script_size ({max})"
+        )));
+    }
+    let mut source = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(max));
+    file.take(max as u64 + 1)
+        .read_to_end(&mut source)
+        .map_err(|e| ScriptError::Read(e.to_string()))?;
+    if source.len() > max {
+        return Err(ScriptError::Refused(format!(
+            "more than sieve_max_script_size ({max}) bytes"
+        )));
+    }
+    Ok(source)
 }
 
 impl Stamp {
@@ -136,14 +244,7 @@ impl ScriptCache {
     /// for a name that cannot be a script file name (RFC 6609 §3.2 leaves names to the
     /// implementation; we refuse `/`, a leading `.` and control characters).
     pub fn included(&self, dir: &Path, name: &str, confined: bool) -> Option<Found> {
-        if name.is_empty()
-            || name.starts_with('.')
-            || name.contains('/')
-            || name.chars().any(char::is_control)
-        {
-            return None;
-        }
-        let file = dir.join(format!("{name}.sieve"));
+        let file = include_file(dir, name)?;
         Some(self.load(&file, confined.then_some(dir)))
     }
 
@@ -187,26 +288,13 @@ impl ScriptCache {
     }
 
     fn load(&self, path: &Path, confine: Option<&Path>) -> Found {
-        let link = match fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Found::Missing,
-            Err(e) => return Found::Failed(path.into(), ScriptError::Read(e.to_string())),
-        };
-        let (real, meta) = if link.file_type().is_symlink() {
-            match resolve_confined(path, confine) {
-                Ok(Some(real)) => match fs::metadata(&real) {
-                    Ok(m) => (real, m),
-                    Err(e) => return Found::Failed(real, ScriptError::Read(e.to_string())),
-                },
-                Ok(None) => return Found::Missing,
-                Err(err) => return Found::Failed(path.into(), err),
-            }
-        } else {
-            (path.to_path_buf(), link)
-        };
-        match self.compiled(&real, &meta) {
-            Ok(script) => Found::Script(script, real),
-            Err(err) => Found::Failed(real, err),
+        match locate(path, confine) {
+            Located::Missing => Found::Missing,
+            Located::Failed(p, e) => Found::Failed(p, e),
+            Located::File(real, meta) => match self.compiled(&real, &meta) {
+                Ok(script) => Found::Script(script, real),
+                Err(err) => Found::Failed(real, err),
+            },
         }
     }
 
@@ -217,24 +305,48 @@ impl ScriptCache {
         if let Some(c) = self.cached(path, Stamp::of(seen)) {
             return c;
         }
-        let mut file = open_nofollow(path).map_err(|e| ScriptError::Read(e.to_string()))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| ScriptError::Read(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(ScriptError::Refused("not a regular file".into()));
-        }
-        let stamp = Stamp::of(&meta);
+        let (mut file, stamp) = open_checked(path)?;
         if let Some(c) = self.cached(path, stamp) {
             return c;
         }
-        let compiled = self.compile_file(&mut file, meta.len());
+        let compiled = read_bounded(&mut file, stamp.len, self.limits.max_script_size)
+            .and_then(|source| self.compile(&source));
+        self.remember(path.to_path_buf(), stamp, compiled.clone());
+        compiled
+    }
+
+    /// A script read elsewhere (a system account's, read by the account helper) under
+    /// `key`, whose file had `stamp`: from the cache while the stamp is the same, else
+    /// compiled from `source`. `key` names the account and the file, so two accounts never
+    /// share an entry.
+    pub fn from_source(&self, key: PathBuf, stamp: Stamp, source: &[u8]) -> Compiled {
+        if let Some(c) = self.cached(&key, stamp) {
+            return c;
+        }
+        let compiled = self.compile(source);
+        self.remember(key, stamp, compiled.clone());
+        compiled
+    }
+
+    fn compile(&self, source: &[u8]) -> Compiled {
+        let max = self.limits.max_script_size;
+        if source.len() > max {
+            return Err(ScriptError::Refused(format!(
+                "{} bytes is more than sieve_max_script_size ({max})",
+                source.len()
+            )));
+        }
+        sieve::compile(source, &self.limits)
+            .map(Arc::new)
+            .map_err(ScriptError::Compile)
+    }
+
+    fn remember(&self, key: PathBuf, stamp: Stamp, compiled: Compiled) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= CACHE_ENTRIES {
             entries.clear();
         }
-        entries.insert(path.to_path_buf(), (stamp, compiled.clone()));
-        compiled
+        entries.insert(key, (stamp, compiled));
     }
 
     fn cached(&self, path: &Path, stamp: Stamp) -> Option<Compiled> {
@@ -243,22 +355,6 @@ impl ScriptCache {
             .get(path)
             .filter(|(s, _)| *s == stamp)
             .map(|(_, c)| c.clone())
-    }
-
-    fn compile_file(&self, file: &mut fs::File, len: u64) -> Compiled {
-        let max = self.limits.max_script_size;
-        if len > max as u64 {
-            return Err(ScriptError::Refused(format!(
-                "{len} bytes is more than sieve_max_script_size ({max})"
-            )));
-        }
-        let mut source = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(max));
-        file.take(max as u64 + 1)
-            .read_to_end(&mut source)
-            .map_err(|e| ScriptError::Read(e.to_string()))?;
-        sieve::compile(&source, &self.limits)
-            .map(Arc::new)
-            .map_err(ScriptError::Compile)
     }
 }
 

@@ -584,7 +584,7 @@ pf_sieve_sending() {
 # delivery to lmtpd over LMTP; lmtpd's account helper writes the mbox (in a private
 # /var/mail: root:mail 2775) as lmtpacct, who then reads it with GNU mailutils' mail.
 pf_accounts() {
-    local a=$work/acct qid st line mbox=$work/varmail/$acct_name owner i why=""
+    local a=$work/acct qid rqid st rst line mbox=$work/varmail/$acct_name owner i why=""
     local asock=$work/acct/run/lmtp.sock
     if getent passwd "$acct_name" >/dev/null; then
         # Left by a run that was killed before its cleanup (ours by its comment field).
@@ -603,6 +603,17 @@ pf_accounts() {
     fi
     acct_added=1
     install -d -o "$acct_name" -g "$acct_name" -m 0700 "$a/home"
+    # The account's own Sieve script in Dovecot's ManageSieve layout, in a 0700 home with
+    # 0600 files, so lmtpd (nobody) cannot read it: only the helper, as lmtpacct, can. The
+    # active script includes a personal one that rejects pf-acct-rej.
+    install -d -o "$acct_name" -g "$acct_name" -m 0700 "$a/home/sieve"
+    printf 'require "include";\ninclude :personal "policy";\n' >"$a/home/sieve/main.sieve"
+    printf 'require "reject";\nif header :contains "subject" "pf-acct-rej" {\n  reject "lmtpacct does not want this";\n}\n' \
+        >"$a/home/sieve/policy.sieve"
+    chown "$acct_name:$acct_name" "$a/home/sieve/main.sieve" "$a/home/sieve/policy.sieve"
+    chmod 0600 "$a/home/sieve/main.sieve" "$a/home/sieve/policy.sieve"
+    ln -s sieve/main.sieve "$a/home/.dovecot.sieve"
+    chown -h "$acct_name:$acct_name" "$a/home/.dovecot.sieve"
     install -d -o root -g mail -m 2775 "$work/varmail"
     chown "$RUN_USER:$RUN_GROUP" "$a/run" "$a/spool"
     : >"$a/users"
@@ -643,7 +654,13 @@ EOF
     sleep 1
     mkmsg pf-acct alias-acct@interop.test
     sendmail -C "$pf/etc" -i -f sender@example.org -- alias-acct@interop.test <"$sent/pf-acct.msg"
+    # The rejected one is not in $sent (check.py compares every mbox message with $sent).
+    mkmsg pf-acct-rej alias-acct@interop.test
+    mv "$sent/pf-acct-rej.msg" "$a/pf-acct-rej.msg"
+    sendmail -C "$pf/etc" -i -f sender@example.org -- alias-acct@interop.test <"$a/pf-acct-rej.msg"
     qid=$(qid_of "pf-acct@interop.test")
+    rqid=$(qid_of "pf-acct-rej@interop.test")
+    rst=$(pf_status "$rqid" "$acct_name@interop.test")
     st=$(pf_status "$qid" "$acct_name@interop.test")
     line=$(grep "$qid: to=<$acct_name@interop.test>" "$pflog" | grep 'status=sent' | head -1)
     i=0
@@ -675,8 +692,14 @@ EOF
     python3 "$here/check.py" mbox "$sent" "$mbox=1" >"$a/py-mbox.out" 2>&1 ||
         why="$why, python mailbox.mbox"
     grep -q 'interop pf-acct' "$a/mail-H.out" || why="$why, mail -H does not list it"
+    [ "$rst" = bounced ] || why="$why, pf-acct-rej status=$rst (want bounced by $acct_name's script)"
+    grep "$rqid: to=<$acct_name@interop.test>" "$pflog" |
+        grep -q '550 5.7.1 lmtpacct does not want this' ||
+        why="$why, Postfix did not log the account script's 550 5.7.1 reason"
+    ! grep -q '^X-Interop-Id: pf-acct-rej$' "$mbox" 2>/dev/null ||
+        why="$why, the rejected message is in the mbox"
     if [ -z "$why" ]; then
-        pass "postfix + system account: local(8) expanded alias-acct@ to $acct_name@ and passed it to lmtpd (accounts = passwd) over lmtp:unix: (status=sent); the mbox is $acct_name's, 0600, and mail -H run as $acct_name lists '$(grep -o 'interop pf-acct' "$a/mail-H.out" | head -1)'"
+        pass "postfix + system account: local(8) expanded alias-acct@ to $acct_name@ and passed it to lmtpd (accounts = passwd) over lmtp:unix: (status=sent); the mbox is $acct_name's, 0600, and mail -H run as $acct_name lists '$(grep -o 'interop pf-acct' "$a/mail-H.out" | head -1)'; $acct_name's own ~/.dovecot.sieve (0600 in a 0700 home, read as $acct_name, include :personal) rejected pf-acct-rej: Postfix bounced it with 550 5.7.1"
     else
         fail "postfix + system account:${why#,}" "$pflog" "$a/lmtpd.log" "$a/mail-H.out" \
             "$a/py-mbox.out"

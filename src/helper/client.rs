@@ -128,6 +128,28 @@ impl HelperClient {
                 &copied
             }
         };
+        let ours = self.exchange(&frame, &[file.as_fd()])?;
+        let (payload, _) = read_frame(&ours).map_err(|e| unavailable(format!("no reply ({e})")))?;
+        wire::decode_outcome(&payload)
+    }
+
+    /// Asks the helper for one of an account's Sieve scripts, which it reads as the
+    /// account. `Err` (`451 4.3.0`) when the helper cannot be asked or its reply is
+    /// malformed: the script may exist, so the message must not be filtered without it.
+    pub fn script(&self, req: &wire::ScriptRequest) -> Result<wire::ScriptReply, DeliveryError> {
+        let frame = req.encode().map_err(unavailable)?;
+        let ours = self.exchange(&frame, &[])?;
+        let (payload, _) = read_frame(&ours).map_err(|e| unavailable(format!("no reply ({e})")))?;
+        wire::decode_script_reply(&payload).map_err(unavailable)
+    }
+
+    /// Opens a request socket to the helper (its own child serves it), sends `frame` with
+    /// `fds` and returns our end, ready for the reply.
+    fn exchange(
+        &self,
+        frame: &[u8],
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<UnixStream, DeliveryError> {
         let (ours, theirs) = UnixStream::pair().map_err(unavailable)?;
         {
             let mut guard = self.lock();
@@ -140,15 +162,14 @@ impl HelperClient {
             }
         }
         drop(theirs);
-        let sent = sys::send_with_fds(ours.as_fd(), &frame, &[file.as_fd()])
+        let sent = sys::send_with_fds(ours.as_fd(), frame, fds)
             .map_err(|e| unavailable(format!("sending the request: {e}")))?;
         (&ours)
             .write_all(&frame[sent..])
             .map_err(|e| unavailable(format!("sending the request: {e}")))?;
         ours.set_read_timeout(Some(self.reply_timeout))
             .map_err(unavailable)?;
-        let (payload, _) = read_frame(&ours).map_err(|e| unavailable(format!("no reply ({e})")))?;
-        wire::decode_outcome(&payload)
+        Ok(ours)
     }
 }
 

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use lmtpd_store::{reporter, Delivery, DeliveryError, Envelope, MailStore, Message, Recipient};
 
-use super::wire::{self, AccountStore, Request};
+use super::wire::{self, AccountStore, Request, ScriptRequest, ScriptWanted};
 use crate::config::Config;
 use crate::directory::AccountRules;
+use crate::scripts::{ScriptError, Source};
 use crate::sys::{self, Exit, Forked};
 
 /// Most request children at once; one more waits for one to finish.
@@ -42,6 +43,11 @@ pub struct Settings {
     quota_permfail: bool,
     locks: Vec<lmtpd_mbox::LockKind>,
     lock_timeout: Duration,
+    /// `account_sieve` (empty: none) and `account_sieve_dir`.
+    sieve: String,
+    sieve_dir: String,
+    /// `sieve_max_script_size`.
+    max_script: usize,
 }
 
 impl Settings {
@@ -75,6 +81,9 @@ impl Settings {
             quota_permfail: cfg.delivery.quota_permfail,
             locks: cfg.mbox.locks.clone(),
             lock_timeout: cfg.mbox.lock_timeout,
+            sieve: a.sieve.clone(),
+            sieve_dir: a.sieve_dir.clone(),
+            max_script: cfg.sieve.limits().max_script_size.min(wire::MAX_SCRIPT),
         })
     }
 }
@@ -253,6 +262,24 @@ fn serve_request(conn: OwnedFd, settings: &Settings) -> i32 {
             return 1;
         }
     };
+    if wire::is_script_request(&payload) {
+        // A script request carries no descriptor; one that does is refused whole.
+        let reply = match ScriptRequest::decode(&payload) {
+            Ok(req) if fds.is_empty() => read_script(&req, settings),
+            Ok(_) => script_refused("a script request with a descriptor"),
+            Err(e) => script_refused(&format!("malformed script request: {e}")),
+        };
+        if let Source::Failed(path, e) = &reply {
+            log::warn!("account helper: script {}: {e}", path.display());
+        }
+        return match (&stream).write_all(&wire::encode_script_reply(&reply)) {
+            Ok(()) => 0,
+            Err(e) => {
+                log::warn!("account helper: the script reply could not be sent: {e}");
+                1
+            }
+        };
+    }
     let outcome = match (Request::decode(&payload), fds.pop()) {
         (Ok(req), Some(body)) if fds.is_empty() => deliver(&req, File::from(body), settings),
         (Ok(_), _) => Err(refused("a request without exactly one body descriptor")),
@@ -273,6 +300,56 @@ fn serve_request(conn: OwnedFd, settings: &Settings) -> i32 {
             1
         }
     }
+}
+
+fn script_refused(why: &str) -> Source {
+    Source::Failed(
+        PathBuf::new(),
+        ScriptError::Refused(format!("account helper: {why}")),
+    )
+}
+
+/// Reads one of an account's Sieve scripts as the account: looks the account up again and
+/// applies the same rules as for a delivery, computes the file from the `account_sieve`
+/// templates (never from the request), becomes the account (its primary group only) and
+/// reads the file with the rules of a personal script (a symlink only to a file in the
+/// same directory, a regular file of at most `sieve_max_script_size` bytes).
+fn read_script(req: &ScriptRequest, s: &Settings) -> Source {
+    let account = match sys::lookup_user(&req.account) {
+        Ok(Some(a)) if a.name == req.account => a,
+        Ok(_) => return script_refused(&format!("no account {}", req.account)),
+        Err(e) => {
+            return Source::Failed(PathBuf::new(), ScriptError::Read(format!("getpwnam: {e}")))
+        }
+    };
+    if let Some(why) = s.rules.refusal(&account) {
+        return script_refused(&why);
+    }
+    if !s.rules.local_domains.contains(&req.domain) {
+        return script_refused(&format!("{} is not a local domain", req.domain));
+    }
+    let path = match &req.wanted {
+        ScriptWanted::Active if s.sieve.is_empty() => return Source::Missing,
+        ScriptWanted::Active => account_path(&s.sieve, &account, &req.domain),
+        ScriptWanted::Include(_) if s.sieve_dir.is_empty() => return Source::Missing,
+        ScriptWanted::Include(name) => {
+            account_path(&s.sieve_dir, &account, &req.domain).and_then(|dir| {
+                crate::scripts::include_file(&dir, name)
+                    .ok_or_else(|| format!("'{name}' cannot be a script name"))
+            })
+        }
+    };
+    let path = match path {
+        Ok(p) => p,
+        Err(why) => return script_refused(&why),
+    };
+    if let Err(e) = sys::become_account(account.uid, account.gid, &[account.gid]) {
+        return Source::Failed(
+            path,
+            ScriptError::Read(format!("cannot become {}: {e}", account.name)),
+        );
+    }
+    crate::scripts::read_source(&path, s.max_script)
 }
 
 /// `550 5.1.1` with the reason for the log: the helper does nothing for a request it

@@ -1,6 +1,8 @@
 //! The account helper's messages, sans-IO: one delivery request (the account, its store,
 //! the envelope, the targets and the trace prefix; the body travels as a descriptor beside
-//! it) and one outcome, each encoded as a length-prefixed frame of `key value` lines.
+//! it) and one outcome; or one script request (the account's active Sieve script or a
+//! script it includes) and the script's source. Each is a length-prefixed frame of
+//! `key value` lines.
 //!
 //! Nothing in a request is a path: the helper computes the mailbox from its own templates
 //! and the account's home, so a request naming a path has nothing to name it with. Every
@@ -11,8 +13,11 @@ use std::sync::Arc;
 
 use lmtpd_store::{DeliveryError, Enhanced, Flag, Flags, Folder, HeaderEdit, Quota, Target};
 
-/// The first line of every request.
+/// The first line of every delivery request.
 const MAGIC: &str = "lmtpd-helper 1";
+
+/// The first line of every script request.
+const SCRIPT_MAGIC: &str = "lmtpd-helper-script 1";
 
 /// The largest frame either side accepts (the trace prefix and header edits included).
 pub const MAX_FRAME: usize = 1 << 20;
@@ -312,6 +317,208 @@ impl Request {
     }
 }
 
+/// Which of an account's Sieve scripts a [`ScriptRequest`] asks for. Neither is a path: the
+/// helper finds the file from its own `account_sieve` / `account_sieve_dir` templates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptWanted {
+    /// The active script (`account_sieve`, Dovecot's `~/.dovecot.sieve`).
+    Active,
+    /// `include :personal "NAME"`: `NAME.sieve` in `account_sieve_dir`.
+    Include(String),
+}
+
+/// A request for one of an account's Sieve scripts, read by the helper as the account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptRequest {
+    /// The login name; the helper looks it up again and applies the same rules.
+    pub account: String,
+    /// The recipient's domain (must be a local domain).
+    pub domain: String,
+    /// Which script.
+    pub wanted: ScriptWanted,
+}
+
+/// The script frame's answer: what the helper found, as [`crate::scripts::Source`] says it.
+pub type ScriptReply = crate::scripts::Source;
+
+/// Most bytes of script source a reply may carry (beside its header lines).
+pub const MAX_SCRIPT: usize = MAX_FRAME - 8192;
+
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + payload.len());
+    out.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Whether a frame's payload is a script request (rather than a delivery request).
+pub fn is_script_request(payload: &[u8]) -> bool {
+    payload.starts_with(format!("{SCRIPT_MAGIC}\n").as_bytes())
+}
+
+impl ScriptRequest {
+    /// The frame: a 4-byte big-endian length, then the lines.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        one_line("account", &self.account)?;
+        one_line("domain", &self.domain)?;
+        let wanted = match &self.wanted {
+            ScriptWanted::Active => "active".to_string(),
+            ScriptWanted::Include(name) => {
+                one_line("include name", name)?;
+                format!("include {name}")
+            }
+        };
+        let text = format!(
+            "{SCRIPT_MAGIC}\naccount {}\ndomain {}\nscript {wanted}\n\n",
+            self.account, self.domain
+        );
+        Ok(framed(text.as_bytes()))
+    }
+
+    /// Parses a frame's payload (without its length prefix); every field exactly once.
+    pub fn decode(payload: &[u8]) -> Result<ScriptRequest, WireError> {
+        let text = std::str::from_utf8(payload).map_err(|_| "request is not UTF-8")?;
+        let head = text.strip_suffix("\n\n").ok_or("no end of request")?;
+        let mut lines = head.split('\n');
+        if lines.next() != Some(SCRIPT_MAGIC) {
+            return Err("not an lmtpd-helper-script 1 request".into());
+        }
+        let (mut account, mut domain, mut wanted) = (None, None, None);
+        for line in lines {
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            let slot = match k {
+                "account" => &mut account,
+                "domain" => &mut domain,
+                "script" => &mut wanted,
+                _ => return Err(format!("unknown field '{k}'")),
+            };
+            if slot.replace(v.to_string()).is_some() {
+                return Err(format!("field '{k}' given twice"));
+            }
+        }
+        let wanted = match wanted.as_deref().ok_or("no script field")? {
+            "active" => ScriptWanted::Active,
+            w => match w.strip_prefix("include ") {
+                Some(name) if !name.is_empty() => ScriptWanted::Include(name.to_string()),
+                _ => return Err(format!("unknown script '{w}'")),
+            },
+        };
+        let account = account.filter(|a| !a.is_empty()).ok_or("no account")?;
+        Ok(ScriptRequest {
+            account,
+            domain: domain.ok_or("no domain")?,
+            wanted,
+        })
+    }
+}
+
+/// The reply frame to a script request: `missing`; `script DEV INO LEN MTIME MTIME_NS CTIME
+/// CTIME_NS` with the path on the next line and the source after an empty line; or
+/// `failed read|refused|compile` with the path and the reason on the next two lines.
+pub fn encode_script_reply(reply: &ScriptReply) -> Vec<u8> {
+    use crate::scripts::{ScriptError, Source};
+    let clean = |s: &str| s.replace(['\n', '\r'], " ");
+    let mut out: Vec<u8> = match reply {
+        Source::Missing => b"missing\n".to_vec(),
+        Source::Text(path, st, text) if text.len() <= MAX_SCRIPT => {
+            let mut v = format!(
+                "script {} {} {} {} {} {} {}\n{}\n\n",
+                st.dev,
+                st.ino,
+                st.len,
+                st.mtime.0,
+                st.mtime.1,
+                st.ctime.0,
+                st.ctime.1,
+                clean(&path.to_string_lossy())
+            )
+            .into_bytes();
+            v.extend_from_slice(text);
+            v
+        }
+        Source::Text(path, _, _) => format!(
+            "failed refused\n{}\ntoo large to send\n",
+            clean(&path.to_string_lossy())
+        )
+        .into_bytes(),
+        Source::Failed(path, err) => {
+            let (kind, why) = match err {
+                ScriptError::Read(w) => ("read", w.clone()),
+                ScriptError::Refused(w) => ("refused", w.clone()),
+                ScriptError::Compile(_) => ("compile", err.to_string()),
+            };
+            format!(
+                "failed {kind}\n{}\n{}\n",
+                clean(&path.to_string_lossy()),
+                clean(&why)
+            )
+            .into_bytes()
+        }
+    };
+    out = framed(&out);
+    out
+}
+
+/// Parses a script reply's payload; `Err` for a malformed one.
+pub fn decode_script_reply(payload: &[u8]) -> Result<ScriptReply, WireError> {
+    use crate::scripts::{ScriptError, Source, Stamp};
+    if payload == b"missing\n" {
+        return Ok(Source::Missing);
+    }
+    if let Some(rest) = payload.strip_prefix(b"script ") {
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .ok_or("no end of the script header")?;
+        let head = std::str::from_utf8(&rest[..end]).map_err(|_| "header is not UTF-8")?;
+        let (nums, path) = head.split_once('\n').ok_or("no path line")?;
+        let n: Vec<i64> = nums
+            .split(' ')
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("'{v}' is not a number"))
+            })
+            .collect::<Result<_, _>>()?;
+        let [dev, ino, len, ms, mns, cs, cns] = n[..] else {
+            return Err("a script stamp has seven numbers".into());
+        };
+        let unsigned = |v: i64| u64::try_from(v).map_err(|_| format!("{v} is negative"));
+        let stamp = Stamp {
+            dev: unsigned(dev)?,
+            ino: unsigned(ino)?,
+            len: unsigned(len)?,
+            mtime: (ms, mns),
+            ctime: (cs, cns),
+        };
+        let text = rest[end + 2..].to_vec();
+        if text.len() as u64 != stamp.len {
+            return Err("the source is not as long as its file".into());
+        }
+        return Ok(Source::Text(path.into(), stamp, text));
+    }
+    let text = std::str::from_utf8(payload).map_err(|_| "reply is not UTF-8")?;
+    let mut lines = text.lines();
+    let kind = lines
+        .next()
+        .and_then(|l| l.strip_prefix("failed "))
+        .ok_or("unknown reply")?;
+    let path = lines.next().ok_or("no path line")?;
+    let why = lines.next().unwrap_or("").to_string();
+    let err = match kind {
+        "read" => ScriptError::Read(why),
+        "refused" => ScriptError::Refused(why),
+        // A compile failure is never produced by the helper (it does not compile); taken
+        // as a read failure with its text.
+        "compile" => ScriptError::Read(why),
+        _ => return Err(format!("unknown failure '{kind}'")),
+    };
+    Ok(Source::Failed(path.into(), err))
+}
+
 /// The outcome frame: `ok`, or `err CODE X.Y.Z` with the client text and the log text on
 /// the next two lines.
 pub fn encode_outcome(outcome: &Result<(), DeliveryError>) -> Vec<u8> {
@@ -446,6 +653,76 @@ mod tests {
         extra.push(b'x');
         assert!(Request::decode(&extra).is_err());
         assert!(Request::decode(b"lmtpd-helper 2\n\n").is_err());
+    }
+
+    #[test]
+    fn a_script_request_round_trips_and_names_no_path() {
+        for wanted in [
+            ScriptWanted::Active,
+            ScriptWanted::Include("spam filter".into()),
+        ] {
+            let r = ScriptRequest {
+                account: "alice".into(),
+                domain: "host.example".into(),
+                wanted,
+            };
+            let frame = r.encode().unwrap();
+            assert!(is_script_request(&frame[4..]));
+            assert!(!is_script_request(&request().encode().unwrap()[4..]));
+            assert_eq!(ScriptRequest::decode(&frame[4..]).unwrap(), r);
+        }
+        for forged in [
+            &b"lmtpd-helper-script 1\naccount alice\ndomain h\nscript /etc/shadow\n\n"[..],
+            b"lmtpd-helper-script 1\naccount alice\ndomain h\npath /etc/shadow\nscript active\n\n",
+            b"lmtpd-helper-script 1\naccount alice\naccount root\ndomain h\nscript active\n\n",
+            b"lmtpd-helper-script 1\ndomain h\nscript active\n\n",
+            b"lmtpd-helper-script 1\naccount alice\ndomain h\nscript active\n",
+        ] {
+            assert!(ScriptRequest::decode(forged).is_err(), "{forged:?}");
+        }
+        let r = ScriptRequest {
+            account: "alice".into(),
+            domain: "h".into(),
+            wanted: ScriptWanted::Include("a\nscript active".into()),
+        };
+        assert!(r.encode().is_err());
+    }
+
+    #[test]
+    fn script_replies_round_trip_and_garbage_is_refused() {
+        use crate::scripts::{ScriptError, Source, Stamp};
+        let text = b"keep;\n\n# end\n\n\n".to_vec();
+        let stamp = Stamp {
+            dev: 2049,
+            ino: 77,
+            len: text.len() as u64,
+            mtime: (1_700_000_000, 5),
+            ctime: (1_700_000_001, -1),
+        };
+        for reply in [
+            Source::Missing,
+            Source::Text("/home/alice/sieve/main.sieve".into(), stamp, text.clone()),
+            Source::Failed(
+                "/home/alice/.dovecot.sieve".into(),
+                ScriptError::Refused("the symlink leads to /etc/x".into()),
+            ),
+            Source::Failed(
+                "/home/alice/.dovecot.sieve".into(),
+                ScriptError::Read("Permission denied".into()),
+            ),
+        ] {
+            let frame = encode_script_reply(&reply);
+            assert_eq!(decode_script_reply(&frame[4..]).unwrap(), reply);
+        }
+        for junk in [
+            &b"script 1 2 3\n/p\n\nabc"[..],
+            b"script 1 2 99 0 0 0 0\n/p\n\nshort",
+            b"script 1 2 -3 0 0 0 0\n/p\n\n",
+            b"failed maybe\n/p\nwhy\n",
+            b"hello\n",
+        ] {
+            assert!(decode_script_reply(junk).is_err(), "{junk:?}");
+        }
     }
 
     #[test]

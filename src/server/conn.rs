@@ -545,14 +545,13 @@ impl Driver<'_> {
             body: &body,
             dot,
             xforward: &tx.xforward,
-            filter: crate::policy::configured(&live.config.sieve).then_some(
-                crate::policy::Filter {
-                    cfg: &live.config.sieve,
-                    cache: &live.scripts,
-                    delimiters: &live.config.recipients.recipient_delimiter,
-                    hostname: &live.config.delivery.hostname,
-                },
-            ),
+            filter: crate::policy::configured(&live.config).then_some(crate::policy::Filter {
+                cfg: &live.config.sieve,
+                cache: &live.scripts,
+                delimiters: &live.config.recipients.recipient_delimiter,
+                hostname: &live.config.delivery.hostname,
+                account_scripts: crate::policy::account_scripts(&live.config),
+            }),
         };
         let session = &mut self.session;
         deliver::deliver_all(&job, &tx.rcpts, |reply| {

@@ -685,6 +685,56 @@ fn crafted_requests_on_the_helper_socket_are_refused_and_a_good_one_is_delivered
     );
     assert!(!s.path("mail/root").exists());
 
+    // Script requests (the account's Sieve script, read as the account): a forged path
+    // field or root is refused; the active script comes back with its source, a symlink
+    // out of the home (to /etc/shadow, which the account cannot read anyway) is refused,
+    // and nothing comes back that the account itself could not read.
+    let script = |payload: &str| ask(&helper, &frame(payload.as_bytes()), None);
+    let r = script(&format!(
+        "lmtpd-helper-script 1\naccount {}\ndomain host.test\npath /etc/shadow\nscript active\n\n",
+        a.name
+    ));
+    assert!(r.starts_with("failed refused\n"), "{r}");
+    assert!(r.contains("unknown field 'path'"), "{r}");
+    let r = script("lmtpd-helper-script 1\naccount root\ndomain host.test\nscript active\n\n");
+    assert!(
+        r.starts_with("failed refused\n") && r.contains("uid 0"),
+        "{r}"
+    );
+    let active = format!(
+        "lmtpd-helper-script 1\naccount {}\ndomain host.test\nscript active\n\n",
+        a.name
+    );
+    assert_eq!(script(&active), "missing\n");
+    let source = "require \"fileinto\";\nfileinto \"Crafted\";\n";
+    let file = a.home.join(".dovecot.sieve");
+    fs::write(&file, source).expect("write script");
+    chown(&file, Some(a.uid), Some(a.gid)).expect("chown script");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).expect("chmod script");
+    let r = script(&active);
+    assert!(r.starts_with("script "), "{r}\n{}", log_text());
+    assert!(
+        r.ends_with(&format!("{}\n\n{source}", file.display())),
+        "{r}"
+    );
+    fs::remove_file(&file).expect("rm script");
+    symlink("/etc/shadow", &file).expect("symlink");
+    let r = script(&active);
+    assert!(
+        r.starts_with("failed refused\n") && r.contains("outside"),
+        "{r}"
+    );
+    assert!(!r.contains("root:"), "{r}");
+    fs::remove_file(&file).expect("rm link");
+    let r = script(&format!(
+        "lmtpd-helper-script 1\naccount {}\ndomain host.test\nscript include ../../etc/shadow\n\n",
+        a.name
+    ));
+    assert!(
+        r.starts_with("failed refused\n") && r.contains("cannot be a script name"),
+        "{r}"
+    );
+
     // (d) A well-formed request for the account: delivered, as the account.
     let r = ask(
         &helper,
@@ -723,6 +773,136 @@ fn crafted_requests_on_the_helper_socket_are_refused_and_a_good_one_is_delivered
         thread::sleep(Duration::from_millis(20));
     };
     assert!(st.success(), "keeper {st:?}\n{}", log_text());
+}
+
+/// Writes `text` to `path` as `a`'s own file, 0600.
+fn write_as(a: &TestAccount, path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    chown(path, Some(a.uid), Some(a.gid)).expect("chown");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+#[test]
+fn an_accounts_own_sieve_script_is_read_as_the_account_and_decides_its_delivery() {
+    if !root_with_useradd() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A: Dovecot's ManageSieve layout in a 0700 home, every file 0600 and A's own, so
+    // lmtpd (nobody) could not have read any of it itself.
+    let a = TestAccount::add("sa", &tmp.path().join("home-sa"));
+    a.make_home();
+    let sieve_dir = a.home.join("sieve");
+    fs::create_dir(&sieve_dir).expect("mkdir sieve");
+    chown(&sieve_dir, Some(a.uid), Some(a.gid)).expect("chown");
+    fs::set_permissions(&sieve_dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    write_as(
+        &a,
+        &sieve_dir.join("main.sieve"),
+        "require [\"fileinto\", \"mailbox\", \"include\", \"reject\", \"imap4flags\"];\n\
+         include :personal \"lists\";\n\
+         if header :contains \"subject\" \"work\" { fileinto :create :flags \"\\\\Flagged\" \"Work\"; stop; }\n\
+         if header :contains \"subject\" \"reject-me\" { reject \"Not from you, thanks.\"; }\n",
+    );
+    write_as(
+        &a,
+        &sieve_dir.join("lists.sieve"),
+        "require [\"fileinto\", \"mailbox\"];\nif header :contains \"subject\" \"lists\" { fileinto :create \"Lists\"; stop; }\n",
+    );
+    let active = a.home.join(".dovecot.sieve");
+    symlink("sieve/main.sieve", &active).expect("symlink");
+    lchown(&active, a.uid, a.gid);
+    // B: its active script is a symlink out of its home (to a discard script): refused,
+    // so B gets the implicit keep.
+    let b = TestAccount::add("sb", &tmp.path().join("home-sb"));
+    b.make_home();
+    let evil = tmp.path().join("evil.sieve");
+    fs::write(&evil, "discard;\n").expect("evil");
+    fs::set_permissions(&evil, fs::Permissions::from_mode(0o644)).expect("chmod");
+    symlink(&evil, b.home.join(".dovecot.sieve")).expect("symlink");
+    lchown(&b.home.join(".dovecot.sieve"), b.uid, b.gid);
+    // C: a script of its own, switched off by sieve=none on its users-file line.
+    let c_acct = TestAccount::add("sc", &tmp.path().join("home-sc"));
+    c_acct.make_home();
+    write_as(&c_acct, &c_acct.home.join(".dovecot.sieve"), "discard;\n");
+    let s = scratch(
+        &format!(
+            "{} store=maildir\n{} store=maildir\n{} store=maildir sieve=none\n",
+            a.addr(),
+            b.addr(),
+            c_acct.addr()
+        ),
+        "",
+    );
+    let mut srv = Lmtpd::start(&s);
+    let mut c = srv.session();
+    let all = [a.addr(), b.addr(), c_acct.addr()];
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let mut replies = Vec::new();
+    for id in ["work", "lists", "reject-me", "plain"] {
+        replies.push((id, transaction(&mut c, &all, id)));
+    }
+    // The same script again: from the cache (the helper still reads the file each time).
+    replies.push(("work2", transaction(&mut c, &all, "work2")));
+    c.expect("QUIT", "221");
+    let log = srv.log_text();
+    for (id, r) in &replies {
+        for (i, (rcpt, data)) in r.iter().enumerate() {
+            assert!(rcpt.starts_with("250"), "{id} rcpt {i}: {rcpt}\n{log}");
+            let data = data.as_deref().unwrap_or_default();
+            if *id == "reject-me" && i == 0 {
+                assert!(
+                    data.starts_with("550 5.7.1 Not from you, thanks."),
+                    "{data}\n{log}"
+                );
+            } else {
+                assert!(
+                    data.starts_with("250"),
+                    "{id} rcpt {i} after DATA: {data}\n{log}"
+                );
+            }
+        }
+    }
+    let ids = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = list(dir)
+            .iter()
+            .map(|f| {
+                let t = fs::read_to_string(f).expect("read copy");
+                t.lines()
+                    .find_map(|l| l.strip_prefix("X-Test-Id: "))
+                    .unwrap_or("?")
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let md = a.home.join("Maildir");
+    assert_eq!(ids(&md.join(".Work/cur")), ["work", "work2"], "{log}");
+    for f in list(&md.join(".Work/cur")) {
+        assert_eq!(mode(&f), (a.uid, 0o600));
+        assert!(f.to_string_lossy().ends_with(":2,F"), "{}", f.display());
+    }
+    assert_eq!(mode(&md.join(".Work")), (a.uid, 0o700));
+    assert_eq!(ids(&md.join(".Lists/new")), ["lists"], "{log}");
+    assert_eq!(ids(&md.join("new")), ["plain"], "{log}");
+    // B: every message kept in INBOX, the refusal logged with the link's target.
+    assert_eq!(
+        ids(&b.home.join("Maildir/new")),
+        ["lists", "plain", "reject-me", "work", "work2"],
+        "{log}"
+    );
+    assert!(log.contains("outside"), "{log}");
+    // C: sieve=none, so its discard script never ran.
+    assert_eq!(ids(&c_acct.home.join("Maildir/new")).len(), 5, "{log}");
+    assert!(log.contains("sieve=fileinto:Work"), "{log}");
+    srv.stop();
+}
+
+/// `chown -h`: the owner of a symlink itself.
+fn lchown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).expect("lchown");
 }
 
 #[test]
