@@ -3,7 +3,9 @@
 //! when the test ends, failed or not): the copy is written as the account, uid 0 and
 //! accounts outside the uid range are refused at RCPT, a symlinked home or a hard-linked
 //! mbox is refused without touching the victim, crafted requests on the helper's own socket
-//! are refused, and a SIGKILLed helper loses no acknowledged message and comes back.
+//! (deliveries and script requests) are refused, an account's own Sieve script is read as
+//! the account and decides its delivery, and a SIGKILLed helper loses no acknowledged
+//! message and comes back.
 //!
 //! Every test needs root (and `useradd`/`userdel` where it makes accounts); see
 //! `common::require` for skipping them outside CI.
