@@ -180,11 +180,9 @@ impl Request {
         if len > MAX_FRAME {
             return Err("request too large".into());
         }
-        let mut out = Vec::with_capacity(4 + len);
-        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-        out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(&tail);
-        Ok(out)
+        let mut payload = head.into_bytes();
+        payload.extend_from_slice(&tail);
+        Ok(framed(&payload))
     }
 
     /// Parses a frame's payload (without its length prefix).
@@ -344,6 +342,7 @@ pub type ScriptReply = crate::scripts::Source;
 /// Most bytes of script source a reply may carry (beside its header lines).
 pub const MAX_SCRIPT: usize = MAX_FRAME - 8192;
 
+/// `payload` behind its 4-byte big-endian length: one frame of either side.
 fn framed(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + payload.len());
     out.extend_from_slice(
@@ -357,7 +356,9 @@ fn framed(payload: &[u8]) -> Vec<u8> {
 
 /// Whether a frame's payload is a script request (rather than a delivery request).
 pub fn is_script_request(payload: &[u8]) -> bool {
-    payload.starts_with(format!("{SCRIPT_MAGIC}\n").as_bytes())
+    payload
+        .strip_prefix(SCRIPT_MAGIC.as_bytes())
+        .is_some_and(|rest| rest.starts_with(b"\n"))
 }
 
 impl ScriptRequest {
@@ -418,11 +419,11 @@ impl ScriptRequest {
 
 /// The reply frame to a script request: `missing`; `script DEV INO LEN MTIME MTIME_NS CTIME
 /// CTIME_NS` with the path on the next line and the source after an empty line; or
-/// `failed read|refused|compile` with the path and the reason on the next two lines.
+/// `failed read|refused` with the path and the reason on the next two lines.
 pub fn encode_script_reply(reply: &ScriptReply) -> Vec<u8> {
     use crate::scripts::{ScriptError, Source};
-    let clean = |s: &str| s.replace(['\n', '\r'], " ");
-    let mut out: Vec<u8> = match reply {
+    let clean = |p: &std::path::Path| flat(&p.to_string_lossy());
+    let payload: Vec<u8> = match reply {
         Source::Missing => b"missing\n".to_vec(),
         Source::Text(path, st, text) if text.len() <= MAX_SCRIPT => {
             let mut v = format!(
@@ -434,33 +435,32 @@ pub fn encode_script_reply(reply: &ScriptReply) -> Vec<u8> {
                 st.mtime.1,
                 st.ctime.0,
                 st.ctime.1,
-                clean(&path.to_string_lossy())
+                clean(path)
             )
             .into_bytes();
             v.extend_from_slice(text);
             v
         }
-        Source::Text(path, _, _) => format!(
-            "failed refused\n{}\ntoo large to send\n",
-            clean(&path.to_string_lossy())
-        )
-        .into_bytes(),
+        Source::Text(path, _, _) => {
+            format!("failed refused\n{}\ntoo large to send\n", clean(path)).into_bytes()
+        }
         Source::Failed(path, err) => {
+            // The helper only reads; a compile error cannot come from it, and would be sent
+            // as what it is to lmtpd: a script that cannot run.
             let (kind, why) = match err {
-                ScriptError::Read(w) => ("read", w.clone()),
                 ScriptError::Refused(w) => ("refused", w.clone()),
-                ScriptError::Compile(_) => ("compile", err.to_string()),
+                ScriptError::Read(w) => ("read", w.clone()),
+                ScriptError::Compile(_) => ("read", err.to_string()),
             };
-            format!(
-                "failed {kind}\n{}\n{}\n",
-                clean(&path.to_string_lossy()),
-                clean(&why)
-            )
-            .into_bytes()
+            format!("failed {kind}\n{}\n{}\n", clean(path), flat(&why)).into_bytes()
         }
     };
-    out = framed(&out);
-    out
+    framed(&payload)
+}
+
+/// `s` on one line of a frame: line breaks become spaces.
+fn flat(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
 }
 
 /// Parses a script reply's payload; `Err` for a malformed one.
@@ -511,9 +511,6 @@ pub fn decode_script_reply(payload: &[u8]) -> Result<ScriptReply, WireError> {
     let err = match kind {
         "read" => ScriptError::Read(why),
         "refused" => ScriptError::Refused(why),
-        // A compile failure is never produced by the helper (it does not compile); taken
-        // as a read failure with its text.
-        "compile" => ScriptError::Read(why),
         _ => return Err(format!("unknown failure '{kind}'")),
     };
     Ok(Source::Failed(path.into(), err))
@@ -524,21 +521,15 @@ pub fn decode_script_reply(payload: &[u8]) -> Result<ScriptReply, WireError> {
 pub fn encode_outcome(outcome: &Result<(), DeliveryError>) -> Vec<u8> {
     let body = match outcome {
         Ok(()) => "ok\n".to_string(),
-        Err(e) => {
-            let clean = |s: &str| s.replace(['\n', '\r'], " ");
-            format!(
-                "err {} {}\n{}\n{}\n",
-                e.code,
-                e.enhanced,
-                clean(&e.text),
-                clean(e.source.as_deref().unwrap_or(""))
-            )
-        }
+        Err(e) => format!(
+            "err {} {}\n{}\n{}\n",
+            e.code,
+            e.enhanced,
+            flat(&e.text),
+            flat(e.source.as_deref().unwrap_or(""))
+        ),
     };
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(body.as_bytes());
-    out
+    framed(body.as_bytes())
 }
 
 /// Parses an outcome frame's payload. A malformed one is itself an error outcome.
@@ -719,6 +710,7 @@ mod tests {
             b"script 1 2 99 0 0 0 0\n/p\n\nshort",
             b"script 1 2 -3 0 0 0 0\n/p\n\n",
             b"failed maybe\n/p\nwhy\n",
+            b"failed compile\n/p\nwhy\n",
             b"hello\n",
         ] {
             assert!(decode_script_reply(junk).is_err(), "{junk:?}");

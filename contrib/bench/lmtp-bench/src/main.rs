@@ -1697,6 +1697,16 @@ mod tests {
         l
     }
 
+    /// The fake server's side of a greeting: `220`, the client's LHLO, then `caps` (the
+    /// whole LHLO reply). Returns the reader for the rest of the conversation.
+    fn greet_fake(c: &mut UnixStream, caps: &[u8]) -> BufReader<UnixStream> {
+        let mut r = BufReader::new(c.try_clone().expect("clone"));
+        c.write_all(b"220 fake\r\n").expect("write");
+        assert!(line(&mut r).starts_with("LHLO"));
+        c.write_all(caps).expect("write");
+        r
+    }
+
     #[test]
     fn a_421_greeting_a_close_before_it_or_a_421_later_is_a_refusal() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -1710,11 +1720,7 @@ mod tests {
             let (c, _) = listener.accept().expect("accept");
             drop(c);
             let (mut c, _) = listener.accept().expect("accept");
-            let mut r = BufReader::new(c.try_clone().expect("clone"));
-            c.write_all(b"220 fake\r\n").expect("write");
-            assert!(line(&mut r).starts_with("LHLO"));
-            c.write_all(b"250-fake\r\n250 PIPELINING\r\n")
-                .expect("write");
+            let mut r = greet_fake(&mut c, b"250-fake\r\n250 PIPELINING\r\n");
             assert!(line(&mut r).starts_with("MAIL"));
             c.write_all(b"421 4.3.2 shutting down\r\n").expect("write");
         });
@@ -1743,11 +1749,7 @@ mod tests {
             let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
             let server = thread::spawn(move || {
                 let (mut c, _) = listener.accept().expect("accept");
-                let mut r = BufReader::new(c.try_clone().expect("clone"));
-                c.write_all(b"220 fake\r\n").expect("write");
-                assert!(line(&mut r).starts_with("LHLO"));
-                c.write_all(b"250-fake\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
-                    .expect("write");
+                let mut r = greet_fake(&mut c, b"250-fake\r\n250-PIPELINING\r\n250 CHUNKING\r\n");
                 let (mut content, mut chunks, mut rcpts) = (Vec::new(), Vec::new(), 0);
                 loop {
                     let l = line(&mut r);
@@ -1820,11 +1822,7 @@ mod tests {
         let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
         let server = thread::spawn(move || {
             let (mut c, _) = listener.accept().expect("accept");
-            let mut r = BufReader::new(c.try_clone().expect("clone"));
-            c.write_all(b"220 fake\r\n").expect("write");
-            assert!(line(&mut r).starts_with("LHLO"));
-            c.write_all(b"250-fake\r\n250 PIPELINING\r\n")
-                .expect("write");
+            let mut r = greet_fake(&mut c, b"250-fake\r\n250 PIPELINING\r\n");
             // Nothing more comes: the client gives up before MAIL.
             assert_eq!(line(&mut r), "");
         });
@@ -1856,11 +1854,7 @@ mod tests {
                     c.write_all(b"421 4.3.2 busy\r\n").expect("write");
                     continue;
                 }
-                let mut r = BufReader::new(c.try_clone().expect("clone"));
-                c.write_all(b"220 fake\r\n").expect("write");
-                assert!(line(&mut r).starts_with("LHLO"));
-                c.write_all(b"250-fake\r\n250 PIPELINING\r\n")
-                    .expect("write");
+                greet_fake(&mut c, b"250-fake\r\n250 PIPELINING\r\n");
                 held.push(c);
             }
             // The "server" then closes one of the idle connections (a timeout, say).
