@@ -143,6 +143,9 @@ impl Request {
         if let Some(m) = self.quota.messages {
             let _ = writeln!(head, "quota_messages {m}");
         }
+        if self.quota.grace > 0 {
+            let _ = writeln!(head, "quota_grace {}", self.quota.grace);
+        }
         if let Some(s) = &self.sender {
             let _ = writeln!(head, "sender {s}");
         }
@@ -237,6 +240,7 @@ impl Request {
                 }
                 "quota_bytes" => r.quota.bytes = Some(num(v)?),
                 "quota_messages" => r.quota.messages = Some(num(v)?),
+                "quota_grace" => r.quota.grace = num(v)?,
                 "sender" => r.sender = Some(v.into()),
                 "id" => r.id = v.into(),
                 "smtputf8" => r.smtputf8 = v == "1",
@@ -583,6 +587,7 @@ mod tests {
             quota: Quota {
                 bytes: Some(1000),
                 messages: None,
+                grace: 512,
             },
             sender: Some("bob@example.org".into()),
             id: "ABC-1".into(),
@@ -611,11 +616,28 @@ mod tests {
         let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(len, frame.len() - 4);
         assert_eq!(Request::decode(&frame[4..]).unwrap(), r);
+        let text = String::from_utf8_lossy(&frame[4..]);
+        assert!(
+            text.contains("\nquota_bytes 1000\nquota_grace 512\n"),
+            "{text}"
+        );
+        assert_eq!(Request::decode(&frame[4..]).unwrap().quota.grace, 512);
         let mut null = request();
         null.sender = None;
         null.detail = None;
+        null.quota = Quota::default();
         let frame = null.encode().unwrap();
+        assert!(!String::from_utf8_lossy(&frame[4..]).contains("quota"));
         assert_eq!(Request::decode(&frame[4..]).unwrap(), null);
+        // Grace without a byte limit still travels (it only matters with one).
+        let mut grace_only = request();
+        grace_only.quota = Quota {
+            bytes: None,
+            messages: Some(3),
+            grace: 7,
+        };
+        let frame = grace_only.encode().unwrap();
+        assert_eq!(Request::decode(&frame[4..]).unwrap(), grace_only);
     }
 
     #[test]

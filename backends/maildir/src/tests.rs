@@ -54,7 +54,11 @@ fn with_detail(local: &str, detail: &str) -> Recipient {
 
 fn with_quota(local: &str, bytes: Option<u64>, messages: Option<u64>) -> Recipient {
     Recipient {
-        quota: Quota { bytes, messages },
+        quota: Quota {
+            bytes,
+            messages,
+            grace: 0,
+        },
         ..rcpt(local)
     }
 }
@@ -819,14 +823,16 @@ fn size_is_read_from_name() {
     assert_eq!(
         quota::definition(&Quota {
             bytes: Some(1024),
-            messages: Some(100)
+            messages: Some(100),
+            grace: 0,
         }),
         "1024S,100C"
     );
     assert_eq!(
         quota::definition(&Quota {
             bytes: Some(1024),
-            messages: None
+            messages: None,
+            grace: 0,
         }),
         "1024S"
     );

@@ -160,12 +160,16 @@ fn prepare(tx: &mut Transaction<'_>) -> Result<Statements, Failure> {
             "SELECT id, address FROM mailboxes WHERE address = ANY($1) ORDER BY id FOR UPDATE",
         )?,
         // The quota check and the counter update in one statement on the locked row: two
-        // nodes delivering at once cannot both pass a check their sum fails.
+        // nodes delivering at once cannot both pass a check their sum fails. The rule of
+        // `Quota::would_exceed`: with a byte limit $3 the usage must be below it and the
+        // copy ($2) may end at most the grace ($5) above it (written as a subtraction so
+        // that a huge grace cannot overflow BIGINT).
         take_uid: p(
             tx,
             "UPDATE mailboxes SET used_bytes = used_bytes + $2, used_messages = used_messages + 1, \
              next_uid = next_uid + 1, quota_bytes = $3, quota_messages = $4 \
-             WHERE id = $1 AND ($3::BIGINT IS NULL OR used_bytes + $2 <= $3) \
+             WHERE id = $1 \
+             AND ($3::BIGINT IS NULL OR (used_bytes < $3 AND used_bytes + $2 - $5::BIGINT <= $3)) \
              AND ($4::BIGINT IS NULL OR used_messages + 1 <= $4) \
              RETURNING next_uid - 1",
         )?,
@@ -204,7 +208,13 @@ fn stage_one(
     let uid: i64 = match tx
         .query_opt(
             &call.st.take_uid,
-            &[&mailbox, &to_i64(size), &quota_bytes, &quota_messages],
+            &[
+                &mailbox,
+                &to_i64(size),
+                &quota_bytes,
+                &quota_messages,
+                &to_i64(rcpt.quota.grace),
+            ],
         )
         .map_err(Failure::sql("update mailbox"))?
     {

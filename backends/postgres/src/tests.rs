@@ -226,6 +226,7 @@ fn quota_holds_under_concurrent_deliveries() {
                 r.quota = Quota {
                     bytes: None,
                     messages: Some(10),
+                    grace: 0,
                 };
                 (0..5)
                     .filter(|_| deliver_to(&st, b"Subject: q\n\nbody\n", &[r.clone()])[0])

@@ -70,7 +70,11 @@ fn with_detail(local: &str, detail: &str) -> Recipient {
 
 fn with_quota(local: &str, bytes: Option<u64>, messages: Option<u64>) -> Recipient {
     Recipient {
-        quota: Quota { bytes, messages },
+        quota: Quota {
+            bytes,
+            messages,
+            grace: 0,
+        },
         ..rcpt(local)
     }
 }

@@ -194,6 +194,9 @@ pub struct Quota {
     pub bytes: Option<u64>,
     /// Number of messages the mailbox may hold.
     pub messages: Option<u64>,
+    /// Bytes of grace over the byte limit: a message that starts below the byte limit may
+    /// end above it by at most this much (0: none). No grace applies to the message count.
+    pub grace: u64,
 }
 
 impl Quota {
@@ -208,13 +211,23 @@ impl Quota {
             || self.messages.is_some_and(|m| used_messages >= m)
     }
 
-    /// True when adding one message of `size` bytes would exceed a limit.
+    /// True when adding one message of `size` bytes would exceed a limit: with a byte
+    /// limit `b`, when the usage already reaches `b`, or when the message would end more
+    /// than [`Quota::grace`] bytes above `b`; with a message limit, when one more message
+    /// would pass it.
     pub fn would_exceed(&self, used_bytes: u64, used_messages: u64, size: u64) -> bool {
+        self.bytes.is_some_and(|b| {
+            used_bytes >= b || used_bytes.saturating_add(size) > b.saturating_add(self.grace)
+        }) || self
+            .messages
+            .is_some_and(|m| used_messages.saturating_add(1) > m)
+    }
+
+    /// True when a message of `size` bytes could not be stored even into an empty mailbox:
+    /// a byte limit is set and `size` exceeds it by more than the grace.
+    pub fn can_never_hold(&self, size: u64) -> bool {
         self.bytes
-            .is_some_and(|b| used_bytes.saturating_add(size) > b)
-            || self
-                .messages
-                .is_some_and(|m| used_messages.saturating_add(1) > m)
+            .is_some_and(|b| size > b.saturating_add(self.grace))
     }
 }
 
@@ -500,13 +513,68 @@ mod tests {
         let q = Quota {
             bytes: Some(1000),
             messages: Some(2),
+            grace: 0,
         };
         assert!(!q.is_full(990, 1));
         assert!(q.would_exceed(990, 1, 20));
         assert!(!q.would_exceed(990, 1, 5));
+        assert!(!q.would_exceed(990, 1, 10), "ends exactly at the limit");
         assert!(q.would_exceed(0, 2, 1));
         assert!(q.is_full(1000, 0));
         assert!(!Quota::default().is_limited());
+    }
+
+    #[test]
+    fn quota_grace_lets_a_message_that_starts_below_the_limit_end_above_it() {
+        let q = Quota {
+            bytes: Some(1000),
+            messages: Some(5),
+            grace: 100,
+        };
+        // Below the limit: may end at limit + grace, not one byte later.
+        assert!(!q.would_exceed(999, 0, 101));
+        assert!(q.would_exceed(999, 0, 102));
+        assert!(!q.would_exceed(0, 0, 1100));
+        assert!(q.would_exceed(0, 0, 1101));
+        // At or above the limit nothing more goes in, however small.
+        assert!(q.would_exceed(1000, 0, 1));
+        assert!(q.would_exceed(1000, 0, 0));
+        assert!(q.would_exceed(1050, 0, 1));
+        assert!(q.is_full(1000, 0));
+        assert!(!q.is_full(999, 0));
+        // No grace for the message count.
+        assert!(q.would_exceed(0, 5, 1));
+        assert!(!q.would_exceed(0, 4, 1));
+        // Saturating arithmetic at the edges.
+        let huge = Quota {
+            bytes: Some(u64::MAX - 1),
+            messages: None,
+            grace: u64::MAX,
+        };
+        assert!(!huge.would_exceed(0, 0, u64::MAX));
+        assert!(!huge.can_never_hold(u64::MAX));
+    }
+
+    #[test]
+    fn can_never_hold_is_size_over_limit_plus_grace() {
+        let q = Quota {
+            bytes: Some(1000),
+            messages: Some(1),
+            grace: 10,
+        };
+        assert!(!q.can_never_hold(1010));
+        assert!(q.can_never_hold(1011));
+        let no_grace = Quota { grace: 0, ..q };
+        assert!(!no_grace.can_never_hold(1000));
+        assert!(no_grace.can_never_hold(1001));
+        // Only the byte limit can make a message too big for good.
+        let count_only = Quota {
+            bytes: None,
+            messages: Some(0),
+            grace: 0,
+        };
+        assert!(!count_only.can_never_hold(u64::MAX));
+        assert!(!Quota::default().can_never_hold(u64::MAX));
     }
 
     #[test]

@@ -230,6 +230,7 @@ pub fn quota_failure_is_per_recipient(h: &impl Harness) {
         quota: Quota {
             bytes: None,
             messages: Some(0),
+            grace: 0,
         },
         ..rcpt("full")
     };
