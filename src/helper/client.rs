@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use lmtpd_store::{Body, DeliveryError, MailStore, Recipient, Reporter, Request};
+use lmtpd_store::{Body, DeliveryError, MailStore, Recipient, Reporter, Request, Usage};
 
 use super::server::{read_frame, REQUEST_TIMEOUT};
 use super::wire::{self, AccountStore};
@@ -245,5 +245,16 @@ impl MailStore for HelperStore {
         // Only the account can look; a copy for a missing folder without :create goes to
         // the inbox in the store itself.
         Ok(true)
+    }
+
+    /// `Ok(None)`: the mailbox is readable only as the account, and the helper answers only
+    /// delivery and script requests; the helper itself enforces the quota at delivery.
+    fn usage(&self, _rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        Ok(None)
+    }
+
+    /// `Ok(None)`, for the same reason as [`HelperStore::usage`].
+    fn recalc(&self, _rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        Ok(None)
     }
 }

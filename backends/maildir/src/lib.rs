@@ -8,7 +8,9 @@
 //! directory is fsynced and the tmp file removed; only then is the copy durable. Each of a
 //! recipient's targets names INBOX or a Maildir++ folder `.<name>`; the recipient's outcome
 //! combines its copies' ([`lmtpd_store::combine`]). A limited
-//! [`Quota`](lmtpd_store::Quota) is enforced with the Maildir++ `maildirsize` file.
+//! [`Quota`](lmtpd_store::Quota) is enforced with the Maildir++ `maildirsize` file, which
+//! also answers [`MailStore::usage`]; [`MailStore::recalc`] recounts the messages and
+//! rewrites it.
 //!
 //! Layout of this crate: `template` (path templates), `name` (unique names), `layout`
 //! (directories, folders, sweeping), `quota` (`maildirsize`), `write` (one copy), `dirsync`
@@ -34,7 +36,7 @@ use std::time::Duration;
 
 use lmtpd_store::{
     combine, Delivery, DeliveryError, MailStore, Message, Outcome, Recipient, Reporter, Request,
-    Target,
+    Target, Usage,
 };
 
 use crate::error::Failure;
@@ -140,6 +142,40 @@ impl MaildirStore {
         Ok(())
     }
 
+    /// The usage of `rcpt`'s maildir: from `maildirsize` under a limited quota (recounted
+    /// and rewritten when the file is missing or untrusted, as a delivery would), else
+    /// counted from the messages (lmtpd keeps no `maildirsize` without a limit). A maildir
+    /// that does not exist yet uses nothing.
+    fn usage_inner(&self, rcpt: &Recipient) -> Result<Usage, Failure> {
+        let root = template::expand(&self.cfg.template, rcpt).map_err(Failure::Local)?;
+        if !layout::check_dir(&root)? {
+            return Ok(Usage::default());
+        }
+        let usage = if rcpt.quota.is_limited() {
+            quota::current(&root, &rcpt.quota, &self.host)
+        } else {
+            quota::count(&root)
+        };
+        usage.map_err(error::io_at("read the quota usage of", &root))
+    }
+
+    /// Counts `rcpt`'s messages and, under a limited quota, rewrites `maildirsize` with the
+    /// result (a write failure is an error here: the admin asked for it). Without a limit
+    /// nothing is written: `maildirsize` needs the quota's definition as its first line.
+    fn recalc_inner(&self, rcpt: &Recipient) -> Result<Usage, Failure> {
+        let root = template::expand(&self.cfg.template, rcpt).map_err(Failure::Local)?;
+        if !layout::check_dir(&root)? {
+            return Ok(Usage::default());
+        }
+        let usage = quota::count(&root).map_err(error::io_at("count the messages of", &root))?;
+        if rcpt.quota.is_limited() {
+            let def = quota::definition(&rcpt.quota);
+            quota::write(&root, &def, usage, &self.host)
+                .map_err(error::io_at("rewrite the maildirsize of", &root))?;
+        }
+        Ok(usage)
+    }
+
     /// The recipient's root maildir (INBOX), created when missing and checked.
     fn root(&self, rcpt: &Recipient) -> Result<PathBuf, Failure> {
         let root = template::expand(&self.cfg.template, rcpt).map_err(Failure::Local)?;
@@ -212,6 +248,20 @@ impl MailStore for MaildirStore {
                 Failure::OverQuota(_) => log::info!("maildir: {}: {failure}", rcpt.user),
                 _ => log::warn!("maildir: {}: {failure}", rcpt.user),
             }
+            failure.into_delivery(self.cfg.quota_permfail)
+        })
+    }
+
+    fn usage(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        self.usage_inner(rcpt).map(Some).map_err(|failure| {
+            log::warn!("maildir: {}: usage: {failure}", rcpt.user);
+            failure.into_delivery(self.cfg.quota_permfail)
+        })
+    }
+
+    fn recalc(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        self.recalc_inner(rcpt).map(Some).map_err(|failure| {
+            log::warn!("maildir: {}: recalc: {failure}", rcpt.user);
             failure.into_delivery(self.cfg.quota_permfail)
         })
     }

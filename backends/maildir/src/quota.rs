@@ -1,5 +1,7 @@
 //! Maildir++ quota: reading, recalculating and appending to the root maildir's
-//! `maildirsize` file (standards §6.6). Only used for recipients with a limited quota.
+//! `maildirsize` file (standards §6.6), and counting a maildir's usage from its messages.
+//! The file is only kept for recipients with a limited quota (its first line is the
+//! quota's definition).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -7,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use lmtpd_store::Quota;
+use lmtpd_store::{Quota, Usage};
 
 use crate::name;
 
@@ -44,19 +46,10 @@ pub(crate) enum Need {
 impl Need {
     fn over(self, quota: &Quota, usage: Usage) -> bool {
         match self {
-            Need::Full => quota.is_full(usage.bytes, usage.count),
-            Need::Add(size) => quota.would_exceed(usage.bytes, usage.count, size),
+            Need::Full => quota.is_full(usage.bytes, usage.messages),
+            Need::Add(size) => quota.would_exceed(usage.bytes, usage.messages, size),
         }
     }
-}
-
-/// Current usage of a maildir: bytes and messages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Usage {
-    /// Bytes in use.
-    pub(crate) bytes: u64,
-    /// Messages stored.
-    pub(crate) count: u64,
 }
 
 /// A parsed, trusted `maildirsize`.
@@ -85,6 +78,17 @@ pub(crate) fn over(root: &Path, quota: &Quota, need: Need, host: &str) -> io::Re
     }
     let usage = recalculate(root, &def, host)?;
     Ok(need.over(quota, usage))
+}
+
+/// The usage of the maildir at `root` under the limited `quota`: what `maildirsize` says
+/// when it is trusted (defined for this quota, parsable, small), else recounted from the
+/// messages and rewritten (as a delivery would).
+pub(crate) fn current(root: &Path, quota: &Quota, host: &str) -> io::Result<Usage> {
+    let def = definition(quota);
+    match read(root, &def)? {
+        Some(cur) => Ok(cur.usage),
+        None => recalculate(root, &def, host),
+    }
 }
 
 /// Reads `root/maildirsize`; `None` when it must be recalculated.
@@ -133,7 +137,7 @@ fn read(root: &Path, def: &str) -> io::Result<Option<Current>> {
     Ok(Some(Current {
         usage: Usage {
             bytes: bytes.max(0) as u64,
-            count: count.max(0) as u64,
+            messages: count.max(0) as u64,
         },
         lines: n,
         age,
@@ -210,15 +214,16 @@ fn scan(dirs: &[PathBuf]) -> io::Result<Usage> {
                 },
             };
             usage.bytes = usage.bytes.saturating_add(size);
-            usage.count += 1;
+            usage.messages += 1;
         }
     }
     Ok(usage)
 }
 
-/// Recounts the usage from the directories and rewrites `maildirsize` (tmp file + rename).
-/// A failure to write the file is logged, not returned: the count is still right.
-pub(crate) fn recalculate(root: &Path, def: &str, host: &str) -> io::Result<Usage> {
+/// Counts the messages of the maildir at `root` (its `new/` and `cur/` and those of its
+/// folders except `.Trash`), scanning again (up to three passes) while a directory changes
+/// during the scan. Writes nothing.
+pub(crate) fn count(root: &Path) -> io::Result<Usage> {
     let mut usage = Usage::default();
     for attempt in 1..=SCAN_TRIES {
         let dirs = counted_dirs(root)?;
@@ -232,6 +237,13 @@ pub(crate) fn recalculate(root: &Path, def: &str, host: &str) -> io::Result<Usag
             root.display()
         );
     }
+    Ok(usage)
+}
+
+/// Recounts the usage from the directories and rewrites `maildirsize` (tmp file + rename).
+/// A failure to write the file is logged, not returned: the count is still right.
+pub(crate) fn recalculate(root: &Path, def: &str, host: &str) -> io::Result<Usage> {
+    let usage = count(root)?;
     if let Err(err) = write(root, def, usage, host) {
         log::warn!("maildir: cannot rewrite {}/{FILE}: {err}", root.display());
     }
@@ -239,7 +251,7 @@ pub(crate) fn recalculate(root: &Path, def: &str, host: &str) -> io::Result<Usag
 }
 
 /// Writes a fresh `maildirsize` through `tmp/`; does nothing when `tmp/` is missing.
-fn write(root: &Path, def: &str, usage: Usage, host: &str) -> io::Result<()> {
+pub(crate) fn write(root: &Path, def: &str, usage: Usage, host: &str) -> io::Result<()> {
     let tmp_dir = root.join("tmp");
     if !fs::symlink_metadata(&tmp_dir).is_ok_and(|m| m.is_dir()) {
         return Ok(());
@@ -251,7 +263,7 @@ fn write(root: &Path, def: &str, usage: Usage, host: &str) -> io::Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        file.write_all(format!("{def}\n{} {}\n", usage.bytes, usage.count).as_bytes())?;
+        file.write_all(format!("{def}\n{} {}\n", usage.bytes, usage.messages).as_bytes())?;
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp, root.join(FILE))

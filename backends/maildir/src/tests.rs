@@ -999,3 +999,105 @@ impl testing::Harness for Harness {
 }
 
 lmtpd_store::contract_suite!(harness);
+
+/// The files of `dir` with their sizes.
+fn sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
+    names(dir)
+        .into_iter()
+        .map(|n| {
+            let p = dir.join(n);
+            let len = fs::metadata(&p).unwrap().len();
+            (p, len)
+        })
+        .collect()
+}
+
+#[test]
+fn usage_follows_maildirsize_and_recalc_recounts_after_a_message_is_removed_by_hand() {
+    let tmp = TempDir::new().unwrap();
+    let st = store(tmp.path());
+    let a = with_quota("alice", Some(1 << 20), None);
+    for _ in 0..3 {
+        assert!(deliver(&st, std::slice::from_ref(&a))[0].is_ok());
+    }
+    let root = mailbox(&tmp, "alice");
+    // A mail reader moves the copies to cur/ with a flag, as it does once they are seen.
+    for (p, _) in sizes(&root.join("new")) {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        fs::rename(&p, root.join("cur").join(format!("{name}:2,S"))).unwrap();
+    }
+    let files = sizes(&root.join("cur"));
+    let total: u64 = files.iter().map(|(_, n)| n).sum();
+    assert_eq!(files.len(), 3);
+    let three = lmtpd_store::Usage {
+        bytes: total,
+        messages: 3,
+    };
+    assert_eq!(st.usage(&a).unwrap(), Some(three));
+
+    // Removed by hand: maildirsize still counts it (the cheap figure is stale)...
+    fs::remove_file(&files[1].0).unwrap();
+    assert_eq!(st.usage(&a).unwrap(), Some(three));
+    // ...until recalc recounts the messages and rewrites the file.
+    let two = lmtpd_store::Usage {
+        bytes: total - files[1].1,
+        messages: 2,
+    };
+    assert_eq!(st.recalc(&a).unwrap(), Some(two));
+    assert_eq!(
+        fs::read_to_string(root.join(quota::FILE)).unwrap(),
+        format!("1048576S\n{} 2\n", two.bytes)
+    );
+    assert_eq!(st.usage(&a).unwrap(), Some(two));
+    // A later delivery adds to the recounted figure.
+    assert!(deliver(&st, std::slice::from_ref(&a))[0].is_ok());
+    let after = st.usage(&a).unwrap().unwrap();
+    assert_eq!(after.messages, 3);
+    assert_eq!(after.bytes, two.bytes + files[1].1);
+}
+
+#[test]
+fn without_a_quota_usage_counts_the_messages_and_recalc_writes_no_maildirsize() {
+    let tmp = TempDir::new().unwrap();
+    let st = store(tmp.path());
+    let b = rcpt("bob");
+    assert_eq!(
+        st.usage(&b).unwrap(),
+        Some(lmtpd_store::Usage::default()),
+        "no maildir yet"
+    );
+    for _ in 0..2 {
+        assert!(deliver(&st, std::slice::from_ref(&b))[0].is_ok());
+    }
+    let root = mailbox(&tmp, "bob");
+    let files = sizes(&root.join("new"));
+    fs::remove_file(&files[0].0).unwrap();
+    let one = lmtpd_store::Usage {
+        bytes: files[1].1,
+        messages: 1,
+    };
+    assert_eq!(st.usage(&b).unwrap(), Some(one), "counted, not cached");
+    assert_eq!(st.recalc(&b).unwrap(), Some(one));
+    assert!(!root.join(quota::FILE).exists());
+}
+
+#[test]
+fn usage_of_a_limited_maildir_without_maildirsize_recounts_and_writes_it() {
+    let tmp = TempDir::new().unwrap();
+    let st = store(tmp.path());
+    let plain = rcpt("carol");
+    assert!(deliver(&st, std::slice::from_ref(&plain))[0].is_ok());
+    let root = mailbox(&tmp, "carol");
+    assert!(!root.join(quota::FILE).exists());
+    let size = sizes(&root.join("new"))[0].1;
+    let limited = with_quota("carol", None, Some(10));
+    let one = lmtpd_store::Usage {
+        bytes: size,
+        messages: 1,
+    };
+    assert_eq!(st.usage(&limited).unwrap(), Some(one));
+    assert_eq!(
+        fs::read_to_string(root.join(quota::FILE)).unwrap(),
+        format!("10C\n{size} 1\n")
+    );
+}

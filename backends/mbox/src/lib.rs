@@ -23,6 +23,10 @@
 //! full disk or file-size limit `452 4.3.1`; quota `452 4.2.2` (or `552 5.2.2`); any other
 //! local problem `451 4.3.0`.
 //!
+//! Quota: a file's usage is its size and its message count (`From ` separators), the count
+//! cached in a sidecar file (`quota`). Each file is checked on its own when a copy goes into
+//! it; [`MailStore::usage`] and [`MailStore::recalc`] report the inbox.
+//!
 //! Layout of this crate: `template` (path templates), `mailbox` (folder choice, safe open),
 //! `queue` (the in-process queue and batches), `lock` (file locks), `append` (write + roll back), `quota`
 //! (count sidecar), `sys` (the libc calls), `error`. The separator line and the mboxrd filter
@@ -49,7 +53,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lmtpd_store::{
     combine, Delivery, DeliveryError, Folder, MailStore, Message, Recipient, Reporter, Request,
-    Target,
+    Target, Usage,
 };
 
 use crate::error::{io_at, Failure};
@@ -217,37 +221,84 @@ impl MboxStore {
     }
 
     /// The message count for an RCPT-time check: from the sidecar, else counted now when no
-    /// thread of this process is delivering to the mailbox (opening and closing a second
-    /// descriptor would drop that thread's fcntl lock), else 0 (`deliver` checks again).
+    /// thread of this process is delivering to the mailbox, else 0 (`deliver` checks again).
     fn count_for_check(&self, target: &Path, meta: &fs::Metadata) -> u64 {
         if let Some(count) = quota::cached(target, meta) {
             return count;
         }
-        let key = mailbox::queue_key(target);
-        let Some(turn) = queue::queue(&key, Instant::now()) else {
-            return 0;
-        };
-        if turn.batch().is_some() {
-            // A batch leader holds the locks on an open descriptor between turns.
-            return 0;
-        }
-        let counted = (|| {
-            let file = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(target)?;
-            let before = file.metadata()?;
-            let count = quota::count(&file)?;
-            let after = file.metadata()?;
-            if quota::cached(target, &after).is_none() && stamp_eq(&before, &after) {
-                quota::store(target, &after, count);
+        match count_now(target, Instant::now()) {
+            Ok(Some(counted)) => counted.usage.messages,
+            Ok(None) => 0,
+            Err(err) => {
+                log::warn!("mbox: cannot count messages in {}: {err}", target.display());
+                0
             }
-            Ok::<u64, io::Error>(count)
-        })();
-        counted.unwrap_or_else(|err| {
-            log::warn!("mbox: cannot count messages in {}: {err}", target.display());
-            0
-        })
+        }
+    }
+
+    /// The inbox of `rcpt`, checked like a delivery checks it, with its metadata (`None`:
+    /// it does not exist yet).
+    fn inbox_meta(&self, rcpt: &Recipient) -> Result<(PathBuf, Option<fs::Metadata>), Failure> {
+        let target = self.target(rcpt, &Folder::Inbox)?;
+        match fs::symlink_metadata(&target) {
+            Ok(meta) => {
+                mailbox::check_meta(&meta, &target)?;
+                Ok((target, Some(meta)))
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok((target, None)),
+            Err(err) => Err(io_at("stat", &target)(err)),
+        }
+    }
+
+    /// The inbox's size and message count: the cached count when the sidecar matches the
+    /// file, else counted now unless another thread of this process is delivering to it
+    /// (then `None`: waiting is not cheap). Takes no file lock.
+    fn usage_inner(&self, rcpt: &Recipient) -> Result<Option<Usage>, Failure> {
+        let (target, meta) = self.inbox_meta(rcpt)?;
+        let Some(meta) = meta else {
+            return Ok(Some(Usage::default()));
+        };
+        if let Some(messages) = quota::cached(&target, &meta) {
+            return Ok(Some(Usage {
+                bytes: meta.len(),
+                messages,
+            }));
+        }
+        match count_now(&target, Instant::now()) {
+            Ok(counted) => Ok(counted.map(|c| c.usage)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Some(Usage::default())),
+            Err(err) => Err(io_at("count messages in", &target)(err)),
+        }
+    }
+
+    /// Counts the inbox's messages whatever the sidecar says, and records the count in it.
+    /// Waits for this process's deliveries to the inbox up to the lock timeout; counts again
+    /// (three passes) when the file changes during the count.
+    fn recalc_inner(&self, rcpt: &Recipient) -> Result<Usage, Failure> {
+        let (target, meta) = self.inbox_meta(rcpt)?;
+        if meta.is_none() {
+            return Ok(Usage::default());
+        }
+        let deadline = Instant::now() + self.cfg.lock_timeout;
+        for _ in 0..RECOUNT_TRIES {
+            match count_now(&target, deadline) {
+                Ok(Some(counted)) if counted.unchanged => return Ok(counted.usage),
+                Ok(Some(_)) => continue,
+                Ok(None) => {
+                    return Err(Failure::Busy(format!(
+                        "other deliveries to {} in this process took longer than the lock \
+                         timeout",
+                        target.display()
+                    )))
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Usage::default()),
+                Err(err) => return Err(io_at("count messages in", &target)(err)),
+            }
+        }
+        Err(Failure::Busy(format!(
+            "{} kept changing while its messages were counted",
+            target.display()
+        )))
     }
 
     /// Stores one copy of `d` at `want`; returns what was done, for the log.
@@ -407,6 +458,54 @@ impl MboxStore {
     }
 }
 
+/// Passes of [`MboxStore::recalc`] over a mailbox that changes while it is counted.
+const RECOUNT_TRIES: usize = 3;
+
+/// A message count taken by [`count_now`].
+struct Counted {
+    /// The file's size and message count.
+    usage: Usage,
+    /// The file did not change during the count (the count was cached).
+    unchanged: bool,
+}
+
+/// Counts the messages of the mailbox at `target` once no thread of this process is
+/// delivering to it (its turn in the in-process queue, waiting until `deadline`: opening and
+/// closing a second descriptor would drop such a thread's fcntl lock), and caches the count
+/// when the file did not change meanwhile. `None` when the turn did not come in time or a
+/// batch leader holds the mailbox.
+fn count_now(target: &Path, deadline: Instant) -> io::Result<Option<Counted>> {
+    let key = mailbox::queue_key(target);
+    let Some(turn) = queue::queue(&key, deadline) else {
+        return Ok(None);
+    };
+    if turn.batch().is_some() {
+        // A batch leader holds the locks on an open descriptor between turns.
+        return Ok(None);
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(target)?;
+    let before = file.metadata()?;
+    let messages = quota::count(&file)?;
+    let after = file.metadata()?;
+    let unchanged = stamp_eq(&before, &after);
+    if unchanged {
+        quota::store(target, &after, messages);
+    }
+    // Our descriptor is closed before the turn passes on.
+    drop(file);
+    drop(turn);
+    Ok(Some(Counted {
+        usage: Usage {
+            bytes: after.len(),
+            messages,
+        },
+        unchanged,
+    }))
+}
+
 /// The log text of a stored copy.
 fn describe(done: &append::Appended, target: &Path, how: &str) -> String {
     format!(
@@ -446,6 +545,20 @@ impl MailStore for MboxStore {
                 Failure::OverQuota(_) => log::info!("mbox: {}: {failure}", rcpt.user),
                 _ => log::warn!("mbox: {}: {failure}", rcpt.user),
             }
+            failure.into_delivery(self.cfg.quota_permfail)
+        })
+    }
+
+    fn usage(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        self.usage_inner(rcpt).map_err(|failure| {
+            log::warn!("mbox: {}: usage: {failure}", rcpt.user);
+            failure.into_delivery(self.cfg.quota_permfail)
+        })
+    }
+
+    fn recalc(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        self.recalc_inner(rcpt).map(Some).map_err(|failure| {
+            log::warn!("mbox: {}: recalc: {failure}", rcpt.user);
             failure.into_delivery(self.cfg.quota_permfail)
         })
     }

@@ -1644,3 +1644,64 @@ fn flags_are_written_as_status_lines_after_the_separator() {
     .concat();
     assert_eq!(msgs[0].content, want);
 }
+
+#[test]
+fn usage_is_the_size_and_cached_count_and_recalc_recounts_an_mbox_edited_by_hand() {
+    let tmp = TempDir::new().unwrap();
+    let st = store(tmp.path());
+    let a = with_quota("alice", Some(1 << 20), None);
+    assert_eq!(st.usage(&a).unwrap(), Some(lmtpd_store::Usage::default()));
+    for _ in 0..3 {
+        assert!(deliver(&st, std::slice::from_ref(&a))[0].is_ok());
+    }
+    let path = mbox(&tmp, "alice");
+    let len = |p: &Path| fs::metadata(p).unwrap().len();
+    assert_eq!(
+        st.usage(&a).unwrap(),
+        Some(lmtpd_store::Usage {
+            bytes: len(&path),
+            messages: 3
+        })
+    );
+
+    // Rewritten by hand without its last message: the size changed, so the cached count is
+    // not trusted and usage() counts again.
+    let data = fs::read(&path).unwrap();
+    let starts: Vec<usize> = (0..data.len())
+        .filter(|&i| data[i..].starts_with(b"From ") && (i == 0 || data[i - 1] == b'\n'))
+        .collect();
+    assert_eq!(starts.len(), 3);
+    fs::write(&path, &data[..starts[2]]).unwrap();
+    let two = lmtpd_store::Usage {
+        bytes: starts[2] as u64,
+        messages: 2,
+    };
+    assert_eq!(st.usage(&a).unwrap(), Some(two));
+
+    // Edited in place with the size and modification time kept (the second separator
+    // spoiled): the cache still matches the file and its count is stale...
+    let before = fs::metadata(&path).unwrap().modified().unwrap();
+    let mut edited = data[..starts[2]].to_vec();
+    edited[starts[1]] = b'X';
+    fs::write(&path, &edited).unwrap();
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    assert_eq!(
+        st.usage(&a).unwrap(),
+        Some(two),
+        "the cheap figure is stale"
+    );
+    // ...until recalc counts the separators again and refreshes the cache.
+    let one = lmtpd_store::Usage {
+        bytes: starts[2] as u64,
+        messages: 1,
+    };
+    assert_eq!(st.recalc(&a).unwrap(), Some(one));
+    assert_eq!(st.usage(&a).unwrap(), Some(one));
+    let unlimited = rcpt("alice");
+    assert_eq!(st.usage(&unlimited).unwrap(), Some(one));
+}

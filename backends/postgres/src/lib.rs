@@ -13,7 +13,9 @@
 //! `SAVEPOINT` (a failing copy rolls back alone); the outcomes are reported after `COMMIT`
 //! returned, and PostgreSQL's own commit grouping shares the WAL flush of concurrent
 //! sessions. The quota check and the counter update are one conditional `UPDATE` of the
-//! mailbox row, which holds under concurrency from several nodes. A server running with
+//! mailbox row, which holds under concurrency from several nodes; [`MailStore::usage`]
+//! reads those counters and [`MailStore::recalc`] recounts them from the `deliveries` rows
+//! (nothing else keeps them right when rows are deleted by hand). A server running with
 //! `fsync = off` is refused at start-up; `synchronous_commit = off` is warned about.
 //!
 //! Threads and memory: the `postgres` crate's synchronous client drives a single-threaded
@@ -33,7 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lmtpd_store::open::{OpenError, OpenErrorKind};
 use lmtpd_store::{
-    combine, headers, DeliveryError, Enhanced, MailStore, Recipient, Reporter, Request,
+    combine, headers, DeliveryError, Enhanced, MailStore, Recipient, Reporter, Request, Usage,
 };
 use postgres::error::SqlState;
 use postgres::NoTls;
@@ -241,6 +243,50 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// The mailbox counters of `rcpt` (no row yet: nothing used).
+    fn usage_inner(&self, rcpt: &Recipient) -> Result<Usage, Failure> {
+        let mut conn = self.conn()?;
+        let row = conn
+            .query_opt(
+                "SELECT used_bytes, used_messages FROM mailboxes WHERE address = $1",
+                &[&rcpt.user],
+            )
+            .map_err(Failure::sql("read mailbox usage"))?;
+        Ok(row.map_or(Usage::default(), |r| usage_of(r.get(0), r.get(1))))
+    }
+
+    /// Sets the counters of `rcpt`'s mailbox to the sum and number of its `deliveries` rows.
+    /// The mailbox row is locked first, as every delivery locks it before adding a row, so
+    /// the recount (a later statement, a later snapshot) sees every committed copy and none
+    /// can land before the update. A mailbox without a row is left without one.
+    fn recalc_inner(&self, rcpt: &Recipient) -> Result<Usage, Failure> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(Failure::sql("begin recount"))?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT id FROM mailboxes WHERE address = $1 FOR UPDATE",
+                &[&rcpt.user],
+            )
+            .map_err(Failure::sql("lock mailbox"))?
+        else {
+            return Ok(Usage::default());
+        };
+        let id: i64 = row.get(0);
+        let row = tx
+            .query_one(
+                "UPDATE mailboxes SET \
+                   used_bytes = (SELECT COALESCE(SUM(size), 0)::BIGINT FROM deliveries \
+                                 WHERE mailbox_id = $1), \
+                   used_messages = (SELECT COUNT(*) FROM deliveries WHERE mailbox_id = $1) \
+                 WHERE id = $1 RETURNING used_bytes, used_messages",
+                &[&id],
+            )
+            .map_err(Failure::sql("recount mailbox"))?;
+        let usage = usage_of(row.get(0), row.get(1));
+        tx.commit().map_err(Failure::sql("commit recount"))?;
+        Ok(usage)
+    }
+
     fn folder_exists(&self, rcpt: &Recipient, name: &str) -> Result<bool, Failure> {
         let mut conn = self.conn()?;
         let row = conn
@@ -265,6 +311,14 @@ impl PostgresStore {
     }
 }
 
+/// Counters as stored (BIGINT, never negative in practice) as a [`Usage`].
+fn usage_of(bytes: i64, messages: i64) -> Usage {
+    Usage {
+        bytes: u64::try_from(bytes).unwrap_or(0),
+        messages: u64::try_from(messages).unwrap_or(0),
+    }
+}
+
 impl MailStore for PostgresStore {
     fn name(&self) -> &'static str {
         "postgres"
@@ -273,6 +327,18 @@ impl MailStore for PostgresStore {
     fn check(&self, rcpt: &Recipient) -> Result<(), DeliveryError> {
         self.check_inner(rcpt)
             .map_err(|failure| self.fail(rcpt, "check", failure))
+    }
+
+    fn usage(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        self.usage_inner(rcpt)
+            .map(Some)
+            .map_err(|failure| self.fail(rcpt, "usage", failure))
+    }
+
+    fn recalc(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        self.recalc_inner(rcpt)
+            .map(Some)
+            .map_err(|failure| self.fail(rcpt, "recalc", failure))
     }
 
     /// Every copy of a call becomes durable with the same `COMMIT`, and every outcome is

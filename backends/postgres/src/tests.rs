@@ -319,3 +319,60 @@ fn overlapping_recipients_in_any_order_wait_for_each_other_instead_of_deadlockin
     let failed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(failed, 0, "every copy stored");
 }
+
+#[test]
+fn usage_reads_the_counters_and_recalc_recounts_them_after_a_row_is_deleted_by_hand() {
+    let Some(c) = cluster() else { return };
+    let conninfo = c.database();
+    let st = open(&conninfo);
+    let a = Recipient {
+        quota: Quota {
+            bytes: Some(1 << 20),
+            messages: None,
+            grace: 0,
+        },
+        ..rcpt("alice")
+    };
+    assert_eq!(st.usage(&a).unwrap(), Some(lmtpd_store::Usage::default()));
+    for _ in 0..3 {
+        assert_eq!(
+            deliver_to(&st, b"Subject: u\n\nbody\n", std::slice::from_ref(&a)),
+            [true]
+        );
+    }
+    let mut sql = postgres::Client::connect(&conninfo, postgres::NoTls).unwrap();
+    let mut truth = || -> lmtpd_store::Usage {
+        let row = sql
+            .query_one(
+                "SELECT COALESCE(SUM(length(d.trace) + m.size), 0)::BIGINT, COUNT(*) \
+                 FROM deliveries d JOIN messages m ON m.id = d.message_id",
+                &[],
+            )
+            .unwrap();
+        let (b, m): (i64, i64) = (row.get(0), row.get(1));
+        lmtpd_store::Usage {
+            bytes: u64::try_from(b).unwrap(),
+            messages: u64::try_from(m).unwrap(),
+        }
+    };
+    let three = truth();
+    assert_eq!(three.messages, 3);
+    assert_eq!(st.usage(&a).unwrap(), Some(three));
+
+    // Nothing keeps the counters right when a row is deleted by SQL: usage() is stale...
+    postgres::Client::connect(&conninfo, postgres::NoTls)
+        .unwrap()
+        .execute("DELETE FROM deliveries WHERE uid = 2", &[])
+        .unwrap();
+    let two = truth();
+    assert_eq!(two.messages, 2);
+    assert_eq!(st.usage(&a).unwrap(), Some(three));
+    // ...until recalc() recounts the rows.
+    assert_eq!(st.recalc(&a).unwrap(), Some(two));
+    assert_eq!(st.usage(&a).unwrap(), Some(two));
+    let nobody = rcpt("nobody");
+    assert_eq!(
+        st.recalc(&nobody).unwrap(),
+        Some(lmtpd_store::Usage::default())
+    );
+}

@@ -14,7 +14,8 @@
 //! copy staged by concurrent deliveries durable before any of their `Ok`s is returned. The
 //! body is stored once per [`MailStore::deliver`] call, in the first recipient's step that
 //! gets that far, streamed into the BLOB with incremental BLOB I/O. The pool serves reads
-//! (the RCPT-time quota check).
+//! (the RCPT-time quota check, [`MailStore::usage`]) and [`MailStore::recalc`]'s short
+//! transaction, which recounts a mailbox's counters from its `deliveries` rows.
 //!
 //! Layout of this crate: `conn` (opening and pragmas), `migrate` (migrations, schema status),
 //! `group` (group commit), `deliver` (one recipient's
@@ -39,9 +40,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lmtpd_store::open::{OpenError, OpenErrorKind};
-use lmtpd_store::{combine, DeliveryError, MailStore, Recipient, Reporter, Request};
+use lmtpd_store::{combine, DeliveryError, MailStore, Recipient, Reporter, Request, Usage};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::deliver::Shared;
 use crate::error::Failure;
@@ -236,6 +237,35 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The mailbox counters of `rcpt` (no row yet: nothing used).
+    fn usage_inner(&self, rcpt: &Recipient) -> Result<Usage, Failure> {
+        let conn = self.conn()?;
+        read_usage(&conn, &rcpt.user)
+    }
+
+    /// Sets the counters of `rcpt`'s mailbox to the sum and number of its `deliveries` rows,
+    /// in one `BEGIN IMMEDIATE` transaction (so no delivery lands between the count and the
+    /// update); a mailbox without a row is left without one.
+    fn recalc_inner(&self, rcpt: &Recipient) -> Result<Usage, Failure> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Failure::sql("begin recount"))?;
+        tx.execute(
+            "UPDATE mailboxes SET \
+               used_bytes = (SELECT COALESCE(SUM(size), 0) FROM deliveries \
+                             WHERE mailbox_id = mailboxes.id), \
+               used_messages = (SELECT COUNT(*) FROM deliveries \
+                                WHERE mailbox_id = mailboxes.id) \
+             WHERE address = ?1",
+            [&rcpt.user],
+        )
+        .map_err(Failure::sql("recount mailbox"))?;
+        let usage = read_usage(&tx, &rcpt.user)?;
+        tx.commit().map_err(Failure::sql("commit recount"))?;
+        Ok(usage)
+    }
+
     /// Does `rcpt` have the folder `name` (a `folders` row, or a delivery in it)?
     fn folder_exists(&self, rcpt: &Recipient, name: &str) -> Result<bool, Failure> {
         let conn = self.conn()?;
@@ -260,6 +290,22 @@ impl SqliteStore {
     }
 }
 
+/// The counters of the mailbox `user` (no row: nothing used).
+fn read_usage(conn: &Connection, user: &str) -> Result<Usage, Failure> {
+    let used: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT used_bytes, used_messages FROM mailboxes WHERE address = ?1",
+            [user],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(Failure::sql("read mailbox usage"))?;
+    Ok(used.map_or(Usage::default(), |(b, m)| Usage {
+        bytes: u64::try_from(b).unwrap_or(0),
+        messages: u64::try_from(m).unwrap_or(0),
+    }))
+}
+
 impl MailStore for SqliteStore {
     fn name(&self) -> &'static str {
         "sqlite"
@@ -276,6 +322,18 @@ impl MailStore for SqliteStore {
     fn check(&self, rcpt: &Recipient) -> Result<(), DeliveryError> {
         self.check_inner(rcpt)
             .map_err(|failure| self.fail(rcpt, "check", failure))
+    }
+
+    fn usage(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        self.usage_inner(rcpt)
+            .map(Some)
+            .map_err(|failure| self.fail(rcpt, "usage", failure))
+    }
+
+    fn recalc(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        self.recalc_inner(rcpt)
+            .map(Some)
+            .map_err(|failure| self.fail(rcpt, "recalc", failure))
     }
 
     /// One body row for the whole request; every copy (one per recipient and target) in

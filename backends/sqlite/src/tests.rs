@@ -1380,3 +1380,60 @@ fn flags_are_stored_in_the_flags_column_as_imap_names() {
         .unwrap();
     assert_eq!(got, "\\Flagged \\Seen");
 }
+
+#[test]
+fn usage_reads_the_counters_and_recalc_recounts_them_from_the_delivery_rows() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open(&db);
+    let a = with_quota("alice", Some(1 << 20), None);
+    assert_eq!(st.usage(&a).unwrap(), Some(lmtpd_store::Usage::default()));
+    for _ in 0..3 {
+        assert!(deliver(&st, std::slice::from_ref(&a))[0].is_ok());
+    }
+    let sum = |db: &Path| {
+        count(
+            db,
+            "SELECT COALESCE(SUM(length(d.trace) + length(m.body)), 0) FROM deliveries d \
+             JOIN messages m ON m.id = d.message_id",
+        )
+    };
+    let usage = |bytes: i64, messages: u64| lmtpd_store::Usage {
+        bytes: u64::try_from(bytes).unwrap(),
+        messages,
+    };
+    assert_eq!(st.usage(&a).unwrap(), Some(usage(sum(&db), 3)));
+
+    // A row deleted by SQL: the triggers keep the counters right at once.
+    raw(&db)
+        .execute("DELETE FROM deliveries WHERE uid = 2", [])
+        .unwrap();
+    let two = usage(sum(&db), 2);
+    assert_eq!(st.usage(&a).unwrap(), Some(two));
+
+    // Counters changed by hand (a restore, a script without the triggers): usage() reports
+    // them as they are, recalc() recounts the rows.
+    raw(&db)
+        .execute(
+            "UPDATE mailboxes SET used_bytes = 7, used_messages = 40 WHERE address = ?1",
+            [&a.user],
+        )
+        .unwrap();
+    assert_eq!(st.usage(&a).unwrap(), Some(usage(7, 40)));
+    assert_eq!(st.recalc(&a).unwrap(), Some(two));
+    assert_eq!(st.usage(&a).unwrap(), Some(two));
+    assert_eq!(
+        count(
+            &db,
+            "SELECT used_messages FROM mailboxes WHERE address = 'alice@example.org'"
+        ),
+        2
+    );
+    // A mailbox without a row: nothing used, and recalc creates none.
+    let nobody = rcpt("nobody");
+    assert_eq!(
+        st.recalc(&nobody).unwrap(),
+        Some(lmtpd_store::Usage::default())
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM mailboxes"), 1);
+}

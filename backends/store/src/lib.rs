@@ -231,6 +231,15 @@ impl Quota {
     }
 }
 
+/// A mailbox's usage as its quota counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes in use.
+    pub bytes: u64,
+    /// Messages stored.
+    pub messages: u64,
+}
+
 /// A resolved recipient: who the mail is for and where inside their mailbox it goes.
 ///
 /// Every field that may reach a path has been checked by the directory (no `/`, no `..`,
@@ -432,6 +441,23 @@ pub trait MailStore: Send + Sync {
     /// `folder` uses `.` between hierarchy levels, as [`Folder::Named`] does; `INBOX`
     /// (in any case) always exists; a name the store cannot use does not.
     fn mailbox_exists(&self, rcpt: &Recipient, folder: &str) -> Result<bool, DeliveryError>;
+
+    /// The recipient's current usage (cheap: the store's own counters, e.g. `maildirsize`,
+    /// the cached mbox count, the SQL counters), `Ok(None)` when the store cannot tell.
+    /// A mailbox that does not exist yet uses nothing. Never holds a mailbox lock for long:
+    /// the server may call it after every delivery to a recipient with a quota.
+    fn usage(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        let _ = rcpt;
+        Ok(None)
+    }
+
+    /// Recounts the usage from the messages themselves and rewrites the store's counters
+    /// (for admins after manual changes to a mailbox); returns the new usage; `Ok(None)`
+    /// when unsupported.
+    fn recalc(&self, rcpt: &Recipient) -> Result<Option<Usage>, DeliveryError> {
+        let _ = rcpt;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

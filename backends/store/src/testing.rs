@@ -13,7 +13,10 @@
 //! - concurrent deliveries into one mailbox: every copy stored, none mixed up;
 //! - nothing visible before the copy is complete, nothing at all after a failed body read;
 //! - a client gone before delivery starts: nothing stored, every recipient `451 4.3.0`;
-//!   gone part-way: a copy is stored exactly when its recipient's outcome is `Ok`.
+//!   gone part-way: a copy is stored exactly when its recipient's outcome is `Ok`;
+//! - [`MailStore::usage`] follows deliveries and [`MailStore::recalc`] agrees with it;
+//! - quota grace at its boundary: a copy that starts below the byte limit may end exactly
+//!   at limit + grace, not one byte later; at or above the limit nothing more goes in.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // a failed unwrap is a failed test
 
@@ -24,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::{
     reporter, Body, Delivery, DetailMailbox, Enhanced, Envelope, Flag, Flags, MailStore,
-    MemoryBody, Message, Outcome, Quota, Recipient, Request, Target,
+    MemoryBody, Message, Outcome, Quota, Recipient, Request, Target, Usage,
 };
 
 /// One message a store made visible in a folder, as a mail reader would get it back: the
@@ -550,6 +553,171 @@ pub fn client_gone_midway_keeps_outcomes_true(h: &impl Harness) {
     }
 }
 
+/// A body without `From ` lines or reader-trusted fields, so that every store counts
+/// exactly the bytes it appends for it (mbox estimates quoting at the quota check).
+const PLAIN: &[u8] = b"Subject: usage\n\nplain lines only\n";
+
+/// Delivers `body` once to `r`'s inbox and returns its outcome.
+fn deliver_plain(h: &impl Harness, r: &Recipient, body: &[u8]) -> Outcome {
+    let env = Envelope::default();
+    let body = MemoryBody(body.to_vec());
+    let mut out = deliver(h.store(), &Message::new(&env, &body), &[inbox(r)]);
+    out.remove(0)
+}
+
+/// `usage` as the store reports it; every backend under the suite can tell.
+fn usage_of(h: &impl Harness, r: &Recipient) -> Usage {
+    let u = h.store().usage(r);
+    match u {
+        Ok(Some(u)) => u,
+        other => panic!("{}: usage of {}: {other:?}", h.store().name(), r.address),
+    }
+}
+
+/// What one copy of `body` adds to a fresh mailbox besides its trace (which names the
+/// recipient, so its length differs between them), as the store counts it.
+fn copy_bytes(h: &impl Harness, body: &[u8]) -> u64 {
+    let probe = rcpt("probe");
+    let out = deliver_plain(h, &probe, body);
+    assert!(out.is_ok(), "{out:?}");
+    let u = usage_of(h, &probe);
+    assert_eq!(u.messages, 1, "{u:?}");
+    let traced = trace(&probe).len() as u64;
+    assert!(
+        u.bytes >= traced + body.len() as u64,
+        "a copy counts at least its trace and body: {u:?}"
+    );
+    u.bytes - traced
+}
+
+/// The bytes one copy adds to `r`'s mailbox, given [`copy_bytes`].
+fn for_rcpt(base: u64, r: &Recipient) -> u64 {
+    base + trace(r).len() as u64
+}
+
+/// A mailbox that does not exist uses nothing; each copy adds its bytes and one message,
+/// with or without a quota; `recalc` recounts the same figures and `usage` still agrees.
+pub fn usage_follows_deliveries(h: &impl Harness) {
+    let base = copy_bytes(h, PLAIN);
+    let limited = Recipient {
+        quota: Quota {
+            bytes: Some(1 << 30),
+            messages: Some(1000),
+            grace: 0,
+        },
+        ..rcpt("limited")
+    };
+    let plain = rcpt("unlimited");
+    for r in [&limited, &plain] {
+        let s = for_rcpt(base, r);
+        assert_eq!(usage_of(h, r), Usage::default(), "{}", r.address);
+        for n in 1..=3u64 {
+            let out = deliver_plain(h, r, PLAIN);
+            assert!(out.is_ok(), "{out:?}");
+            let want = Usage {
+                bytes: n * s,
+                messages: n,
+            };
+            assert_eq!(usage_of(h, r), want, "{} after {n}", r.address);
+        }
+        let want = Usage {
+            bytes: 3 * s,
+            messages: 3,
+        };
+        let recounted = h.store().recalc(r);
+        assert!(
+            matches!(recounted, Ok(Some(u)) if u == want),
+            "{}: recalc {recounted:?}",
+            r.address
+        );
+        assert_eq!(usage_of(h, r), want, "{} after recalc", r.address);
+    }
+    let nobody = rcpt("nobody");
+    let recounted = h.store().recalc(&nobody);
+    assert!(
+        matches!(recounted, Ok(Some(u)) if u == Usage::default()),
+        "{recounted:?}"
+    );
+}
+
+/// Quota grace at the boundary, with `s` the bytes one copy adds: a mailbox holding one copy
+/// (below its limit of `s + 1`) takes a second one that ends exactly at limit + grace and
+/// refuses one that would end a byte later; a mailbox at or above its limit refuses even a
+/// tiny message, at RCPT and after DATA, whatever the grace. The recipients' local parts
+/// have one length, so one copy adds the same `s` bytes to each mailbox.
+pub fn quota_grace_boundary(h: &impl Harness) {
+    let base = copy_bytes(h, PLAIN);
+    let s = for_rcpt(base, &rcpt("edge"));
+    let with = |local: &str, bytes: u64, grace: u64| Recipient {
+        quota: Quota {
+            bytes: Some(bytes),
+            messages: None,
+            grace,
+        },
+        ..rcpt(local)
+    };
+    let full = Some((452, Enhanced(4, 2, 2)));
+    // Ends exactly at limit + grace: (s + 1) + (s - 1) = 2s.
+    let edge = with("edge", s + 1, s - 1);
+    // One byte more than limit + grace.
+    let over = with("over", s + 1, s - 2);
+    assert_eq!(for_rcpt(base, &over), s);
+    for r in [&edge, &over] {
+        let out = deliver_plain(h, r, PLAIN);
+        assert!(out.is_ok(), "{}: first copy {out:?}", r.address);
+        assert_eq!(usage_of(h, r).bytes, s);
+        assert!(
+            h.store().check(r).is_ok(),
+            "{} is below its limit",
+            r.address
+        );
+    }
+    let out = deliver_plain(h, &edge, PLAIN);
+    assert!(out.is_ok(), "ends at limit + grace: {out:?}");
+    assert_eq!(
+        usage_of(h, &edge),
+        Usage {
+            bytes: 2 * s,
+            messages: 2
+        }
+    );
+    let out = deliver_plain(h, &over, PLAIN);
+    assert_eq!(code(&out), full, "a byte past limit + grace");
+    assert_eq!(
+        h.read(&over, None).len(),
+        1,
+        "nothing stored for the refused copy"
+    );
+    assert_eq!(
+        usage_of(h, &over),
+        Usage {
+            bytes: s,
+            messages: 1
+        }
+    );
+
+    // Above the limit now (2s > s + 1): nothing more, not even a tiny message.
+    let tiny = b"
+";
+    let refused = h
+        .store()
+        .check(&edge)
+        .map_err(|e| (e.code, e.enhanced))
+        .err();
+    assert_eq!(refused, full, "RCPT above the limit");
+    assert_eq!(code(&deliver_plain(h, &edge, tiny)), full);
+    assert_eq!(h.read(&edge, None).len(), 2);
+
+    // Exactly at the limit, with a grace far larger than any message.
+    let at = with("atat", s, 100 * s);
+    assert_eq!(for_rcpt(base, &at), s);
+    assert!(deliver_plain(h, &at, PLAIN).is_ok());
+    let refused = h.store().check(&at).map_err(|e| (e.code, e.enhanced)).err();
+    assert_eq!(refused, full, "RCPT at the limit");
+    assert_eq!(code(&deliver_plain(h, &at, tiny)), full);
+    assert_eq!(h.read(&at, None).len(), 1);
+}
+
 /// Names the tools a developer may go without, comma-separated (`python3`, `root`, `all`):
 /// outside CI, a test needing one that is missing then skips instead of failing.
 pub const SKIP_VAR: &str = "LMTPD_TEST_SKIP";
@@ -642,6 +810,14 @@ macro_rules! contract_suite {
         #[test]
         fn contract_client_gone_midway_keeps_outcomes_true() {
             $crate::testing::client_gone_midway_keeps_outcomes_true(&$make());
+        }
+        #[test]
+        fn contract_usage_follows_deliveries() {
+            $crate::testing::usage_follows_deliveries(&$make());
+        }
+        #[test]
+        fn contract_quota_grace_boundary() {
+            $crate::testing::quota_grace_boundary(&$make());
         }
     };
 }
