@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use crate::proto::BareNewline;
 use value::{
-    Address, Checked, Codec, Count, Each, FilePath, Locks, Metrics, OctalMode, OneOf, Period, Secs,
-    Size, SpecialUse, Store, Text, YesNo,
+    Address, Checked, Codec, Count, Each, FilePath, GraceCodec, Locks, Metrics, OctalMode, OneOf,
+    Period, Secs, Size, SpecialUse, Store, Text, WarningsCodec, YesNo,
 };
 
 pub use crate::submit::NullSender;
@@ -408,6 +408,27 @@ config! {
             words: &[("tempfail", false), ("permfail", true)],
             expected: "tempfail or permfail",
         }, Reload;
+        /// How far a message that starts below the byte quota may end above it.
+        quota_grace: crate::quota::Grace = crate::quota::Grace::Bytes(0),
+            "quota_grace" @ 77, GraceCodec, Reload;
+        /// Usage thresholds (per cent of a limit) that deliver a warning to the user.
+        quota_warning: crate::quota::Warnings = crate::quota::Warnings::default(),
+            "quota_warning" @ 78, WarningsCodec, Reload;
+        /// The warning's text (empty: the built-in one).
+        quota_warning_template: PathBuf = PathBuf::new(),
+            "quota_warning_template" @ 79, FilePath, Reload;
+        /// How long one message may be refused over quota with `452` before the reply
+        /// becomes `552` (0: always `452` under `quota_full = tempfail`).
+        quota_tempfail_max: Duration = Duration::ZERO,
+            "quota_tempfail_max" @ 80, Period(0, 365 * 86_400), Reload;
+        /// How long a stored copy is remembered so that a retry of it is not stored again
+        /// (0: off).
+        retry_window: Duration = Duration::from_secs(2 * 86_400),
+            "retry_window" @ 81, Period(0, 30 * 86_400), Restart;
+        /// The retry journal (an SQLite file; also the memory of `quota_tempfail_max` and
+        /// `quota_warning`); empty: none.
+        retry_journal: PathBuf = PathBuf::from("/var/lib/lmtpd/retry.db"),
+            "retry_journal" @ 82, FilePath, Restart;
         /// `+detail` folder delivery.
         detail_mailbox: DetailMailbox = DetailMailbox::Yes, "detail_mailbox" @ 21, OneOf {
             words: &[
@@ -1016,6 +1037,12 @@ account_mbox = /var/spool/mail/%n
 account_mail_group = 
 account_sieve = ~/.sieve/active
 account_sieve_dir = ~/.sieve
+quota_grace = 5%
+quota_warning = 80% 95%
+quota_warning_template = /etc/lmtpd/quota-warning.txt
+quota_tempfail_max = 1d
+retry_window = 1d
+retry_journal = /var/db/lmtpd/retry.db
 ";
         let c = Config::parse(text, "t").expect("valid");
         assert_eq!(c.sieve.sendmail_null_sender, NullSender::Empty);
@@ -1045,6 +1072,9 @@ account_sieve_dir = ~/.sieve
         assert_eq!(c.limits.max_message_size, 10 << 20);
         assert_eq!(c.recipients.recipient_delimiter, "+-");
         assert!(c.delivery.quota_permfail);
+        assert_eq!(c.delivery.quota_grace, crate::quota::Grace::Percent(5));
+        assert_eq!(c.delivery.quota_warning.0, vec![80, 95]);
+        assert_eq!(c.delivery.quota_tempfail_max, Duration::from_secs(86_400));
         assert!(!c.recipients.lowercase_localpart);
         assert_eq!(c.delivery.detail_mailbox, DetailMailbox::Create);
         assert_eq!(c.limits.bare_newline, BareNewline::Reject);
@@ -1145,6 +1175,12 @@ account_mbox = /var/spool/mail/%n
 account_mail_group = 
 account_sieve = ~/.sieve/active
 account_sieve_dir = ~/.sieve
+quota_grace = 5%
+quota_warning = 80% 95%
+quota_warning_template = /etc/lmtpd/quota-warning.txt
+quota_tempfail_max = 1d
+retry_window = 1d
+retry_journal = /var/db/lmtpd/retry.db
 "
         );
     }
@@ -1236,6 +1272,12 @@ account_mbox = /var/mail/%n
 account_mail_group = mail
 account_sieve = ~/.dovecot.sieve
 account_sieve_dir = ~/sieve
+quota_grace = 0
+quota_warning = none
+quota_warning_template = 
+quota_tempfail_max = 0s
+retry_window = 2d
+retry_journal = /var/lib/lmtpd/retry.db
 "
             )
         );
@@ -1371,7 +1413,9 @@ account_sieve_dir = ~/sieve
                 "account_mbox",
                 "account_mail_group",
                 "account_sieve",
-                "account_sieve_dir"
+                "account_sieve_dir",
+                "retry_window",
+                "retry_journal"
             ]
         );
     }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::thread;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use lmtpd_store::open::OpenError;
 use lmtpd_store::{
@@ -21,6 +21,8 @@ use lmtpd_store::{
 
 use crate::config::{Config, StoreKind};
 use crate::directory::{Directory, Resolved};
+use crate::journal::{Journal, Key};
+use crate::metrics::PolicyEvent;
 use crate::policy::{self, Plan};
 use crate::proto::{Enhanced, Reply};
 use crate::trace;
@@ -238,6 +240,50 @@ pub struct Job<'a> {
     pub filter: Option<crate::policy::Filter<'a>>,
     /// What XFORWARD said about the original client and the MTA's queue id.
     pub xforward: &'a crate::proto::Xforward,
+    /// The retry journal and the quota rules that use it.
+    pub rules: Rules<'a>,
+}
+
+/// The retry journal and what uses it: retry recognition, bounded tempfail, quota warnings.
+#[derive(Clone, Copy, Default)]
+pub struct Rules<'a> {
+    /// The journal (`None`: none of the rules below applies).
+    pub journal: Option<&'a Journal>,
+    /// `retry_window` is not 0: stored copies are recorded and retries recognised.
+    pub retry: bool,
+    /// `quota_tempfail_max` (0: off).
+    pub tempfail_max: Duration,
+    /// The SHA-256 of the spooled body (the retry key needs it).
+    pub body_sha256: Option<[u8; 32]>,
+    /// Quota warnings: their template and sender.
+    pub warning: Option<&'a crate::warning::Notice>,
+}
+
+impl Rules<'_> {
+    /// The retry key of one recipient's copy, when the journal and the body hash are there.
+    fn key(&self, job: &Job<'_>, r: &Resolved) -> Option<Key> {
+        self.journal?;
+        let body = self.body_sha256.as_ref()?;
+        Some(Key::new(
+            job.xforward.ident.as_deref(),
+            job.env.sender_or_empty(),
+            &r.rcpt.address,
+            body,
+        ))
+    }
+
+    /// The earlier delivery of this key, when retries are recognised.
+    fn earlier(&self, key: Option<&Key>, now: SystemTime) -> Option<crate::journal::Earlier> {
+        let (j, k) = (self.journal.filter(|_| self.retry)?, key?);
+        match j.delivered(k, now) {
+            Ok(e) => e,
+            Err(e) => {
+                // Without the answer the copy is stored: at worst a duplicate, never a loss.
+                log::warn!("retry journal: lookup failed: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// Delivers every recipient's copies and calls `reply` with each recipient's reply, in RCPT
@@ -254,7 +300,28 @@ pub fn deliver_all<E>(
     let mut plans: Vec<Plan> = Vec::with_capacity(rcpts.len());
     let mut summaries: Vec<String> = Vec::with_capacity(rcpts.len());
     let mut outgoing: Vec<policy::Outgoing> = Vec::with_capacity(rcpts.len());
-    for r in rcpts {
+    let keys: Vec<Option<Key>> = rcpts.iter().map(|r| job.rules.key(job, r)).collect();
+    let mut retried = vec![false; rcpts.len()];
+    for (i, r) in rcpts.iter().enumerate() {
+        // A retry of a copy already stored: answered 250 in its place, nothing stored, no
+        // script run again (its redirects and replies went out the first time).
+        if let Some(e) = job.rules.earlier(keys[i].as_ref(), now) {
+            let age = now.duration_since(e.at).unwrap_or_default().as_secs();
+            log::info!(
+                "conn={} id={} to=<{}> retry of the copy stored {age}s ago as {} (key {}): answered 250, nothing stored",
+                job.conn,
+                job.env.id,
+                r.rcpt.address,
+                e.id,
+                keys[i].map(|k| k.short()).unwrap_or_default(),
+            );
+            crate::metrics::get().policy(PolicyEvent::RetryRecognised);
+            retried[i] = true;
+            plans.push(Plan::Answer(Ok(())));
+            summaries.push(format!("retry_of={}", e.id));
+            outgoing.push(policy::Outgoing::default());
+            continue;
+        }
         let default = || Target::for_detail(r.rcpt.detail.as_deref(), job.detail_mailbox);
         match &job.filter {
             Some(f) => {
@@ -302,6 +369,10 @@ pub fn deliver_all<E>(
         started: Instant::now(),
         summaries: &summaries,
         ok: vec![false; rcpts.len()],
+        rcpts,
+        keys: &keys,
+        retried: &retried,
+        now,
     };
     let mut start = 0;
     while start < rcpts.len() {
@@ -352,8 +423,16 @@ pub fn deliver_all<E>(
     // durable (the replies are out; a failure here never changes one).
     if let Some(f) = &job.filter {
         for (i, r) in rcpts.iter().enumerate() {
-            if out.ok[i] {
+            if out.ok[i] && !retried[i] {
                 policy::after_delivery(f, &shared, job.conn, r, &outgoing[i]);
+            }
+        }
+    }
+    // Quota warnings and grace, from each store's usage after the copy.
+    for (i, r) in rcpts.iter().enumerate() {
+        if out.ok[i] && !retried[i] {
+            if let Some(store) = job.stores.route(r) {
+                crate::warning::after_delivery(job, r, store);
             }
         }
     }
@@ -408,16 +487,30 @@ struct Released<'j, 'r, F, E> {
     summaries: &'j [String],
     /// Which recipients' outcomes were `Ok` (their copies are durable), by RCPT index.
     ok: Vec<bool>,
+    /// The recipients, by RCPT index (their quota policy).
+    rcpts: &'j [Resolved],
+    /// Each recipient's retry key, when the journal is on.
+    keys: &'j [Option<Key>],
+    /// Which recipients were answered as retries of an earlier copy.
+    retried: &'j [bool],
+    /// When the final dot was handled (the journal's clock).
+    now: SystemTime,
 }
 
 impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
     /// Logs, counts and (while the client is there) sends one recipient's reply. False once
     /// the client is gone.
     fn send(&mut self, store: StoreKind, index: usize, d: &Delivery<'_>, outcome: Outcome) -> bool {
+        let outcome = self.apply_rules(index, outcome);
         if let Some(ok) = self.ok.get_mut(index) {
             *ok = outcome.is_ok();
         }
-        let rp = outcome_reply(self.job.env, d.rcpt, &outcome);
+        let rp = match self.summaries.get(index) {
+            Some(s) if self.retried.get(index) == Some(&true) => {
+                Reply::already_saved(&d.rcpt.address, s.trim_start_matches("retry_of="))
+            }
+            _ => outcome_reply(self.job.env, d.rcpt, &outcome),
+        };
         let sieve = self.summaries.get(index).map_or("", String::as_str);
         log_outcome(
             self.job,
@@ -432,12 +525,78 @@ impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
         let status = rp.enhanced.unwrap_or(Enhanced(4, 3, 0));
         crate::metrics::get().delivery(store, status, self.job.dot.elapsed());
         self.started = Instant::now();
+        test_reply_delay(&d.rcpt.local);
         if self.failed.is_none() {
             if let Err(e) = (self.reply)(rp) {
                 self.failed = Some(e);
             }
         }
         self.failed.is_none()
+    }
+
+    /// Before the reply: records a durable copy in the retry journal (so a retry after a
+    /// lost reply is recognised), and turns an over-quota refusal into the recipient's own
+    /// reply (`quota_full`, then `quota_tempfail_max`).
+    fn apply_rules(&self, index: usize, outcome: Outcome) -> Outcome {
+        let rules = &self.job.rules;
+        let key = self.keys.get(index).and_then(Option::as_ref);
+        match outcome {
+            Ok(()) => {
+                if let (Some(j), Some(k), true, false) = (
+                    rules.journal,
+                    key,
+                    rules.retry,
+                    self.retried.get(index) == Some(&true),
+                ) {
+                    if let Err(e) = j.record(k, &self.job.env.id, self.now) {
+                        log::warn!("retry journal: cannot record {}: {e}", self.job.env.id);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if crate::quota::is_over_quota(&e) => {
+                let Some(r) = self.rcpts.get(index) else {
+                    return Err(e);
+                };
+                let e = crate::quota::apply(&r.policy, e);
+                Err(self.bounded_tempfail(r, key, e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `quota_tempfail_max`: a temporary over-quota refusal of a message first refused longer
+    /// ago than that becomes `552 5.2.2`, so the sender hears of it in hours.
+    fn bounded_tempfail(&self, r: &Resolved, key: Option<&Key>, e: DeliveryError) -> DeliveryError {
+        let rules = &self.job.rules;
+        let (Some(j), Some(k)) = (rules.journal, key) else {
+            return e;
+        };
+        if e.code >= 500 || rules.tempfail_max.is_zero() {
+            return e;
+        }
+        match j.first_refusal(k, self.now) {
+            Ok(first) if crate::journal::tempfail_expired(first, self.now, rules.tempfail_max) => {
+                let age = self.now.duration_since(first).unwrap_or_default().as_secs();
+                log::info!(
+                    "conn={} id={} to=<{}> user={} over quota since {age}s ago (quota_tempfail_max {}s): refused permanently",
+                    self.job.conn,
+                    self.job.env.id,
+                    r.rcpt.address,
+                    r.rcpt.user,
+                    rules.tempfail_max.as_secs()
+                );
+                crate::metrics::get().policy(PolicyEvent::TempfailExpired);
+                let mut p = DeliveryError::over_quota(true);
+                p.source = e.source;
+                p
+            }
+            Ok(_) => e,
+            Err(err) => {
+                log::warn!("retry journal: cannot look up a quota refusal: {err}");
+                e
+            }
+        }
     }
 
     /// Sends every outcome `replies` releases, until the store is done; tells the store
@@ -447,6 +606,29 @@ impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
             if !self.send(store, first + i, &run[i], outcome) {
                 replies.client_gone();
             }
+        }
+    }
+}
+
+/// For `make interop` only (nothing else sets it): with `LMTPD_TEST_REPLY_DELAY=LOCAL:SECONDS`
+/// in the environment, the first post-DATA reply to a recipient with local part `LOCAL` is
+/// held back that long after its copy is stored and recorded, so that the MTA times out
+/// waiting for it and retries the message, as after a lost reply. Unset, it costs one
+/// look at a `OnceLock`.
+fn test_reply_delay(local: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::OnceLock;
+    static HOOK: OnceLock<Option<(String, Duration)>> = OnceLock::new();
+    static FIRED: AtomicBool = AtomicBool::new(false);
+    let hook = HOOK.get_or_init(|| {
+        let v = std::env::var("LMTPD_TEST_REPLY_DELAY").ok()?;
+        let (l, secs) = v.split_once(':')?;
+        Some((l.to_string(), Duration::from_secs(secs.parse().ok()?)))
+    });
+    if let Some((l, delay)) = hook {
+        if l == local && !FIRED.swap(true, Ordering::SeqCst) {
+            log::warn!("LMTPD_TEST_REPLY_DELAY: holding the reply to {local}@ for {delay:?}");
+            thread::sleep(*delay);
         }
     }
 }
@@ -512,6 +694,7 @@ mod tests {
 
     fn resolved(local: &str, store: StoreKind) -> Resolved {
         Resolved {
+            policy: Default::default(),
             rcpt: Recipient::new(local, "x"),
             store,
             sieve: crate::directory::UserSieve::Off,
@@ -538,6 +721,7 @@ mod tests {
             dot: Instant::now(),
             filter: None,
             xforward: &crate::proto::Xforward::default(),
+            rules: Rules::default(),
         });
     }
 

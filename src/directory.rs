@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use lmtpd_store::path::is_safe_component;
 use lmtpd_store::{DeliveryError, Enhanced, Quota, Recipient};
 
-use crate::config::{parse_size, Config, StoreKind};
+use crate::config::{Config, StoreKind};
 use crate::proto::Mailbox;
+use crate::quota::{Attrs, Defaults, Policy};
 
 /// One line of the users file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,8 +21,9 @@ pub struct User {
     pub local: String,
     /// Domain, lower case.
     pub domain: String,
-    /// Limits.
-    pub quota: Quota,
+    /// Quota limits and policy as this line gives them (`None` inherits from the
+    /// domain's `@domain` line, then from the configuration).
+    pub attrs: Attrs,
     /// Store for this user; `None` = the global `store`.
     pub store: Option<StoreKind>,
     /// The user's Sieve script (`sieve=`).
@@ -47,6 +49,8 @@ pub struct Resolved {
     /// The Unix account that receives the copy (`accounts = passwd`); its copies are
     /// written by the account helper as that account.
     pub account: Option<SystemAccount>,
+    /// What happens when the quota is reached (the limits are in `rcpt.quota`).
+    pub policy: Policy,
 }
 
 /// A Unix account a recipient resolved to.
@@ -147,6 +151,10 @@ pub struct Directory {
     postmaster: String,
     accounts: Option<AccountRules>,
     lookup: AccountLookup,
+    /// `@domain` lines: the quota defaults of each domain.
+    domains: HashMap<String, Attrs>,
+    /// The configuration's quota defaults.
+    defaults: Defaults,
 }
 
 /// `550 5.1.3`: an address that would be unsafe as a path component.
@@ -207,6 +215,12 @@ impl Directory {
             postmaster: cfg.recipients.postmaster.clone(),
             accounts: AccountRules::of(cfg),
             lookup: crate::sys::lookup_user,
+            domains: HashMap::new(),
+            defaults: Defaults {
+                permfail: cfg.delivery.quota_permfail,
+                grace: cfg.delivery.quota_grace,
+                warnings: cfg.delivery.quota_warning.clone(),
+            },
         };
         let mut errors = Vec::new();
         for (i, raw) in text.lines().enumerate() {
@@ -220,6 +234,17 @@ impl Directory {
                 line: lineno,
                 reason,
             };
+            if let Some(rest) = line.strip_prefix('@') {
+                match parse_domain_line(rest) {
+                    Ok((domain, attrs)) => {
+                        if dir.domains.insert(domain.clone(), attrs).is_some() {
+                            errors.push(refused(format!("@{domain} is listed twice")));
+                        }
+                    }
+                    Err(e) => errors.push(refused(e)),
+                }
+                continue;
+            }
             match dir.parse_line(line) {
                 Ok(user) if dir.is_account_line(&user) && matches!(user.sieve, UserSieve::Path(_)) => {
                     errors.push(refused(format!(
@@ -277,7 +302,7 @@ impl Directory {
         let mut user = User {
             local: self.fold_local(local),
             domain: domain.to_lowercase(),
-            quota: Quota::default(),
+            attrs: Attrs::default(),
             store: None,
             sieve: UserSieve::Template,
         };
@@ -286,20 +311,12 @@ impl Directory {
                 return Err(format!("'{word}' is not key=value"));
             };
             match k {
-                "quota" => user.quota.bytes = Some(parse_size(v)?).filter(|&n| n > 0),
-                "quota_messages" => {
-                    user.quota.messages = Some(
-                        v.parse::<u64>()
-                            .map_err(|_| format!("quota_messages '{v}' is not a number"))?,
-                    )
-                    .filter(|&n| n > 0)
-                }
                 "store" => user.store = Some(StoreKind::parse(v)?),
                 "sieve" => user.sieve = parse_user_sieve(v)?,
                 _ => {
-                    return Err(format!(
-                        "unknown attribute '{k}' (quota, quota_messages, store, sieve)"
-                    ))
+                    if !user.attrs.set(k, v)? {
+                        return Err(format!("unknown attribute '{k}' ({USER_ATTRS})"));
+                    }
                 }
             }
         }
@@ -443,6 +460,7 @@ impl Directory {
         let user = format!("{}@{domain}", account.name);
         let line = self.users.get(&user);
         let store = line.and_then(|u| u.store).unwrap_or(rules.store);
+        let (quota, policy) = self.quota_of(line.map(|u| &u.attrs), &domain);
         Ok(Resolved {
             rcpt: Recipient {
                 address,
@@ -450,9 +468,10 @@ impl Directory {
                 local: account.name.clone(),
                 domain,
                 detail,
-                quota: line.map(|u| u.quota).unwrap_or_default(),
+                quota,
                 orcpt: None,
             },
+            policy,
             store,
             // The account's own script is read by the account helper, as the account, from
             // the account_sieve template; `sieve=none` on its users-file line switches it off.
@@ -490,7 +509,16 @@ impl Directory {
             .ok_or_else(DeliveryError::unknown_user)
     }
 
+    /// A user's limits and policy: its line's attributes over its domain's `@domain` line
+    /// over the configuration.
+    fn quota_of(&self, attrs: Option<&Attrs>, domain: &str) -> (Quota, Policy) {
+        let none = Attrs::default();
+        let domain = self.domains.get(domain).unwrap_or(&none);
+        crate::quota::resolve(&attrs.unwrap_or(&none).or(domain), &self.defaults)
+    }
+
     fn recipient(&self, user: &User, address: String, detail: Option<String>) -> Resolved {
+        let (quota, policy) = self.quota_of(Some(&user.attrs), &user.domain);
         Resolved {
             rcpt: Recipient {
                 address,
@@ -498,14 +526,43 @@ impl Directory {
                 local: user.local.clone(),
                 domain: user.domain.clone(),
                 detail,
-                quota: user.quota,
+                quota,
                 orcpt: None,
             },
+            policy,
             store: user.store.unwrap_or(self.default_store),
             sieve: user.sieve.clone(),
             account: None,
         }
     }
+}
+
+/// The attributes a users-file line may carry, for refusals.
+const USER_ATTRS: &str =
+    "quota, quota_messages, quota_full, quota_grace, quota_warning, store, sieve";
+
+/// An `@domain attr=value ...` line: the quota defaults of the domain's users (`quota`,
+/// `quota_messages`, `quota_full`, `quota_grace`, `quota_warning`).
+fn parse_domain_line(rest: &str) -> Result<(String, Attrs), String> {
+    let mut words = rest.split_whitespace();
+    let domain = words.next().unwrap_or_default().to_lowercase();
+    if domain.is_empty() || !is_safe_component(&domain) || domain.contains('@') {
+        return Err(format!(
+            "'@{domain}' is not a domain line (@example.org quota=1G ...)"
+        ));
+    }
+    let mut attrs = Attrs::default();
+    for word in words {
+        let Some((k, v)) = word.split_once('=') else {
+            return Err(format!("'{word}' is not key=value"));
+        };
+        if !attrs.set(k, v)? {
+            return Err(format!(
+                "'{k}' cannot be set for a whole domain (quota, quota_messages, quota_full, quota_grace, quota_warning)"
+            ));
+        }
+    }
+    Ok((domain, attrs))
 }
 
 /// `sieve=none` or `sieve=/absolute/path`.

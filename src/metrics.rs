@@ -85,6 +85,41 @@ pub enum SieveError {
     Runtime = 2,
 }
 
+/// A quota or retry decision (`lmtpd_policy_events_total{event}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyEvent {
+    /// A quota warning was delivered.
+    WarningSent = 0,
+    /// A copy was stored above the byte limit, inside the grace.
+    GraceUsed = 1,
+    /// An over-quota refusal became permanent after `quota_tempfail_max`.
+    TempfailExpired = 2,
+    /// A retry of a stored copy was answered `250` without a second copy.
+    RetryRecognised = 3,
+    /// A message larger than the whole quota was refused at RCPT.
+    NeverFits = 4,
+}
+
+impl PolicyEvent {
+    const ALL: [PolicyEvent; 5] = [
+        PolicyEvent::WarningSent,
+        PolicyEvent::GraceUsed,
+        PolicyEvent::TempfailExpired,
+        PolicyEvent::RetryRecognised,
+        PolicyEvent::NeverFits,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            PolicyEvent::WarningSent => "quota_warning_sent",
+            PolicyEvent::GraceUsed => "quota_grace_used",
+            PolicyEvent::TempfailExpired => "quota_tempfail_expired",
+            PolicyEvent::RetryRecognised => "retry_recognised",
+            PolicyEvent::NeverFits => "quota_size_refused",
+        }
+    }
+}
+
 /// What a recipient's Sieve scripts decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SieveResult {
@@ -167,6 +202,8 @@ pub struct Metrics {
     sieve_runs: [AtomicU64; 5],
     /// Messages Sieve asked to send, by kind (`Sent`) and result (`SentResult`).
     sieve_sent: [[AtomicU64; 3]; 2],
+    /// Quota and retry decisions, by `PolicyEvent`.
+    policy: [AtomicU64; 5],
     /// RCPT replies by reply code.
     rcpt: Mutex<BTreeMap<u16, u64>>,
     /// Post-DATA outcomes by (store, enhanced status code as class, subject, detail).
@@ -304,6 +341,11 @@ impl Metrics {
         inc(&self.sieve_sent[kind as usize][result as usize]);
     }
 
+    /// A quota or retry decision.
+    pub fn policy(&self, event: PolicyEvent) {
+        inc(&self.policy[event as usize]);
+    }
+
     /// The exposition text (`text/plain; version=0.0.4`).
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(8 * 1024);
@@ -353,6 +395,7 @@ impl Metrics {
             ]),
             Family::new("lmtpd_sieve_recipients_total", "counter", "Recipients whose Sieve scripts ran, by what they decided.", SieveResult::ALL.iter().map(|r| (format!("{{result=\"{}\"}}", r.label()), get(&self.sieve_runs[*r as usize]))).collect()),
             Family::new("lmtpd_sieve_sent_total", "counter", "Messages Sieve asked to send (redirects, vacation replies), by what became of them.", [("redirect", 0), ("vacation", 1)].iter().flat_map(|(k, i)| [("sent", 0), ("failed", 1), ("suppressed", 2)].iter().map(move |(r, j)| (format!("{{kind=\"{k}\",result=\"{r}\"}}"), get(&self.sieve_sent[*i][*j])))).collect()),
+            Family::new("lmtpd_policy_events_total", "counter", "Quota and retry decisions: warnings delivered, grace used, tempfails turned permanent, retries answered without a second copy, messages refused at RCPT as larger than the whole quota.", PolicyEvent::ALL.iter().map(|e| (format!("{{event=\"{}\"}}", e.label()), get(&self.policy[*e as usize]))).collect()),
             Family::new("lmtpd_recipients_total", "counter", "RCPT commands answered after the directory and store checks, by reply code.", {
                 let m = self.rcpt.lock().unwrap_or_else(|p| p.into_inner());
                 m.iter().map(|(code, n)| (format!("{{code=\"{code}\"}}"), *n)).collect()

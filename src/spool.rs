@@ -121,6 +121,7 @@ pub struct Spool {
     filter: HeaderFilter,
     scratch: Vec<u8>,
     charge: SpoolCharge,
+    hash: Option<crate::journal::BodyHash>,
 }
 
 impl Spool {
@@ -135,7 +136,14 @@ impl Spool {
             filter: HeaderFilter::new(),
             scratch: Vec::new(),
             charge: SpoolCharge::default(),
+            hash: None,
         }
+    }
+
+    /// Also computes the SHA-256 of the body as it is stored (for the retry journal's key).
+    pub fn with_hash(mut self) -> Self {
+        self.hash = Some(crate::journal::BodyHash::default());
+        self
     }
 
     /// Appends a decoded chunk (LF line endings).
@@ -152,6 +160,9 @@ impl Spool {
         self.len += data.len() as u64;
         self.charge.add(data.len());
         self.lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
+        if let Some(h) = &mut self.hash {
+            h.update(data);
+        }
         if let Some(f) = &mut self.file {
             return f.write_all(data);
         }
@@ -183,6 +194,7 @@ impl Spool {
             storage,
             len: self.len,
             lines: self.lines,
+            sha256: self.hash.take().map(crate::journal::BodyHash::finish),
             _charge: std::mem::take(&mut self.charge),
         })
     }
@@ -247,6 +259,8 @@ pub struct SpoolBody {
     storage: Storage,
     len: u64,
     lines: u64,
+    /// SHA-256 of the body, when the spool was made [`Spool::with_hash`].
+    sha256: Option<[u8; 32]>,
     /// Keeps the body counted in `lmtpd_spool_bytes` until it is dropped.
     _charge: SpoolCharge,
 }
@@ -255,6 +269,11 @@ impl SpoolBody {
     /// True when the body overflowed to a file.
     pub fn on_disk(&self) -> bool {
         matches!(self.storage, Storage::File(_))
+    }
+
+    /// The body's SHA-256, when it was computed ([`Spool::with_hash`]).
+    pub fn sha256(&self) -> Option<&[u8; 32]> {
+        self.sha256.as_ref()
     }
 }
 

@@ -164,6 +164,30 @@ impl Codec<u64> for Size {
     }
 }
 
+/// `quota_grace`: a size (`10M`) or a share of the byte limit (`5%`).
+pub(super) struct GraceCodec;
+
+impl Codec<crate::quota::Grace> for GraceCodec {
+    fn parse(&self, text: &str) -> Result<crate::quota::Grace, String> {
+        crate::quota::Grace::parse(text)
+    }
+    fn show(&self, value: &crate::quota::Grace) -> String {
+        value.show()
+    }
+}
+
+/// `quota_warning`: percentages (`80% 95%`) or `none`.
+pub(super) struct WarningsCodec;
+
+impl Codec<crate::quota::Warnings> for WarningsCodec {
+    fn parse(&self, text: &str) -> Result<crate::quota::Warnings, String> {
+        crate::quota::Warnings::parse(text)
+    }
+    fn show(&self, value: &crate::quota::Warnings) -> String {
+        value.show()
+    }
+}
+
 /// An octal file mode up to `0777`; printed with four digits (`0660`).
 pub(super) struct OctalMode;
 

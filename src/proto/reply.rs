@@ -294,6 +294,16 @@ impl Reply {
         Reply::coded(250, (2, 0, 0), format!("<{address}> {id} Saved"))
     }
 
+    /// `250 2.0.0 <address> EARLIER Saved before`: a retry of a copy already stored as
+    /// transaction `earlier` (the retry journal); nothing is stored again.
+    pub fn already_saved(address: &str, earlier: &str) -> Reply {
+        Reply::coded(
+            250,
+            (2, 0, 0),
+            format!("<{address}> {earlier} Saved before, not stored again"),
+        )
+    }
+
     // Command errors.
 
     /// `500 5.5.2 Error: command not recognized` (RFC 5321 §4.2.4; RFC 3463 X.5.2).

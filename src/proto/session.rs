@@ -299,6 +299,12 @@ impl<R> Session<R> {
         }
     }
 
+    /// The `SIZE=` the current transaction's MAIL declared (RFC 1870 §6), so a recipient
+    /// whose whole quota is smaller can be refused at RCPT, before the body is sent.
+    pub fn declared_size(&self) -> Option<u64> {
+        self.mail.as_ref().and_then(|m| m.size)
+    }
+
     /// Whether TLS is active (a STARTTLS was answered `220`).
     pub fn tls(&self) -> bool {
         self.tls

@@ -379,7 +379,13 @@ impl Driver<'_> {
                     self.session.recipient_verdict(verdict);
                 }
                 Event::MessageStart => {
-                    self.spool = Some(Spool::new(&self.live().config.delivery.spool_dir));
+                    let spool = Spool::new(&self.live().config.delivery.spool_dir);
+                    // The retry journal's key needs the body's SHA-256.
+                    self.spool = Some(if self.ctx.journal.is_some() {
+                        spool.with_hash()
+                    } else {
+                        spool
+                    });
                     self.spool_error = None;
                 }
                 Event::Body(chunk) => {
@@ -494,15 +500,45 @@ impl Driver<'_> {
             );
             return Err(Reply::config_error());
         };
-        store.check(&resolved.rcpt).map_err(|e| {
+        // A declared SIZE= above the whole quota could never be stored: refused now, before
+        // the body is sent (RFC 1870 §6.1), and permanently.
+        if let Some(e) =
+            crate::quota::never_fits(&resolved.rcpt.quota, self.session.declared_size())
+        {
             log::info!(
                 "conn={} rcpt=<{mailbox}> user={} refused at RCPT: {e}",
                 self.conn_id,
                 resolved.rcpt.user
             );
-            Reply::delivery_error(&e)
-        })?;
-        Ok(resolved)
+            crate::metrics::get().policy(crate::metrics::PolicyEvent::NeverFits);
+            return Err(Reply::delivery_error(&e));
+        }
+        match store.check(&resolved.rcpt) {
+            Ok(()) => Ok(resolved),
+            // A full mailbox under a bounded tempfail is refused after DATA instead: only
+            // the message tells a retry from a new one, and so how long it has waited.
+            Err(e)
+                if crate::quota::is_over_quota(&e)
+                    && !resolved.policy.permfail
+                    && self.ctx.journal.is_some()
+                    && !live.config.delivery.quota_tempfail_max.is_zero() =>
+            {
+                log::debug!(
+                    "conn={} rcpt=<{mailbox}> over quota: decided after DATA (quota_tempfail_max)",
+                    self.conn_id
+                );
+                Ok(resolved)
+            }
+            Err(e) => {
+                let e = crate::quota::apply(&resolved.policy, e);
+                log::info!(
+                    "conn={} rcpt=<{mailbox}> user={} refused at RCPT: {e}",
+                    self.conn_id,
+                    resolved.rcpt.user
+                );
+                Err(Reply::delivery_error(&e))
+            }
+        }
     }
 
     fn deliver(&mut self, tx: Transaction<Resolved>, stream: &mut Stream) -> io::Result<()> {
@@ -552,6 +588,13 @@ impl Driver<'_> {
                 hostname: &live.config.delivery.hostname,
                 account_scripts: crate::policy::account_scripts(&live.config),
             }),
+            rules: deliver::Rules {
+                journal: self.ctx.journal.as_deref(),
+                retry: !live.config.delivery.retry_window.is_zero(),
+                tempfail_max: live.config.delivery.quota_tempfail_max,
+                body_sha256: body.sha256().copied(),
+                warning: Some(&live.warning),
+            },
         };
         let session = &mut self.session;
         deliver::deliver_all(&job, &tx.rcpts, |reply| {

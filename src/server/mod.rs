@@ -71,6 +71,8 @@ pub struct Live {
     pub scripts: Arc<crate::scripts::ScriptCache>,
     /// STARTTLS's configuration, when `tls_cert` and `tls_key` are set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The quota warning's text and sender.
+    pub warning: crate::warning::Notice,
 }
 
 /// Everything a session needs, shared by all workers.
@@ -84,6 +86,8 @@ pub struct Context {
     pub id_prefix: String,
     config_path: Option<PathBuf>,
     live: RwLock<Arc<Live>>,
+    /// The retry journal (`retry_journal`), opened once at start-up.
+    pub journal: Option<Arc<crate::journal::Journal>>,
 }
 
 /// Protocol settings from a configuration.
@@ -128,8 +132,10 @@ impl Context {
             directory: Arc::new(directory),
             scripts: crate::scripts::ScriptCache::for_limits(None, config.sieve.limits()),
             tls,
+            warning: crate::warning::Notice::of(&config),
         };
         Ok(Context {
+            journal: crate::journal::open_configured(&config).map(Arc::new),
             config,
             shutdown: Arc::new(Shutdown::default()),
             id_prefix: format!("{secs:X}"),
@@ -228,6 +234,7 @@ impl Context {
             crate::scripts::ScriptCache::for_limits(Some(&old.scripts), config.sieve.limits());
         let live = Live {
             session: session_config(&config),
+            warning: crate::warning::Notice::of(&config),
             config,
             stores: Arc::new(stores),
             directory: Arc::new(directory),

@@ -180,7 +180,7 @@ fn scratch(users: &str, extra: &str) -> Scratch {
     let s = Scratch::with(users, |d| {
         format!(
             "listen = unix:{d}/lmtp.sock\nusers = {d}/users\nhostname = host.test\n\
-             user = nobody\nspool_dir = {d}/spool\nmaildir = {d}/virt/%d/%n/Maildir\n\
+             user = nobody\nspool_dir = {d}/spool\nretry_journal = {d}/retry.db\nmaildir = {d}/virt/%d/%n/Maildir\n\
              sieve =\nlog_level = info\naccounts = passwd\nlocal_domains = host.test\n\
              account_mbox = {d}/mail/%n\naccount_mail_group = mail\n{extra}"
         )

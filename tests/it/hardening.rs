@@ -457,6 +457,7 @@ impl Env {
                 "listen = unix:{d}/lmtp.sock\nusers = {d}/users\n\
                  maildir = {d}/mail/%d/%n/Maildir\nmbox = {d}/mail/%d/%n/mbox\n\
                  sqlite = {d}/mail.db\nspool_dir = {d}/spool\nhostname = hard.test\n\
+                 retry_journal = {d}/retry.db\n\
                  allow_root = yes\nlog_level = warn\n{extra}"
             )
         });
@@ -1159,7 +1160,8 @@ fn assert_nothing_outside_mailboxes(env: &Env, users: &[&str]) {
                     "spool",
                 ]
                 .contains(&parts[0].as_str())
-                    || parts[0].starts_with("mail.db"));
+                    || parts[0].starts_with("mail.db")
+                    || parts[0].starts_with("retry.db"));
             let in_mail = parts.first().map(String::as_str) == Some("mail")
                 && (parts.len() == 1
                     || (parts[1] == "example.org"
@@ -2357,6 +2359,7 @@ fn a_panicking_session_gets_421_4_3_0_and_the_pool_keeps_its_capacity() {
     cfg.recipients.users = users;
     cfg.maildir.template = format!("{}/mail/%d/%n/Maildir", dir.path().display());
     cfg.delivery.spool_dir = dir.path().join("spool");
+    cfg.delivery.retry_journal = dir.path().join("retry.db");
     cfg.process.workers = 2;
     let directory = lmtpd::directory::Directory::load(&cfg).expect("users");
     let server =

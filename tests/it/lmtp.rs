@@ -363,6 +363,7 @@ fn stale_unix_socket_is_replaced_but_a_live_one_is_not() {
     let mut cfg = Config::default();
     cfg.listeners.listen = vec![Listen::Unix(srv.sock.clone())];
     cfg.recipients.users = srv.dir.path().join("users");
+    cfg.delivery.retry_journal = srv.dir.path().join("state/retry2.db");
     let d = Directory::load(&cfg).expect("users");
     assert!(Server::bind(Context::new(cfg.clone(), d).expect("context")).is_err());
     // A leftover socket file with nobody behind it is replaced.

@@ -30,7 +30,7 @@ impl Setup {
         Setup(Scratch::with(users, |d| {
             format!(
                 "listen = unix:{d}/lmtp.sock\nusers = {d}/users\nmaildir = {d}/mail/%d/%n/Maildir\n\
-                 spool_dir = {d}/spool\nhostname = ops.test\nallow_root = yes\n{extra}"
+                 spool_dir = {d}/spool\nretry_journal = {d}/retry.db\nhostname = ops.test\nallow_root = yes\n{extra}"
             )
         }))
     }
@@ -319,8 +319,8 @@ fn check_mode_lists_every_problem_and_exits_78() {
         .expect("run");
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("lmtpd.conf:7: workers"), "{err}");
-    assert!(err.contains("lmtpd.conf:8: bogus"), "{err}");
+    assert!(err.contains("lmtpd.conf:8: workers"), "{err}");
+    assert!(err.contains("lmtpd.conf:9: bogus"), "{err}");
     assert!(err.contains("users:2:"), "{err}");
 
     let good = Setup::new("ok@example.org\n", "");

@@ -850,6 +850,7 @@ fn check_mode_reports_the_sqlite_schema_state_before_and_after_a_start() {
         format!(
             "listen = unix:{d}/lmtp.sock\nusers = {d}/users\nstore = sqlite\n\
              sqlite = {d}/db/mail.db\nspool_dir = {d}\nhostname = stores.test\n\
+             retry_journal = {d}/retry.db\n\
              allow_root = yes\n"
         )
     })

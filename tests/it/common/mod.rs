@@ -240,6 +240,7 @@ impl TestServer {
         cfg.maildir.template = format!("{}/mail/%d/%n/Maildir", dir.path().display());
         cfg.delivery.spool_dir = dir.path().join("spool");
         cfg.delivery.detail_mailbox = DetailMailbox::Create;
+        cfg.delivery.retry_journal = dir.path().join("state/retry.db");
         cfg.process.shutdown_timeout = Duration::from_secs(5);
         tune(&mut cfg, dir.path());
         let directory = Directory::load(&cfg).expect("users file");
