@@ -35,6 +35,7 @@ listen = unix:$work/lmtp.sock
 users = $work/users
 maildir = $work/mail/%d/%n/Maildir
 spool_dir = $work/spool
+retry_journal = $work/state/retry.db
 hostname = peers.test
 workers = 16
 detail_mailbox = create

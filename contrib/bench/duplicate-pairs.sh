@@ -24,6 +24,7 @@ hostname = bench.localhost
 users = $d/users
 maildir = $d/mail/%d/%n/Maildir
 spool_dir = $d/spool
+retry_journal = $d/retry.db
 workers = 16
 allow_root = yes
 log_level = warn

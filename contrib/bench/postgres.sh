@@ -32,6 +32,7 @@ listen = unix:$d/lmtp.sock
 hostname = bench.localhost
 users = $d/users
 spool_dir = $d/spool
+retry_journal = $d/retry.db
 max_message_size = 200M
 workers = 16
 allow_root = yes

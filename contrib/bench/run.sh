@@ -41,6 +41,10 @@
 # alternating order like f. rss8s is rss8 with a user script holding one `body :text
 # :contains` rule, which reads every 10 MiB message through the MIME walker.
 #
+# Workload j is workload b with the retry journal (retry_journal, the default: every other
+# lmtpd row runs with it too), each run paired with b without it (j0: retry_journal empty)
+# on a fresh server, in alternating order like f, for the journal's cost.
+#
 # Exit status: 0 when every run delivered and stored everything it acknowledged, 1 otherwise.
 # Missed performance targets are reported, not failed.
 set -u
@@ -192,6 +196,7 @@ rss100 1 1 1 100M 1"
     F_SPEC="f 8 600 1 4K 1"
     F_IDLE=200
     S_SPEC="s 8 600 1 4K 1"
+    J_SPEC="j 8 600 1 4K 1"
     RSS_SIEVE="rss8s 8 8 1 10M 1"
 else
     MAX_TIME=12
@@ -211,6 +216,7 @@ rss100 1 2 1 100M 1"
     F_SPEC="f 8 4000 1 4K 1"
     F_IDLE=1000
     S_SPEC="s 8 4000 1 4K 1"
+    J_SPEC="j 8 4000 1 4K 1"
     RSS_SIEVE="rss8s 8 16 1 10M 1"
 fi
 ALL_USERS=8
@@ -218,12 +224,14 @@ if [ "${SIEVE_ONLY:-0}" = 1 ]; then
     WORKLOADS=
     E_SPEC=
     F_SPEC=
+    J_SPEC=
     RSS_RUNS=$(echo "$RSS_RUNS" | grep '^rss8 ')
 fi
 # Per-run knobs, set around run_one: lmtpd's workers line (empty: none, the shipped
 # default), extra Dovecot configuration, extra lmtp-bench options.
 LM_WORKERS=16
 LM_SIEVE=
+LM_JOURNAL=
 DV_EXTRA=
 GEN_EXTRA=
 # f: room for the idle connections plus the load. lmtpd runs a session per worker thread;
@@ -251,6 +259,8 @@ describe() {
     rss8s) echo "8 sessions x 10 MiB ($3 msgs), user script with body :text :contains" ;;
     s) echo "s: b with Sieve (global spam script + 50-rule user script)" ;;
     s0) echo "s0: b without Sieve, paired with s" ;;
+    j) echo "j: b with the retry journal (the default)" ;;
+    j0) echo "j0: b without the retry journal, paired with j" ;;
     rss1) echo "1 session x 1 MiB ($3 msgs)" ;;
     rss10) echo "1 session x 10 MiB ($3 msgs)" ;;
     rss100) echo "1 session x 100 MiB ($3 msgs)" ;;
@@ -343,6 +353,8 @@ start_lmtpd() {
             ;;
         esac
         echo "log_level = info"
+        # The retry journal, fresh for each run (j0: none).
+        if [ "$LM_JOURNAL" = off ]; then echo "retry_journal ="; else echo "retry_journal = $d/state/retry.db"; fi
         [ "$(id -u)" = 0 ] && echo "user = $RUN_USER"
     } > "$d/lmtpd.conf"
     [ -n "$LM_SIEVE" ] && write_sieve "$d/sieve" "$LM_SIEVE"
@@ -351,7 +363,8 @@ start_lmtpd() {
         pg_sql "CREATE DATABASE bench"
     fi
     chmod 0644 "$d/users" "$d/lmtpd.conf"
-    chown -R "$RUN_UID:$RUN_GID" "$d/mail" "$d/spool"
+    mkdir -p "$d/state"
+    chown -R "$RUN_UID:$RUN_GID" "$d/mail" "$d/spool" "$d/state"
     "$BIN" -c "$d/lmtpd.conf" < /dev/null 2>> "$d/lmtpd.log" &
     SERVER_PID=$!
     SOCKET=$d/lmtp.sock
@@ -579,6 +592,28 @@ echo "$S_SPEC" | while read -r swl s m r size k; do
 done
 LM_SIEVE=
 
+# j: b with the retry journal (the default) and without it (j0), lmtpd only, pairs in
+# alternating order as in f.
+echo "$J_SPEC" | while read -r jwl s m r size k; do
+    [ -n "$jwl" ] || continue
+    rep=1
+    while [ $rep -le "$REPS" ]; do
+        for jstore in maildir mbox sqlite; do
+            for which in $(if [ $((rep % 2)) = 1 ]; then echo j0 j; else echo j j0; fi); do
+                if [ "$which" = j0 ]; then
+                    LM_JOURNAL=off
+                    run_one lmtpd "$jstore" j0 "$rep" "$s" "$m" "$r" "$size" "$k"
+                else
+                    LM_JOURNAL=
+                    run_one lmtpd "$jstore" "$jwl" "$rep" "$s" "$m" "$r" "$size" "$k"
+                fi
+            done
+        done
+        rep=$((rep + 1))
+    done
+done
+LM_JOURNAL=
+
 run_set "$RSS_RUNS" 1 "$RSS_TARGETS"
 LM_SIEVE=body
 run_set "$RSS_SIEVE" 1 "lmtpd maildir
@@ -759,6 +794,18 @@ report() {
         pr=$(pair_ratios lmtpd $store s)
         echo "| $store | $(fmt "$(med s0 lmtpd $store dps)" 0) | $(fmt "$(med s lmtpd $store dps)" 0) | $(fmt "$(med s0 lmtpd $store cpu_ms_per_delivery)" 2) → $(fmt "$(med s lmtpd $store cpu_ms_per_delivery)" 2) | $(fmt "${pr%% *}" 2)× (pairs ${pr#* }) | $(stored_ok s lmtpd $store) |"
     done
+    if [ -n "$J_SPEC" ]; then
+        echo
+        echo "Retry journal (j): workload b with the retry journal (the default, as in every other" \
+            "lmtpd row), each run paired with b without it (j0) on a fresh server, in alternating order."
+        echo
+        echo "| store | without the journal (j0) deliveries/s | with the journal (j) deliveries/s | CPU s/1000 j0 → j | with / without (geometric mean of the pairs) | stored = acked |"
+        echo "|---|---|---|---|---|---|"
+        for store in maildir mbox sqlite; do
+            pr=$(pair_ratios lmtpd $store j)
+            echo "| $store | $(fmt "$(med j0 lmtpd $store dps)" 0) | $(fmt "$(med j lmtpd $store dps)" 0) | $(fmt "$(med j0 lmtpd $store cpu_ms_per_delivery)" 2) → $(fmt "$(med j lmtpd $store cpu_ms_per_delivery)" 2) | $(fmt "${pr%% *}" 2)× (pairs ${pr#* }) | $(stored_ok j lmtpd $store) |"
+        done
+    fi
     echo
     echo "CPU: user + system seconds of the server process (Dovecot: master and all its children)" \
         "over the run, from /proc/PID/stat; system time in parentheses."
@@ -827,6 +874,12 @@ report() {
         x=$(case "$r1$r100" in *-*) echo - ;; *) awk -v a="$r1" -v b="$r100" 'BEGIN { print b - a }' ;; esac)
         tgt "RSS flat from 1 MiB to 100 MiB messages (≤ +2 MiB), $store: $(mib "$r1") → $(mib "$(med rss10 lmtpd $store rss_kib)") → $(mib "$r100") MiB" "$x" "<=" 2048
     done
+    if [ -n "$J_SPEC" ]; then
+        for store in maildir mbox sqlite; do
+            pr=$(pair_ratios lmtpd $store j)
+            tgt "retry journal on (j) ≥ 95 % of off (j0), $store: $(fmt "${pr%% *}" 2)× (pairs ${pr#* })" "${pr%% *}" ">=" 0.95
+        done
+    fi
     for store in maildir mbox sqlite; do
         pr=$(pair_ratios lmtpd $store s)
         tgt "Sieve (s) ≥ 90 % of b without Sieve (s0), $store: $(fmt "${pr%% *}" 2)× (pairs ${pr#* })" "${pr%% *}" ">=" 0.9

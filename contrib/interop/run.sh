@@ -75,6 +75,8 @@ mkdir -p "$work/run" "$work/spool" "$mail/mbox" "$sent"
 cat >"$work/users" <<EOF
 good@example.org
 full@example.org quota=1K
+slowreply@example.org
+sized@example.org quota=2K
 sender@example.org
 burst@example.org
 exim@example.org
@@ -104,6 +106,7 @@ maildir = $mail/%d/%n/Maildir
 mbox = $mail/mbox/%n
 sqlite = $mail/mail.db
 spool_dir = $work/spool
+retry_journal = $work/state/retry.db
 hostname = lmtpd.interop.test
 metrics = 127.0.0.1:1
 detail_mailbox = create
@@ -215,7 +218,8 @@ trap cleanup EXIT
 for try in 1 2 3; do
     sed -i -e "s/^listen = 127.0.0.1:.*/listen = 127.0.0.1:$port/" \
         -e "s/^metrics = 127.0.0.1:.*/metrics = 127.0.0.1:$((port + 1))/" "$work/lmtpd.conf"
-    "$BIN" -c "$work/lmtpd.conf" 2>"$work/lmtpd.log" &
+    # The test hook of pf_retry (src/deliver.rs): slowreply@'s first reply waits 6 s.
+    LMTPD_TEST_REPLY_DELAY=slowreply:6 "$BIN" -c "$work/lmtpd.conf" 2>"$work/lmtpd.log" &
     lmtpd_pid=$!
     i=0
     while [ ! -S "$sock" ] && [ $i -lt 100 ] && kill -0 "$lmtpd_pid" 2>/dev/null; do
@@ -389,6 +393,61 @@ pf_round() {
     fi
 }
 
+# pf_retry: retry-safe delivery with the real Postfix. lmtpd stores slowreply@'s copy, then
+# (LMTPD_TEST_REPLY_DELAY) holds its reply for 6 s; Postfix gives up after
+# lmtp_data_done_timeout = 2s ("message may be sent more than once"), defers the message
+# and retries it. The retry has the same key (XFORWARD IDENT, sender, recipient, SHA-256 of
+# the message): lmtpd answers 250 "Saved before" and the Maildir holds exactly one copy.
+pf_retry() {
+    local qid i=0 sent="" n
+    postconf -c "$pf/etc" -e "lmtp_data_done_timeout = 2s"
+    postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+    sleep 1
+    mkmsg pf-retry slowreply@example.org
+    sendmail -C "$pf/etc" -i -f sender@example.org -- slowreply@example.org <"$sent/pf-retry.msg"
+    qid=$(qid_of "pf-retry@interop.test")
+    while [ -n "$qid" ] && [ $i -lt 200 ]; do
+        sent=$(grep "$qid: to=<slowreply@example.org>" "$pflog" 2>/dev/null | grep 'status=sent' | head -1)
+        [ -n "$sent" ] && break
+        sleep 0.2
+        i=$((i + 1))
+        [ $((i % 25)) = 0 ] && postqueue -c "$pf/etc" -f
+    done
+    n=$(newcount slowreply)
+    if [ -n "$sent" ] && [ "$n" = 1 ] &&
+        grep "$qid: to=<slowreply@example.org>" "$pflog" | grep 'status=deferred' | grep -q 'timed out' &&
+        echo "$sent" | grep -q 'Saved before' &&
+        grep 'to=<slowreply@example.org>' "$work/lmtpd.log" | grep -q 'retry of the copy stored'; then
+        pass "postfix retry after a lost reply: deferred ($(grep "$qid: to=<slowreply@example.org>" "$pflog" | grep -o 'conversation with [^)]*timed out[^)]*' | head -1 | cut -c1-60)...), retried, answered '$(echo "$sent" | grep -o '250 2.0.0 [^)]*' | head -1)', exactly 1 copy in the Maildir"
+    else
+        fail "postfix retry after a lost reply: qid=$qid sent=${sent:+yes} copies=$n" "$pflog" "$work/lmtpd.log"
+    fi
+    postconf -c "$pf/etc" -X lmtp_data_done_timeout
+    postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
+    sleep 1
+}
+
+# pf_sized: Postfix declares SIZE= in MAIL; sized@ (quota 2K) gets 552 5.2.2 at RCPT for a
+# message larger than its whole quota, before the body is sent, and Postfix bounces it for
+# that recipient only while good@ gets the same message.
+pf_sized() {
+    local qid ss sg
+    mkmsg pf-sized sized@example.org
+    head -c 6000 /dev/zero | tr '\0' y | fold -w 70 >>"$sent/pf-sized.msg"
+    sendmail -C "$pf/etc" -i -f sender@example.org -- sized@example.org good@example.org \
+        <"$sent/pf-sized.msg"
+    qid=$(qid_of "pf-sized@interop.test")
+    ss=$(pf_status "$qid" sized@example.org)
+    sg=$(pf_status "$qid" good@example.org)
+    if [ "$ss" = bounced ] && [ "$sg" = sent ] &&
+        grep "$qid: to=<sized@example.org>" "$pflog" | grep -q '552 5.2.2' &&
+        grep 'rcpt=<sized@example.org>' "$work/lmtpd.log" | grep -q 'refused at RCPT.*whole quota'; then
+        pass "postfix SIZE= above the whole quota: sized@ bounced with 552 5.2.2 at RCPT (lmtpd: $(grep 'rcpt=<sized@example.org>' "$work/lmtpd.log" | grep -o 'SIZE=[0-9]* is above[^)]*' | head -1)), good@ sent"
+    else
+        fail "postfix SIZE= above the whole quota: sized=$ss good=$sg" "$pflog" "$work/lmtpd.log"
+    fi
+}
+
 # wait_new USER N: waits up to 30 s until USER's Maildir new/ holds N messages.
 wait_new() {
     local i=0
@@ -434,6 +493,7 @@ group = $RUN_GROUP
 listen = 127.0.0.1:$((port + 9 + k))
 users = $work/pgnode$k/users
 spool_dir = $work/pgnode$k/spool
+retry_journal = $work/pgnode$k/spool/retry.db
 hostname = node$k.interop.test
 postgres = $conn
 sieve =
@@ -624,6 +684,7 @@ listen = unix:$asock
 socket_mode = 0666
 users = $a/users
 spool_dir = $a/spool
+retry_journal = $a/spool/retry.db
 hostname = host.interop.test
 accounts = passwd
 local_domains = interop.test
@@ -731,6 +792,8 @@ if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
         postfix -c "$pf/etc" reload >>"$work/postfix-start.log" 2>&1
         sleep 1
         pf_round inet "lmtp:inet:127.0.0.1:$port" "relay=127.0.0.1[127.0.0.1]:$port,"
+        pf_sized
+        pf_retry
 
         # The same over STARTTLS: Postfix with lmtp_tls_security_level = encrypt (TLS or no
         # delivery; the certificate is not verified at this level).
