@@ -18,6 +18,7 @@
 //!   replies.
 //! - [`tracking`]: the per-user vacation and duplicate tracking lists.
 //! - [`doctor`]: the checks behind `lmtpd -t`.
+//! - [`quota_cmd`]: `lmtpd quota show|recalc ADDRESS`, a recipient's quota usage.
 //! - [`logging`]: stderr or syslog.
 //! - [`metrics`]: counters and histograms for `GET /metrics`.
 //! - [`privileges`]: dropping root after binding.
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod policy;
 pub mod privileges;
 pub mod proto;
+pub mod quota_cmd;
 pub mod scripts;
 pub mod server;
 pub mod sieve;
