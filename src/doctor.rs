@@ -538,6 +538,16 @@ pub fn explain(cfg: &Config, directory: &Directory, address: &str) -> Result<Vec
         lines.push(format!("detail: {d}"));
     }
     lines.push(format!("quota: {}", quota(r.rcpt.quota)));
+    lines.push(format!(
+        "quota policy: quota_full = {}, grace {} bytes, warnings {}",
+        if r.policy.permfail {
+            "permfail"
+        } else {
+            "tempfail"
+        },
+        r.rcpt.quota.grace,
+        r.policy.warnings.show()
+    ));
     Ok(lines)
 }
 

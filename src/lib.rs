@@ -18,6 +18,12 @@
 //!   replies.
 //! - [`tracking`]: the per-user vacation and duplicate tracking lists.
 //! - [`doctor`]: the checks behind `lmtpd -t`.
+//! - [`quota`]: quota policy (`quota_full`, `quota_grace`, `quota_warning`) per user, per
+//!   domain and global, and the over-quota reply it gives.
+//! - [`journal`]: the retry journal (retries after a lost reply, bounded tempfail, warning
+//!   levels).
+//! - [`warning`]: quota warnings delivered into the user's INBOX.
+//! - [`quota_cmd`]: `lmtpd quota show|recalc ADDRESS`, a recipient's quota usage.
 //! - [`logging`]: stderr or syslog.
 //! - [`metrics`]: counters and histograms for `GET /metrics`.
 //! - [`privileges`]: dropping root after binding.
@@ -52,6 +58,7 @@ pub mod policy;
 pub mod privileges;
 pub mod proto;
 pub mod quota;
+pub mod quota_cmd;
 pub mod scripts;
 pub mod server;
 pub mod sieve;

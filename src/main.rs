@@ -36,12 +36,15 @@ fn usage(opts: &Options) -> String {
     let brief = format!(
         "Usage: lmtpd [-c FILE] [-l ADDR]... [-t | -n] [-d]\n\
          \x20      lmtpd export --db FILE --mailbox ADDR [--folder F] (--mbox OUT | --eml-dir DIR)\n\
-         \x20      lmtpd sieve check FILE... | lmtpd sieve test SCRIPT MESSAGE [options]\n\n\
+         \x20      lmtpd sieve check FILE... | lmtpd sieve test SCRIPT MESSAGE [options]\n\
+         \x20      lmtpd quota (show | recalc) [-c FILE] ADDRESS\n\n\
          An LMTP (RFC 2033) delivery server for Maildir, mbox and SQLite mailboxes.\n\
          Without -c it reads {DEFAULT_CONFIG}. `lmtpd export` writes a SQLite mailbox\n\
          out as an mbox file or as one .eml file per message. `lmtpd sieve check`\n\
          compiles Sieve scripts; `lmtpd sieve test` shows what a script would do with a\n\
-         message (`lmtpd sieve` for its options)."
+         message (`lmtpd sieve` for its options). `lmtpd quota show` prints a\n\
+         recipient's quota limits and usage; `lmtpd quota recalc` recounts the usage\n\
+         from the messages and rewrites the store's counters."
     );
     opts.usage(&brief)
 }
@@ -53,6 +56,9 @@ fn main() -> ExitCode {
     }
     if args.get(1).map(String::as_str) == Some("sieve") {
         return sieve(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some("quota") {
+        return quota(&args[2..]);
     }
     if args.get(1).map(String::as_str) == Some("account-helper") {
         // Started by lmtpd itself (accounts = passwd); standard input is its control socket.
@@ -442,6 +448,73 @@ fn sieve(args: &[String]) -> ExitCode {
         })
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `lmtpd quota (show | recalc) [-c FILE] ADDRESS`: the configuration and users file as the
+/// server loads them, root dropped as the server drops it (so a rewritten `maildirsize` or
+/// count cache belongs to the run user), then [`lmtpd::quota_cmd::run`].
+fn quota(args: &[String]) -> ExitCode {
+    use lmtpd::quota_cmd::{Action, QuotaError};
+    let brief = "Usage: lmtpd quota (show | recalc) [-c FILE] ADDRESS";
+    let mut opts = Options::new();
+    opts.optopt("c", "config", "configuration file", "FILE");
+    let Some((action, rest)) = args
+        .split_first()
+        .and_then(|(word, rest)| Action::parse(word).map(|a| (a, rest)))
+    else {
+        eprintln!("lmtpd quota: give show or recalc\n{}", opts.usage(brief));
+        return ExitCode::from(EX_USAGE);
+    };
+    let m = match opts.parse(rest) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("lmtpd quota: {e}\n{}", opts.usage(brief));
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let [address] = &m.free[..] else {
+        eprintln!("lmtpd quota: give one ADDRESS\n{}", opts.usage(brief));
+        return ExitCode::from(EX_USAGE);
+    };
+    let path = PathBuf::from(m.opt_str("c").unwrap_or_else(|| DEFAULT_CONFIG.to_string()));
+    let (config, errors) = Config::load_lenient(&path);
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("lmtpd: {e}");
+        }
+        return ExitCode::from(EX_CONFIG);
+    }
+    let directory = match Directory::load(&config) {
+        Ok(d) => d,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("lmtpd: {e}");
+            }
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    lmtpd::sys::set_umask(0o077);
+    if let Err(e) = lmtpd::privileges::drop_if_root(&config) {
+        eprintln!("lmtpd quota: {e}");
+        return ExitCode::from(EX_CONFIG);
+    }
+    match lmtpd::quota_cmd::run(&config, &directory, action, address) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lmtpd quota: {e}");
+            ExitCode::from(match &e {
+                QuotaError::NoUser(_) => EX_NOUSER,
+                QuotaError::Open(open) => open_failure_status(open.kind()),
+                QuotaError::Store(_) if e.is_temporary() => EX_TEMPFAIL,
+                QuotaError::Store(_) | QuotaError::Unsupported(_) => EX_UNAVAILABLE,
+            })
+        }
+    }
 }
 
 /// `lmtpd export`: a SQLite or PostgreSQL mailbox out as mbox or .eml files.

@@ -19,6 +19,7 @@
 #   BENCH_USER=U     when run as root, the unprivileged user both servers deliver as
 #                    (default nobody; Dovecot refuses to deliver as uid 0)
 #   SIEVE_ONLY=1     only the Sieve pairs (s, s0) and the 10 MiB RSS runs (rss8, rss8s)
+#   JOURNAL_ONLY=1   only the retry-journal pairs (j, j0)
 #   POSTGRES=0       skip the PostgreSQL rows (otherwise run on a private cluster when
 #                    Debian's postgresql package is installed)
 #   NO_BUILD=1       use the binaries in ${CARGO_TARGET_DIR:-target}/release as they are
@@ -226,6 +227,14 @@ if [ "${SIEVE_ONLY:-0}" = 1 ]; then
     F_SPEC=
     J_SPEC=
     RSS_RUNS=$(echo "$RSS_RUNS" | grep '^rss8 ')
+fi
+if [ "${JOURNAL_ONLY:-0}" = 1 ]; then
+    WORKLOADS=
+    E_SPEC=
+    F_SPEC=
+    S_SPEC=
+    RSS_RUNS=
+    RSS_SIEVE=
 fi
 # Per-run knobs, set around run_one: lmtpd's workers line (empty: none, the shipped
 # default), extra Dovecot configuration, extra lmtp-bench options.
@@ -549,6 +558,7 @@ LM_WORKERS=$F_WORKERS
 DV_EXTRA=$F_DV_EXTRA
 # (run_one sets wl, server and store itself: the names below are passed as literals.)
 echo "$F_SPEC" | while read -r fwl s m r size k; do
+    [ -n "$fwl" ] || continue
     rep=1
     while [ $rep -le "$REPS" ]; do
         echo "$F_TARGETS" | while read -r fserver fstore; do
@@ -574,6 +584,7 @@ GEN_EXTRA=
 
 # s: b with and without Sieve (s0), lmtpd only, pairs in alternating order as in f.
 echo "$S_SPEC" | while read -r swl s m r size k; do
+    [ -n "$swl" ] || continue
     rep=1
     while [ $rep -le "$REPS" ]; do
         for sstore in maildir mbox sqlite; do

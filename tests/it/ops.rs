@@ -1,5 +1,5 @@
 //! Operations tests against the real `lmtpd` binary: stdin mode (`-i`), SIGHUP reload,
-//! systemd socket activation, dropping root, `-t` exit codes.
+//! systemd socket activation, dropping root, `-t` exit codes, `lmtpd quota show|recalc`.
 #![allow(unsafe_code)] // pre_exec/dup2 to hand a listening socket over as fd 3.
 
 use crate::common;
@@ -412,4 +412,99 @@ fn a_store_that_cannot_open_exits_by_kind() {
     let (code, err) = start_expecting_exit(&s);
     assert_eq!(code, Some(69), "{err}");
     assert!(err.contains("mail.db"), "{err}");
+}
+
+/// Runs `lmtpd quota ARGS -c CONF`; its exit code and standard output.
+fn quota_cmd(conf: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .arg("quota")
+        .args(args)
+        .arg("-c")
+        .arg(conf)
+        .output()
+        .expect("run lmtpd quota");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), format!("{stdout}{stderr}"))
+}
+
+#[test]
+fn quota_show_reports_maildirsize_and_recalc_recounts_after_a_message_is_deleted_by_hand() {
+    let s = Setup::new("alice@example.org quota=10K quota_messages=50\n", "");
+    let child = s.spawn(&[]);
+    let mut c = Client::open(&s.path("lmtp.sock"));
+    c.cmd("LHLO quota.test");
+    for i in 0..3 {
+        assert!(c.cmd("MAIL FROM:<s@example.net>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<alice@example.org>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        let r = c.cmd(&format!("Subject: m{i}\r\n\r\nbody {i}\r\n."));
+        assert!(r.starts_with("250 2.0.0"), "{r}");
+    }
+    stop_child(child);
+    let new = s.path("mail/example.org/alice/Maildir/new");
+    let files = common::list(&new);
+    assert_eq!(files.len(), 3);
+    let size = |p: &Path| fs::metadata(p).expect("stat").len();
+    let all: u64 = files.iter().map(|p| size(p)).sum();
+    let conf = s.path("lmtpd.conf");
+    let pct = |n: u64, of: u64| format!("{}.{}%", n * 1000 / of / 10, n * 1000 / of % 10);
+
+    let (code, out) = quota_cmd(&conf, &["show", "alice@example.org"]);
+    assert_eq!(code, Some(0), "{out}");
+    let three = format!(
+        "usage: {all} bytes ({}), 3 messages (6.0%)\n",
+        pct(all, 10240)
+    );
+    assert_eq!(
+        out,
+        format!(
+            "address: alice@example.org\nuser: alice@example.org\nstore: maildir\n\
+             limits: 10240 bytes, 50 messages, grace 0 bytes\n{three}"
+        )
+    );
+
+    // Deleted by hand: `show` reports the store's own (now stale) figure...
+    let left = all - size(&files[0]);
+    fs::remove_file(&files[0]).expect("rm");
+    let (code, out) = quota_cmd(&conf, &["show", "alice@example.org"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.ends_with(&three), "{out}");
+    // ...`recalc` the true one, before and after, and `show` agrees afterwards.
+    let (code, out) = quota_cmd(&conf, &["recalc", "alice@example.org"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "before: {all} bytes ({}), 3 messages (6.0%)\n\
+             after: {left} bytes ({}), 2 messages (4.0%)\n",
+            pct(all, 10240),
+            pct(left, 10240)
+        )),
+        "{out}"
+    );
+    let (code, out) = quota_cmd(&conf, &["show", "alice@example.org"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "usage: {left} bytes ({}), 2 messages (4.0%)\n",
+            pct(left, 10240)
+        )),
+        "{out}"
+    );
+    let maildirsize = s.path("mail/example.org/alice/Maildir/maildirsize");
+    assert_eq!(
+        fs::read_to_string(maildirsize).expect("maildirsize"),
+        format!("10240S,50C\n{left} 2\n")
+    );
+
+    // Exit codes: an unknown address 67, bad arguments 64.
+    let (code, out) = quota_cmd(&conf, &["show", "nobody@example.org"]);
+    assert_eq!(code, Some(67), "{out}");
+    assert!(out.contains("550 5.1.1"), "{out}");
+    assert_eq!(quota_cmd(&conf, &["show"]).0, Some(64));
+    assert_eq!(quota_cmd(&conf, &["list", "alice@example.org"]).0, Some(64));
+    assert_eq!(
+        quota_cmd(&conf, &["show", "a@example.org", "b@example.org"]).0,
+        Some(64)
+    );
 }

@@ -203,8 +203,9 @@ impl MaildirStore {
                 .map_err(error::io_at("check quota of", root))?;
             if over {
                 return Err(Failure::OverQuota(format!(
-                    "{size}-byte message exceeds quota {} of {}",
+                    "{size}-byte message exceeds quota {} (grace {}) of {}",
                     quota::definition(&rcpt.quota),
+                    rcpt.quota.grace,
                     root.display()
                 )));
             }

@@ -449,9 +449,11 @@ impl MboxStore {
         let size = from.len() as u64 + flags + d.copy_size_at(msg, want) + 1;
         if rcpt.quota.would_exceed(meta.len(), count, size) {
             return Err(Failure::OverQuota(format!(
-                "{size}-byte message exceeds the quota of {} ({} bytes, {count} messages)",
+                "{size}-byte message exceeds the quota of {} ({} bytes, {count} messages; \
+                 grace {})",
                 target.display(),
-                meta.len()
+                meta.len(),
+                rcpt.quota.grace
             )));
         }
         Ok(count)

@@ -226,8 +226,8 @@ fn stage_one(
             let (b, m): (i64, i64) = (usage.get(0), usage.get(1));
             return Err(Failure::OverQuota(format!(
                 "{size}-byte copy exceeds the quota of {} ({b} bytes, {m} messages used; \
-                 limits {:?} bytes, {:?} messages)",
-                rcpt.user, rcpt.quota.bytes, rcpt.quota.messages
+                 limits {:?} bytes (grace {}), {:?} messages)",
+                rcpt.user, rcpt.quota.bytes, rcpt.quota.grace, rcpt.quota.messages
             )));
         }
     };

@@ -68,8 +68,8 @@ pub(crate) fn stage_one(
     if rcpt.quota.would_exceed(used_bytes, used_messages, size) {
         return Err(Failure::OverQuota(format!(
             "{size}-byte copy exceeds the quota of {} ({used_bytes} bytes, {used_messages} \
-             messages used; limits {:?} bytes, {:?} messages)",
-            rcpt.user, rcpt.quota.bytes, rcpt.quota.messages
+             messages used; limits {:?} bytes (grace {}), {:?} messages)",
+            rcpt.user, rcpt.quota.bytes, rcpt.quota.grace, rcpt.quota.messages
         )));
     }
 
