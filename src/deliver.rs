@@ -318,7 +318,13 @@ pub fn deliver_all<E>(
             crate::metrics::get().policy(PolicyEvent::RetryRecognised);
             retried[i] = true;
             plans.push(Plan::Answer(Ok(())));
-            summaries.push(format!("retry_of={}", e.id));
+            // The id goes into a reply: only what our own ids are made of.
+            let id: String =
+                e.id.chars()
+                    .filter(char::is_ascii_graphic)
+                    .take(64)
+                    .collect();
+            summaries.push(format!("retry_of={id}"));
             outgoing.push(policy::Outgoing::default());
             continue;
         }

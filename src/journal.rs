@@ -3,10 +3,11 @@
 //! answered `250` without a second copy; the first over-quota refusal of a message for a
 //! recipient (`quota_tempfail_max`); and each user's last quota-warning level.
 //!
-//! A record is written after the copy it names is durable, in a WAL commit that is not
-//! itself synced (`synchronous = NORMAL`): a crash can lose the newest records (the MTA's
-//! retry is then stored again, as without the journal), never leave a record without its
-//! copy, so no mail is ever lost to this file. Records older than `retry_window` are pruned;
+//! A record is made after the copy it names is durable (seen by lookups at once, committed
+//! by a maintenance thread within milliseconds in a WAL commit that is not itself synced,
+//! `synchronous = NORMAL`): a crash can lose the newest records (the MTA's retry is then
+//! stored again, as without the journal), never leave a record without its copy, so no mail
+//! is ever lost to this file. Records older than `retry_window` are pruned;
 //! at most [`MAX_RECORDS`] deliveries are kept (about 100 bytes each).
 
 use std::fmt::Write as _;
@@ -86,24 +87,28 @@ pub use without_sqlite::Journal;
 
 #[cfg(feature = "sqlite")]
 mod with_sqlite {
+    use std::collections::HashMap;
     use std::fs::{DirBuilder, OpenOptions};
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
     use std::path::Path;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Mutex, MutexGuard};
-    use std::time::{Duration, SystemTime};
+    use std::sync::{Arc, Mutex, MutexGuard};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use rusqlite::{params, Connection, OptionalExtension};
-
-    use std::time::UNIX_EPOCH;
+    use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
     use super::{Earlier, Key, MAX_RECORDS};
 
-    /// Writes between two prunings.
+    /// Records between two prunings.
     const PRUNE_EVERY: u64 = 1000;
-    /// How long a first over-quota refusal is remembered past `quota_tempfail_max` (a message
-    /// is not retried after the MTA's queue lifetime, five days by default).
-    const REFUSAL_KEEP: Duration = Duration::from_secs(7 * 86_400);
+    /// How long a first over-quota refusal is remembered: the longest `quota_tempfail_max`
+    /// (365 days) plus a week, so a reload that raises it never finds refusals pruned early.
+    const REFUSAL_KEEP: Duration = Duration::from_secs(372 * 86_400);
+    /// How long the maintenance thread gathers new records before it commits them.
+    const BATCH_DELAY: Duration = Duration::from_millis(20);
+    /// How often it moves the WAL into the database (the journal's only fsync, kept rare so
+    /// that it does not compete with the mailboxes' own).
+    const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
     fn secs(t: SystemTime) -> i64 {
         t.duration_since(UNIX_EPOCH)
@@ -115,6 +120,10 @@ mod with_sqlite {
         UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
     }
 
+    fn secs_of(d: Duration) -> i64 {
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+    }
+
     const SCHEMA: &str = "
         CREATE TABLE IF NOT EXISTS delivered (
             key BLOB PRIMARY KEY, at INTEGER NOT NULL, id TEXT NOT NULL) WITHOUT ROWID;
@@ -124,13 +133,28 @@ mod with_sqlite {
         CREATE TABLE IF NOT EXISTS warned (
             user TEXT PRIMARY KEY, level INTEGER NOT NULL) WITHOUT ROWID;";
 
-    /// The open journal, shared by every session (one connection behind a lock: each use
-    /// is one indexed statement).
+    /// Deliveries recorded and not yet committed, by key (looked up before the database).
+    type Pending = Arc<Mutex<HashMap<Key, (i64, String)>>>;
+
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open journal, shared by every session. A delivery's record goes into an
+    /// in-memory set that lookups see at once; a maintenance thread commits the set every
+    /// few milliseconds in one transaction (a WAL append, not synced), checkpoints the WAL
+    /// once a second and prunes, so a session never waits for the journal's disk. Dropping
+    /// the journal commits what is left and ends the thread.
     pub struct Journal {
-        db: Mutex<Connection>,
+        db: Arc<Mutex<Connection>>,
+        pending: Pending,
         window: Duration,
         refusal_keep: Duration,
+        /// `quota_tempfail_max` is set: refusals are recorded, so a delivery forgets them.
+        tracks_refusals: bool,
         writes: AtomicU64,
+        /// Wakes the maintenance thread (`true`: prune too); dropped with the journal.
+        maintenance: Option<crossbeam_channel::Sender<bool>>,
     }
 
     impl std::fmt::Debug for Journal {
@@ -143,8 +167,8 @@ mod with_sqlite {
 
     impl Journal {
         /// Opens (creating when missing, mode 0600, its directory 0750) the journal at
-        /// `path`, keeping deliveries for `window` and first refusals for
-        /// `tempfail_max` plus a week. A symbolic link is refused.
+        /// `path`, keeping deliveries for `window`. A symbolic link is refused; an existing
+        /// file readable by others is made 0600.
         pub fn open(
             path: &Path,
             window: Duration,
@@ -158,84 +182,115 @@ mod with_sqlite {
                     .create(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
-            OpenOptions::new()
+            let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
                 .map_err(|e| format!("cannot open {shown}: {e}"))?;
-            let db = Connection::open(path).map_err(|e| format!("cannot open {shown}: {e}"))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| format!("cannot stat {shown}: {e}"))?;
+            if !meta.is_file() {
+                return Err(format!("{shown} is not a regular file"));
+            }
+            if meta.mode() & 0o077 != 0 {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("cannot make {shown} 0600: {e}"))?;
+            }
+            let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+            let db = Connection::open_with_flags(path, flags)
+                .map_err(|e| format!("cannot open {shown}: {e}"))?;
             db.busy_timeout(Duration::from_secs(5))
                 .and_then(|_| db.pragma_update(None, "journal_mode", "WAL"))
                 .and_then(|_| db.pragma_update(None, "synchronous", "NORMAL"))
+                .and_then(|_| db.pragma_update(None, "wal_autocheckpoint", 0))
                 .and_then(|_| db.execute_batch(SCHEMA))
                 .map_err(|e| format!("{shown}: {e}"))?;
-            Ok(Journal {
-                db: Mutex::new(db),
+            let mut j = Journal {
+                db: Arc::new(Mutex::new(db)),
+                pending: Pending::default(),
                 window,
-                refusal_keep: tempfail_max.saturating_add(REFUSAL_KEEP),
+                refusal_keep: REFUSAL_KEEP,
+                tracks_refusals: !tempfail_max.is_zero(),
                 writes: AtomicU64::new(0),
-            })
+                maintenance: None,
+            };
+            j.maintenance = j.start_maintenance(path);
+            Ok(j)
         }
 
         fn db(&self) -> MutexGuard<'_, Connection> {
-            self.db.lock().unwrap_or_else(|p| p.into_inner())
+            lock(&self.db)
         }
 
         /// The earlier delivery of `key` inside the window, if there is one.
         pub fn delivered(&self, key: &Key, now: SystemTime) -> Result<Option<Earlier>, String> {
             let since = secs(now).saturating_sub(secs_of(self.window));
-            self.db()
-                .query_row(
-                    "SELECT at, id FROM delivered WHERE key = ?1 AND at >= ?2",
-                    params![&key.0[..], since],
-                    |row| {
-                        Ok(Earlier {
-                            at: time(row.get(0)?),
-                            id: row.get(1)?,
-                        })
-                    },
-                )
-                .optional()
-                .map_err(|e| e.to_string())
+            if let Some((at, id)) = lock(&self.pending).get(key) {
+                return Ok((*at >= since).then(|| Earlier {
+                    at: time(*at),
+                    id: id.clone(),
+                }));
+            }
+            let db = self.db();
+            let mut st = db
+                .prepare_cached("SELECT at, id FROM delivered WHERE key = ?1 AND at >= ?2")
+                .map_err(|e| e.to_string())?;
+            st.query_row(params![&key.0[..], since], |row| {
+                Ok(Earlier {
+                    at: time(row.get(0)?),
+                    id: row.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(|e| e.to_string())
         }
 
-        /// Records that the copy of `key` (transaction `id`) is durable; forgets its
-        /// over-quota refusal.
+        /// Records that the copy of `key` (transaction `id`) is durable, and forgets its
+        /// over-quota refusal: seen by lookups at once, committed within milliseconds.
         pub fn record(&self, key: &Key, id: &str, now: SystemTime) -> Result<(), String> {
-            {
-                let db = self.db();
-                db.execute(
-                    "INSERT OR REPLACE INTO delivered (key, at, id) VALUES (?1, ?2, ?3)",
-                    params![&key.0[..], secs(now), id],
-                )
-                .and_then(|_| db.execute("DELETE FROM refused WHERE key = ?1", [&key.0[..]]))
-                .map_err(|e| e.to_string())?;
+            lock(&self.pending).insert(*key, (secs(now), id.to_string()));
+            let prune =
+                self.writes.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1;
+            let woken = self
+                .maintenance
+                .as_ref()
+                .is_some_and(|m| m.try_send(prune).is_ok() || !prune);
+            if self.maintenance.is_none() || (prune && !woken) {
+                // No maintenance thread: commit (and prune) here.
+                self.flush()?;
+                if prune {
+                    self.prune(now, MAX_RECORDS)?;
+                }
             }
-            self.wrote(now);
             Ok(())
+        }
+
+        /// Commits the records not yet in the database, in one transaction.
+        pub fn flush(&self) -> Result<(), String> {
+            flush(&self.db, &self.pending, self.tracks_refusals)
         }
 
         /// When `key` was first refused over quota (now, when this is the first time).
         pub fn first_refusal(&self, key: &Key, now: SystemTime) -> Result<SystemTime, String> {
-            let first = {
-                let db = self.db();
-                db.execute(
-                    "INSERT OR IGNORE INTO refused (key, first) VALUES (?1, ?2)",
-                    params![&key.0[..], secs(now)],
+            // A delivery recorded and not yet committed must have forgotten its refusal.
+            self.flush()?;
+            let db = self.db();
+            db.execute(
+                "INSERT OR IGNORE INTO refused (key, first) VALUES (?1, ?2)",
+                params![&key.0[..], secs(now)],
+            )
+            .and_then(|_| {
+                db.query_row(
+                    "SELECT first FROM refused WHERE key = ?1",
+                    [&key.0[..]],
+                    |row| row.get::<_, i64>(0),
                 )
-                .and_then(|_| {
-                    db.query_row(
-                        "SELECT first FROM refused WHERE key = ?1",
-                        [&key.0[..]],
-                        |row| row.get::<_, i64>(0),
-                    )
-                })
-                .map_err(|e| e.to_string())?
-            };
-            self.wrote(now);
-            Ok(time(first))
+            })
+            .map(time)
+            .map_err(|e| e.to_string())
         }
 
         /// The last quota-warning level `user` was sent (0: none, or fallen below).
@@ -249,22 +304,33 @@ mod with_sqlite {
                 .map_err(|e| e.to_string())
         }
 
-        /// Remembers `level` as `user`'s last warning level.
-        pub fn set_warned(&self, user: &str, level: u8) -> Result<(), String> {
+        /// Moves `user`'s last warning level from `last` to `level`; false (nothing changed)
+        /// when another session moved it first, so only one of them sends the notice.
+        pub fn set_warned(&self, user: &str, last: u8, level: u8) -> Result<bool, String> {
             let db = self.db();
-            let r = if level == 0 {
-                db.execute("DELETE FROM warned WHERE user = ?1", [user])
+            let (last, level) = (i64::from(last), i64::from(level));
+            let changed = if last == 0 {
+                db.execute(
+                    "INSERT OR IGNORE INTO warned (user, level) VALUES (?1, ?2)",
+                    params![user, level],
+                )
+            } else if level == 0 {
+                db.execute(
+                    "DELETE FROM warned WHERE user = ?1 AND level = ?2",
+                    params![user, last],
+                )
             } else {
                 db.execute(
-                    "INSERT OR REPLACE INTO warned (user, level) VALUES (?1, ?2)",
-                    params![user, i64::from(level)],
+                    "UPDATE warned SET level = ?3 WHERE user = ?1 AND level = ?2",
+                    params![user, last, level],
                 )
             };
-            r.map(|_| ()).map_err(|e| e.to_string())
+            changed.map(|n| n == 1).map_err(|e| e.to_string())
         }
 
         /// Number of deliveries recorded (for tests and `lmtpd -t`).
         pub fn len(&self) -> Result<u64, String> {
+            self.flush()?;
             self.db()
                 .query_row("SELECT count(*) FROM delivered", [], |row| {
                     row.get::<_, i64>(0)
@@ -278,41 +344,154 @@ mod with_sqlite {
             self.len().map(|n| n == 0)
         }
 
-        fn wrote(&self, now: SystemTime) {
-            if self.writes.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-                if let Err(e) = self.prune(now, MAX_RECORDS) {
-                    log::warn!("retry journal: pruning failed: {e}");
-                }
-            }
-        }
-
         /// Removes deliveries older than the window, refusals older than their keep time,
         /// and beyond `max` deliveries the oldest. Returns the deliveries removed.
         pub fn prune(&self, now: SystemTime, max: u64) -> Result<u64, String> {
-            let db = self.db();
-            let old = secs(now).saturating_sub(secs_of(self.window));
-            let mut gone = db
-                .execute("DELETE FROM delivered WHERE at < ?1", [old])
-                .map_err(|e| e.to_string())?;
-            db.execute(
-                "DELETE FROM refused WHERE first < ?1",
-                [secs(now).saturating_sub(secs_of(self.refusal_keep))],
+            self.flush()?;
+            prune_on(&self.db(), now, self.window, self.refusal_keep, max)
+        }
+
+        /// The maintenance thread, on its own connection to `path` for checkpoints; `None`
+        /// (with a warning: records are then committed by the session that makes them) when
+        /// it cannot start.
+        fn start_maintenance(&self, path: &Path) -> Option<crossbeam_channel::Sender<bool>> {
+            let checkpointer = Connection::open_with_flags(
+                path,
+                OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
             )
-            .map_err(|e| e.to_string())?;
-            let max = i64::try_from(max).unwrap_or(i64::MAX);
-            gone += db
-                .execute(
-                    "DELETE FROM delivered WHERE key IN (SELECT key FROM delivered ORDER BY at \
-                     LIMIT max(0, (SELECT count(*) FROM delivered) - ?1))",
-                    [max],
-                )
-                .map_err(|e| e.to_string())?;
-            Ok(gone as u64)
+            .and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|_| c))
+            .map_err(|e| log::warn!("retry journal: no maintenance connection: {e}"))
+            .ok()?;
+            let (tx, rx) = crossbeam_channel::bounded::<bool>(64);
+            let (db, pending, refusals) = (
+                Arc::clone(&self.db),
+                Arc::clone(&self.pending),
+                self.tracks_refusals,
+            );
+            let (window, keep) = (self.window, self.refusal_keep);
+            let started = std::thread::Builder::new()
+                .name("lmtpd-journal".into())
+                .spawn(move || {
+                    let mut checkpointed = std::time::Instant::now();
+                    loop {
+                        let prune = match rx.recv_timeout(CHECKPOINT_EVERY) {
+                            Ok(prune) => {
+                                // Gather what the other sessions record meanwhile.
+                                std::thread::sleep(BATCH_DELAY);
+                                prune || rx.try_iter().any(|p| p)
+                            }
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                        };
+                        if let Err(e) = flush(&db, &pending, refusals) {
+                            log::warn!("retry journal: cannot commit records: {e}");
+                        }
+                        if prune {
+                            let now = SystemTime::now();
+                            if let Err(e) = prune_on(&lock(&db), now, window, keep, MAX_RECORDS) {
+                                log::warn!("retry journal: pruning failed: {e}");
+                            }
+                        }
+                        if checkpointed.elapsed() >= CHECKPOINT_EVERY {
+                            checkpointed = std::time::Instant::now();
+                            if let Err(e) =
+                                checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
+                            {
+                                log::debug!("retry journal: checkpoint: {e}");
+                            }
+                        }
+                    }
+                });
+            match started {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    log::warn!("retry journal: no maintenance thread: {e}");
+                    None
+                }
+            }
         }
     }
 
-    fn secs_of(d: Duration) -> i64 {
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+    impl Drop for Journal {
+        fn drop(&mut self) {
+            if let Err(e) = self.flush() {
+                log::warn!("retry journal: cannot commit records: {e}");
+            }
+            let _ = self.db().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        }
+    }
+
+    /// Commits the pending records in one transaction, then drops them from the set (so a
+    /// lookup always finds a record in one place or the other).
+    fn flush(
+        db: &Mutex<Connection>,
+        pending: &Mutex<HashMap<Key, (i64, String)>>,
+        refusals: bool,
+    ) -> Result<(), String> {
+        let batch: Vec<(Key, (i64, String))> =
+            lock(pending).iter().map(|(k, v)| (*k, v.clone())).collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut db = lock(db);
+            let tx = db.transaction().map_err(|e| e.to_string())?;
+            {
+                let mut ins = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO delivered (key, at, id) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(|e| e.to_string())?;
+                for (k, (at, id)) in &batch {
+                    ins.execute(params![&k.0[..], at, id])
+                        .map_err(|e| e.to_string())?;
+                }
+                if refusals {
+                    let mut del = tx
+                        .prepare_cached("DELETE FROM refused WHERE key = ?1")
+                        .map_err(|e| e.to_string())?;
+                    for (k, _) in &batch {
+                        del.execute([&k.0[..]]).map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            tx.commit().map_err(|e| e.to_string())?;
+        }
+        let mut p = lock(pending);
+        for (k, (at, _)) in &batch {
+            // A newer record of the same key made meanwhile stays for the next batch.
+            if p.get(k).is_some_and(|(a, _)| a == at) {
+                p.remove(k);
+            }
+        }
+        Ok(())
+    }
+
+    fn prune_on(
+        db: &Connection,
+        now: SystemTime,
+        window: Duration,
+        keep: Duration,
+        max: u64,
+    ) -> Result<u64, String> {
+        let old = secs(now).saturating_sub(secs_of(window));
+        let mut gone = db
+            .execute("DELETE FROM delivered WHERE at < ?1", [old])
+            .map_err(|e| e.to_string())?;
+        db.execute(
+            "DELETE FROM refused WHERE first < ?1",
+            [secs(now).saturating_sub(secs_of(keep))],
+        )
+        .map_err(|e| e.to_string())?;
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        gone += db
+            .execute(
+                "DELETE FROM delivered WHERE key IN (SELECT key FROM delivered ORDER BY at \
+                 LIMIT max(0, (SELECT count(*) FROM delivered) - ?1))",
+                [max],
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(gone as u64)
     }
 }
 
@@ -351,7 +530,7 @@ mod without_sqlite {
             match self.never {}
         }
         /// Never called.
-        pub fn set_warned(&self, _: &str, _: u8) -> Result<(), String> {
+        pub fn set_warned(&self, _: &str, _: u8, _: u8) -> Result<bool, String> {
             match self.never {}
         }
     }
@@ -472,11 +651,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = journal(&dir);
         assert_eq!(j.warned("a@x").unwrap(), 0);
-        j.set_warned("a@x", 80).unwrap();
+        assert!(j.set_warned("a@x", 0, 80).unwrap());
+        // A second session that also saw 0 loses: it sends no second notice.
+        assert!(!j.set_warned("a@x", 0, 80).unwrap());
         assert_eq!(j.warned("a@x").unwrap(), 80);
         assert_eq!(j.warned("b@x").unwrap(), 0);
-        j.set_warned("a@x", 0).unwrap();
+        assert!(j.set_warned("a@x", 80, 95).unwrap());
+        assert!(!j.set_warned("a@x", 80, 95).unwrap());
+        assert!(j.set_warned("a@x", 95, 0).unwrap());
         assert_eq!(j.warned("a@x").unwrap(), 0);
+    }
+
+    #[test]
+    fn a_record_is_seen_at_once_and_committed_by_the_maintenance_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal(&dir);
+        j.record(&Key([9; 32]), "T-1-9", at(0)).unwrap();
+        assert_eq!(
+            j.delivered(&Key([9; 32]), at(0)).unwrap().unwrap().id,
+            "T-1-9"
+        );
+        // Another connection (another lmtpd process) sees it once the thread committed it.
+        let other = rusqlite::Connection::open(dir.path().join("j/retry.db")).unwrap();
+        let committed = || {
+            other
+                .query_row("SELECT count(*) FROM delivered", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        let t = std::time::Instant::now();
+        while committed() == 0 && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(committed(), 1);
     }
 
     #[test]

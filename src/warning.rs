@@ -2,7 +2,8 @@
 //! stored, its usage is compared with its warning thresholds; reaching a higher threshold
 //! delivers one short notice into the user's INBOX, from the postmaster address, and usage
 //! found below the last threshold re-arms it. The level last warned of is kept in the retry
-//! journal, so each crossing sends exactly one notice, across restarts too.
+//! journal and moved by one session only, so each crossing sends at most one notice, across
+//! restarts too (none when the notice cannot be stored).
 
 use std::fs;
 use std::path::Path;
@@ -203,14 +204,20 @@ pub fn after_delivery(job: &Job<'_>, r: &Resolved, store: &dyn MailStore) {
     if now_level == last {
         return;
     }
-    // Remembered first: a crash after this sends no second notice for this crossing.
-    if let Err(e) = journal.set_warned(&r.rcpt.user, now_level) {
-        log::warn!(
-            "retry journal: cannot remember the warning level of {}: {e}",
-            r.rcpt.user
-        );
-        return;
+    // Remembered first, and only by one session: a crash after this, or a concurrent
+    // delivery that saw the same crossing, sends no second notice for it.
+    match journal.set_warned(&r.rcpt.user, last, now_level) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            log::warn!(
+                "retry journal: cannot remember the warning level of {}: {e}",
+                r.rcpt.user
+            );
+            return;
+        }
     }
+
     if now_level < last {
         log::info!(
             "conn={} user={} quota usage below {last}% again: warning re-armed",

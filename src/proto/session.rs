@@ -305,6 +305,11 @@ impl<R> Session<R> {
         self.mail.as_ref().and_then(|m| m.size)
     }
 
+    /// What XFORWARD said so far in this session (the MTA's queue id, its client).
+    pub fn xforward(&self) -> &Xforward {
+        &self.xforward
+    }
+
     /// Whether TLS is active (a STARTTLS was answered `220`).
     pub fn tls(&self) -> bool {
         self.tls

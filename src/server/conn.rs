@@ -515,16 +515,20 @@ impl Driver<'_> {
         }
         match store.check(&resolved.rcpt) {
             Ok(()) => Ok(resolved),
-            // A full mailbox under a bounded tempfail is refused after DATA instead: only
-            // the message tells a retry from a new one, and so how long it has waited.
+            // A full mailbox is refused after DATA instead when only the message can tell
+            // a retry from a new one: under a bounded tempfail (how long has it waited?),
+            // and for a queued message (XFORWARD IDENT) whose lost-reply copy may be the one
+            // that filled the mailbox (the retry must get 250, not a bounce).
             Err(e)
                 if crate::quota::is_over_quota(&e)
-                    && !resolved.policy.permfail
                     && self.ctx.journal.is_some()
-                    && !live.config.delivery.quota_tempfail_max.is_zero() =>
+                    && ((!resolved.policy.permfail
+                        && !live.config.delivery.quota_tempfail_max.is_zero())
+                        || (!live.config.delivery.retry_window.is_zero()
+                            && self.session.xforward().ident.is_some())) =>
             {
                 log::debug!(
-                    "conn={} rcpt=<{mailbox}> over quota: decided after DATA (quota_tempfail_max)",
+                    "conn={} rcpt=<{mailbox}> over quota: decided after DATA (a retry or quota_tempfail_max)",
                     self.conn_id
                 );
                 Ok(resolved)

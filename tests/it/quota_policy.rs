@@ -441,7 +441,15 @@ fn a_retry_after_a_dropped_connection_is_answered_250_without_a_second_copy() {
         // Until the server has stored what it stores (it starts no further copy once it
         // finds the client gone), and a little longer.
         wait_until(|| stored() >= 1);
-        thread::sleep(Duration::from_millis(300));
+        let mut last = stored();
+        let mut stable = Instant::now();
+        while stable.elapsed() < Duration::from_millis(500) {
+            thread::sleep(Duration::from_millis(50));
+            let now = stored();
+            if now != last {
+                (last, stable) = (now, Instant::now());
+            }
+        }
         // The MTA retries the same queued message.
         let mut c = client(&srv);
         c.expect("XFORWARD IDENT=4QxAbC123", "250");
@@ -469,6 +477,37 @@ fn a_retry_after_a_dropped_connection_is_answered_250_without_a_second_copy() {
         let (_, after) = send(&mut c, "", &["r1@example.org"], &msg);
         assert!(!after[0].contains("Saved before"), "{after:?}");
         assert_eq!(count(&srv, store, "r1", "example.org"), 2, "{store}");
+    }
+}
+
+#[test]
+fn a_queued_retry_into_the_mailbox_its_first_copy_filled_gets_250_in_every_store() {
+    for store in STORES {
+        let users = format!("one@example.org store={store} quota_messages=1\n");
+        let srv = server(&users, |_, _| {});
+        let mut c = client(&srv);
+        let msg = message("filler", 500);
+        c.expect("XFORWARD IDENT=4QfirST", "250");
+        let (_, r) = send(&mut c, "", &["one@example.org"], &msg);
+        assert!(
+            r[0].starts_with("250") && !r[0].contains("Saved before"),
+            "{r:?}"
+        );
+        // The MTA did not see that 250 and retries: the mailbox is full now, so the decision
+        // waits for the message, which is a retry.
+        c.expect("XFORWARD IDENT=4QfirST", "250");
+        let (at_rcpt, r) = send(&mut c, "", &["one@example.org"], &msg);
+        assert!(at_rcpt[0].starts_with("250"), "{store}: {at_rcpt:?}");
+        assert!(r[0].contains("Saved before"), "{store}: {r:?}");
+        // Another queued message is refused after DATA; one without a queue id at RCPT.
+        c.expect("XFORWARD IDENT=4QsecOND", "250");
+        let (at_rcpt, r) = send(&mut c, "", &["one@example.org"], &message("other", 500));
+        assert!(at_rcpt[0].starts_with("250"), "{at_rcpt:?}");
+        assert_eq!(code(&r[0]), "452 4.2.2", "{store}: {r:?}");
+        let mut c = client(&srv);
+        let (at_rcpt, _) = send(&mut c, "", &["one@example.org"], &message("third", 500));
+        assert_eq!(code(&at_rcpt[0]), "452 4.2.2", "{store}: {at_rcpt:?}");
+        assert_eq!(count(&srv, store, "one", "example.org"), 1, "{store}");
     }
 }
 
