@@ -104,6 +104,9 @@ mod with_sqlite {
     /// How long a first over-quota refusal is remembered: the longest `quota_tempfail_max`
     /// (365 days) plus a week, so a reload that raises it never finds refusals pruned early.
     const REFUSAL_KEEP: Duration = Duration::from_secs(372 * 86_400);
+    /// Most records waiting for their commit (a journal whose commits keep failing drops
+    /// new ones beyond this rather than grow).
+    const MAX_PENDING: usize = 100_000;
     /// How long the maintenance thread gathers new records before it commits them.
     const BATCH_DELAY: Duration = Duration::from_millis(20);
     /// How often it moves the WAL into the database (the journal's only fsync, kept rare so
@@ -251,13 +254,24 @@ mod with_sqlite {
         /// Records that the copy of `key` (transaction `id`) is durable, and forgets its
         /// over-quota refusal: seen by lookups at once, committed within milliseconds.
         pub fn record(&self, key: &Key, id: &str, now: SystemTime) -> Result<(), String> {
-            lock(&self.pending).insert(*key, (secs(now), id.to_string()));
+            let first = {
+                let mut p = lock(&self.pending);
+                if p.len() >= MAX_PENDING {
+                    // Commits keep failing: the record is dropped (at worst, a duplicate
+                    // later), memory stays bounded.
+                    return Err(format!("{MAX_PENDING} records not yet committed"));
+                }
+                p.insert(*key, (secs(now), id.to_string()));
+                p.len() == 1
+            };
             let prune =
                 self.writes.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1;
+            // The thread is woken by the first record of a batch (it then gathers the rest
+            // for BATCH_DELAY) and for a pruning; the others only join the set.
             let woken = self
                 .maintenance
                 .as_ref()
-                .is_some_and(|m| m.try_send(prune).is_ok() || !prune);
+                .is_some_and(|m| !(first || prune) || m.try_send(prune).is_ok());
             if self.maintenance.is_none() || (prune && !woken) {
                 // No maintenance thread: commit (and prune) here.
                 self.flush()?;
@@ -383,8 +397,17 @@ mod with_sqlite {
                             Err(crossbeam_channel::RecvTimeoutError::Timeout) => false,
                             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                         };
-                        if let Err(e) = flush(&db, &pending, refusals) {
-                            log::warn!("retry journal: cannot commit records: {e}");
+                        // Records made during a commit wake nobody (the set was not
+                        // empty): they go in the next round, until the set is empty.
+                        loop {
+                            if let Err(e) = flush(&db, &pending, refusals) {
+                                log::warn!("retry journal: cannot commit records: {e}");
+                                break;
+                            }
+                            if lock(&pending).is_empty() {
+                                break;
+                            }
+                            std::thread::sleep(BATCH_DELAY);
                         }
                         if prune {
                             let now = SystemTime::now();
