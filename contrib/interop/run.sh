@@ -433,7 +433,9 @@ pf_retry() {
 pf_sized() {
     local qid ss sg
     mkmsg pf-sized sized@example.org
-    head -c 6000 /dev/zero | tr '\0' y | fold -w 70 >>"$sent/pf-sized.msg"
+    # Whole lines (fold leaves the last one without its newline), so the stored body can be
+    # compared with what was sent.
+    { head -c 6000 /dev/zero | tr '\0' y | fold -w 70; echo; } >>"$sent/pf-sized.msg"
     sendmail -C "$pf/etc" -i -f sender@example.org -- sized@example.org good@example.org \
         <"$sent/pf-sized.msg"
     qid=$(qid_of "pf-sized@interop.test")
