@@ -301,7 +301,8 @@ pub fn deliver_all<E>(
     let mut summaries: Vec<String> = Vec::with_capacity(rcpts.len());
     let mut outgoing: Vec<policy::Outgoing> = Vec::with_capacity(rcpts.len());
     let keys: Vec<Option<Key>> = rcpts.iter().map(|r| job.rules.key(job, r)).collect();
-    let mut retried = vec![false; rcpts.len()];
+    // The earlier transaction id of each recipient answered as a retry.
+    let mut retried: Vec<Option<String>> = vec![None; rcpts.len()];
     for (i, r) in rcpts.iter().enumerate() {
         // A retry of a copy already stored: answered 250 in its place, nothing stored, no
         // script run again (its redirects and replies went out the first time).
@@ -316,7 +317,6 @@ pub fn deliver_all<E>(
                 keys[i].map(|k| k.short()).unwrap_or_default(),
             );
             crate::metrics::get().policy(PolicyEvent::RetryRecognised);
-            retried[i] = true;
             plans.push(Plan::Answer(Ok(())));
             // The id goes into a reply: only what our own ids are made of.
             let id: String =
@@ -325,6 +325,7 @@ pub fn deliver_all<E>(
                     .take(64)
                     .collect();
             summaries.push(format!("retry_of={id}"));
+            retried[i] = Some(id);
             outgoing.push(policy::Outgoing::default());
             continue;
         }
@@ -429,14 +430,14 @@ pub fn deliver_all<E>(
     // durable (the replies are out; a failure here never changes one).
     if let Some(f) = &job.filter {
         for (i, r) in rcpts.iter().enumerate() {
-            if out.ok[i] && !retried[i] {
+            if out.ok[i] && retried[i].is_none() {
                 policy::after_delivery(f, &shared, job.conn, r, &outgoing[i]);
             }
         }
     }
     // Quota warnings and grace, from each store's usage after the copy.
     for (i, r) in rcpts.iter().enumerate() {
-        if out.ok[i] && !retried[i] {
+        if out.ok[i] && retried[i].is_none() {
             if let Some(store) = job.stores.route(r) {
                 crate::warning::after_delivery(job, r, store);
             }
@@ -497,8 +498,8 @@ struct Released<'j, 'r, F, E> {
     rcpts: &'j [Resolved],
     /// Each recipient's retry key, when the journal is on.
     keys: &'j [Option<Key>],
-    /// Which recipients were answered as retries of an earlier copy.
-    retried: &'j [bool],
+    /// The earlier transaction of each recipient answered as a retry of it.
+    retried: &'j [Option<String>],
     /// When the final dot was handled (the journal's clock).
     now: SystemTime,
 }
@@ -511,11 +512,9 @@ impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
         if let Some(ok) = self.ok.get_mut(index) {
             *ok = outcome.is_ok();
         }
-        let rp = match self.summaries.get(index) {
-            Some(s) if self.retried.get(index) == Some(&true) => {
-                Reply::already_saved(&d.rcpt.address, s.trim_start_matches("retry_of="))
-            }
-            _ => outcome_reply(self.job.env, d.rcpt, &outcome),
+        let rp = match self.retried.get(index).and_then(Option::as_deref) {
+            Some(earlier) => Reply::already_saved(&d.rcpt.address, earlier),
+            None => outcome_reply(self.job.env, d.rcpt, &outcome),
         };
         let sieve = self.summaries.get(index).map_or("", String::as_str);
         log_outcome(
@@ -548,12 +547,8 @@ impl<F: FnMut(Reply) -> Result<(), E>, E> Released<'_, '_, F, E> {
         let key = self.keys.get(index).and_then(Option::as_ref);
         match outcome {
             Ok(()) => {
-                if let (Some(j), Some(k), true, false) = (
-                    rules.journal,
-                    key,
-                    rules.retry,
-                    self.retried.get(index) == Some(&true),
-                ) {
+                let retry = self.retried.get(index).is_some_and(Option::is_some);
+                if let (Some(j), Some(k), true, false) = (rules.journal, key, rules.retry, retry) {
                     if let Err(e) = j.record(k, &self.job.env.id, self.now) {
                         log::warn!("retry journal: cannot record {}: {e}", self.job.env.id);
                     }

@@ -230,7 +230,7 @@ pub fn apply(policy: &Policy, e: DeliveryError) -> DeliveryError {
 /// always permanent (`552 5.2.2`, RFC 1870 §6.1 and RFC 3463 X.2.2).
 pub fn never_fits(quota: &Quota, declared: Option<u64>) -> Option<DeliveryError> {
     let (limit, size) = (quota.bytes?, declared?);
-    (size > limit.saturating_add(quota.grace)).then(|| {
+    quota.can_never_hold(size).then(|| {
         DeliveryError::new(
             552,
             Enhanced(5, 2, 2),

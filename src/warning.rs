@@ -10,9 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use lmtpd_store::{
-    reporter, Delivery, Envelope, MailStore, MemoryBody, Message, Quota, Request, Target, Usage,
-};
+use lmtpd_store::{Delivery, Envelope, MailStore, MemoryBody, Message, Quota, Target, Usage};
 
 use crate::config::Config;
 use crate::deliver::Job;
@@ -132,26 +130,23 @@ impl Notice {
 
 /// `template` with each `%c` replaced by `value(c)` (`%%` is `%`; an unknown `%c` stays).
 fn expand(template: &str, value: impl Fn(char) -> Option<String>) -> String {
-    let mut out = String::with_capacity(template.len() + 64);
-    let mut chars = template.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('%') => out.push('%'),
-            Some(n) => match value(n) {
+    let done = lmtpd_store::template::substitute(template, |c, out| {
+        match c {
+            Some(c) => match value(c) {
                 Some(v) => out.push_str(&v),
                 None => {
                     out.push('%');
-                    out.push(n);
+                    out.push(c);
                 }
             },
             None => out.push('%'),
         }
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match done {
+        Ok(text) => text,
+        Err(never) => match never {},
     }
-    out
 }
 
 /// The warning level usage has reached: the higher of the byte and the message levels.
@@ -254,18 +249,13 @@ fn send(
     rcpt.detail = None;
     rcpt.orcpt = None;
     let trace = crate::trace::headers(&env, &rcpt, &notice.hostname, now);
-    let deliveries = [Delivery::new(&rcpt, trace, vec![Target::inbox()])];
-    let req = Request {
-        message: Message::new(&env, &body),
-        deliveries: &deliveries,
-    };
-    let (rep, replies) = reporter(1);
-    {
-        let _close = lmtpd_store::CloseOnDrop(&rep);
-        store.deliver(&req, &rep);
-    }
-    match replies.next() {
-        Some((_, Ok(()))) => {
+    let outcome = lmtpd_store::deliver_one(
+        store,
+        Message::new(&env, &body),
+        Delivery::new(&rcpt, trace, vec![Target::inbox()]),
+    );
+    match outcome {
+        Ok(()) => {
             log::info!(
                 "conn={} id={} user={} quota warning sent: {level}% reached ({} bytes, {} messages)",
                 job.conn,
@@ -276,13 +266,8 @@ fn send(
             );
             crate::metrics::get().policy(PolicyEvent::WarningSent);
         }
-        Some((_, Err(e))) => log::warn!(
+        Err(e) => log::warn!(
             "conn={} user={} quota warning not stored: {e}",
-            job.conn,
-            r.rcpt.user
-        ),
-        None => log::warn!(
-            "conn={} user={} quota warning not stored",
             job.conn,
             r.rcpt.user
         ),

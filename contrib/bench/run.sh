@@ -639,6 +639,15 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 # Report.
 
 # med WORKLOAD SERVER STORE KEY: median over the repetitions ("-" when absent).
+# pair_rows W: one report row per store of an lmtpd pair W / W0 (s/s0, j/j0): deliveries/s
+# of both, CPU per delivery, the geometric mean of the pairs' ratios, stored = acked.
+pair_rows() {
+    for store in maildir mbox sqlite; do
+        pr=$(pair_ratios lmtpd $store "$1")
+        echo "| $store | $(fmt "$(med "${1}0" lmtpd $store dps)" 0) | $(fmt "$(med "$1" lmtpd $store dps)" 0) | $(fmt "$(med "${1}0" lmtpd $store cpu_ms_per_delivery)" 2) → $(fmt "$(med "$1" lmtpd $store cpu_ms_per_delivery)" 2) | $(fmt "${pr%% *}" 2)× (pairs ${pr#* }) | $(stored_ok "$1" lmtpd $store) |"
+    done
+}
+
 # pair_ratios SERVER STORE: "GEOMEAN R1/R2/..": each repetition's f / f0 deliveries/s and
 # their geometric mean. The order of f and f0 alternates between repetitions, so the mean
 # cancels much of this disk's "the second run is slower" effect, which medians do not.
@@ -801,10 +810,7 @@ report() {
     echo
     echo "| store | without Sieve (s0) deliveries/s | with Sieve (s) deliveries/s | CPU s/1000 s0 → s | with / without (geometric mean of the pairs) | stored = acked |"
     echo "|---|---|---|---|---|---|"
-    for store in maildir mbox sqlite; do
-        pr=$(pair_ratios lmtpd $store s)
-        echo "| $store | $(fmt "$(med s0 lmtpd $store dps)" 0) | $(fmt "$(med s lmtpd $store dps)" 0) | $(fmt "$(med s0 lmtpd $store cpu_ms_per_delivery)" 2) → $(fmt "$(med s lmtpd $store cpu_ms_per_delivery)" 2) | $(fmt "${pr%% *}" 2)× (pairs ${pr#* }) | $(stored_ok s lmtpd $store) |"
-    done
+    pair_rows s
     if [ -n "$J_SPEC" ]; then
         echo
         echo "Retry journal (j): workload b with the retry journal (the default, as in every other" \
@@ -812,10 +818,7 @@ report() {
         echo
         echo "| store | without the journal (j0) deliveries/s | with the journal (j) deliveries/s | CPU s/1000 j0 → j | with / without (geometric mean of the pairs) | stored = acked |"
         echo "|---|---|---|---|---|---|"
-        for store in maildir mbox sqlite; do
-            pr=$(pair_ratios lmtpd $store j)
-            echo "| $store | $(fmt "$(med j0 lmtpd $store dps)" 0) | $(fmt "$(med j lmtpd $store dps)" 0) | $(fmt "$(med j0 lmtpd $store cpu_ms_per_delivery)" 2) → $(fmt "$(med j lmtpd $store cpu_ms_per_delivery)" 2) | $(fmt "${pr%% *}" 2)× (pairs ${pr#* }) | $(stored_ok j lmtpd $store) |"
-        done
+        pair_rows j
     fi
     echo
     echo "CPU: user + system seconds of the server process (Dovecot: master and all its children)" \

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use lmtpd_store::{reporter, Delivery, DeliveryError, Envelope, MailStore, Message, Recipient};
+use lmtpd_store::{Delivery, DeliveryError, Envelope, MailStore, Message, Recipient};
 
 use super::wire::{self, AccountStore, Request, ScriptRequest, ScriptWanted};
 use crate::config::Config;
@@ -510,18 +510,11 @@ fn deliver(req: &Request, body: File, s: &Settings) -> Result<(), DeliveryError>
             quota_permfail: s.quota_permfail,
         })),
     };
-    let deliveries = [Delivery::new(&rcpt, req.trace.clone(), req.targets.clone())];
-    let request = lmtpd_store::Request {
-        message: Message::new(&env, &body),
-        deliveries: &deliveries,
-    };
-    let (rep, replies) = reporter(1);
-    store.deliver(&request, &rep);
-    rep.close();
-    match replies.next() {
-        Some((_, outcome)) => outcome,
-        None => Err(DeliveryError::local_error().with_source("the store reported nothing")),
-    }
+    lmtpd_store::deliver_one(
+        &*store,
+        Message::new(&env, &body),
+        Delivery::new(&rcpt, req.trace.clone(), req.targets.clone()),
+    )
 }
 
 #[cfg(test)]

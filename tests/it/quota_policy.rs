@@ -81,25 +81,29 @@ fn count(srv: &TestServer, store: &str, local: &str, domain: &str) -> usize {
                 .filter(|l| l.starts_with("From "))
                 .count()
         }
-        _ => {
-            let db = srv.path("db/mail.db");
-            if !db.exists() {
-                return 0;
-            }
-            let out = srv.path(&format!("export-{local}-{}", unique()));
-            let st = Command::new(BIN)
-                .args(["export", "--db"])
-                .arg(&db)
-                .args(["--mailbox", &format!("{local}@{domain}"), "--eml-dir"])
-                .arg(&out)
-                .output()
-                .expect("lmtpd export");
-            if !st.status.success() {
-                // A mailbox that never received anything has no row yet.
-                return 0;
-            }
-            list(&out).len()
-        }
+        _ => export(srv, local, domain).len(),
+    }
+}
+
+/// `lmtpd export` of `local@domain`'s SQLite mailbox: one file per message (none when the
+/// mailbox has no row yet).
+fn export(srv: &TestServer, local: &str, domain: &str) -> Vec<PathBuf> {
+    let db = srv.path("db/mail.db");
+    if !db.exists() {
+        return Vec::new();
+    }
+    let out = srv.path(&format!("export-{local}-{}", unique()));
+    let st = Command::new(BIN)
+        .args(["export", "--db"])
+        .arg(&db)
+        .args(["--mailbox", &format!("{local}@{domain}"), "--eml-dir"])
+        .arg(&out)
+        .output()
+        .expect("lmtpd export");
+    if st.status.success() {
+        list(&out)
+    } else {
+        Vec::new()
     }
 }
 
@@ -141,20 +145,10 @@ fn texts(srv: &TestServer, store: &str, local: &str, domain: &str) -> String {
         "mbox" => {
             fs::read_to_string(srv.path(&format!("mbox/{domain}/{local}"))).unwrap_or_default()
         }
-        _ => {
-            let out = srv.path(&format!("export-{local}-{}", unique()));
-            Command::new(BIN)
-                .args(["export", "--db"])
-                .arg(srv.path("db/mail.db"))
-                .args(["--mailbox", &format!("{local}@{domain}"), "--eml-dir"])
-                .arg(&out)
-                .output()
-                .expect("lmtpd export");
-            list(&out)
-                .into_iter()
-                .map(|p| fs::read_to_string(p).unwrap_or_default())
-                .collect()
-        }
+        _ => export(srv, local, domain)
+            .into_iter()
+            .map(|p| fs::read_to_string(p).unwrap_or_default())
+            .collect(),
     }
 }
 

@@ -31,7 +31,7 @@ pub mod template;
 pub mod testing;
 
 pub use crate::delivery::{combine, Delivery, Flag, Flags, Folder, HeaderEdit, Request, Target};
-pub use crate::report::{reporter, CloseOnDrop, Outcome, Replies, Reporter};
+pub use crate::report::{deliver_one, reporter, CloseOnDrop, Outcome, Replies, Reporter};
 
 use std::fmt;
 use std::io::{self, Cursor, Read};

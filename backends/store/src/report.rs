@@ -57,6 +57,30 @@ pub struct Replies {
     shared: Arc<Shared>,
 }
 
+/// Stores one delivery of `message` through `store`, on this thread, and returns its
+/// outcome (`451 4.3.0` when the store reported none): for a copy that is not one of an
+/// LMTP transaction's recipients (a quota warning, an account helper's request).
+pub fn deliver_one(
+    store: &dyn crate::MailStore,
+    message: crate::Message<'_>,
+    delivery: crate::Delivery<'_>,
+) -> Outcome {
+    let deliveries = [delivery];
+    let req = crate::Request {
+        message,
+        deliveries: &deliveries,
+    };
+    let (rep, replies) = reporter(1);
+    {
+        let _close = CloseOnDrop(&rep);
+        store.deliver(&req, &rep);
+    }
+    match replies.next() {
+        Some((_, outcome)) => outcome,
+        None => Err(DeliveryError::local_error().with_source("the store reported nothing")),
+    }
+}
+
 /// A reporter for `n` recipients and the matching receiver of their outcomes.
 pub fn reporter(n: usize) -> (Reporter, Replies) {
     let shared = Arc::new(Shared {

@@ -9,28 +9,13 @@ use crate::Recipient;
 // because the backends reach them through this module.
 pub use crate::path::{check_component, check_detail, MAX_DETAIL};
 
-/// Checks the template's escapes without a recipient (for configuration checks). `kind`
-/// names the store in messages (`maildir`, `mbox`).
-pub fn validate(template: &str, kind: &str) -> Result<(), String> {
-    if template.is_empty() {
-        return Err(format!("{kind} template is empty"));
-    }
-    let mut chars = template.chars();
-    while let Some(c) = chars.next() {
-        if c == '%' {
-            match chars.next() {
-                Some('%' | 'u' | 'n' | 'd') => {}
-                Some(other) => return Err(format!("unknown escape %{other} in {kind} template")),
-                None => return Err(format!("{kind} template ends with a lone '%'")),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Expands `template` for `rcpt`. Every substituted value is checked with
-/// [`check_component`] first; the error text is for the log.
-pub fn expand(template: &str, kind: &str, rcpt: &Recipient) -> Result<PathBuf, String> {
+/// Copies `template`, turning `%%` into `%` and every other `%c` into what `escape(Some(c),
+/// out)` appends to `out`; a lone `%` at the end calls `escape(None, out)`. The one escape
+/// walker behind the mailbox path templates here and lmtpd's text templates.
+pub fn substitute<E>(
+    template: &str,
+    mut escape: impl FnMut(Option<char>, &mut String) -> Result<(), E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(template.len() + 64);
     let mut chars = template.chars();
     while let Some(c) = chars.next() {
@@ -38,20 +23,49 @@ pub fn expand(template: &str, kind: &str, rcpt: &Recipient) -> Result<PathBuf, S
             out.push(c);
             continue;
         }
-        let (what, value) = match chars.next() {
-            Some('%') => {
-                out.push('%');
-                continue;
-            }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            next => escape(next, &mut out)?,
+        }
+    }
+    Ok(out)
+}
+
+/// The refusal of an escape a path template cannot have (`kind` names the store).
+fn bad_escape(kind: &str, c: Option<char>) -> String {
+    match c {
+        Some(other) => format!("unknown escape %{other} in {kind} template"),
+        None => format!("{kind} template ends with a lone '%'"),
+    }
+}
+
+/// Checks the template's escapes without a recipient (for configuration checks). `kind`
+/// names the store in messages (`maildir`, `mbox`).
+pub fn validate(template: &str, kind: &str) -> Result<(), String> {
+    if template.is_empty() {
+        return Err(format!("{kind} template is empty"));
+    }
+    substitute(template, |c, _| match c {
+        Some('u' | 'n' | 'd') => Ok(()),
+        other => Err(bad_escape(kind, other)),
+    })
+    .map(|_| ())
+}
+
+/// Expands `template` for `rcpt`. Every substituted value is checked with
+/// [`check_component`] first; the error text is for the log.
+pub fn expand(template: &str, kind: &str, rcpt: &Recipient) -> Result<PathBuf, String> {
+    let out = substitute(template, |c, out| {
+        let (what, value) = match c {
             Some('u') => ("user (%u)", &rcpt.user),
             Some('n') => ("local part (%n)", &rcpt.local),
             Some('d') => ("domain (%d)", &rcpt.domain),
-            Some(other) => return Err(format!("unknown escape %{other} in {kind} template")),
-            None => return Err(format!("{kind} template ends with a lone '%'")),
+            other => return Err(bad_escape(kind, other)),
         };
         check_component(value).map_err(|why| format!("unsafe {what} {value:?}: {why}"))?;
         out.push_str(value);
-    }
+        Ok(())
+    })?;
     if out.is_empty() {
         return Err(format!("{kind} template expands to an empty path"));
     }
