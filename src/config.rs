@@ -467,6 +467,9 @@ config! {
         /// How long a SQLite writer waits for the database lock before `451 4.3.0`.
         busy_timeout: Duration = Duration::from_secs(30),
             "sqlite_busy_timeout" @ 10, Secs(0, 3600), Reload;
+        /// Bodies of at least this size are kept as files beside the database; 0: none.
+        body_files: u64 = 256 << 10,
+            "sqlite_body_files" @ 83, Size, Reload;
     }
 
     /// The PostgreSQL store.
@@ -967,6 +970,7 @@ mbox_locks = dotlock, flock
 mbox_lock_timeout = 5
 sqlite = /var/lib/lmtpd/x.db
 sqlite_busy_timeout = 7
+sqlite_body_files = 1M
 spool_dir = /var/tmp
 max_message_size = 10M
 max_recipients = 50
@@ -1043,6 +1047,7 @@ quota_warning_template = /etc/lmtpd/quota-warning.txt
 quota_tempfail_max = 1d
 retry_window = 1d
 retry_journal = /var/db/lmtpd/retry.db
+sqlite_body_files = 1048576
 ";
         let c = Config::parse(text, "t").expect("valid");
         assert_eq!(c.sieve.sendmail_null_sender, NullSender::Empty);
@@ -1070,6 +1075,7 @@ retry_journal = /var/db/lmtpd/retry.db
         assert_eq!(c.listeners.listen.len(), 3);
         assert_eq!(c.listeners.socket_mode, 0o600);
         assert_eq!(c.limits.max_message_size, 10 << 20);
+        assert_eq!(c.sqlite.body_files, 1 << 20);
         assert_eq!(c.recipients.recipient_delimiter, "+-");
         assert!(c.delivery.quota_permfail);
         assert_eq!(c.delivery.quota_grace, crate::quota::Grace::Percent(5));
@@ -1181,6 +1187,7 @@ quota_warning_template = /etc/lmtpd/quota-warning.txt
 quota_tempfail_max = 1d
 retry_window = 1d
 retry_journal = /var/db/lmtpd/retry.db
+sqlite_body_files = 1048576
 "
         );
     }
@@ -1278,6 +1285,7 @@ quota_warning_template =
 quota_tempfail_max = 0s
 retry_window = 2d
 retry_journal = /var/lib/lmtpd/retry.db
+sqlite_body_files = 262144
 "
             )
         );

@@ -140,6 +140,7 @@ struct SqliteSettings {
     busy_timeout: std::time::Duration,
     quota_permfail: bool,
     readers: u32,
+    body_files: u64,
 }
 
 impl SqliteSettings {
@@ -149,6 +150,7 @@ impl SqliteSettings {
             busy_timeout: cfg.sqlite.busy_timeout,
             quota_permfail: cfg.delivery.quota_permfail,
             readers: sqlite_readers(cfg.process.workers),
+            body_files: cfg.sqlite.body_files,
         }
     }
 }
@@ -161,6 +163,7 @@ fn open_sqlite(cfg: &Config) -> Result<Arc<dyn MailStore>, OpenError> {
         pool_size: s.readers,
         busy_timeout: s.busy_timeout,
         quota_permfail: s.quota_permfail,
+        body_files: s.body_files,
     })
     .map_err(|e| e.context(s.path.display()))?;
     Ok(Arc::new(store))

@@ -68,6 +68,8 @@ port=$((20000 + $$ % 20000))
 sock=$work/run/lmtp.sock
 mail=$work/mail
 sent=$work/sent
+# Messages the SQLite user sq@ holds at the export check (swaks: 2; pf_sqlite_big adds one).
+sq_count=2
 RUN_USER=nobody
 RUN_GROUP=$(id -gn nobody)
 mkdir -p "$work/run" "$work/spool" "$mail/mbox" "$sent"
@@ -450,6 +452,26 @@ pf_sized() {
     fi
 }
 
+# pf_sqlite_big: Postfix delivers a 1 MiB message to the SQLite user sq@; lmtpd keeps its
+# body as a file in mail.db.bodies/ (sqlite_body_files, default 256K), and the export round
+# trip below reads it back through python's mailbox module with the other sq@ messages.
+pf_sqlite_big() {
+    local qid st before after
+    mkmsg pf-sqlite-big sq@example.org
+    { head -c 1048576 /dev/zero | tr '\0' q | fold -w 72; echo; } >>"$sent/pf-sqlite-big.msg"
+    before=$(find "$mail/mail.db.bodies" -maxdepth 1 -type f 2>/dev/null | wc -l)
+    sendmail -C "$pf/etc" -i -f sender@example.org -- sq@example.org <"$sent/pf-sqlite-big.msg"
+    qid=$(qid_of "pf-sqlite-big@interop.test")
+    st=$(pf_status "$qid" sq@example.org)
+    after=$(find "$mail/mail.db.bodies" -maxdepth 1 -type f 2>/dev/null | wc -l)
+    if [ "$st" = sent ] && [ "$after" = $((before + 1)) ]; then
+        sq_count=$((sq_count + 1))
+        pass "postfix 1 MiB message into SQLite: sent, body kept as one file in mail.db.bodies/ ($after there)"
+    else
+        fail "postfix 1 MiB message into SQLite: status=$st, body files $before -> $after" "$pflog" "$work/lmtpd.log"
+    fi
+}
+
 # wait_new USER N: waits up to 30 s until USER's Maildir new/ holds N messages.
 wait_new() {
     local i=0
@@ -796,6 +818,7 @@ if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/sendmail ]; then
         pf_round inet "lmtp:inet:127.0.0.1:$port" "relay=127.0.0.1[127.0.0.1]:$port,"
         pf_sized
         pf_retry
+        pf_sqlite_big
 
         # The same over STARTTLS: Postfix with lmtp_tls_security_level = encrypt (TLS or no
         # delivery; the certificate is not verified at this level).
@@ -1166,7 +1189,7 @@ fi
 
 # lmtpd export round trip for the SQLite user.
 if "$BIN" export --db "$mail/mail.db" --mailbox sq@example.org --mbox "$work/sq.mbox" >"$work/export.out" 2>&1 &&
-    python3 "$here/check.py" mbox "$sent" "$work/sq.mbox=2" >>"$work/export.out" 2>&1; then
+    python3 "$here/check.py" mbox "$sent" "$work/sq.mbox=$sq_count" >>"$work/export.out" 2>&1; then
     pass "lmtpd export --mbox (sqlite) read by python mailbox.mbox: $(tail -1 "$work/export.out")"
 else
     fail "lmtpd export round trip" "$work/export.out"

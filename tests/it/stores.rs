@@ -734,6 +734,68 @@ fn sqlite_valid_unknown_and_over_quota_in_one_transaction() {
     }
 }
 
+/// `sqlite_body_files` (default 256 KiB): a 300 KiB message for two recipients is one body
+/// file beside the database, named by one `messages` row with an empty BLOB, and
+/// `lmtpd export` gives back each copy byte for byte; a 4 KiB message stays in the database.
+#[test]
+fn sqlite_a_large_body_is_one_file_beside_the_database_and_exports_exactly() {
+    let mut srv = sqlite_server("alice@example.org\nbob@example.org\n");
+    let mut c = srv.unix();
+    let mut msg = mail("large", 0);
+    let filler = format!("{}\r\n", "L".repeat(98)).repeat(3000);
+    msg.wire = msg
+        .wire
+        .replacen("marker large end", &format!("{filler}marker large end"), 1);
+    let stored = String::from_utf8(msg.stored.clone())
+        .expect("UTF-8")
+        .replacen(
+            "marker large end",
+            &format!("{}marker large end", filler.replace("\r\n", "\n")),
+            1,
+        );
+    msg.stored = stored.into_bytes();
+    assert!(msg.stored.len() > 256 << 10);
+    let (_, after) = c.transaction(&["alice@example.org", "bob@example.org"], &msg);
+    assert!(
+        after.iter().all(|r| r.starts_with("250 2.0.0")),
+        "{after:?}"
+    );
+    let (_, after) = c.transaction(&["alice@example.org"], &mail("small", 0));
+    assert!(after[0].starts_with("250 2.0.0"), "{after:?}");
+    c.expect("QUIT", "221");
+    srv.stop();
+
+    let mut bodies = srv.db().into_os_string();
+    bodies.push(".bodies");
+    let files: Vec<_> = list(Path::new(&bodies))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one body file for both recipients: {files:?}"
+    );
+    assert_eq!(fs::read(&files[0]).expect("body file"), msg.stored);
+    for rcpt in ["alice@example.org", "bob@example.org"] {
+        let out = export_eml(&srv.db(), rcpt, &srv.path(&format!("x-{rcpt}")));
+        let copy = out.get(&1).expect("uid 1");
+        assert!(
+            split_trace(copy, rcpt).1 == msg.stored.as_slice(),
+            "{rcpt}'s copy differs"
+        );
+    }
+    if let Some(v) = sql(
+        &srv.db(),
+        &[
+            "SELECT count(*) FROM messages WHERE body_file IS NOT NULL AND length(body) = 0",
+            "SELECT count(*) FROM messages WHERE body_file IS NULL AND subject = 'small'",
+        ],
+    ) {
+        assert_eq!(v, ["1", "1"]);
+    }
+}
+
 #[test]
 fn sqlite_eight_connections_200_messages_3_recipients_exact_rows_and_bodies() {
     const CONNS: usize = 8;
@@ -877,7 +939,7 @@ fn check_mode_reports_the_sqlite_schema_state_before_and_after_a_start() {
     let out = run_check(&conf);
     assert!(
         out.contains(&format!(
-            "sqlite: {d}/db/mail.db: schema version 1 of 1 (up to date)"
+            "sqlite: {d}/db/mail.db: schema version 2 of 2 (up to date)"
         )),
         "{out}"
     );

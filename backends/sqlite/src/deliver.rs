@@ -1,6 +1,7 @@
 //! One recipient's delivery, run inside its savepoint of the group transaction
 //! (`group.rs`): checks the quota, creates the mailbox row if needed, stores the shared body
-//! (once per `deliver` call) by incremental BLOB I/O, inserts the delivery row and bumps
+//! (once per `deliver` call) by incremental BLOB I/O or as a row naming the call's body
+//! file (`bodies.rs`), inserts the delivery row and bumps
 //! `next_uid`.
 
 use std::io::{Read, Write};
@@ -24,6 +25,8 @@ pub(crate) struct Stored {
     pub(crate) uid: i64,
     pub(crate) folder: String,
     pub(crate) message: i64,
+    /// The copy's body row names the call's body file.
+    pub(crate) in_file: bool,
 }
 
 /// Per-`deliver` call state shared by its recipients.
@@ -34,6 +37,8 @@ pub(crate) struct Shared<'m> {
     pub(crate) received: i64,
     /// The `messages` row of this call, once a recipient's step stored it.
     pub(crate) body_row: Option<i64>,
+    /// The call's durable body file (`bodies.rs`), when the body is large enough for one.
+    pub(crate) body_file: Option<&'m str>,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -91,7 +96,10 @@ pub(crate) fn stage_one(
     let skip = target.edit.as_ref().map_or(0, |e| e.replaces);
     let message = match shared.body_row {
         Some(id) if skip == 0 && body_exists(tx, id)? => id,
-        _ => insert_body(tx, shared, skip)?,
+        _ => match shared.body_file.filter(|_| skip == 0) {
+            Some(name) => insert_body_file(tx, shared, name)?,
+            None => insert_body(tx, shared, skip)?,
+        },
     };
 
     tx.execute(
@@ -129,6 +137,7 @@ pub(crate) fn stage_one(
         uid,
         folder,
         message,
+        in_file: skip == 0 && shared.body_file.is_some(),
     })
 }
 
@@ -178,6 +187,28 @@ fn body_exists(tx: &Connection, id: i64) -> Result<bool, Failure> {
         .optional()
         .map(|found| found.is_some())
         .map_err(Failure::sql("look up body"))
+}
+
+/// Inserts the `messages` row of a body kept in the (already durable) body file `name`: an
+/// empty `body` BLOB and `body_file` naming the file.
+fn insert_body_file(tx: &Connection, shared: &Shared<'_>, name: &str) -> Result<i64, Failure> {
+    let env = shared.msg.envelope;
+    tx.execute(
+        "INSERT INTO messages \
+         (received, sender, transaction_id, size, message_id, subject, body, body_file) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, X'', ?7)",
+        params![
+            shared.received,
+            env.sender_or_empty(),
+            env.id,
+            to_i64(shared.msg.body.len()),
+            shared.meta.message_id,
+            shared.meta.subject,
+            name
+        ],
+    )
+    .map_err(Failure::sql("insert message"))?;
+    Ok(tx.last_insert_rowid())
 }
 
 /// Inserts the `messages` row with a zero-filled BLOB of the body's size (without its first

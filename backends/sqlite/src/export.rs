@@ -1,6 +1,8 @@
 //! `lmtpd export`: a mailbox (or one folder of it) out of the database as an mboxrd file or
-//! as one `<uid>.eml` file per message, streamed from the BLOBs in fixed-size chunks.
+//! as one `<uid>.eml` file per message, streamed from the BLOBs (or the body files,
+//! `bodies.rs`) in fixed-size chunks.
 
+use std::io::Read;
 use std::path::Path;
 
 pub use lmtpd_store::export::ExportFormat;
@@ -8,7 +10,7 @@ use lmtpd_store::export::{ExportRow, Sink};
 use rusqlite::{params, Connection, OptionalExtension, MAIN_DB};
 
 use crate::deliver::INBOX;
-use crate::{conn, migrate};
+use crate::{bodies, conn, migrate};
 
 /// Exports the messages of `mailbox` (all folders, or only `folder`) in uid order, each as
 /// its stored copy (trace headers followed by the body).
@@ -60,6 +62,8 @@ struct Row {
     message: i64,
     sender: String,
     received: i64,
+    size: i64,
+    body_file: Option<String>,
 }
 
 fn export_rows(
@@ -83,7 +87,7 @@ fn export_rows(
     };
     let mut stmt = conn
         .prepare(
-            "SELECT d.uid, d.trace, m.id, m.sender, m.received \
+            "SELECT d.uid, d.trace, m.id, m.sender, m.received, m.size, m.body_file \
              FROM deliveries d JOIN messages m ON m.id = d.message_id \
              WHERE d.mailbox_id = ?1 AND (?2 IS NULL OR d.folder = ?2) \
              ORDER BY d.uid",
@@ -98,17 +102,28 @@ fn export_rows(
             message: r.get(2).map_err(sql_err)?,
             sender: r.get(3).map_err(sql_err)?,
             received: r.get(4).map_err(sql_err)?,
+            size: r.get(5).map_err(sql_err)?,
+            body_file: r.get(6).map_err(sql_err)?,
         };
-        let mut blob = conn
-            .blob_open(MAIN_DB, "messages", "body", row.message, true)
-            .map_err(sql_err)?;
+        let mut body: Box<dyn Read> = match &row.body_file {
+            Some(name) => {
+                let size = u64::try_from(row.size).unwrap_or(0);
+                Box::new(bodies::open_body(db, name, size).map_err(|e| {
+                    format!("{}: message {}: body file: {e}", db.display(), row.message)
+                })?)
+            }
+            None => Box::new(
+                conn.blob_open(MAIN_DB, "messages", "body", row.message, true)
+                    .map_err(sql_err)?,
+            ),
+        };
         let export_row = ExportRow {
             uid: row.uid,
             trace: &row.trace,
             sender: &row.sender,
             received: row.received,
         };
-        sink.write(&export_row, &mut blob)?;
+        sink.write(&export_row, &mut body)?;
         count += 1;
     }
     Ok(count)

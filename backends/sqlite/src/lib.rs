@@ -22,6 +22,7 @@
 //! step), `export`
 //! (mbox / .eml), `error` (internal failure → [`DeliveryError`]).
 
+mod bodies;
 mod conn;
 mod deliver;
 mod error;
@@ -44,6 +45,7 @@ use lmtpd_store::{combine, DeliveryError, MailStore, Recipient, Reporter, Reques
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
+use crate::bodies::BodyDir;
 use crate::deliver::Shared;
 use crate::error::Failure;
 use crate::group::Writer;
@@ -54,6 +56,9 @@ pub use crate::migrate::schema_status;
 
 /// Default `busy_timeout`: how long a writer waits for SQLite's write lock.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default [`SqliteConfig::body_files`]: bodies of 256 KiB or more are kept as files.
+pub const DEFAULT_BODY_FILES: u64 = 256 << 10;
 
 /// Configuration of a [`SqliteStore`].
 #[derive(Clone, Debug)]
@@ -68,17 +73,22 @@ pub struct SqliteConfig {
     pub busy_timeout: Duration,
     /// Over quota is `552 5.2.2` (permanent) instead of `452 4.2.2`.
     pub quota_permfail: bool,
+    /// Bodies of at least this many bytes are stored as files in `<path>.bodies/` (written
+    /// and fsync'd before the row naming them commits) instead of in the database; 0 keeps
+    /// every body in the database.
+    pub body_files: u64,
 }
 
 impl SqliteConfig {
     /// A configuration with the defaults: pool of 4, 30 s busy timeout, temporary
-    /// over-quota replies.
+    /// over-quota replies, bodies of 256 KiB or more in body files.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SqliteConfig {
             path: path.into(),
             pool_size: 4,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             quota_permfail: false,
+            body_files: DEFAULT_BODY_FILES,
         }
     }
 }
@@ -89,6 +99,9 @@ pub struct SqliteStore {
     cfg: SqliteConfig,
     pool: r2d2::Pool<SqliteConnectionManager>,
     writer: Writer,
+    /// The body-file directory: opened when `body_files` is on or the directory exists
+    /// (rows of an earlier configuration may name files in it).
+    bodies: Option<BodyDir>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -151,6 +164,29 @@ fn create_file(path: &Path) -> Result<(), OpenError> {
     }
 }
 
+/// Opens the body-file directory when body files are on (creating it) or it exists, and
+/// sweeps it of files no row names (older than [`bodies::SWEEP_MIN_AGE`]).
+fn open_bodies(cfg: &SqliteConfig, conn: &Connection) -> Result<Option<BodyDir>, OpenError> {
+    let dir = bodies::dir_of(&cfg.path);
+    if cfg.body_files == 0 && fs::symlink_metadata(&dir).is_err() {
+        return Ok(None);
+    }
+    let at = |err: io::Error| match err.kind() {
+        io::ErrorKind::InvalidInput => OpenError::new(OpenErrorKind::Refused, err.to_string()),
+        _ => OpenError::io(&err, format!("{}: {err}", dir.display())),
+    };
+    let bodies = BodyDir::open(&cfg.path).map_err(at)?;
+    match bodies.sweep(conn, bodies::SWEEP_MIN_AGE) {
+        Ok(0) => {}
+        Ok(n) => log::info!(
+            "sqlite: {}: removed {n} body file(s) no message names",
+            dir.display()
+        ),
+        Err(e) => log::warn!("sqlite: {}: cannot sweep body files: {e}", dir.display()),
+    }
+    Ok(Some(bodies))
+}
+
 impl SqliteStore {
     /// Opens (creating if missing, mode 0600) the database, applies pending migrations and
     /// builds the connection pool, every connection initialised with the pragmas. Refuses a
@@ -180,6 +216,7 @@ impl SqliteStore {
         conn::init(&mut setup, busy)
             .map_err(|err| open_error::sqlite(&err, format!("{}: {err}", path.display())))?;
         migrate::migrate(&mut setup, &path).map_err(|e| open_error::migration(&path, e))?;
+        let bodies = open_bodies(&cfg, &setup)?;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(conn::rw_flags())
             .with_init(move |c| conn::init(c, busy));
@@ -197,6 +234,7 @@ impl SqliteStore {
             cfg,
             pool,
             writer: Writer::new(setup),
+            bodies,
         })
     }
 
@@ -366,11 +404,40 @@ impl MailStore for SqliteStore {
                 return;
             }
         };
+        // A large body goes into its own file first, outside the writer lock; the rows
+        // naming it are committed only after it is durable.
+        let body_file = match &self.bodies {
+            Some(dir) if self.cfg.body_files > 0 && msg.body.len() >= self.cfg.body_files => {
+                match dir.write(msg.body) {
+                    Ok(name) => Some(name),
+                    Err(failure) => {
+                        // Nothing was staged: every recipient gets the same answer.
+                        let Some(first) = req.deliveries.first() else {
+                            return;
+                        };
+                        let e = self.fail(first.rcpt, "write body file", failure);
+                        for i in 0..req.deliveries.len() {
+                            let copy = DeliveryError {
+                                text: e.text.clone(),
+                                source: e.source.clone(),
+                                ..e
+                            };
+                            if !reporter.report(i, Err(copy)) {
+                                break;
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
         let mut shared = Shared {
             msg,
             meta,
             received: unix_now(),
             body_row: None,
+            body_file: body_file.as_deref(),
         };
         let copies: Vec<(usize, &lmtpd_store::Target)> = req
             .deliveries
@@ -381,6 +448,16 @@ impl MailStore for SqliteStore {
         let staged = self.writer.stage(copies.iter(), |conn, &(i, target)| {
             deliver::stage_one(conn, &mut shared, &req.deliveries[i], target, unix_now())
         });
+        // A body file that no staged row names is removed now; one named by a row whose
+        // commit failed is left to the sweep (the commit may have reached the disk).
+        if let (Some(dir), Some(name)) = (&self.bodies, &body_file) {
+            if !staged
+                .iter()
+                .any(|(r, _)| r.as_ref().is_ok_and(|s| s.in_file))
+            {
+                dir.remove(name);
+            }
+        }
         let mut results: Vec<Vec<Result<(), DeliveryError>>> =
             req.deliveries.iter().map(|_| Vec::new()).collect();
         for (&(i, target), (result, epoch)) in copies.iter().zip(staged) {

@@ -21,10 +21,16 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order. `user_version` N means the first N have been applied.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    name: "0001_init",
-    sql: include_str!("../../../migrations/sqlite/0001_init.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "0001_init",
+        sql: include_str!("../../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        name: "0002_body_files",
+        sql: include_str!("../../../migrations/sqlite/0002_body_files.sql"),
+    },
+];
 
 /// The schema version this binary creates and understands.
 pub(crate) fn latest() -> i64 {
@@ -138,9 +144,9 @@ fn pending(n: i64) -> String {
 /// The schema state of the database at `path`, for `lmtpd -t`, without modifying it or
 /// creating files next to it (a missing file is reported, not created):
 ///
-/// - `schema version 1 of 1 (up to date)`
-/// - `schema version 0 of 1 (1 migration pending)`
-/// - `schema version 0 of 1 (1 migration pending; database file does not exist yet)`
+/// - `schema version 2 of 2 (up to date)`
+/// - `schema version 1 of 2 (1 migration pending)`
+/// - `schema version 0 of 2 (2 migrations pending; database file does not exist yet)`
 ///
 /// A database newer than this binary, a file that is not an lmtpd database, or one that
 /// cannot be read is an `Err` with the reason.

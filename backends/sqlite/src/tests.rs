@@ -339,14 +339,14 @@ fn schema_status_strings() {
     let db = db_in(&dir);
     assert_eq!(
         schema_status(&db).unwrap(),
-        "schema version 0 of 1 (1 migration pending; database file does not exist yet)"
+        "schema version 0 of 2 (2 migrations pending; database file does not exist yet)"
     );
     assert!(!db.exists(), "status never creates the file");
 
     fs::write(&db, b"").unwrap();
     assert_eq!(
         schema_status(&db).unwrap(),
-        "schema version 0 of 1 (1 migration pending)"
+        "schema version 0 of 2 (2 migrations pending)"
     );
 
     drop(open(&db));
@@ -363,7 +363,7 @@ fn schema_status_strings() {
     let before = fs::read(&db).unwrap();
     assert_eq!(
         schema_status(&db).unwrap(),
-        "schema version 1 of 1 (up to date)"
+        "schema version 2 of 2 (up to date)"
     );
     assert_eq!(
         fs::read(&db).unwrap(),
@@ -380,7 +380,7 @@ fn schema_status_strings() {
     assert!(side("wal"));
     assert_eq!(
         schema_status(&db).unwrap(),
-        "schema version 1 of 1 (up to date)"
+        "schema version 2 of 2 (up to date)"
     );
     drop(st);
 
@@ -1004,6 +1004,7 @@ fn sqlite_full_gives_452_4_3_1_and_leaves_no_rows() {
     let db = db_in(&dir);
     let st = SqliteStore::open(SqliteConfig {
         pool_size: 1,
+        body_files: 0, // the 1 MiB body goes into the database, which is full
         ..config(&db)
     })
     .unwrap();
@@ -1169,9 +1170,20 @@ fn export_to_eml_dir_round_trips_bytes() {
 
 #[test]
 fn large_body_streams_in_and_out_intact() {
+    // Inline (body files off) and as a body file (the default for 5 MiB).
+    for body_files in [0, crate::DEFAULT_BODY_FILES] {
+        large_body_round_trip(body_files);
+    }
+}
+
+fn large_body_round_trip(body_files: u64) {
     let dir = TempDir::new().unwrap();
     let db = db_in(&dir);
-    let st = open(&db);
+    let st = SqliteStore::open(SqliteConfig {
+        body_files,
+        ..config(&db)
+    })
+    .unwrap();
     // 5 MiB of pseudo-random lines, some of them `From ` lines, no header-section end
     // within the 64 KiB header limit.
     let mut body = b"Subject: big\nMessage-ID: <big@x>\n\n".to_vec();
@@ -1190,9 +1202,17 @@ fn large_body_streams_in_and_out_intact() {
         .iter()
         .all(Result::is_ok));
     assert_eq!(count(&db, "SELECT count(*) FROM messages"), 1);
+    let in_blob = if body_files == 0 { body.len() } else { 0 };
     assert_eq!(
         count(&db, "SELECT length(body) FROM messages"),
-        body.len() as i64
+        in_blob as i64
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM messages WHERE body_file IS NOT NULL"
+        ),
+        i64::from(body_files != 0)
     );
     let files = export_eml(&db, "bob@example.org", None);
     assert_eq!(files.len(), 1);
@@ -1316,10 +1336,33 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(0)
+}
+
+/// A harness whose store keeps every body of at least `body_files` bytes as a body file
+/// (0: none).
+fn harness_with(body_files: u64) -> Harness {
     let dir = TempDir::new().unwrap();
     let db = db_in(&dir);
-    let st = open(&db);
+    let st = SqliteStore::open(SqliteConfig {
+        body_files,
+        ..config(&db)
+    })
+    .unwrap();
     Harness { _dir: dir, db, st }
+}
+
+/// A copy's bytes as a reader following SCHEMA.md sees them: `trace`, then `body`, or the
+/// body file when `body_file` is set.
+fn full_copy(db: &Path, trace: Vec<u8>, body: Vec<u8>, body_file: Option<String>) -> Vec<u8> {
+    let body = match body_file {
+        Some(name) => {
+            assert!(body.is_empty(), "a row with a body file has an empty body");
+            fs::read(crate::bodies::dir_of(db).join(name)).unwrap()
+        }
+        None => body,
+    };
+    [trace, body].concat()
 }
 
 impl testing::Harness for Harness {
@@ -1331,7 +1374,7 @@ impl testing::Harness for Harness {
         let conn = raw(&self.db);
         let mut q = conn
             .prepare(
-                "SELECT CAST(d.trace || m.body AS BLOB), d.flags FROM deliveries d \
+                "SELECT d.trace, m.body, m.body_file, d.flags FROM deliveries d \
                  JOIN mailboxes b ON b.id = d.mailbox_id JOIN messages m ON m.id = d.message_id \
                  WHERE b.address = ?1 AND d.folder = ?2",
             )
@@ -1340,8 +1383,8 @@ impl testing::Harness for Harness {
             rusqlite::params![r.user, folder.unwrap_or("INBOX")],
             |row| {
                 Ok(testing::Visible {
-                    bytes: row.get(0)?,
-                    flags: row.get(1)?,
+                    bytes: full_copy(&self.db, row.get(0)?, row.get(1)?, row.get(2)?),
+                    flags: row.get(3)?,
                 })
             },
         )
@@ -1363,6 +1406,17 @@ impl testing::Harness for Harness {
 }
 
 lmtpd_store::contract_suite!(harness);
+
+/// The same contract with every body in a body file.
+mod with_body_files {
+    use super::harness_with;
+
+    fn harness() -> super::Harness {
+        harness_with(1)
+    }
+
+    lmtpd_store::contract_suite!(harness);
+}
 
 #[test]
 fn flags_are_stored_in_the_flags_column_as_imap_names() {
@@ -1436,4 +1490,318 @@ fn usage_reads_the_counters_and_recalc_recounts_them_from_the_delivery_rows() {
         Some(lmtpd_store::Usage::default())
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM mailboxes"), 1);
+}
+
+// ---- body files ------------------------------------------------------------------------------
+
+/// A store keeping every body of at least `threshold` bytes as a body file.
+fn open_files(db: &Path, threshold: u64) -> SqliteStore {
+    SqliteStore::open(SqliteConfig {
+        body_files: threshold,
+        ..config(db)
+    })
+    .unwrap()
+}
+
+/// The body files of `db` (without `tmp/`), by name.
+fn body_files(db: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(crate::bodies::dir_of(db))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "tmp")
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_body_at_the_threshold_is_one_0600_file_named_by_its_row_shared_by_every_recipient() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open_files(&db, BODY.len() as u64);
+    let (alice, bob) = (rcpt("alice"), rcpt("bob"));
+    assert!(deliver(&st, &[alice.clone(), bob.clone()])
+        .iter()
+        .all(Result::is_ok));
+    let files = body_files(&db);
+    assert_eq!(files.len(), 1, "one file for the call");
+    let path = crate::bodies::dir_of(&db).join(&files[0]);
+    assert_eq!(fs::read(&path).unwrap(), BODY);
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&crate::bodies::dir_of(&db)), 0o700);
+    let named: String = raw(&db)
+        .query_row("SELECT body_file FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(named, files[0]);
+    assert_eq!(count(&db, "SELECT length(body) FROM messages"), 0);
+    assert_eq!(
+        count(&db, "SELECT size FROM messages"),
+        BODY.len() as i64,
+        "size is the body's, wherever it is kept"
+    );
+    assert_eq!(
+        export_eml(&db, "bob@example.org", None),
+        vec![(1, copy(&bob, BODY))]
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT used_bytes FROM mailboxes WHERE address = 'alice@example.org'"
+        ),
+        copy(&alice, BODY).len() as i64,
+        "the quota counts the copy"
+    );
+    assert_integrity(&db);
+}
+
+#[test]
+fn a_body_below_the_threshold_stays_in_the_database() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open_files(&db, BODY.len() as u64 + 1);
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    assert!(body_files(&db).is_empty());
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM messages WHERE body_file IS NULL"),
+        1
+    );
+    assert_eq!(
+        count(&db, "SELECT length(body) FROM messages"),
+        BODY.len() as i64
+    );
+}
+
+#[test]
+fn with_body_files_off_no_directory_is_made() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open_files(&db, 0);
+    assert!(deliver_body(&st, &vec![b'x'; 1 << 20], &[rcpt("alice")])[0].is_ok());
+    assert!(!crate::bodies::dir_of(&db).exists());
+}
+
+#[test]
+fn a_body_file_no_copy_was_stored_with_is_removed_at_once() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open_files(&db, 1);
+    let out = deliver(
+        &st,
+        &[
+            with_quota("bob", Some(10), None),
+            with_quota("carol", None, Some(0)),
+        ],
+    );
+    assert!(out.iter().all(Result::is_err));
+    assert_eq!(count(&db, "SELECT count(*) FROM messages"), 0);
+    assert!(body_files(&db).is_empty(), "{:?}", body_files(&db));
+    // One recipient stored: the file stays, named by its row.
+    let out = deliver(&st, &[with_quota("bob", Some(10), None), rcpt("alice")]);
+    assert!(out[0].is_err() && out[1].is_ok());
+    assert_eq!(body_files(&db).len(), 1);
+}
+
+#[test]
+fn a_body_of_the_wrong_size_leaves_no_body_file_and_no_rows() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open_files(&db, 1);
+    let out = deliver_env(&st, &envelope(None), &LyingBody, &[rcpt("a"), rcpt("b")]);
+    for o in &out {
+        assert_eq!(code(o), Some((451, Enhanced(4, 3, 0))));
+    }
+    assert!(body_files(&db).is_empty());
+    let tmp = crate::bodies::dir_of(&db).join("tmp");
+    assert_eq!(
+        fs::read_dir(tmp).unwrap().count(),
+        0,
+        "nothing left in tmp/"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM messages"), 0);
+}
+
+#[test]
+fn an_edited_copy_keeps_its_own_row_in_the_database_beside_the_body_file() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open_files(&db, 1);
+    testing::edited_header_is_that_copys_own(&Harness {
+        _dir: TempDir::new().unwrap(),
+        db: db.clone(),
+        st,
+    });
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM messages WHERE body_file IS NULL"),
+        1,
+        "the edited copy's row"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM messages WHERE body_file IS NOT NULL"
+        ),
+        1
+    );
+}
+
+/// Sets the modification time of `p` to `secs` seconds ago.
+fn age(p: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - Duration::from_secs(secs);
+    fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+#[test]
+fn the_sweep_at_open_removes_old_files_no_row_names_and_keeps_the_rest() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open_files(&db, 1);
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    assert!(deliver(&st, &[rcpt("bob")])[0].is_ok());
+    drop(st);
+    let bodies = crate::bodies::dir_of(&db);
+    let named = body_files(&db);
+    assert_eq!(named.len(), 2);
+    // bob's copy is expunged by SQL, as a mail reader would: its row goes, its file stays.
+    raw(&db)
+        .execute_batch(
+            "DELETE FROM deliveries WHERE mailbox_id = \
+             (SELECT id FROM mailboxes WHERE address = 'bob@example.org')",
+        )
+        .unwrap();
+    let bobs = named
+        .iter()
+        .find(|n| {
+            count(
+                &db,
+                &format!("SELECT count(*) FROM messages WHERE body_file = '{n}'"),
+            ) == 0
+        })
+        .unwrap()
+        .clone();
+    let young_orphan = bodies.join("1.2.3.4");
+    fs::write(&young_orphan, b"a crash between file and row, just now").unwrap();
+    let old_tmp = bodies.join("tmp").join("5.6.7.8");
+    fs::write(&old_tmp, b"half written").unwrap();
+    let foreign = bodies.join("README");
+    fs::write(&foreign, b"not ours").unwrap();
+    for p in named
+        .iter()
+        .map(|n| bodies.join(n))
+        .chain([old_tmp.clone(), foreign.clone()])
+    {
+        age(&p, 2 * 3600);
+    }
+    let st = open_files(&db, 1);
+    let left = body_files(&db);
+    assert!(!left.contains(&bobs), "bob's unnamed old file is swept");
+    assert!(
+        left.iter().any(|n| *n != bobs && named.contains(n)),
+        "alice's stays"
+    );
+    assert!(
+        young_orphan.exists(),
+        "a young file may belong to a delivery in progress"
+    );
+    assert!(foreign.exists(), "a name lmtpd never makes is left alone");
+    assert!(!old_tmp.exists(), "an old tmp/ leftover is swept");
+    assert_eq!(
+        export_eml(&db, "alice@example.org", None),
+        vec![(1, copy(&rcpt("alice"), BODY))]
+    );
+    drop(st);
+}
+
+#[test]
+fn export_refuses_a_body_file_that_is_a_symlink_hard_linked_or_of_the_wrong_size() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open_files(&db, 1);
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    drop(st);
+    let path = crate::bodies::dir_of(&db).join(&body_files(&db)[0]);
+    let out = TempDir::new().unwrap();
+    let try_export = |n: &str| {
+        export(
+            &db,
+            "alice@example.org",
+            None,
+            ExportFormat::Mbox,
+            &out.path().join(n),
+        )
+    };
+    assert!(try_export("ok.mbox").is_ok());
+
+    let link = dir.path().join("extra-link");
+    fs::hard_link(&path, &link).unwrap();
+    let e = try_export("linked.mbox").unwrap_err();
+    assert!(e.contains("links"), "{e}");
+    fs::remove_file(&link).unwrap();
+
+    let elsewhere = dir.path().join("elsewhere");
+    fs::rename(&path, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    assert!(try_export("symlink.mbox").is_err());
+    fs::remove_file(&path).unwrap();
+
+    fs::write(&path, b"short").unwrap();
+    let e = try_export("short.mbox").unwrap_err();
+    assert!(e.contains("the row says"), "{e}");
+    assert!(
+        !out.path().join("short.mbox").exists(),
+        "a failed export leaves nothing"
+    );
+}
+
+#[test]
+fn a_symlinked_body_directory_is_refused_at_open() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let target = dir.path().join("elsewhere");
+    fs::create_dir(&target).unwrap();
+    std::os::unix::fs::symlink(&target, crate::bodies::dir_of(&db)).unwrap();
+    let e = SqliteStore::try_open(SqliteConfig {
+        body_files: 1,
+        ..config(&db)
+    })
+    .unwrap_err();
+    assert_eq!(e.kind(), lmtpd_store::open::OpenErrorKind::Refused);
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+}
+
+#[test]
+fn a_version_1_database_migrates_and_its_inline_bodies_still_export() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    {
+        let mut c = raw(&db);
+        let tx = c.transaction().unwrap();
+        tx.execute_batch(MIGRATIONS[0].sql).unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.commit().unwrap();
+        c.execute_batch(
+            "INSERT INTO mailboxes (address, created, next_uid) VALUES ('alice@example.org', 1, 2);
+             INSERT INTO messages (received, sender, transaction_id, size, body)
+                  VALUES (1, 's@x.org', 'T0', 6, CAST('hello\n' AS BLOB));
+             INSERT INTO deliveries (mailbox_id, message_id, uid, recipient, size, delivered, trace)
+                  VALUES (1, 1, 1, 'alice@example.org', 11, 1, CAST('X: y\n' AS BLOB));",
+        )
+        .unwrap();
+    }
+    let st = open_files(&db, 1);
+    assert_eq!(count(&db, "PRAGMA user_version"), migrate::latest());
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    assert_eq!(
+        export_eml(&db, "alice@example.org", None),
+        vec![
+            (1, b"X: y\nhello\n".to_vec()),
+            (2, copy(&rcpt("alice"), BODY))
+        ]
+    );
+    assert_integrity(&db);
 }
