@@ -34,6 +34,10 @@
 //! works on directory or file t mod `--files`. Content is written in 64 KiB pieces, so
 //! large sizes need no large buffer.
 //!
+//! `lmtp-bench chart` reads run.sh's raw results file and writes three SVG charts
+//! (throughput against the disk's ceiling, latency percentiles, peak RSS against message
+//! size): see the `chart` module.
+//!
 //! Results are printed as one `RESULT key=value ...` (or `DISK ...`) line on standard output,
 //! for the script to parse; progress and problems go to standard error.
 
@@ -49,6 +53,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use getopts::Options;
+
+mod chart;
 
 /// Linux reports process times in `/proc/PID/stat` in units of USER_HZ, which is 100 on every
 /// architecture Linux supports (the kernel's `CONFIG_HZ` is not visible there).
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
     let result = match args.get(1).map(String::as_str) {
         Some("load") => load_main(&args[2..]),
         Some("disk") => disk_main(&args[2..]),
+        Some("chart") => chart::chart_main(&args[2..]),
         Some("-h") | Some("--help") | Some("help") => {
             print!("{}", USAGE);
             return ExitCode::SUCCESS;
@@ -100,6 +107,7 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "\
 Usage: lmtp-bench load --connect ADDR [options]
+       lmtp-bench chart --results FILE --out DIR [--note TEXT]
        lmtp-bench disk --dir DIR [--kind file|append|commit] [--size SIZE] [--files K]
                        [--seconds S] [--threads N] [--no-dirsync] [--link]
 
@@ -152,6 +160,12 @@ disk options:
   --no-dirsync       file: leave out the fsync of new/
   --link             file: link into new/ and unlink from tmp/ (as lmtpd does) instead of
                      rename
+
+chart options:
+  --results FILE     run.sh's raw results file (WL SERVER STORE REP RESULT|DISK k=v ...);
+                     other lines are ignored
+  --out DIR          where throughput.svg, latency.svg and rss.svg are written
+  --note TEXT        footer line of every chart (commit, date, machine)
 
 disk prints one line: DISK threads= dirsync= (- unless file) kind= size= files= ops=
   secs= per_s= cpu_user_ms_per_op= cpu_sys_ms_per_op= (this process's CPU per cycle).
