@@ -311,7 +311,7 @@ impl Svg {
             }
             self.text(x + 17.0, y + 1.0, 12.0, "start", "normal", label);
             // Wide enough for the labels used here at 12 px.
-            x += 28.0 + 6.6 * label.chars().count() as f64;
+            x += 30.0 + 7.0 * label.chars().count() as f64;
         }
     }
 
@@ -541,7 +541,12 @@ fn rss_svg(r: &Results, note: &str) -> String {
             if i == 0 { "#444444" } else { "#dddddd" },
             1.0,
         );
-        svg.text(left - 6.0, y + 4.0, 11.0, "end", "normal", &value_label(v));
+        let label = if top_value >= 10.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        };
+        svg.text(left - 6.0, y + 4.0, 11.0, "end", "normal", &label);
     }
     svg.line(left, top, left, bottom, "#444444", 1.0);
     for (_, mib) in RSS_RUNS {
