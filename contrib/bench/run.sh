@@ -27,7 +27,7 @@
 # probes 4 KiB files from 1 and 4 threads, as before.
 #
 # Environment:
-#   QUICK=1          small counts, one repetition (under two minutes)
+#   QUICK=1          small counts, one repetition (two to three minutes)
 #   REPS=N           repetitions per workload, medians reported (default 3; QUICK: 1)
 #   DOVECOT=0        skip Dovecot
 #   BENCH_TMPDIR=D   where the temporary directory goes (default /var/tmp, on disk)
@@ -776,7 +776,7 @@ ratio() { # ratio A B -> A/B with "×"
     case "$1$2" in *-*|"") echo "–" ;; *) awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×\n", a / b; else print "–" }' ;; esac
 }
 pct() { # pct A B -> A/B in % ("–" when either is missing)
-    case "$1$2" in *-*|"") echo "–" ;; *) awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%\n", 100 * a / b; else print "–" }' ;; esac
+    case "$1$2" in *-*|"") echo "–" ;; *) awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "–"; else if (a < 0.1 * b) printf "%.1f %%\n", 100 * a / b; else printf "%.0f %%\n", 100 * a / b }' ;; esac
 }
 mib() { case $1 in -|"") echo "–" ;; *) awk -v v="$1" 'BEGIN { printf "%.1f\n", v / 1024 }' ;; esac; }
 
