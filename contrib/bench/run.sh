@@ -9,10 +9,25 @@
 # the number acknowledged. Dovecot (dovecot-core + dovecot-lmtpd; installed with apt-get when
 # missing and possible) runs the same workloads on its own config, base_dir and mail
 # directory; the system's Dovecot service is never used. Prints a Markdown report and writes
-# it to bench-out/bench-<date>.md.
+# it to bench-out/bench-<date>.md, with three SVG charts beside it (bench-out/<date>-
+# {throughput,latency,rss}.svg, drawn by `lmtp-bench chart` from the raw results); a complete
+# run (QUICK=0, Dovecot ran, no SIEVE_ONLY, JOURNAL_ONLY or ONLY) also copies them to
+# docs/bench/{throughput,latency,rss}.svg for the README.
+#
+# Measured per run: deliveries/s and messages/s, latency per recipient reply (from the final
+# dot, or BDAT LAST, to that recipient's reply: p50, p90, p99, max), the server's user and
+# system CPU per delivery and peak RSS, and stored = acknowledged.
+#
+# The disk's ceiling: after every repetition of a main workload (a, b, b-bdat, b8, c, c8, d)
+# the disk probe (lmtp-bench disk) runs three times with that workload's sessions as threads,
+# its message size and its mailboxes, on the same disk as the mail: --kind file (a durable
+# Maildir delivery: create, write, fsync, rename, fsync new/), --kind append (mbox: flock,
+# append, fsync, unlock) and --kind commit (SQLite: one WAL commit, synchronous=FULL), each
+# for PROBE_SECS. The report sets each store against its probe. The start of the run also
+# probes 4 KiB files from 1 and 4 threads, as before.
 #
 # Environment:
-#   QUICK=1          small counts, one repetition (under two minutes)
+#   QUICK=1          small counts, one repetition (two to three minutes)
 #   REPS=N           repetitions per workload, medians reported (default 3; QUICK: 1)
 #   DOVECOT=0        skip Dovecot
 #   BENCH_TMPDIR=D   where the temporary directory goes (default /var/tmp, on disk)
@@ -20,6 +35,8 @@
 #                    (default nobody; Dovecot refuses to deliver as uid 0)
 #   SIEVE_ONLY=1     only the Sieve pairs (s, s0) and the 10 MiB RSS runs (rss8, rss8s)
 #   JOURNAL_ONLY=1   only the retry-journal pairs (j, j0)
+#   ONLY=a,d         only these main workloads (comma list of a, b, b-bdat, b8, c, c8, d);
+#                    e, f, s, j and the RSS runs are skipped
 #   POSTGRES=0       skip the PostgreSQL rows (otherwise run on a private cluster when
 #                    Debian's postgresql package is installed)
 #   NO_BUILD=1       use the binaries in ${CARGO_TARGET_DIR:-target}/release as they are
@@ -233,6 +250,21 @@ if [ "${JOURNAL_ONLY:-0}" = 1 ]; then
     E_SPEC=
     F_SPEC=
     S_SPEC=
+    RSS_RUNS=
+    RSS_SIEVE=
+fi
+ONLY=${ONLY:-}
+if [ -n "$ONLY" ]; then
+    for o in $(echo "$ONLY" | tr ',' ' '); do
+        echo "$WORKLOADS" | grep -q "^$o " || log "ONLY: no main workload '$o' (ignored)"
+    done
+    WORKLOADS=$(echo "$WORKLOADS" | while read -r wl rest; do
+        case ",$ONLY," in *",$wl,"*) echo "$wl $rest" ;; esac
+    done)
+    E_SPEC=
+    F_SPEC=
+    S_SPEC=
+    J_SPEC=
     RSS_RUNS=
     RSS_SIEVE=
 fi
@@ -477,7 +509,7 @@ run_one() {
         FAILED=1
     fi
     log "$server $store $wl #$rep: $(kv "$line" dps) deliveries/s, $(kv "$line" mps) msgs/s," \
-        "p50 $(kv "$line" p50_ms) ms, p99 $(kv "$line" p99_ms) ms," \
+        "p50/p90/p99/max $(kv "$line" p50_ms)/$(kv "$line" p90_ms)/$(kv "$line" p99_ms)/$(kv "$line" max_ms) ms," \
         "cpu $(kv "$line" cpu_ms_per_delivery) ms/delivery, rss $(kv "$line" rss_kib) KiB," \
         "refused $(kv "$line" refused)$(idle_note "$line"), stored $stored / acked ${acked:-?} ($ok)"
     echo "$wl $server $store $rep $line stored=$stored ok=$ok" >> "$RESULTS"
@@ -517,9 +549,29 @@ RSS_TARGETS=$TARGETS
 [ -n "$PG_CTL" ] && TARGETS="$TARGETS
 lmtpd postgres"
 
+# probe_set WORKLOAD REP SESSIONS SIZE MAILBOXES: the disk's ceiling for that workload, right
+# after its servers ran: one probe per store's durable unit (file: Maildir, append: mbox,
+# commit: SQLite) with the workload's sessions as threads, its size and its mailboxes, in a
+# scratch directory on the same disk as the mail. Each is a results line
+# "WL probe KIND REP DISK threads=... kind=... per_s=...".
+probe_set() {
+    mkdir -p "$W/probe"
+    sync
+    for kind in file append commit; do
+        p=$("$GEN" disk --dir "$W/probe" --seconds "$PROBE_SECS" --kind $kind --threads "$3" \
+            --size "$4" --files "$5" 2> "$W/probe.err") || {
+            log "probe $kind for $1 #$2 failed: $(head -1 "$W/probe.err")"
+            continue
+        }
+        echo "$1 probe $kind $2 $p" >> "$RESULTS"
+        log "probe $kind ($3 threads, $4, $5 files) after $1 #$2: $(kv "$p" per_s)/s"
+    done
+}
+
 # For each workload, each repetition runs every server back to back, so the numbers that are
-# compared were measured minutes apart at most (the host's speed drifts).
-# run_set WORKLOADS REPS [TARGETS]
+# compared were measured minutes apart at most (the host's speed drifts). With PROBE=1 (the
+# main workloads) each repetition ends with the workload's disk probes (probe_set).
+# run_set WORKLOADS REPS [TARGETS] [PROBE]
 run_set() {
     targets=${3:-$TARGETS}
     echo "$1" | while read -r wl s m r size k; do
@@ -530,11 +582,12 @@ run_set() {
                 run_one "$server" "$store" "$wl" "$rep" "$s" "$m" "$r" "$size" "$k"
                 # FAILED is set in a subshell here: record it in the results file instead.
             done
+            [ "${4:-0}" = 1 ] && probe_set "$wl" "$rep" "$s" "$size" "$k"
             rep=$((rep + 1))
         done
     done
 }
-run_set "$WORKLOADS" "$REPS"
+run_set "$WORKLOADS" "$REPS" "$TARGETS" 1
 
 # e: Maildir only, both servers as shipped (no workers line: lmtpd's default is the point).
 E_TARGETS="lmtpd maildir"
@@ -722,7 +775,9 @@ fmt() { # fmt VALUE DECIMALS
 ratio() { # ratio A B -> A/B with "×"
     case "$1$2" in *-*|"") echo "–" ;; *) awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×\n", a / b; else print "–" }' ;; esac
 }
-cpu_cell() { if [ "$1" = - ]; then echo "–"; else echo "$(fmt "$1" 2) ($(fmt "$2" 2))"; fi; }
+pct() { # pct A B -> A/B in % ("–" when either is missing)
+    case "$1$2" in *-*|"") echo "–" ;; *) awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "–"; else if (a < 0.1 * b) printf "%.1f %%\n", 100 * a / b; else printf "%.0f %%\n", 100 * a / b }' ;; esac
+}
 mib() { case $1 in -|"") echo "–" ;; *) awk -v v="$1" 'BEGIN { printf "%.1f\n", v / 1024 }' ;; esac; }
 
 kernel=$(uname -sr)
@@ -748,8 +803,8 @@ report() {
         "probing process $(probe_field 1 1 cpu_sys_ms_per_op) ms of system CPU per cycle from 1 thread," \
         "$(probe_field 4 1 cpu_sys_ms_per_op) ms from 4 threads."
     echo
-    echo "| workload | store | lmtpd deliveries/s | messages/s | p50 ms | p99 ms | CPU s per 1000 deliveries (sys) | peak RSS MiB | stored = acked | Dovecot deliveries/s | Dovecot CPU s/1000 (sys) | lmtpd / Dovecot deliveries/s | Dovecot CPU / lmtpd CPU |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| workload | store | lmtpd deliveries/s | messages/s | p50 ms | p90 ms | p99 ms | max ms | CPU user s/1000 deliveries | CPU sys s/1000 | peak RSS MiB | stored = acked | Dovecot deliveries/s | Dovecot CPU user s/1000 | Dovecot CPU sys s/1000 | lmtpd / Dovecot deliveries/s | Dovecot CPU / lmtpd CPU |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     echo "$WORKLOADS" | while read -r wl s m r size k; do
         for store in maildir mbox sqlite postgres; do
             [ $store = postgres ] && [ -z "$PG_CTL" ] && continue
@@ -763,9 +818,79 @@ report() {
             [ $dvs != $store ] && [ "$ddps" != - ] && dlabel="$dlabel (Maildir)"
             dok=
             [ "$ddps" != - ] && [ $dvs = $store ] && [ "$(stored_ok "$wl" dovecot $dvs)" = "**NO**" ] && dok=" (**lost**)"
-            echo "| $(describe "$wl" "$s" "$m") | $store | $(fmt "$dps" 0) | $(fmt "$(med "$wl" lmtpd $store mps)" 0) | $(fmt "$(med "$wl" lmtpd $store p50_ms)" 1) | $(fmt "$(med "$wl" lmtpd $store p99_ms)" 1) | $(cpu_cell "$cpu" "$(med "$wl" lmtpd $store cpu_sys_ms_per_delivery)") | $(mib "$(med "$wl" lmtpd $store rss_kib)") | $(stored_ok "$wl" lmtpd $store) | $dlabel$dok | $(cpu_cell "$dcpu" "$(med "$wl" dovecot $dvs cpu_sys_ms_per_delivery)") | $(ratio "$dps" "$ddps") | $(ratio "$dcpu" "$cpu") |"
+            lat=
+            for q in p50_ms p90_ms p99_ms max_ms; do lat="$lat $(fmt "$(med "$wl" lmtpd $store $q)" 1) |"; done
+            echo "| $(describe "$wl" "$s" "$m") | $store | $(fmt "$dps" 0) | $(fmt "$(med "$wl" lmtpd $store mps)" 0) |$lat $(fmt "$(med "$wl" lmtpd $store cpu_user_ms_per_delivery)" 2) | $(fmt "$(med "$wl" lmtpd $store cpu_sys_ms_per_delivery)" 2) | $(mib "$(med "$wl" lmtpd $store rss_kib)") | $(stored_ok "$wl" lmtpd $store) | $dlabel$dok | $(fmt "$(med "$wl" dovecot $dvs cpu_user_ms_per_delivery)" 2) | $(fmt "$(med "$wl" dovecot $dvs cpu_sys_ms_per_delivery)" 2) | $(ratio "$dps" "$ddps") | $(ratio "$dcpu" "$cpu") |"
         done
     done
+    echo
+    echo "Latency: per recipient reply, from writing the final dot (b-bdat: the LAST chunk) to" \
+        "reading that recipient's reply, so c and c8 give 5 and 8 samples per message."
+    echo
+    echo "### Against the disk's ceiling"
+    echo
+    echo "The ceiling is what the disk probe (lmtp-bench disk) achieved right after each" \
+        "repetition's servers, on the same disk, with the workload's sessions as threads, its" \
+        "message size and its mailboxes, doing one store's durable unit per cycle with one fsync" \
+        "each: Maildir against --kind file (create in tmp/, write, fsync, rename into new/, fsync" \
+        "new/), mbox against --kind append (flock, append, fsync, unlock), SQLite against --kind" \
+        "commit (BEGIN IMMEDIATE, INSERT the message as a blob, COMMIT; WAL, synchronous=FULL)." \
+        "Ceiling: the median of those probes, cycles/s. Dovecot's SQLite cells are Dovecot" \
+        "Maildir against the file ceiling. A ratio above 100 % is possible: the probe does one" \
+        "fsync per cycle, while a server can let concurrent deliveries share one (lmtpd does)." \
+        "Rows where lmtpd is below 75 % of the ceiling are marked."
+    echo
+    echo "| workload | store | lmtpd deliveries/s | ceiling ops/s | lmtpd / ceiling | Dovecot deliveries/s | Dovecot / ceiling | probe CPU per cycle user / sys ms |"
+    echo "|---|---|---|---|---|---|---|---|"
+    echo "$WORKLOADS" | while read -r wl s m r size k; do
+        [ -n "$wl" ] || continue
+        for t in "maildir file maildir" "mbox append mbox" "sqlite commit maildir"; do
+            set -- $t
+            store=$1 kind=$2 dvs=$3
+            dps=$(med "$wl" lmtpd $store dps)
+            ceil=$(med "$wl" probe $kind per_s)
+            ddps=$(med "$wl" dovecot $dvs dps)
+            # Dovecot Maildir (the SQLite rows) is set against the file ceiling.
+            dceil=$ceil
+            [ $store = sqlite ] && dceil=$(med "$wl" probe file per_s)
+            lpct=$(pct "$dps" "$ceil")
+            below=
+            [ "$lpct" != "–" ] && awk -v a="$dps" -v b="$ceil" 'BEGIN { exit !(a < 0.75 * b) }' && below=" **below 75 %**"
+            dlabel=$(fmt "$ddps" 0)
+            dpct=$(pct "$ddps" "$dceil")
+            if [ $store = sqlite ] && [ "$ddps" != - ]; then
+                dlabel="$dlabel (Maildir)"
+                dpct="$dpct (of file)"
+            fi
+            echo "| $wl | $store | $(fmt "$dps" 0) | $(fmt "$ceil" 0) | $lpct$below | $dlabel | $dpct | $(fmt "$(med "$wl" probe $kind cpu_user_ms_per_op)" 3) / $(fmt "$(med "$wl" probe $kind cpu_sys_ms_per_op)" 3) |"
+        done
+    done
+    echo
+    echo "### Latency"
+    echo
+    echo "Milliseconds, p50 / p90 / p99 / max per recipient reply (each the median over the" \
+        "repetitions)."
+    echo
+    echo "| workload | lmtpd Maildir | lmtpd mbox | lmtpd SQLite | Dovecot Maildir | Dovecot mbox |"
+    echo "|---|---|---|---|---|---|"
+    echo "$WORKLOADS" | while read -r wl s m r size k; do
+        [ -n "$wl" ] || continue
+        row="| $wl |"
+        for t in "lmtpd maildir" "lmtpd mbox" "lmtpd sqlite" "dovecot maildir" "dovecot mbox"; do
+            set -- $t
+            if [ "$(med "$wl" "$1" "$2" p50_ms)" = - ]; then row="$row – |"; continue; fi
+            row="$row $(fmt "$(med "$wl" "$1" "$2" p50_ms)" 1) / $(fmt "$(med "$wl" "$1" "$2" p90_ms)" 1) / $(fmt "$(med "$wl" "$1" "$2" p99_ms)" 1) / $(fmt "$(med "$wl" "$1" "$2" max_ms)" 1) |"
+        done
+        echo "$row"
+    done
+    if [ -n "$CHARTS" ]; then
+        echo
+        echo "### Charts"
+        echo
+        for c in throughput latency rss; do
+            echo "![$c]($STAMP-$c.svg)"
+        done
+    fi
     echo
     echo "Many sessions at once (e) and idle connections (f): e runs both servers with their shipped" \
         "limits (lmtpd: no workers line; Dovecot: process_limit 100); f runs lmtpd with" \
@@ -822,7 +947,8 @@ report() {
     fi
     echo
     echo "CPU: user + system seconds of the server process (Dovecot: master and all its children)" \
-        "over the run, from /proc/PID/stat; system time in parentheses."
+        "over the run, from /proc/PID/stat, per 1000 deliveries (= ms per delivery); the main" \
+        "table shows user and system time apart, the pair tables their sum."
     echo
     echo "Peak RSS (VmHWM of a fresh server per run, MiB; Dovecot: summed over its master and all" \
         "child processes, so shared libraries count once per process) and messages/s:"
@@ -843,7 +969,7 @@ report() {
         echo "$row"
     done
     echo
-    echo "Targets (issue 7):"
+    echo "Targets (issue 7; the disk's ceiling and SQLite d: Performance round 2):"
     echo
     tgt() { # tgt TEXT VALUE OP BOUND
         if [ "$2" = - ] || [ -z "$2" ]; then echo "- $1: not measured"; return; fi
@@ -861,10 +987,16 @@ report() {
     l=$(med b lmtpd mbox dps) d=$(med b dovecot mbox dps)
     x=$(case "$l$d" in *-*) echo - ;; *) awk -v a="$l" -v b="$d" 'BEGIN { print a / b }' ;; esac)
     tgt "one mbox, 8 sessions (b) ≥ 30× Dovecot: $(ratio "$l" "$d")" "$x" ">=" 30
-    for wl in a b c; do
+    for wl in a b c d; do
         l=$(med $wl lmtpd sqlite dps) d=$(med $wl dovecot maildir dps)
         x=$(case "$l$d" in *-*) echo - ;; *) awk -v a="$l" -v b="$d" 'BEGIN { print a / b }' ;; esac)
         tgt "SQLite $wl ≥ Dovecot Maildir: $(ratio "$l" "$d")" "$x" ">=" 1
+    done
+    # The ceiling of b and b8: their own interleaved 8-thread file probes (b8: 8 directories).
+    for wl in b b8; do
+        l=$(med $wl lmtpd maildir dps) c=$(med $wl probe file per_s)
+        x=$(case "$l$c" in *-*) echo - ;; *) awk -v a="$l" -v b="$c" 'BEGIN { print a / b }' ;; esac)
+        tgt "Maildir $wl ≥ 90 % of the 8-thread file ceiling: $(fmt "$l" 0) vs $(fmt "$c" 0)/s, $(pct "$l" "$c")" "$x" ">=" 0.9
     done
     for wl in a b c; do
         l=$(med $wl lmtpd maildir cpu_ms_per_delivery) d=$(med $wl dovecot maildir cpu_ms_per_delivery)
@@ -937,6 +1069,24 @@ report() {
     done
 }
 
+# Charts, from the raw results (lmtp-bench chart takes its own medians).
+note="lmtpd $rev, $(date -u '+%Y-%m-%d %H:%M') UTC, $cpus CPUs, $kernel, mail on ${fs:-?}"
+[ $QUICK = 1 ] && note="$note (QUICK=1)"
+CHARTS=
+if "$GEN" chart --results "$RESULTS" --out "$W/charts" --note "$note" 2> "$W/chart.err"; then
+    CHARTS=yes
+    for c in throughput latency rss; do cp "$W/charts/$c.svg" "$OUT_DIR/$STAMP-$c.svg"; done
+    # A complete run's charts go where the README shows them from.
+    if [ $QUICK = 0 ] && [ "${SIEVE_ONLY:-0}" != 1 ] && [ "${JOURNAL_ONLY:-0}" != 1 ] &&
+        [ -z "$ONLY" ] && [ -n "$DOVECOT_BIN" ]; then
+        mkdir -p "$ROOT/docs/bench"
+        for c in throughput latency rss; do cp "$W/charts/$c.svg" "$ROOT/docs/bench/$c.svg"; done
+        log "charts copied to docs/bench/"
+    fi
+else
+    log "charts failed: $(head -3 "$W/chart.err")"
+fi
+
 report | tee "$REPORT"
 {
     echo
@@ -949,4 +1099,5 @@ report | tee "$REPORT"
     echo "</details>"
 } >> "$REPORT"
 log "report written to $REPORT"
+[ -n "$CHARTS" ] && log "charts: $OUT_DIR/$STAMP-{throughput,latency,rss}.svg"
 exit $FAILED

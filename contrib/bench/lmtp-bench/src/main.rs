@@ -9,8 +9,11 @@
 //! every RCPT and the chunks go out without waiting (a message of up to 256 KiB in one
 //! write); every non-LAST chunk gets one reply, LAST one per accepted recipient. Messages have
 //! a fixed size or one drawn per message from a range (exact, headers included, CRLF line
-//! ends). Every reply is counted; the latency of a transaction is the time from writing the
-//! final dot (with `--bdat`: the last chunk) to reading its last reply. With
+//! ends). Every reply is counted. Latency is measured per recipient reply: the time from
+//! writing the final dot (with `--bdat`: the last chunk) to reading that recipient's reply,
+//! so a transaction with R recipients gives R samples (at most 1,000,000 are kept, a uniform
+//! sample of all of them; the maximum is always exact), reported as `p50_ms`, `p90_ms`,
+//! `p99_ms` and `max_ms`. With
 //! `--pid` it also reads the server's CPU time (user + system, from `/proc`, for the process
 //! and all its descendants) over the run and its peak RSS (`VmHWM`, summed over the tree).
 //!
@@ -22,8 +25,18 @@
 //! load runs, counts how many were greeted, refused, left waiting or dropped by the server,
 //! and closes them after the run.
 //!
-//! `lmtp-bench disk` measures the ceiling a durable Maildir delivery works against: create a
-//! file in `tmp/`, write 4 KiB, fsync it, rename it into `new/`, fsync `new/`, per second.
+//! `lmtp-bench disk` measures the ceiling a durable delivery works against, in cycles per
+//! second, each cycle the durable unit of one store (`--kind`): `file` (Maildir): create a
+//! file in `tmp/`, write `--size` bytes, fsync it, rename it into `new/`, fsync `new/`;
+//! `append` (mbox): `flock(LOCK_EX)` an mbox-like file, append `--size` bytes, fsync,
+//! unlock; `commit` (SQLite): one `BEGIN IMMEDIATE; INSERT; COMMIT` of a `--size`-byte blob
+//! in a WAL database with `synchronous=FULL`, each thread on its own connection. Thread t
+//! works on directory or file t mod `--files`. Content is written in 64 KiB pieces, so
+//! large sizes need no large buffer.
+//!
+//! `lmtp-bench chart` reads run.sh's raw results file and writes three SVG charts
+//! (throughput against the disk's ceiling, latency percentiles, peak RSS against message
+//! size): see the `chart` module.
 //!
 //! Results are printed as one `RESULT key=value ...` (or `DISK ...`) line on standard output,
 //! for the script to parse; progress and problems go to standard error.
@@ -40,6 +53,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use getopts::Options;
+
+mod chart;
 
 /// Linux reports process times in `/proc/PID/stat` in units of USER_HZ, which is 100 on every
 /// architecture Linux supports (the kernel's `CONFIG_HZ` is not visible there).
@@ -61,6 +76,9 @@ const CHUNK: usize = 64 * 1024;
 /// Most non-LAST chunks sent ahead of their replies (`--bdat`); a bound, so that the
 /// server's replies never fill the socket while the generator is still writing.
 const CHUNK_WINDOW: usize = 16;
+/// Most latency samples kept over a run (all sessions together); beyond that a uniform
+/// sample of them (reservoir sampling), so memory stays bounded on long runs.
+const MAX_LATENCY_SAMPLES: usize = 1_000_000;
 /// Content collected before one write to the socket: a message of up to this size goes out
 /// in one write (with `--bdat`, together with its envelope).
 const SEND_BUF: usize = 256 * 1024;
@@ -70,6 +88,7 @@ fn main() -> ExitCode {
     let result = match args.get(1).map(String::as_str) {
         Some("load") => load_main(&args[2..]),
         Some("disk") => disk_main(&args[2..]),
+        Some("chart") => chart::chart_main(&args[2..]),
         Some("-h") | Some("--help") | Some("help") => {
             print!("{}", USAGE);
             return ExitCode::SUCCESS;
@@ -88,7 +107,9 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "\
 Usage: lmtp-bench load --connect ADDR [options]
-       lmtp-bench disk --dir DIR [--seconds S] [--threads N] [--no-dirsync] [--link]
+       lmtp-bench chart --results FILE --out DIR [--note TEXT]
+       lmtp-bench disk --dir DIR [--kind file|append|commit] [--size SIZE] [--files K]
+                       [--seconds S] [--threads N] [--no-dirsync] [--link]
 
 load options:
   --connect ADDR     unix:/path/to/socket or 127.0.0.1:PORT (loopback only)
@@ -123,9 +144,37 @@ disk options:
   --dir DIR          a scratch directory on the disk to probe (a subdirectory is made and
                      removed again)
   --seconds S        how long to probe (default 2)
-  --threads N        concurrent probe threads, all in the same directories (default 1)
-  --no-dirsync       leave out the fsync of new/
-  --link             link into new/ and unlink from tmp/ (as lmtpd does) instead of rename
+  --kind KIND        what one cycle is (default file):
+                       file    create in tmp/, write, fsync, rename into new/, fsync new/
+                               (a durable Maildir delivery)
+                       append  flock(LOCK_EX) an mbox-like file, append, fsync, unlock
+                               (a durable mbox delivery)
+                       commit  BEGIN IMMEDIATE; INSERT a blob; COMMIT in one SQLite database
+                               (WAL, synchronous=FULL, busy_timeout 30 s; a connection per
+                               thread): a durable SQLite delivery
+  --size SIZE        bytes per cycle, K/M suffixes allowed (default 4K), written in 64 KiB
+                     pieces
+  --files K          Maildir directories (file) or mbox files (append) the threads share:
+                     thread t uses number t mod K (default 1; commit: always one database)
+  --threads N        concurrent probe threads (default 1)
+  --no-dirsync       file: leave out the fsync of new/
+  --link             file: link into new/ and unlink from tmp/ (as lmtpd does) instead of
+                     rename
+
+chart options:
+  --results FILE     run.sh's raw results file (WL SERVER STORE REP RESULT|DISK k=v ...);
+                     other lines are ignored
+  --out DIR          where throughput.svg, latency.svg and rss.svg are written
+  --note TEXT        footer line of every chart (commit, date, machine)
+
+disk prints one line: DISK threads= dirsync= (- unless file) kind= size= files= ops=
+  secs= per_s= cpu_user_ms_per_op= cpu_sys_ms_per_op= (this process's CPU per cycle).
+
+load prints one line: RESULT label=... deliveries=... dps=... (deliveries/s) mps=...
+  (messages/s with every recipient delivered) p50_ms= p90_ms= p99_ms= max_ms= (latency per
+  recipient reply: from writing the final dot, or the LAST chunk, to reading that reply;
+  percentiles over at most 1,000,000 samples, max exact) cpu_user_ms_per_delivery=
+  cpu_sys_ms_per_delivery= rss_kib= (with --pid) and more.
 
 Exit status: 0 when every recipient of every message got 250 (sessions the server refused
 with 421, and their messages, do not count), 1 otherwise, 64 on usage errors.
@@ -858,8 +907,8 @@ struct Tally {
     replies: u64,
     /// Connection and protocol errors.
     errors: Vec<String>,
-    /// Microseconds from the final dot to the last reply, one per message answered in full.
-    latencies_us: Vec<u64>,
+    /// Microseconds from the final dot to each recipient's reply (a bounded sample).
+    latencies: Latencies,
     /// Sessions the server refused (0 or 1 per session): see [`Stop::Refused`].
     refused: u64,
     /// Transactions cut short by a `421` after the final dot (counted in `messages`).
@@ -868,6 +917,95 @@ struct Tally {
     cut_deliveries: u64,
     /// What the server said when it refused the session.
     refusals: Vec<String>,
+}
+
+/// Latency samples in microseconds, one per recipient reply after the final dot: all of them
+/// up to a cap, beyond it a uniform sample (reservoir sampling with a fixed-seed generator,
+/// so a run is reproducible); the largest is kept exactly.
+#[derive(Debug)]
+struct Latencies {
+    /// The kept samples (at most `cap`).
+    kept: Vec<u64>,
+    /// Samples offered, kept or not.
+    seen: u64,
+    /// The largest sample offered.
+    max: u64,
+    /// Most samples kept.
+    cap: usize,
+    /// State of the generator choosing which samples to replace.
+    rng: u64,
+}
+
+impl Default for Latencies {
+    fn default() -> Latencies {
+        Latencies::with_cap(MAX_LATENCY_SAMPLES)
+    }
+}
+
+impl Latencies {
+    fn with_cap(cap: usize) -> Latencies {
+        Latencies {
+            kept: Vec::new(),
+            seen: 0,
+            max: 0,
+            cap: cap.max(1),
+            rng: 0x2545_f491_4f6c_dd1d,
+        }
+    }
+
+    /// Next value of a splitmix64 generator.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn push(&mut self, us: u64) {
+        self.seen += 1;
+        self.max = self.max.max(us);
+        if self.kept.len() < self.cap {
+            self.kept.push(us);
+            return;
+        }
+        // Keep this one with probability cap / seen, in place of a random kept one.
+        let j = self.next_random() % self.seen;
+        if let Ok(j) = usize::try_from(j) {
+            if j < self.cap {
+                self.kept[j] = us;
+            }
+        }
+    }
+
+    /// Adds another session's samples; past the cap, each is weighted by how many samples
+    /// it stands for, approximately (its share of that session's samples is kept).
+    fn merge(&mut self, other: Latencies) {
+        self.max = self.max.max(other.max);
+        if other.kept.len() as u64 == other.seen {
+            for us in other.kept {
+                self.push(us);
+            }
+            return;
+        }
+        // The other side was sampled: offer each of its kept samples as often as it stands
+        // for, rounded, so the mix keeps the proportions of the two sessions.
+        let weight = other.seen as f64 / other.kept.len().max(1) as f64;
+        let mut owed = 0.0f64;
+        for us in other.kept {
+            owed += weight;
+            while owed >= 1.0 {
+                self.push(us);
+                owed -= 1.0;
+            }
+        }
+    }
+
+    /// The kept samples, sorted, in microseconds.
+    fn sorted(mut self) -> (Vec<u64>, u64) {
+        self.kept.sort_unstable();
+        (self.kept, self.max)
+    }
 }
 
 impl Tally {
@@ -1013,7 +1151,12 @@ fn final_replies(
 ) -> Result<(), Stop> {
     let mut ok = 0usize;
     for r in rcpts.iter().take(accepted) {
-        let (code, text) = match s.reply() {
+        let reply = s.reply();
+        if reply.is_ok() {
+            t.latencies
+                .push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+        }
+        let (code, text) = match reply {
             Ok(reply) => reply,
             Err(e) => {
                 // The content went out, but not every recipient was answered: what was
@@ -1033,8 +1176,6 @@ fn final_replies(
             t.errors.push(format!("{what} {r}: {code} {text}"));
         }
     }
-    let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-    t.latencies_us.push(us);
     t.deliveries += ok as u64;
     if mail_ok && ok == rcpts.len() {
         t.messages_ok += 1;
@@ -1321,7 +1462,10 @@ fn load_main(args: &[String]) -> Result<bool, String> {
         let h = thread::Builder::new()
             .name(format!("session-{id}"))
             .spawn(move || {
-                let mut t = Tally::default();
+                let mut t = Tally {
+                    latencies: Latencies::with_cap(MAX_LATENCY_SAMPLES / cfg.sessions),
+                    ..Tally::default()
+                };
                 // A session the server queues instead of greeting must not hold up the
                 // start of the others: after --greet-wait it is greeted once running.
                 let session = Session::open(&cfg).and_then(|mut s| {
@@ -1422,7 +1566,7 @@ fn load_main(args: &[String]) -> Result<bool, String> {
         total.replies += t.replies;
         total.chunks += t.chunks;
         total.errors.extend(t.errors);
-        total.latencies_us.extend(t.latencies_us);
+        total.latencies.merge(t.latencies);
         total.refused += t.refused;
         total.refusals.extend(t.refusals);
         total.cut_messages += t.cut_messages;
@@ -1433,7 +1577,7 @@ fn load_main(args: &[String]) -> Result<bool, String> {
     idle.close();
     total.errors.append(&mut idle.errors);
 
-    total.latencies_us.sort_unstable();
+    let (latencies, max_us) = std::mem::take(&mut total.latencies).sorted();
     // CPU over the run: seconds, and milliseconds per delivery (user+sys, user, sys).
     let (mut cpu, mut per) = (
         ["-".to_string(), "-".into(), "-".into()],
@@ -1469,7 +1613,7 @@ fn load_main(args: &[String]) -> Result<bool, String> {
     println!(
         "RESULT label={} sessions={} size={} rcpts={} messages={} messages_ok={} deliveries={} \
          expected={} tempfail={} permfail={} errors={} replies={} secs={:.3} dps={:.1} mps={:.1} \
-         p50_ms={:.2} p99_ms={:.2} cpu_s={} cpu_user_s={} cpu_sys_s={} cpu_ms_per_delivery={} \
+         p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} latency_samples={} cpu_s={} cpu_user_s={} cpu_sys_s={} cpu_ms_per_delivery={} \
          cpu_user_ms_per_delivery={} cpu_sys_ms_per_delivery={} rss_kib={} procs={} \
          refused={} idle={} idle_greeted={} idle_refused={} idle_waiting={} idle_dropped={} \
          proto={} chunks={}",
@@ -1492,8 +1636,11 @@ fn load_main(args: &[String]) -> Result<bool, String> {
         secs,
         total.deliveries as f64 / secs,
         total.messages_ok as f64 / secs,
-        percentile(&total.latencies_us, 0.50),
-        percentile(&total.latencies_us, 0.99),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
+        percentile(&latencies, 0.99),
+        max_us as f64 / 1000.0,
+        latencies.len(),
         cpu[0],
         cpu[1],
         cpu[2],
@@ -1522,19 +1669,117 @@ fn load_main(args: &[String]) -> Result<bool, String> {
 // ---------------------------------------------------------------------------------------
 // Disk probe
 
-/// One probe thread: create + write 4 KiB + fsync + rename (or link, then unlink after the
-/// directory fsync) + fsync dir, until `until`.
-fn probe(
-    dir: &Path,
-    thread: usize,
-    until: Instant,
+/// What one probe cycle does: the durable unit of one store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbeKind {
+    /// Maildir: create a file in `tmp/`, write, fsync, rename (or link) into `new/`, fsync
+    /// `new/`.
+    File,
+    /// mbox: `flock(LOCK_EX)` an mbox-like file, append, fsync, unlock.
+    Append,
+    /// SQLite: `BEGIN IMMEDIATE`, insert a blob, `COMMIT` (WAL, `synchronous=FULL`).
+    Commit,
+}
+
+impl ProbeKind {
+    fn parse(s: &str) -> Result<ProbeKind, String> {
+        match s {
+            "file" => Ok(ProbeKind::File),
+            "append" => Ok(ProbeKind::Append),
+            "commit" => Ok(ProbeKind::Commit),
+            _ => Err(format!("--kind {s}: expected file, append or commit")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ProbeKind::File => "file",
+            ProbeKind::Append => "append",
+            ProbeKind::Commit => "commit",
+        }
+    }
+}
+
+/// Settings of one disk probe.
+#[derive(Clone, Debug)]
+struct DiskConfig {
+    /// Where the scratch directory is made.
+    base: PathBuf,
+    seconds: f64,
+    threads: usize,
+    kind: ProbeKind,
+    /// Bytes written per cycle.
+    size: u64,
+    /// Directories (file), mbox files (append) shared by the threads: thread t uses t mod K.
+    files: usize,
+    /// fsync `new/` after the rename (file only).
     dirsync: bool,
+    /// Link and unlink instead of rename (file only).
     link: bool,
-) -> std::io::Result<u64> {
+}
+
+/// Largest `--size` (a guard).
+const MAX_PROBE_SIZE: u64 = 1 << 30;
+/// The piece the probe writes its `--size` bytes in.
+const PROBE_PIECE: usize = 64 * 1024;
+/// Above this size the commit probe writes its blob in pieces (zeroblob, then blob writes)
+/// instead of binding one buffer.
+const PROBE_BLOB_INLINE: u64 = 1 << 20;
+
+fn disk_config(args: &[String]) -> Result<DiskConfig, String> {
+    let mut o = Options::new();
+    o.optopt("", "dir", "", "DIR");
+    o.optopt("", "seconds", "", "S");
+    o.optopt("", "threads", "", "N");
+    o.optopt("", "kind", "", "KIND");
+    o.optopt("", "size", "", "SIZE");
+    o.optopt("", "files", "", "K");
+    o.optflag("", "no-dirsync", "");
+    o.optflag("", "link", "");
+    let m = o.parse(args).map_err(|e| e.to_string())?;
+    if let Some(extra) = m.free.first() {
+        return Err(format!("unexpected argument '{extra}'"));
+    }
+    let cfg = DiskConfig {
+        base: PathBuf::from(m.opt_str("dir").ok_or("--dir is required")?),
+        seconds: opt_num(&m, "seconds", 2.0)?,
+        threads: opt_num(&m, "threads", 1)?,
+        kind: ProbeKind::parse(&m.opt_str("kind").unwrap_or_else(|| "file".into()))?,
+        size: parse_size(&m.opt_str("size").unwrap_or_else(|| "4K".into()))?,
+        files: opt_num(&m, "files", 1)?,
+        dirsync: !m.opt_present("no-dirsync"),
+        link: m.opt_present("link"),
+    };
+    if !(1..=64).contains(&cfg.threads) || !(0.1..=600.0).contains(&cfg.seconds) {
+        return Err("--threads 1..64, --seconds 0.1..600".into());
+    }
+    if !(1..=MAX_PROBE_SIZE).contains(&cfg.size) {
+        return Err("--size must be 1 byte to 1G".into());
+    }
+    if !(1..=1000).contains(&cfg.files) {
+        return Err("--files must be 1 to 1000".into());
+    }
+    Ok(cfg)
+}
+
+/// Writes `size` bytes of `piece` (repeated) to `w`.
+fn write_repeated(w: &mut impl Write, piece: &[u8], size: u64) -> std::io::Result<()> {
+    let mut left = size;
+    while left > 0 {
+        let n = usize::try_from(left).map_or(piece.len(), |l| l.min(piece.len()));
+        w.write_all(&piece[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// One `file` probe thread in Maildir-like directory `dir`: create + write + fsync + rename
+/// (or link, then unlink after the directory fsync) + fsync dir, until `until`.
+fn probe_file(dir: &Path, thread: usize, until: Instant, cfg: &DiskConfig) -> std::io::Result<u64> {
     let tmp = dir.join("tmp");
     let new = dir.join("new");
     let newdir = File::open(&new)?;
-    let data = vec![b'x'; 4096];
+    let piece = vec![b'x'; PROBE_PIECE];
     let mut n = 0u64;
     for i in 0..MAX_PROBES {
         if Instant::now() >= until {
@@ -1543,18 +1788,18 @@ fn probe(
         let name = format!("{thread}.{i}");
         let t = tmp.join(&name);
         let mut f = OpenOptions::new().write(true).create_new(true).open(&t)?;
-        f.write_all(&data)?;
+        write_repeated(&mut f, &piece, cfg.size)?;
         f.sync_all()?;
         drop(f);
-        if link {
+        if cfg.link {
             fs::hard_link(&t, new.join(&name))?;
         } else {
             fs::rename(&t, new.join(&name))?;
         }
-        if dirsync {
+        if cfg.dirsync {
             newdir.sync_all()?;
         }
-        if link {
+        if cfg.link {
             fs::remove_file(&t)?;
         }
         n += 1;
@@ -1562,33 +1807,155 @@ fn probe(
     Ok(n)
 }
 
-fn disk_main(args: &[String]) -> Result<bool, String> {
-    let mut o = Options::new();
-    o.optopt("", "dir", "", "DIR");
-    o.optopt("", "seconds", "", "S");
-    o.optopt("", "threads", "", "N");
-    o.optflag("", "no-dirsync", "");
-    o.optflag("", "link", "");
-    let m = o.parse(args).map_err(|e| e.to_string())?;
-    let base = PathBuf::from(m.opt_str("dir").ok_or("--dir is required")?);
-    let seconds: f64 = opt_num(&m, "seconds", 2.0)?;
-    let threads: usize = opt_num(&m, "threads", 1)?;
-    if !(1..=64).contains(&threads) || !(0.1..=600.0).contains(&seconds) {
-        return Err("--threads 1..64, --seconds 0.1..600".into());
+/// `flock(fd, op)`, retried on EINTR.
+#[allow(unsafe_code)]
+fn flock(f: &File, op: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock takes a descriptor and an operation; `f` keeps the descriptor open
+        // for the duration of the call and no memory is passed.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
-    let dirsync = !m.opt_present("no-dirsync");
-    let link = m.opt_present("link");
-    let dir = base.join(format!("probe-{}", std::process::id()));
-    fs::create_dir_all(dir.join("tmp")).map_err(|e| format!("{}: {e}", dir.display()))?;
-    fs::create_dir_all(dir.join("new")).map_err(|e| format!("{}: {e}", dir.display()))?;
+}
 
+/// One `append` probe thread on mbox-like file `path` (kept open): lock, append, fsync,
+/// unlock, until `until`.
+fn probe_append(path: &Path, until: Instant, cfg: &DiskConfig) -> std::io::Result<u64> {
+    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    let piece = vec![b'x'; PROBE_PIECE];
+    let mut n = 0u64;
+    for _ in 0..MAX_PROBES {
+        if Instant::now() >= until {
+            break;
+        }
+        flock(&f, libc::LOCK_EX)?;
+        let done = write_repeated(&mut f, &piece, cfg.size).and_then(|_| f.sync_all());
+        flock(&f, libc::LOCK_UN)?;
+        done?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Opens the commit probe's database with the settings every connection uses.
+fn probe_db(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let c = rusqlite::Connection::open(path)?;
+    c.busy_timeout(Duration::from_secs(30))?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    Ok(c)
+}
+
+/// One `commit` probe thread on its own connection to the database at `path`: one
+/// transaction inserting a `size`-byte blob per cycle, until `until`.
+fn probe_commit(path: &Path, until: Instant, cfg: &DiskConfig) -> rusqlite::Result<u64> {
+    let c = probe_db(path)?;
+    let inline = cfg.size <= PROBE_BLOB_INLINE;
+    let body = if inline {
+        vec![b'x'; usize::try_from(cfg.size).unwrap_or(0)]
+    } else {
+        vec![b'x'; PROBE_PIECE]
+    };
+    let size = i64::try_from(cfg.size).unwrap_or(i64::MAX);
+    let mut n = 0u64;
+    for _ in 0..MAX_PROBES {
+        if Instant::now() >= until {
+            break;
+        }
+        c.execute_batch("BEGIN IMMEDIATE")?;
+        let done = (|| {
+            if inline {
+                c.execute("INSERT INTO t(body) VALUES (?1)", [&body])?;
+            } else {
+                c.execute("INSERT INTO t(body) VALUES (zeroblob(?1))", [size])?;
+                let mut blob =
+                    c.blob_open(rusqlite::MAIN_DB, "t", "body", c.last_insert_rowid(), false)?;
+                write_repeated(&mut blob, &body, cfg.size)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            }
+            c.execute_batch("COMMIT")
+        })();
+        if done.is_err() {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+        done?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// What a disk probe measured.
+#[derive(Debug)]
+struct DiskResult {
+    /// Cycles completed by all threads.
+    ops: u64,
+    secs: f64,
+    /// This process's user and system CPU per cycle, ms ("-" when not measurable).
+    user_ms: String,
+    sys_ms: String,
+}
+
+/// Runs the probe `cfg` describes in a scratch directory under `cfg.base`, which it removes
+/// again (also when the probe fails).
+fn run_probe(cfg: &DiskConfig) -> Result<DiskResult, String> {
+    let dir = cfg.base.join(format!("probe-{}", std::process::id()));
+    let made = prepare_probe(cfg, &dir);
+    let result = made.and_then(|()| probe_threads(cfg, &dir));
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+/// Makes the scratch directory's Maildir directories, or the database and its table.
+fn prepare_probe(cfg: &DiskConfig, dir: &Path) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", dir.display());
+    fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    match cfg.kind {
+        ProbeKind::File => {
+            for k in 0..cfg.files {
+                for sub in ["tmp", "new"] {
+                    fs::create_dir_all(dir.join(format!("m{k}")).join(sub)).map_err(|e| err(&e))?;
+                }
+            }
+        }
+        ProbeKind::Append => {}
+        ProbeKind::Commit => {
+            // WAL is set once, before the threads connect: it is a property of the file.
+            let c = probe_db(&dir.join("probe.db")).map_err(|e| err(&e))?;
+            c.pragma_update(None, "journal_mode", "WAL")
+                .and_then(|()| {
+                    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+                })
+                .map_err(|e| err(&e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts the probe threads on the prepared scratch directory and sums their cycles.
+fn probe_threads(cfg: &DiskConfig, dir: &Path) -> Result<DiskResult, String> {
     let cpu_before = read_stat(std::process::id());
     let start = Instant::now();
-    let until = start + Duration::from_secs_f64(seconds);
-    let handles: Vec<_> = (0..threads)
+    let until = start + Duration::from_secs_f64(cfg.seconds);
+    let handles: Vec<_> = (0..cfg.threads)
         .map(|t| {
-            let d = dir.clone();
-            thread::spawn(move || probe(&d, t, until, dirsync, link))
+            let (d, cfg) = (dir.to_path_buf(), cfg.clone());
+            thread::spawn(move || -> Result<u64, String> {
+                let k = t % cfg.files;
+                match cfg.kind {
+                    ProbeKind::File => probe_file(&d.join(format!("m{k}")), t, until, &cfg)
+                        .map_err(|e| e.to_string()),
+                    ProbeKind::Append => probe_append(&d.join(format!("mbox{k}")), until, &cfg)
+                        .map_err(|e| e.to_string()),
+                    ProbeKind::Commit => {
+                        probe_commit(&d.join("probe.db"), until, &cfg).map_err(|e| e.to_string())
+                    }
+                }
+            })
         })
         .collect();
     let mut ops = 0u64;
@@ -1596,30 +1963,57 @@ fn disk_main(args: &[String]) -> Result<bool, String> {
     for h in handles {
         match h.join() {
             Ok(Ok(n)) => ops += n,
-            Ok(Err(e)) => failed = Some(e.to_string()),
+            Ok(Err(e)) => failed = Some(e),
             Err(_) => failed = Some("probe thread panicked".into()),
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    // This process's own CPU time per cycle: what the kernel charges for one durable create.
+    if let Some(e) = failed {
+        return Err(format!("disk probe: {e}"));
+    }
+    // This process's own CPU time per cycle: what the kernel charges for one durable unit.
     let (user_ms, sys_ms) = match (cpu_before, read_stat(std::process::id())) {
         (Some((_, u0, s0)), Some((_, u1, s1))) if ops > 0 => {
             let per = |a: u64, b: u64| {
-                format!("{:.3}", (b - a) as f64 * 1000.0 / CLOCK_TICKS / ops as f64)
+                format!(
+                    "{:.3}",
+                    b.saturating_sub(a) as f64 * 1000.0 / CLOCK_TICKS / ops as f64
+                )
             };
             (per(u0, u1), per(s0, s1))
         }
         _ => ("-".to_string(), "-".to_string()),
     };
-    let _ = fs::remove_dir_all(&dir);
-    if let Some(e) = failed {
-        return Err(format!("disk probe: {e}"));
-    }
+    Ok(DiskResult {
+        ops,
+        secs,
+        user_ms,
+        sys_ms,
+    })
+}
+
+fn disk_main(args: &[String]) -> Result<bool, String> {
+    let cfg = disk_config(args)?;
+    let r = run_probe(&cfg)?;
+    // threads= and dirsync= stay the first two fields: run.sh's start-of-run lines match
+    // on them by position.
     println!(
-        "DISK threads={threads} dirsync={} ops={ops} secs={secs:.3} per_s={:.0} \
-         cpu_user_ms_per_op={user_ms} cpu_sys_ms_per_op={sys_ms}",
-        u8::from(dirsync),
-        ops as f64 / secs
+        "DISK threads={} dirsync={} kind={} size={} files={} ops={} secs={:.3} per_s={:.0} \
+         cpu_user_ms_per_op={} cpu_sys_ms_per_op={}",
+        cfg.threads,
+        if cfg.kind == ProbeKind::File {
+            u8::from(cfg.dirsync).to_string()
+        } else {
+            "-".to_string()
+        },
+        cfg.kind.name(),
+        cfg.size,
+        cfg.files,
+        r.ops,
+        r.secs,
+        r.ops as f64 / r.secs.max(1e-6),
+        r.user_ms,
+        r.sys_ms,
     );
     Ok(true)
 }
@@ -1627,6 +2021,93 @@ fn disk_main(args: &[String]) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latencies_are_capped_and_the_maximum_is_exact() {
+        let mut l = Latencies::with_cap(100);
+        for us in 1..=10_000u64 {
+            l.push(us);
+        }
+        assert_eq!((l.seen, l.kept.len(), l.max), (10_000, 100, 10_000));
+        let mut all = Latencies::with_cap(1000);
+        all.merge(l);
+        let mut small = Latencies::with_cap(1000);
+        for us in [5u64, 1, 3] {
+            small.push(us);
+        }
+        all.merge(small);
+        let (sorted, max) = all.sorted();
+        assert_eq!(max, 10_000);
+        assert!(sorted.len() <= 1000 && sorted.windows(2).all(|w| w[0] <= w[1]));
+        // The sample stands for 1..=10000: its median is somewhere in the middle.
+        let p50 = percentile(&sorted, 0.5);
+        assert!((2.0..8.0).contains(&p50), "{p50} ms");
+        assert_eq!(percentile(&[1000, 2000, 3000], 0.5), 2.0);
+        assert_eq!(percentile(&[], 0.99), 0.0);
+    }
+
+    fn disk_args(extra: &[&str]) -> Result<DiskConfig, String> {
+        let mut args = vec!["--dir".to_string(), "/nonexistent".to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        disk_config(&args)
+    }
+
+    #[test]
+    fn disk_options_parse() {
+        let d = disk_args(&[]).expect("defaults");
+        assert_eq!(
+            (d.kind, d.size, d.files, d.threads),
+            (ProbeKind::File, 4096, 1, 1)
+        );
+        assert!(d.dirsync && !d.link);
+        let d = disk_args(&[
+            "--kind",
+            "append",
+            "--size",
+            "10M",
+            "--files",
+            "8",
+            "--threads",
+            "8",
+        ])
+        .expect("append");
+        assert_eq!(
+            (d.kind, d.size, d.files, d.threads),
+            (ProbeKind::Append, 10 << 20, 8, 8)
+        );
+        assert_eq!(
+            disk_args(&["--kind", "commit"]).map(|d| d.kind),
+            Ok(ProbeKind::Commit)
+        );
+        assert!(disk_args(&["--kind", "mmap"]).is_err());
+        assert!(disk_args(&["--size", "0"]).is_err());
+        assert!(disk_args(&["--size", "2G"]).is_err());
+        assert!(disk_args(&["--files", "0"]).is_err());
+        assert!(disk_args(&["--threads", "65"]).is_err());
+        assert!(disk_args(&["stray"]).is_err());
+    }
+
+    #[test]
+    fn every_probe_kind_runs_and_cleans_up() {
+        let base = tempfile::tempdir().expect("tmp");
+        // 100 KiB crosses the 64 KiB piece; 2 MiB takes the commit probe's blob path.
+        for (kind, size) in [
+            ("file", "100K"),
+            ("append", "100K"),
+            ("commit", "100K"),
+            ("commit", "2M"),
+        ] {
+            let mut cfg =
+                disk_args(&["--kind", kind, "--size", size, "--files", "2"]).expect("options");
+            cfg.base = base.path().to_path_buf();
+            cfg.seconds = 0.2;
+            cfg.threads = 3;
+            let r = run_probe(&cfg).expect("probe");
+            assert!(r.ops > 0, "{kind} {size}: {r:?}");
+            let left: Vec<_> = fs::read_dir(base.path()).expect("read").collect();
+            assert!(left.is_empty(), "{kind}: scratch left behind: {left:?}");
+        }
+    }
 
     #[test]
     fn body_has_the_exact_length_and_no_leading_dots() {
@@ -1801,7 +2282,8 @@ mod tests {
             assert_eq!((t.chunks, chunks.len()), (want as u64, want), "{size}");
             // Greeting and LHLO, MAIL and 2 RCPTs, one per non-LAST chunk, 2 for LAST.
             assert_eq!(replies, 2 + 3 + (want as u64 - 1) + 2, "{size}");
-            assert_eq!(t.latencies_us.len(), 1);
+            // One latency sample per recipient reply to LAST.
+            assert_eq!(t.latencies.seen, 2);
             for (i, &(n, last)) in chunks.iter().enumerate() {
                 assert_eq!(last, i + 1 == want, "{size}: chunk {i}");
                 assert!(n > 0 && (n == CHUNK || last), "{size}: chunk {i} of {n}");
