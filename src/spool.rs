@@ -159,7 +159,7 @@ impl Spool {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         self.len += data.len() as u64;
         self.charge.add(data.len());
-        self.lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.lines += count_lf(data);
         if let Some(h) = &mut self.hash {
             h.update(data);
         }
@@ -198,6 +198,21 @@ impl Spool {
             _charge: std::mem::take(&mut self.charge),
         })
     }
+}
+
+/// Number of LF octets in `data`. Counted per 255-octet block into a `u8`, which the compiler
+/// turns into wide vector compares (a plain `filter().count()` was a tenth of workload d's
+/// CPU time).
+fn count_lf(data: &[u8]) -> u64 {
+    data.chunks(255)
+        .map(|block| {
+            u64::from(
+                block
+                    .iter()
+                    .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'\n'))),
+            )
+        })
+        .sum()
 }
 
 /// Creates a 0600 file in `dir` and unlinks it at once: the data lives only as long as the
@@ -367,6 +382,19 @@ impl Body for FileBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_lf_counts_every_lf_across_block_boundaries_and_past_255_per_block() {
+        assert_eq!(count_lf(b""), 0);
+        assert_eq!(count_lf(b"a\nb\r\n\n"), 3);
+        // 256 LFs in a row: more than a u8 holds, split over two blocks.
+        assert_eq!(count_lf(&[b'\n'; 256]), 256);
+        let mixed: Vec<u8> = (0..10_000u32)
+            .map(|i| if i % 7 == 0 { b'\n' } else { b'x' })
+            .collect();
+        let naive = mixed.iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(count_lf(&mixed), naive);
+    }
 
     fn spool_all(chunks: &[&[u8]], dir: &Path) -> Vec<u8> {
         let mut s = Spool::new(dir);

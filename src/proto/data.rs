@@ -88,10 +88,7 @@ impl DataDecoder {
             // Fast path: copy a run of ordinary bytes in the middle of a line.
             if self.state == State::Mid {
                 let rest = input.get(i..).unwrap_or(&[]);
-                let run = rest
-                    .iter()
-                    .position(|&b| b == b'\r' || b == b'\n')
-                    .unwrap_or(rest.len());
+                let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
                 if run > 0 {
                     self.emit(out, rest.get(..run).unwrap_or(&[]));
                     i += run;
@@ -233,10 +230,7 @@ impl ChunkDecoder {
                     rest = tail;
                 }
                 _ => {
-                    let run = rest
-                        .iter()
-                        .position(|&c| c == b'\r' || c == b'\n')
-                        .unwrap_or(rest.len());
+                    let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
                     out.extend_from_slice(rest.get(..run).unwrap_or(&[]));
                     rest = rest.get(run..).unwrap_or(&[]);
                 }
