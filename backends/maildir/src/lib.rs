@@ -5,7 +5,9 @@
 //! substituted values are checked before they touch the file system. A copy is written to
 //! `tmp/` under a unique name, fsynced, hard-linked into `new/` as
 //! `<name>,S=<size>,W=<crlf size>` (a copy with flags into `cur/` with `:2,<flags>`), that
-//! directory is fsynced and the tmp file removed; only then is the copy durable. Each of a
+//! directory is fsynced and the tmp file removed; only then is the copy durable. On Linux
+//! the copy is written as an unnamed `O_TMPFILE` file in `new/` (or `cur/`) itself and
+//! named there with `linkat` once fsynced: no `tmp/` entry, one directory change per copy. Each of a
 //! recipient's targets names INBOX or a Maildir++ folder `.<name>`; the recipient's outcome
 //! combines its copies' ([`lmtpd_store::combine`]). A limited
 //! [`Quota`](lmtpd_store::Quota) is enforced with the Maildir++ `maildirsize` file, which
@@ -14,8 +16,8 @@
 //!
 //! Layout of this crate: `template` (path templates), `name` (unique names), `layout`
 //! (directories, folders, sweeping), `quota` (`maildirsize`), `write` (one copy), `dirsync`
-//! (shared directory fsyncs), `copies` (a message's copies on parallel threads), `error`
-//! (internal failure → [`DeliveryError`]).
+//! (shared directory fsyncs), `copies` (a message's copies on parallel threads), `sys`
+//! (`linkat`), `error` (internal failure → [`DeliveryError`]).
 
 mod copies;
 mod dirsync;
@@ -23,6 +25,7 @@ mod error;
 mod layout;
 mod name;
 mod quota;
+mod sys;
 mod template;
 mod write;
 
@@ -80,6 +83,9 @@ pub struct MaildirStore {
     swept: Mutex<HashSet<PathBuf>>,
     /// Shared `new/` fsyncs for concurrent deliveries into one maildir.
     syncs: dirsync::DirSyncs,
+    /// Copies are written as `O_TMPFILE` files in their target directory (Linux; cleared
+    /// when the filesystem refuses one), else through `tmp/`.
+    unnamed: std::sync::atomic::AtomicBool,
 }
 
 impl MaildirStore {
@@ -91,7 +97,17 @@ impl MaildirStore {
             host,
             swept: Mutex::new(HashSet::new()),
             syncs: dirsync::DirSyncs::default(),
+            unnamed: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// The same store writing every copy through `tmp/` (the path systems without
+    /// `O_TMPFILE` take), for the tests of that path.
+    #[cfg(test)]
+    pub(crate) fn through_tmp(self) -> Self {
+        self.unnamed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self
     }
 
     /// The configuration this store was built with.
@@ -211,7 +227,15 @@ impl MaildirStore {
             }
         }
 
-        let name = write::store_copy(&target_dir, &self.host, &self.syncs, msg, d, target)?;
+        let name = write::store_copy(
+            &target_dir,
+            &self.host,
+            &self.syncs,
+            &self.unnamed,
+            msg,
+            d,
+            target,
+        )?;
         let path = target_dir.join(&name);
 
         if limited {

@@ -1000,6 +1000,67 @@ impl testing::Harness for Harness {
 
 lmtpd_store::contract_suite!(harness);
 
+/// The same contract through `tmp/`, the path of systems without `O_TMPFILE`.
+mod through_tmp {
+    use super::*;
+
+    fn harness() -> Harness {
+        let dir = TempDir::new().unwrap();
+        let st = store(dir.path()).st.through_tmp();
+        Harness { dir, st }
+    }
+
+    lmtpd_store::contract_suite!(harness);
+}
+
+/// Linux: a copy is an `O_TMPFILE` file named in `new/` once durable; nothing ever appears in
+/// `tmp/`, and the file is 0600 with one link.
+#[cfg(target_os = "linux")]
+#[test]
+fn on_linux_a_copy_never_passes_through_tmp_and_has_one_link() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new().unwrap();
+    let st = store(dir.path());
+    for _ in 0..3 {
+        assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    }
+    let mb = mailbox(&dir, "alice");
+    assert!(names(&mb.join("tmp")).is_empty());
+    let new = names(&mb.join("new"));
+    assert_eq!(new.len(), 3);
+    for n in new {
+        let meta = fs::metadata(mb.join("new").join(&n)).unwrap();
+        assert_eq!(meta.nlink(), 1, "{n}");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{n}");
+        assert_eq!(
+            fs::read(mb.join("new").join(&n)).unwrap(),
+            [TRACE, BODY].concat()
+        );
+    }
+    assert!(
+        st.st.unnamed.load(std::sync::atomic::Ordering::Relaxed),
+        "this filesystem takes O_TMPFILE"
+    );
+}
+
+/// Through `tmp/` the copy is linked into `new/` and its `tmp/` name removed.
+#[test]
+fn through_tmp_a_copy_leaves_nothing_in_tmp() {
+    let dir = TempDir::new().unwrap();
+    let st = store(dir.path()).st.through_tmp();
+    let st = Modal {
+        st,
+        mode: DetailMailbox::Yes,
+    };
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    let mb = mailbox(&dir, "alice");
+    assert!(names(&mb.join("tmp")).is_empty());
+    assert_eq!(
+        fs::read(mb.join("new").join(names(&mb.join("new")).remove(0))).unwrap(),
+        [TRACE, BODY].concat()
+    );
+}
+
 /// The files of `dir` with their sizes.
 fn sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
     names(dir)
