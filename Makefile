@@ -86,8 +86,8 @@ interop: build
 # are installed with apt-get when missing and possible; skipped otherwise), each workload
 # also against the disk's own ceiling (lmtp-bench disk, run between the workloads). Prints a
 # Markdown report and writes bench-out/bench-<date>.md with three SVG charts beside it (a
-# complete run also copies them to docs/bench/); about 12 minutes on 2 cores. QUICK=1: small
-# counts, one repetition, two to three minutes. Builds through `build` so the binary keeps the
+# complete run also copies them and the report to contrib/bench/results/); about 14 minutes
+# on 2 cores. QUICK=1: small counts, one repetition, two to three minutes. Builds through `build` so the binary keeps the
 # SYSCONFDIR that `make install` expects; the load generator lmtp-bench is a workspace member
 # of its own (contrib/bench/lmtp-bench), built here and never installed. See
 # contrib/bench/run.sh for the other knobs.

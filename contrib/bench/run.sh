@@ -12,7 +12,8 @@
 # it to bench-out/bench-<date>.md, with three SVG charts beside it (bench-out/<date>-
 # {throughput,latency,rss}.svg, drawn by `lmtp-bench chart` from the raw results); a complete
 # run (QUICK=0, Dovecot ran, no SIEVE_ONLY, JOURNAL_ONLY or ONLY) also copies them to
-# docs/bench/{throughput,latency,rss}.svg for the README.
+# contrib/bench/results/{throughput,latency,rss}.svg with the report as report.md, for the
+# README.
 #
 # Measured per run: deliveries/s and messages/s, latency per recipient reply (from the final
 # dot, or BDAT LAST, to that recipient's reply: p50, p90, p99, max), the server's user and
@@ -1077,15 +1078,18 @@ report() {
 note="lmtpd $rev, $(date -u '+%Y-%m-%d %H:%M') UTC, $cpus CPUs, $kernel, mail on ${fs:-?}"
 [ $QUICK = 1 ] && note="$note (QUICK=1)"
 CHARTS=
+COMPLETE=
+RESULTS_DIR=$ROOT/contrib/bench/results
 if "$GEN" chart --results "$RESULTS" --out "$W/charts" --note "$note" 2> "$W/chart.err"; then
     CHARTS=yes
     for c in throughput latency rss; do cp "$W/charts/$c.svg" "$OUT_DIR/$STAMP-$c.svg"; done
     # A complete run's charts go where the README shows them from.
     if [ $QUICK = 0 ] && [ "${SIEVE_ONLY:-0}" != 1 ] && [ "${JOURNAL_ONLY:-0}" != 1 ] &&
         [ -z "$ONLY" ] && [ -n "$DOVECOT_BIN" ]; then
-        mkdir -p "$ROOT/docs/bench"
-        for c in throughput latency rss; do cp "$W/charts/$c.svg" "$ROOT/docs/bench/$c.svg"; done
-        log "charts copied to docs/bench/"
+        COMPLETE=yes
+        mkdir -p "$RESULTS_DIR"
+        for c in throughput latency rss; do cp "$W/charts/$c.svg" "$RESULTS_DIR/$c.svg"; done
+        log "charts copied to $RESULTS_DIR/"
     fi
 else
     log "charts failed: $(head -3 "$W/chart.err")"
@@ -1103,5 +1107,10 @@ report | tee "$REPORT"
     echo "</details>"
 } >> "$REPORT"
 log "report written to $REPORT"
+# A complete run's report goes beside its charts, the chart links made relative to them.
+if [ -n "$COMPLETE" ]; then
+    sed "s#($STAMP-\(throughput\|latency\|rss\)\.svg)#(\1.svg)#" "$REPORT" > "$RESULTS_DIR/report.md"
+    log "report copied to $RESULTS_DIR/report.md"
+fi
 [ -n "$CHARTS" ] && log "charts: $OUT_DIR/$STAMP-{throughput,latency,rss}.svg"
 exit $FAILED
