@@ -126,6 +126,29 @@ fn copy(mut reader: impl Read, file: &mut File, path: &Path) -> Result<u64, Fail
     })
 }
 
+/// Writes the copy (`d`'s trace for `target`, then the body) into `file`, checks that it is
+/// exactly `size` bytes and fsyncs it; `at` names the file (or its directory) in errors.
+fn write_copy(
+    file: &mut File,
+    at: &Path,
+    msg: &Message<'_>,
+    d: &Delivery<'_>,
+    target: &Target,
+    size: u64,
+) -> Result<(), Failure> {
+    let reader = d.reader_at(msg, target).map_err(|err| Failure::Io {
+        what: "open message spool".into(),
+        err,
+    })?;
+    let written = copy(reader, file, at)?;
+    if written != size {
+        return Err(Failure::Local(format!(
+            "message copy is {written} bytes, expected {size}; not delivering"
+        )));
+    }
+    file.sync_all().map_err(io_at("fsync", at))
+}
+
 /// Stores the copy `trace` + body of `msg` in the maildir `dir` (which must exist with
 /// `tmp/`, `new/` and `cur/`). Without flags the copy goes to `new/`; with flags it goes to
 /// `cur/` with the info `:2,<letters>` (Maildir flags are only valid in `cur/`). Returns the
@@ -159,18 +182,7 @@ pub(crate) fn store_copy(
 
     // Linux: written without a name in the target directory, named once durable.
     if let Some(mut file) = create_unnamed(&new_dir, unnamed)? {
-        let reader = d.reader_at(msg, target).map_err(|err| Failure::Io {
-            what: "open message spool".into(),
-            err,
-        })?;
-        let written = copy(reader, &mut file, &new_dir)?;
-        if written != size {
-            return Err(Failure::Local(format!(
-                "message copy is {written} bytes, expected {size}; not delivering"
-            )));
-        }
-        file.sync_all()
-            .map_err(io_at("fsync new file in", &new_dir))?;
+        write_copy(&mut file, &new_dir, msg, d, target, size)?;
         let mut cleanup = Cleanup::default();
         let mut tries = 0;
         let named = loop {
@@ -208,17 +220,7 @@ pub(crate) fn store_copy(
     let (mut base, tmp_path, mut file) = create_tmp(&tmp_dir, host)?;
     cleanup.tmp = Some(tmp_path.clone());
 
-    let reader = d.reader_at(msg, target).map_err(|err| Failure::Io {
-        what: "open message spool".into(),
-        err,
-    })?;
-    let written = copy(reader, &mut file, &tmp_path)?;
-    if written != size {
-        return Err(Failure::Local(format!(
-            "message copy is {written} bytes, expected {size}; not delivering"
-        )));
-    }
-    file.sync_all().map_err(io_at("fsync", &tmp_path))?;
+    write_copy(&mut file, &tmp_path, msg, d, target, size)?;
     drop(file);
 
     // link() never replaces an existing file; on the (unexpected) EEXIST pick a new name.

@@ -165,17 +165,24 @@ fn create_file(path: &Path) -> Result<(), OpenError> {
 }
 
 /// Opens the body-file directory when body files are on (creating it) or it exists, and
-/// sweeps it of files no row names (older than [`bodies::SWEEP_MIN_AGE`]).
-fn open_bodies(cfg: &SqliteConfig, conn: &Connection) -> Result<Option<BodyDir>, OpenError> {
+/// sweeps it of files no row names (older than [`bodies::SWEEP_MIN_AGE`]). A directory that
+/// cannot be used (a symlink, not a directory, no permission) is logged and body files stay
+/// off: mail keeps flowing into the database itself.
+fn open_bodies(cfg: &SqliteConfig, conn: &Connection) -> Option<BodyDir> {
     let dir = bodies::dir_of(&cfg.path);
     if cfg.body_files == 0 && fs::symlink_metadata(&dir).is_err() {
-        return Ok(None);
+        return None;
     }
-    let at = |err: io::Error| match err.kind() {
-        io::ErrorKind::InvalidInput => OpenError::new(OpenErrorKind::Refused, err.to_string()),
-        _ => OpenError::io(&err, format!("{}: {err}", dir.display())),
+    let bodies = match BodyDir::open(&cfg.path) {
+        Ok(b) => b,
+        Err(e) => {
+            log::warn!(
+                "sqlite: {}: {e}; every body is kept in the database",
+                dir.display()
+            );
+            return None;
+        }
     };
-    let bodies = BodyDir::open(&cfg.path).map_err(at)?;
     match bodies.sweep(conn, bodies::SWEEP_MIN_AGE) {
         Ok(0) => {}
         Ok(n) => log::info!(
@@ -184,7 +191,7 @@ fn open_bodies(cfg: &SqliteConfig, conn: &Connection) -> Result<Option<BodyDir>,
         ),
         Err(e) => log::warn!("sqlite: {}: cannot sweep body files: {e}", dir.display()),
     }
-    Ok(Some(bodies))
+    Some(bodies)
 }
 
 impl SqliteStore {
@@ -216,7 +223,7 @@ impl SqliteStore {
         conn::init(&mut setup, busy)
             .map_err(|err| open_error::sqlite(&err, format!("{}: {err}", path.display())))?;
         migrate::migrate(&mut setup, &path).map_err(|e| open_error::migration(&path, e))?;
-        let bodies = open_bodies(&cfg, &setup)?;
+        let bodies = open_bodies(&cfg, &setup);
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(conn::rw_flags())
             .with_init(move |c| conn::init(c, busy));

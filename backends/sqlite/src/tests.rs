@@ -1759,19 +1759,27 @@ fn export_refuses_a_body_file_that_is_a_symlink_hard_linked_or_of_the_wrong_size
 }
 
 #[test]
-fn a_symlinked_body_directory_is_refused_at_open() {
+fn a_symlinked_body_directory_is_never_written_through_and_bodies_stay_in_the_database() {
     let dir = TempDir::new().unwrap();
     let db = db_in(&dir);
     let target = dir.path().join("elsewhere");
     fs::create_dir(&target).unwrap();
     std::os::unix::fs::symlink(&target, crate::bodies::dir_of(&db)).unwrap();
-    let e = SqliteStore::try_open(SqliteConfig {
-        body_files: 1,
-        ..config(&db)
-    })
-    .unwrap_err();
-    assert_eq!(e.kind(), lmtpd_store::open::OpenErrorKind::Refused);
-    assert!(e.to_string().contains("symbolic link"), "{e}");
+    let st = open_files(&db, 1);
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    assert_eq!(
+        fs::read_dir(&target).unwrap().count(),
+        0,
+        "nothing written there"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM messages WHERE body_file IS NULL"),
+        1
+    );
+    assert_eq!(
+        export_eml(&db, "alice@example.org", None),
+        vec![(1, copy(&rcpt("alice"), BODY))]
+    );
 }
 
 #[test]
