@@ -196,9 +196,16 @@ pub(crate) fn store_copy(
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists && tries < NAME_TRIES => {
                     tries += 1;
                 }
-                // No /proc/self/fd (a chroot without /proc): this copy and the next go
-                // through tmp/ instead; the unnamed file vanishes when it is closed.
-                Err(err) if err.kind() == io::ErrorKind::NotFound && new_dir.is_dir() => {
+                // No /proc/self/fd (a chroot without /proc), or a security policy that
+                // forbids linking through it: this copy and the next go through tmp/
+                // instead (where a real permission problem fails on its own); the unnamed
+                // file vanishes when it is closed.
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::ENOENT | libc::EPERM | libc::EACCES)
+                    ) && new_dir.is_dir() =>
+                {
                     log::info!(
                         "maildir: cannot name an O_TMPFILE file ({err}); copies go through tmp/"
                     );

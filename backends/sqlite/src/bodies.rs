@@ -10,7 +10,8 @@
 //! Crash rules: a row is committed only after its file is durable, so no committed row ever
 //! names a missing or half-written file. A crash between the two leaves a file that no row
 //! names; [`BodyDir::sweep`] removes such files (and leftovers in `tmp/`) once they are older
-//! than [`SWEEP_MIN_AGE`], which no delivery in progress can be. Files are created 0600 with
+//! than [`SWEEP_MIN_AGE`], which no delivery in progress can be. The daemon sweeps on its
+//! first delivery and then daily (`lib.rs`); tools that open the store never do. Files are created 0600 with
 //! `O_EXCL | O_NOFOLLOW`, their names are made here (never from an address), and a reader
 //! refuses a symlink, a hard-linked file or one whose size differs from the row's.
 
@@ -125,11 +126,31 @@ fn ensure_dir(dir: &Path) -> io::Result<()> {
 impl BodyDir {
     /// The body-file directory of the database `db`, created (0700, with `tmp/`) when
     /// missing.
+    /// An existing directory must be ours to write: a probe file is made and removed in
+    /// `tmp/`, and a directory others may write into is refused.
     pub(crate) fn open(db: &Path) -> io::Result<BodyDir> {
         let dir = dir_of(db);
         ensure_dir(&dir)?;
         let tmp = dir.join("tmp");
         ensure_dir(&tmp)?;
+        for d in [&dir, &tmp] {
+            if fs::symlink_metadata(d)?.mode() & 0o022 != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{}: writable by others (refused)", d.display()),
+                ));
+            }
+        }
+        let probe = tmp.join(format!("probe.{:x}", std::process::id()));
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&probe)
+            .and_then(|_| fs::remove_file(&probe))
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", tmp.display())))?;
         Ok(BodyDir { dir, tmp })
     }
 
@@ -158,7 +179,7 @@ impl BodyDir {
             .map_err(io("create body file"))?;
         let written = (|| {
             let mut reader = body.open().map_err(io("open spooled body"))?;
-            crate::deliver::copy_exact(&mut reader, &mut file, body.len())?;
+            crate::deliver::copy_exact(&mut reader, &mut file, body.len(), "write body file")?;
             file.sync_all().map_err(io("fsync body file"))?;
             drop(file);
             fs::rename(&tmp, self.dir.join(&name)).map_err(io("rename body file"))
@@ -188,14 +209,20 @@ impl BodyDir {
     }
 
     /// Removes every body file that no `messages` row names and every `tmp/` leftover, of
-    /// those older than `min_age`. Returns how many were removed.
-    pub(crate) fn sweep(&self, conn: &Connection, min_age: Duration) -> io::Result<usize> {
-        let now = SystemTime::now();
+    /// those older than `min_age` at `now`. Returns how many were removed.
+    pub(crate) fn sweep(
+        &self,
+        conn: &Connection,
+        min_age: Duration,
+        now: SystemTime,
+    ) -> io::Result<usize> {
+        // The later of the modification and the change time (a rename sets the latter); a
+        // time in the future (a clock that went back) is never old.
         let old = |meta: &fs::Metadata| {
-            meta.modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age >= min_age)
+            let changed = UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(meta.ctime()).unwrap_or(u64::MAX / 4));
+            let newest = meta.modified().map_or(changed, |m| m.max(changed));
+            now.duration_since(newest).is_ok_and(|age| age >= min_age)
         };
         let mut removed = 0;
         for entry in fs::read_dir(&self.tmp)? {

@@ -249,17 +249,19 @@ fn insert_body(tx: &Connection, shared: &Shared<'_>, skip: u64) -> Result<i64, F
             err,
         }
     })?;
-    copy_exact(&mut reader, &mut blob, len)?;
+    copy_exact(&mut reader, &mut blob, len, "write body blob")?;
     blob.close().map_err(Failure::sql("close body blob"))?;
     Ok(id)
 }
 
 /// Copies exactly `len` bytes from `reader` to `out` through a [`CHUNK`]-sized buffer;
-/// a body that turns out shorter or longer than announced is an error.
+/// a body that turns out shorter or longer than announced is an error. `what` names the
+/// write in errors.
 pub(crate) fn copy_exact(
     reader: &mut dyn Read,
     out: &mut dyn Write,
     len: u64,
+    what: &'static str,
 ) -> Result<(), Failure> {
     let mut buf = vec![0u8; CHUNK];
     let mut done: u64 = 0;
@@ -269,10 +271,8 @@ pub(crate) fn copy_exact(
                 "spooled body is longer than its recorded {len} bytes"
             )));
         }
-        out.write_all(chunk).map_err(|err| Failure::Io {
-            what: "write body blob",
-            err,
-        })?;
+        out.write_all(chunk)
+            .map_err(|err| Failure::Io { what, err })?;
         done += chunk.len() as u64;
         Ok(())
     })

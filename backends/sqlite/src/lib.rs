@@ -38,7 +38,8 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lmtpd_store::open::{OpenError, OpenErrorKind};
 use lmtpd_store::{combine, DeliveryError, MailStore, Recipient, Reporter, Request, Usage};
@@ -101,8 +102,15 @@ pub struct SqliteStore {
     writer: Writer,
     /// The body-file directory: opened when `body_files` is on or the directory exists
     /// (rows of an earlier configuration may name files in it).
-    bodies: Option<BodyDir>,
+    bodies: Option<Arc<BodyDir>>,
+    /// When the body files were last swept (`None`: not yet; the first delivery does it).
+    swept: Mutex<Option<Instant>>,
+    /// Files younger than this are never swept ([`bodies::SWEEP_MIN_AGE`]).
+    sweep_min_age: Duration,
 }
+
+/// How often the daemon sweeps body files no row names.
+const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,34 +172,52 @@ fn create_file(path: &Path) -> Result<(), OpenError> {
     }
 }
 
-/// Opens the body-file directory when body files are on (creating it) or it exists, and
-/// sweeps it of files no row names (older than [`bodies::SWEEP_MIN_AGE`]). A directory that
-/// cannot be used (a symlink, not a directory, no permission) is logged and body files stay
-/// off: mail keeps flowing into the database itself.
-fn open_bodies(cfg: &SqliteConfig, conn: &Connection) -> Option<BodyDir> {
+/// Opens the body-file directory when body files are on (creating it) or it exists. A
+/// directory that cannot be used (a symlink, not a directory, writable by others, not
+/// writable by us) is logged and body files stay off: mail keeps flowing into the database.
+fn open_bodies(cfg: &SqliteConfig) -> Option<Arc<BodyDir>> {
     let dir = bodies::dir_of(&cfg.path);
     if cfg.body_files == 0 && fs::symlink_metadata(&dir).is_err() {
         return None;
     }
-    let bodies = match BodyDir::open(&cfg.path) {
-        Ok(b) => b,
+    match BodyDir::open(&cfg.path) {
+        Ok(b) => Some(Arc::new(b)),
         Err(e) => {
             log::warn!(
                 "sqlite: {}: {e}; every body is kept in the database",
                 dir.display()
             );
-            return None;
+            None
+        }
+    }
+}
+
+/// Sweeps `bodies` of files no row names that are older than `min_age` at `now`, on a
+/// connection of `pool`, and logs the outcome.
+fn sweep_bodies(
+    bodies: &BodyDir,
+    pool: &r2d2::Pool<SqliteConnectionManager>,
+    min_age: Duration,
+    now: SystemTime,
+) -> usize {
+    let conn = match pool.get() {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("sqlite: body file sweep: no connection: {e}");
+            return 0;
         }
     };
-    match bodies.sweep(conn, bodies::SWEEP_MIN_AGE) {
-        Ok(0) => {}
-        Ok(n) => log::info!(
-            "sqlite: {}: removed {n} body file(s) no message names",
-            dir.display()
-        ),
-        Err(e) => log::warn!("sqlite: {}: cannot sweep body files: {e}", dir.display()),
+    match bodies.sweep(&conn, min_age, now) {
+        Ok(0) => 0,
+        Ok(n) => {
+            log::info!("sqlite: removed {n} body file(s) no message names");
+            n
+        }
+        Err(e) => {
+            log::warn!("sqlite: cannot sweep body files: {e}");
+            0
+        }
     }
-    Some(bodies)
 }
 
 impl SqliteStore {
@@ -223,7 +249,7 @@ impl SqliteStore {
         conn::init(&mut setup, busy)
             .map_err(|err| open_error::sqlite(&err, format!("{}: {err}", path.display())))?;
         migrate::migrate(&mut setup, &path).map_err(|e| open_error::migration(&path, e))?;
-        let bodies = open_bodies(&cfg, &setup);
+        let bodies = open_bodies(&cfg);
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(conn::rw_flags())
             .with_init(move |c| conn::init(c, busy));
@@ -242,12 +268,48 @@ impl SqliteStore {
             pool,
             writer: Writer::new(setup),
             bodies,
+            swept: Mutex::new(None),
+            sweep_min_age: bodies::SWEEP_MIN_AGE,
         })
     }
 
     /// The configuration this store was built with.
     pub fn config(&self) -> &SqliteConfig {
         &self.cfg
+    }
+
+    /// Sweeps the body files on this thread as if it were `now`; returns how many were
+    /// removed.
+    #[cfg(test)]
+    pub(crate) fn sweep_at(&self, now: SystemTime) -> usize {
+        self.bodies
+            .as_ref()
+            .map_or(0, |b| sweep_bodies(b, &self.pool, self.sweep_min_age, now))
+    }
+
+    /// The same store sweeping files from `age` on (tests of the background sweep).
+    #[cfg(test)]
+    pub(crate) fn with_sweep_min_age(mut self, age: Duration) -> Self {
+        self.sweep_min_age = age;
+        self
+    }
+
+    /// Starts a sweep of the body files on a thread of its own when none ran in the last
+    /// [`SWEEP_EVERY`] (deliveries only: tools that open the store never sweep).
+    fn sweep_if_due(&self) {
+        let Some(bodies) = &self.bodies else { return };
+        let mut last = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let (bodies, pool, age) = (Arc::clone(bodies), self.pool.clone(), self.sweep_min_age);
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-sweep".into())
+            .spawn(move || sweep_bodies(&bodies, &pool, age, SystemTime::now()));
+        if let Err(e) = spawned {
+            log::warn!("sqlite: cannot start the body file sweep: {e}");
+        }
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, Failure> {
@@ -413,32 +475,30 @@ impl MailStore for SqliteStore {
         };
         // A large body goes into its own file first, outside the writer lock; the rows
         // naming it are committed only after it is durable.
+        // A body file that cannot be written is logged and the body goes into the database
+        // instead: its outcome (quota, space) is then each recipient's own, as without files.
+        self.sweep_if_due();
         let body_file = match &self.bodies {
             Some(dir) if self.cfg.body_files > 0 && msg.body.len() >= self.cfg.body_files => {
                 match dir.write(msg.body) {
                     Ok(name) => Some(name),
                     Err(failure) => {
-                        // Nothing was staged: every recipient gets the same answer.
-                        let Some(first) = req.deliveries.first() else {
-                            return;
-                        };
-                        let e = self.fail(first.rcpt, "write body file", failure);
-                        for i in 0..req.deliveries.len() {
-                            let copy = DeliveryError {
-                                text: e.text.clone(),
-                                source: e.source.clone(),
-                                ..e
-                            };
-                            if !reporter.report(i, Err(copy)) {
-                                break;
-                            }
-                        }
-                        return;
+                        log::warn!(
+                            "sqlite: cannot write a body file ({failure}); this body goes \
+                             into the database"
+                        );
+                        None
                     }
                 }
             }
             _ => None,
         };
+        if let (Some(dir), Some(name)) = (&self.bodies, &body_file) {
+            if reporter.client_gone() {
+                dir.remove(name);
+                return;
+            }
+        }
         let mut shared = Shared {
             msg,
             meta,

@@ -1645,19 +1645,8 @@ fn an_edited_copy_keeps_its_own_row_in_the_database_beside_the_body_file() {
     );
 }
 
-/// Sets the modification time of `p` to `secs` seconds ago.
-fn age(p: &Path, secs: u64) {
-    let t = std::time::SystemTime::now() - Duration::from_secs(secs);
-    fs::File::options()
-        .write(true)
-        .open(p)
-        .unwrap()
-        .set_modified(t)
-        .unwrap();
-}
-
 #[test]
-fn the_sweep_at_open_removes_old_files_no_row_names_and_keeps_the_rest() {
+fn the_sweep_removes_old_files_no_row_names_and_keeps_the_rest() {
     let dir = TempDir::new().unwrap();
     let db = db_in(&dir);
     let st = open_files(&db, 1);
@@ -1686,18 +1675,33 @@ fn the_sweep_at_open_removes_old_files_no_row_names_and_keeps_the_rest() {
         .clone();
     let young_orphan = bodies.join("1.2.3.4");
     fs::write(&young_orphan, b"a crash between file and row, just now").unwrap();
+    let future = bodies.join("5.6.7.9");
+    fs::write(
+        &future,
+        b"its mtime is a day ahead (a clock that went back)",
+    )
+    .unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&future)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + Duration::from_secs(86_400))
+        .unwrap();
     let old_tmp = bodies.join("tmp").join("5.6.7.8");
     fs::write(&old_tmp, b"half written").unwrap();
     let foreign = bodies.join("README");
     fs::write(&foreign, b"not ours").unwrap();
-    for p in named
-        .iter()
-        .map(|n| bodies.join(n))
-        .chain([old_tmp.clone(), foreign.clone()])
-    {
-        age(&p, 2 * 3600);
-    }
+    // Opening the store (as `lmtpd quota` does) sweeps nothing.
     let st = open_files(&db, 1);
+    assert!(body_files(&db).contains(&bobs), "no sweep at open");
+    let now = std::time::SystemTime::now();
+    assert_eq!(st.sweep_at(now), 0, "everything is younger than an hour");
+    let later = now + Duration::from_secs(2 * 3600);
+    assert_eq!(
+        st.sweep_at(later),
+        3,
+        "bob's file, the orphan, the tmp/ leftover"
+    );
     let left = body_files(&db);
     assert!(!left.contains(&bobs), "bob's unnamed old file is swept");
     assert!(
@@ -1705,9 +1709,10 @@ fn the_sweep_at_open_removes_old_files_no_row_names_and_keeps_the_rest() {
         "alice's stays"
     );
     assert!(
-        young_orphan.exists(),
-        "a young file may belong to a delivery in progress"
+        !young_orphan.exists(),
+        "an orphan is swept once an hour old"
     );
+    assert!(future.exists(), "a file from the future is never old");
     assert!(foreign.exists(), "a name lmtpd never makes is left alone");
     assert!(!old_tmp.exists(), "an old tmp/ leftover is swept");
     assert_eq!(
@@ -1812,4 +1817,66 @@ fn a_version_1_database_migrates_and_its_inline_bodies_still_export() {
         ]
     );
     assert_integrity(&db);
+}
+
+#[test]
+fn the_first_delivery_starts_the_sweep_in_the_background() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    drop(open_files(&db, 1));
+    let orphan = crate::bodies::dir_of(&db).join("a.b.c.d");
+    fs::write(&orphan, b"left by a crash").unwrap();
+    // Small bodies stay in the database here, so the sweep (from age 0) races no file.
+    let st = open_files(&db, 1 << 20).with_sweep_min_age(Duration::ZERO);
+    assert!(orphan.exists(), "no sweep at open");
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    for _ in 0..500 {
+        if !orphan.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!orphan.exists(), "swept after the first delivery");
+}
+
+#[test]
+fn a_body_file_that_cannot_be_written_puts_the_body_in_the_database() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let st = open_files(&db, 1);
+    // tmp/ turns into a file after the store checked it: every body-file write fails.
+    let tmp = crate::bodies::dir_of(&db).join("tmp");
+    fs::remove_dir(&tmp).unwrap();
+    fs::write(&tmp, b"not a directory").unwrap();
+    let out = deliver(&st, &[rcpt("alice"), with_quota("bob", Some(10), None)]);
+    assert!(out[0].is_ok(), "{out:?}");
+    assert_eq!(
+        code(&out[1]),
+        Some((452, Enhanced(4, 2, 2))),
+        "bob's own over-quota reply, not the body file's failure"
+    );
+    assert!(body_files(&db).is_empty());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT length(body) FROM messages WHERE body_file IS NULL"
+        ),
+        BODY.len() as i64
+    );
+}
+
+#[test]
+fn a_body_directory_others_may_write_into_is_not_used() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    drop(open_files(&db, 1));
+    let bodies = crate::bodies::dir_of(&db);
+    fs::set_permissions(&bodies, fs::Permissions::from_mode(0o777)).unwrap();
+    let st = open_files(&db, 1);
+    assert!(deliver(&st, &[rcpt("alice")])[0].is_ok());
+    assert!(body_files(&db).is_empty());
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM messages WHERE body_file IS NULL"),
+        1
+    );
 }

@@ -36,13 +36,14 @@ struct Results {
 }
 
 impl Results {
-    /// Reads the results file's text; lines that are neither run nor probe lines, and values
-    /// that are not numbers, are skipped.
+    /// Reads the results file's text; lines that are neither run nor probe lines, runs that
+    /// did not store what they acknowledged (`ok=no`), and values that are not numbers, are
+    /// skipped.
     fn parse(text: &str) -> Results {
         let mut r = Results::default();
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 6 || !matches!(f[4], "RESULT" | "DISK") {
+            if f.len() < 6 || !matches!(f[4], "RESULT" | "DISK") || f.last() == Some(&"ok=no") {
                 continue;
             }
             for kv in &f[5..] {
@@ -681,6 +682,16 @@ DISK threads=1 dirsync=1 per_s=5
             }
         }
         stack.is_empty() && !rest.contains('>')
+    }
+
+    #[test]
+    fn a_run_that_lost_mail_is_left_out_of_the_medians() {
+        let r = Results::parse(
+            "b lmtpd mbox 1 RESULT dps=100 stored=10 ok=yes\n\
+             b lmtpd mbox 2 RESULT dps=9000 stored=3 ok=no\n\
+             b lmtpd mbox 3 RESULT dps=300 stored=10 ok=yes\n",
+        );
+        assert_eq!(r.median("b", "lmtpd", "mbox", "dps"), Some(200.0));
     }
 
     #[test]
