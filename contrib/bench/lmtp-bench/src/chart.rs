@@ -316,6 +316,29 @@ impl Svg {
         }
     }
 
+    /// Draws the x axis line at `bottom` from `left` to `right` with `caption` centred
+    /// `below` it, then ends the document with the footer note.
+    fn close_x_axis(
+        mut self,
+        left: f64,
+        right: f64,
+        bottom: f64,
+        below: f64,
+        caption: &str,
+        note: &str,
+    ) -> String {
+        self.line(left, bottom, right, bottom, "#444444", 1.0);
+        self.text(
+            (left + right) / 2.0,
+            bottom + below,
+            12.0,
+            "middle",
+            "normal",
+            caption,
+        );
+        self.finish(note)
+    }
+
     /// Ends the document with the footer note.
     fn finish(mut self, note: &str) -> String {
         let (w, h) = (self.width, self.height);
@@ -419,16 +442,14 @@ fn throughput_svg(r: &Results, note: &str) -> String {
             svg.text(x0 + gw / 2.0, bottom + 38.0, 14.0, "middle", "bold", wl);
         }
     }
-    svg.line(left, bottom, right, bottom, "#444444", 1.0);
-    svg.text(
-        (left + right) / 2.0,
-        bottom + 62.0,
-        12.0,
-        "middle",
-        "normal",
+    svg.close_x_axis(
+        left,
+        right,
+        bottom,
+        62.0,
         "workload and store (ceiling: Maildir - file probe, mbox - append probe, SQLite - commit probe (d: file probe, its bodies are body files), with the workload's threads, size and mailboxes)",
-    );
-    svg.finish(note)
+        note,
+    )
 }
 
 /// Latency percentiles (p50, p90, p99, max) per main workload and server+store, log axis.
@@ -498,16 +519,14 @@ fn latency_svg(r: &Results, note: &str) -> String {
         }
         svg.text(x0 + gw / 2.0, bottom + 20.0, 14.0, "middle", "bold", wl);
     }
-    svg.line(left, bottom, right, bottom, "#444444", 1.0);
-    svg.text(
-        (left + right) / 2.0,
-        bottom + 44.0,
-        12.0,
-        "middle",
-        "normal",
+    svg.close_x_axis(
+        left,
+        right,
+        bottom,
+        44.0,
         "workload (medians over the repetitions of each percentile)",
-    );
-    svg.finish(note)
+        note,
+    )
 }
 
 /// Peak RSS against message size (1, 10, 100 MiB, one session), one line per
