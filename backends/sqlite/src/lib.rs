@@ -38,8 +38,9 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lmtpd_store::open::{OpenError, OpenErrorKind};
 use lmtpd_store::{combine, DeliveryError, MailStore, Recipient, Reporter, Request, Usage};
@@ -103,8 +104,8 @@ pub struct SqliteStore {
     /// The body-file directory: opened when `body_files` is on or the directory exists
     /// (rows of an earlier configuration may name files in it).
     bodies: Option<Arc<BodyDir>>,
-    /// When the body files were last swept (`None`: not yet; the first delivery does it).
-    swept: Mutex<Option<Instant>>,
+    /// Unix time of the last body-file sweep (0: none yet; the first delivery starts one).
+    swept: AtomicU64,
     /// Files younger than this are never swept ([`bodies::SWEEP_MIN_AGE`]).
     sweep_min_age: Duration,
 }
@@ -268,7 +269,7 @@ impl SqliteStore {
             pool,
             writer: Writer::new(setup),
             bodies,
-            swept: Mutex::new(None),
+            swept: AtomicU64::new(0),
             sweep_min_age: bodies::SWEEP_MIN_AGE,
         })
     }
@@ -298,17 +299,46 @@ impl SqliteStore {
     /// [`SWEEP_EVERY`] (deliveries only: tools that open the store never sweep).
     fn sweep_if_due(&self) {
         let Some(bodies) = &self.bodies else { return };
-        let mut last = self.swept.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+        let now = u64::try_from(unix_now()).unwrap_or(0).max(1);
+        let last = self.swept.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < SWEEP_EVERY.as_secs() {
             return;
         }
-        *last = Some(Instant::now());
+        // One delivery wins the turn; the others go on without waiting.
+        if self
+            .swept
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
         let (bodies, pool, age) = (Arc::clone(bodies), self.pool.clone(), self.sweep_min_age);
         let spawned = std::thread::Builder::new()
             .name("sqlite-sweep".into())
             .spawn(move || sweep_bodies(&bodies, &pool, age, SystemTime::now()));
         if let Err(e) = spawned {
             log::warn!("sqlite: cannot start the body file sweep: {e}");
+        }
+    }
+
+    /// Writes `body` into a new, durable body file when it is at least `body_files` bytes
+    /// and body files are on. `None` means the body goes into the database: it is smaller,
+    /// or the file could not be written (logged; each recipient then gets its own outcome
+    /// from the database, as without body files).
+    fn write_body_file(&self, body: &dyn lmtpd_store::Body) -> Option<(&BodyDir, String)> {
+        let dir = self.bodies.as_deref()?;
+        if self.cfg.body_files == 0 || body.len() < self.cfg.body_files {
+            return None;
+        }
+        match dir.write(body) {
+            Ok(name) => Some((dir, name)),
+            Err(failure) => {
+                log::warn!(
+                    "sqlite: cannot write a body file ({failure}); this body goes into the \
+                     database"
+                );
+                None
+            }
         }
     }
 
@@ -473,27 +503,9 @@ impl MailStore for SqliteStore {
                 return;
             }
         };
-        // A large body goes into its own file first, outside the writer lock; the rows
-        // naming it are committed only after it is durable.
-        // A body file that cannot be written is logged and the body goes into the database
-        // instead: its outcome (quota, space) is then each recipient's own, as without files.
         self.sweep_if_due();
-        let body_file = match &self.bodies {
-            Some(dir) if self.cfg.body_files > 0 && msg.body.len() >= self.cfg.body_files => {
-                match dir.write(msg.body) {
-                    Ok(name) => Some(name),
-                    Err(failure) => {
-                        log::warn!(
-                            "sqlite: cannot write a body file ({failure}); this body goes \
-                             into the database"
-                        );
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        if let (Some(dir), Some(name)) = (&self.bodies, &body_file) {
+        let file = self.write_body_file(msg.body);
+        if let Some((dir, name)) = &file {
             if reporter.client_gone() {
                 dir.remove(name);
                 return;
@@ -504,7 +516,7 @@ impl MailStore for SqliteStore {
             meta,
             received: unix_now(),
             body_row: None,
-            body_file: body_file.as_deref(),
+            body_file: file.as_ref().map(|(_, name)| name.as_str()),
         };
         let copies: Vec<(usize, &lmtpd_store::Target)> = req
             .deliveries
@@ -517,7 +529,7 @@ impl MailStore for SqliteStore {
         });
         // A body file that no staged row names is removed now; one named by a row whose
         // commit failed is left to the sweep (the commit may have reached the disk).
-        if let (Some(dir), Some(name)) = (&self.bodies, &body_file) {
+        if let Some((dir, name)) = &file {
             if !staged
                 .iter()
                 .any(|(r, _)| r.as_ref().is_ok_and(|s| s.in_file))
