@@ -269,6 +269,9 @@ if [ -n "$ONLY" ]; then
     RSS_RUNS=
     RSS_SIEVE=
 fi
+# lmtpd's sqlite_body_files (its default, written into every lmtpd configuration): SQLite
+# rows of workloads with messages this large are set against the file probe.
+SQLITE_BODY_FILES=262144
 # Per-run knobs, set around run_one: lmtpd's workers line (empty: none, the shipped
 # default), extra Dovecot configuration, extra lmtp-bench options.
 LM_WORKERS=16
@@ -383,6 +386,7 @@ start_lmtpd() {
         echo "maildir = $d/mail/%d/%n/Maildir"
         echo "mbox = $d/mail/%d/%n"
         echo "sqlite = $d/mail/mail.db"
+        echo "sqlite_body_files = $SQLITE_BODY_FILES"
         echo "postgres = host=$W/pg port=$PG_PORT user=postgres dbname=bench"
         echo "spool_dir = $d/spool"
         echo "max_message_size = 200M"
@@ -608,82 +612,49 @@ lmtpd sqlite"
 dovecot maildir
 lmtpd mbox
 lmtpd sqlite"
+# run_pairs SPEC TARGETS WITH WITHOUT: for every repetition and target, workload W of SPEC
+# with a setting (W) and without it (W0), on two fresh servers back to back, in alternating
+# order. WITH and WITHOUT are shell assignments, evaluated before each run. The order
+# alternates because this virtual disk is fast for a burst and then slows down, so whichever
+# run came second was measured on a slower disk (seen: f always after f0 gave Maildir 0.5x,
+# the same pair by hand in either order ~1x); pair_ratios takes the geometric mean.
+run_pairs() {
+    echo "$1" | while read -r pwl s m r size k; do
+        [ -n "$pwl" ] || continue
+        rep=1
+        while [ $rep -le "$REPS" ]; do
+            echo "$2" | while read -r pserver pstore; do
+                for which in $(if [ $((rep % 2)) = 1 ]; then echo "${pwl}0 $pwl"; else echo "$pwl ${pwl}0"; fi); do
+                    if [ "$which" = "${pwl}0" ]; then eval "$4"; else eval "$3"; fi
+                    run_one "$pserver" "$pstore" "$which" "$rep" "$s" "$m" "$r" "$size" "$k"
+                done
+            done
+            rep=$((rep + 1))
+        done
+    done
+}
+
 LM_WORKERS=$F_WORKERS
 DV_EXTRA=$F_DV_EXTRA
-# (run_one sets wl, server and store itself: the names below are passed as literals.)
-echo "$F_SPEC" | while read -r fwl s m r size k; do
-    [ -n "$fwl" ] || continue
-    rep=1
-    while [ $rep -le "$REPS" ]; do
-        echo "$F_TARGETS" | while read -r fserver fstore; do
-            # The order alternates: this virtual disk is fast for a burst and then slows
-            # down, so whichever run came second was measured on a slower disk (seen: f
-            # always after f0 gave Maildir 0.5x, the same pair by hand in either order ~1x).
-            for which in $(if [ $((rep % 2)) = 1 ]; then echo f0 f; else echo f f0; fi); do
-                if [ "$which" = f0 ]; then
-                    GEN_EXTRA=
-                    run_one "$fserver" "$fstore" f0 "$rep" "$s" "$m" "$r" "$size" "$k"
-                else
-                    GEN_EXTRA="--idle $F_IDLE --idle-lhlo"
-                    run_one "$fserver" "$fstore" "$fwl" "$rep" "$s" "$m" "$r" "$size" "$k"
-                fi
-            done
-        done
-        rep=$((rep + 1))
-    done
-done
+run_pairs "$F_SPEC" "$F_TARGETS" 'GEN_EXTRA="--idle $F_IDLE --idle-lhlo"' 'GEN_EXTRA='
 LM_WORKERS=16
 DV_EXTRA=
 GEN_EXTRA=
 
-# s: b with and without Sieve (s0), lmtpd only, pairs in alternating order as in f.
-echo "$S_SPEC" | while read -r swl s m r size k; do
-    [ -n "$swl" ] || continue
-    rep=1
-    while [ $rep -le "$REPS" ]; do
-        for sstore in maildir mbox sqlite; do
-            for which in $(if [ $((rep % 2)) = 1 ]; then echo s0 s; else echo s s0; fi); do
-                if [ "$which" = s0 ]; then
-                    LM_SIEVE=
-                    run_one lmtpd "$sstore" s0 "$rep" "$s" "$m" "$r" "$size" "$k"
-                else
-                    LM_SIEVE=rules
-                    run_one lmtpd "$sstore" "$swl" "$rep" "$s" "$m" "$r" "$size" "$k"
-                fi
-            done
-        done
-        rep=$((rep + 1))
-    done
-done
+# s: b with and without Sieve (s0), lmtpd only.
+LMTPD_TARGETS="lmtpd maildir
+lmtpd mbox
+lmtpd sqlite"
+run_pairs "$S_SPEC" "$LMTPD_TARGETS" 'LM_SIEVE=rules' 'LM_SIEVE='
 LM_SIEVE=
 
-# j: b with the retry journal (the default) and without it (j0), lmtpd only, pairs in
-# alternating order as in f.
-echo "$J_SPEC" | while read -r jwl s m r size k; do
-    [ -n "$jwl" ] || continue
-    rep=1
-    while [ $rep -le "$REPS" ]; do
-        for jstore in maildir mbox sqlite; do
-            for which in $(if [ $((rep % 2)) = 1 ]; then echo j0 j; else echo j j0; fi); do
-                if [ "$which" = j0 ]; then
-                    LM_JOURNAL=off
-                    run_one lmtpd "$jstore" j0 "$rep" "$s" "$m" "$r" "$size" "$k"
-                else
-                    LM_JOURNAL=
-                    run_one lmtpd "$jstore" "$jwl" "$rep" "$s" "$m" "$r" "$size" "$k"
-                fi
-            done
-        done
-        rep=$((rep + 1))
-    done
-done
+# j: b with the retry journal (the default) and without it (j0), lmtpd only.
+run_pairs "$J_SPEC" "$LMTPD_TARGETS" 'LM_JOURNAL=' 'LM_JOURNAL=off'
 LM_JOURNAL=
 
 run_set "$RSS_RUNS" 1 "$RSS_TARGETS"
 LM_SIEVE=body
-run_set "$RSS_SIEVE" 1 "lmtpd maildir
-lmtpd mbox
-lmtpd sqlite"
+run_set "$RSS_SIEVE" 1 "$LMTPD_TARGETS"
 LM_SIEVE=
 grep -q ' ok=no$\|START_FAILED' "$RESULTS" && FAILED=1
 ELAPSED=$(($(date +%s) - START))
@@ -838,8 +809,9 @@ report() {
         "commit (BEGIN IMMEDIATE, INSERT the message as a blob, COMMIT; WAL, synchronous=FULL;" \
         "the threads take turns on an in-process lock, as one database has one writer; a" \
         "server's commit may carry several deliveries, e.g. every copy of a c or c8 message);" \
-        "SQLite d against --kind file, since bodies of 256 KiB and more are body files" \
-        "(sqlite_body_files) and the commit naming one is small." \
+        "SQLite rows whose messages are $SQLITE_BODY_FILES bytes or more (d) against --kind file," \
+        "since those bodies are body files (sqlite_body_files) and the commit naming one is" \
+        "small." \
         "Ceiling: the median of those probes, cycles/s. Dovecot's SQLite cells are Dovecot" \
         "Maildir against the file ceiling. A ratio above 100 % is possible: the probe does one" \
         "fsync per cycle, while a server can let concurrent deliveries share one (lmtpd does)." \
@@ -852,8 +824,10 @@ report() {
         for t in "maildir file maildir" "mbox append mbox" "sqlite commit maildir"; do
             set -- $t
             store=$1 kind=$2 dvs=$3
-            # d's 10 MiB bodies are SQLite body files (sqlite_body_files): a file per delivery.
-            [ $store = sqlite ] && [ $wl = d ] && kind=file
+            # Bodies of SQLITE_BODY_FILES or more are SQLite body files: a file per delivery.
+            [ $store = sqlite ] && [ "$(med "$wl" lmtpd sqlite size)" != - ] &&
+                awk -v s="$(med "$wl" lmtpd sqlite size)" -v t="$SQLITE_BODY_FILES" \
+                    'BEGIN { exit !(t > 0 && s >= t) }' && kind=file
             dps=$(med "$wl" lmtpd $store dps)
             ceil=$(med "$wl" probe $kind per_s)
             ddps=$(med "$wl" dovecot $dvs dps)
@@ -1082,7 +1056,8 @@ note="lmtpd $rev, $(date -u '+%Y-%m-%d %H:%M') UTC, $cpus CPUs, $kernel, mail on
 CHARTS=
 COMPLETE=
 RESULTS_DIR=$ROOT/contrib/bench/results
-if "$GEN" chart --results "$RESULTS" --out "$W/charts" --note "$note" 2> "$W/chart.err"; then
+if "$GEN" chart --results "$RESULTS" --out "$W/charts" --note "$note" \
+    --sqlite-body-files "$SQLITE_BODY_FILES" 2> "$W/chart.err"; then
     CHARTS=yes
     for c in throughput latency rss; do cp "$W/charts/$c.svg" "$OUT_DIR/$STAMP-$c.svg"; done
     # A complete run's charts go where the README shows them from.

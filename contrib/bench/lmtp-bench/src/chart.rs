@@ -348,10 +348,14 @@ impl Svg {
     }
 }
 
-/// The probe a store's row is set against: SQLite keeps d's 10 MiB bodies as body files
-/// (`sqlite_body_files`, 256 KiB and up), so its durable unit there is a file, not a commit.
-fn sqlite_kind<'a>(wl: &str, store: &str, kind: &'a str) -> &'a str {
-    if store == "sqlite" && wl == "d" {
+/// The probe a store's row is set against: SQLite keeps bodies of `body_files` bytes or more
+/// (the server's `sqlite_body_files`, 0: none) as body files, so for a workload whose
+/// messages are that large its durable unit is a file, not a commit.
+fn ceiling_kind<'a>(r: &Results, wl: &str, store: &str, kind: &'a str, body_files: f64) -> &'a str {
+    let large = r
+        .median(wl, "lmtpd", store, "size")
+        .is_some_and(|size| body_files > 0.0 && size >= body_files);
+    if store == "sqlite" && large {
         "file"
     } else {
         kind
@@ -360,7 +364,7 @@ fn sqlite_kind<'a>(wl: &str, store: &str, kind: &'a str) -> &'a str {
 
 /// Deliveries/s of lmtpd and Dovecot against the matching disk ceiling, per main workload
 /// and store, on a log axis.
-fn throughput_svg(r: &Results, note: &str) -> String {
+fn throughput_svg(r: &Results, note: &str, body_files: f64) -> String {
     let (w, h) = (1400.0, 580.0);
     let (left, right, top, bottom) = (80.0, 1380.0, 80.0, 470.0);
     let kinds = [
@@ -373,7 +377,7 @@ fn throughput_svg(r: &Results, note: &str) -> String {
     for wl in WORKLOADS {
         for (store, kind) in kinds {
             let dvs = if store == "sqlite" { "maildir" } else { store };
-            let kind = sqlite_kind(wl, store, kind);
+            let kind = ceiling_kind(r, wl, store, kind, body_files);
             groups.push((
                 wl,
                 store,
@@ -629,14 +633,22 @@ fn rss_svg(r: &Results, note: &str) -> String {
     svg.finish(note)
 }
 
-/// `lmtp-bench chart --results FILE --out DIR [--note TEXT]`: writes throughput.svg,
-/// latency.svg and rss.svg into DIR.
+/// `lmtp-bench chart --results FILE --out DIR [--note TEXT] [--sqlite-body-files BYTES]`:
+/// writes throughput.svg, latency.svg and rss.svg into DIR. BYTES is the servers'
+/// `sqlite_body_files` (default 262144, lmtpd's own default).
 pub(crate) fn chart_main(args: &[String]) -> Result<bool, String> {
     let mut o = Options::new();
     o.optopt("", "results", "", "FILE");
     o.optopt("", "out", "", "DIR");
     o.optopt("", "note", "", "TEXT");
+    o.optopt("", "sqlite-body-files", "", "BYTES");
     let m = o.parse(args).map_err(|e| e.to_string())?;
+    let body_files: u64 = match m.opt_str("sqlite-body-files") {
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("--sqlite-body-files: not a number of bytes: {v}"))?,
+        None => 256 << 10,
+    };
     if let Some(extra) = m.free.first() {
         return Err(format!("unexpected argument '{extra}'"));
     }
@@ -647,7 +659,10 @@ pub(crate) fn chart_main(args: &[String]) -> Result<bool, String> {
     let r = Results::parse(&text);
     fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     for (name, svg) in [
-        ("throughput.svg", throughput_svg(&r, &note)),
+        (
+            "throughput.svg",
+            throughput_svg(&r, &note, body_files as f64),
+        ),
         ("latency.svg", latency_svg(&r, &note)),
         ("rss.svg", rss_svg(&r, &note)),
     ] {
@@ -701,6 +716,26 @@ DISK threads=1 dirsync=1 per_s=5
             }
         }
         stack.is_empty() && !rest.contains('>')
+    }
+
+    #[test]
+    fn sqlite_is_set_against_the_file_probe_exactly_when_its_bodies_are_body_files() {
+        let r = Results::parse(
+            "d lmtpd sqlite 1 RESULT size=10485760 dps=50 ok=yes\n\
+             b lmtpd sqlite 1 RESULT size=4096 dps=900 ok=yes\n\
+             f lmtpd sqlite 1 RESULT size=262144 dps=90 ok=yes\n",
+        );
+        let kind = |wl, store, body_files| ceiling_kind(&r, wl, store, "commit", body_files);
+        assert_eq!(kind("d", "sqlite", 262_144.0), "file");
+        assert_eq!(kind("f", "sqlite", 262_144.0), "file", "at the threshold");
+        assert_eq!(kind("b", "sqlite", 262_144.0), "commit");
+        assert_eq!(kind("d", "sqlite", 0.0), "commit", "body files off");
+        assert_eq!(
+            kind("d", "mbox", 262_144.0),
+            "commit",
+            "only SQLite has body files"
+        );
+        assert_eq!(kind("x", "sqlite", 262_144.0), "commit", "no run, no size");
     }
 
     #[test]
@@ -758,7 +793,7 @@ DISK threads=1 dirsync=1 per_s=5
     fn the_charts_are_well_formed_and_carry_series_and_note() {
         let r = Results::parse(SAMPLE);
         let note = "lmtpd v1-2-g<abc> & co, 2 CPUs";
-        let t = throughput_svg(&r, note);
+        let t = throughput_svg(&r, note, 262_144.0);
         let l = latency_svg(&r, note);
         let m = rss_svg(&r, note);
         for svg in [&t, &l, &m] {
@@ -781,7 +816,7 @@ DISK threads=1 dirsync=1 per_s=5
         // No data at all still gives valid, empty charts.
         let empty = Results::parse("");
         for svg in [
-            throughput_svg(&empty, ""),
+            throughput_svg(&empty, "", 262_144.0),
             latency_svg(&empty, ""),
             rss_svg(&empty, ""),
         ] {

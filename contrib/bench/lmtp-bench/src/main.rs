@@ -107,7 +107,7 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "\
 Usage: lmtp-bench load --connect ADDR [options]
-       lmtp-bench chart --results FILE --out DIR [--note TEXT]
+       lmtp-bench chart --results FILE --out DIR [--note TEXT] [--sqlite-body-files BYTES]
        lmtp-bench disk --dir DIR [--kind file|append|commit] [--size SIZE] [--files K]
                        [--seconds S] [--threads N] [--no-dirsync] [--link]
 
